@@ -1,0 +1,387 @@
+"""`faceprompt prepare DATASET --root PATH --out DIR`: a downloaded dataset -> face crops + one manifest.
+
+    report = prepare_dataset("utkface", "~/data/UTKFace", "prepared/utkface", limit=500)
+    print(report.summary())
+
+Steps: the dataset's adapter (``data_prep``) reads the labels in the published layout; ``--limit`` takes a
+seeded subset; rows without an official split get a seeded identity-disjoint one (stored in
+``DIR/splits.csv`` and reused); every image is loaded robustly (``load_rgb``), the largest detected face
+is cropped with a margin to a square of ``--size`` pixels and cached under ``DIR/crops/<setting>/``.
+Crops are written atomically and logged, so a re-run skips finished work and an interrupted run resumes.
+An image where the detector finds no face is kept as a centred square crop by default (``--no-face
+keep``, counted and noted in the row's ``source``) or dropped (``--no-face drop``, counted as a skip).
+Nothing in one image stops the run: every skip is reported with its file and reason, and also written to
+``DIR/skipped.csv``.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing as mp
+import os
+import re
+import time
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import pandas as pd
+from tqdm import tqdm
+
+from data_prep import ADAPTERS, get_adapter
+from data_prep.base import Skip, has_label
+from faceprompt.data.manifest import SPLITS, TASK_COLUMNS, write_manifest
+from faceprompt.data.splits import SPLIT_FILE, assign_splits, read_splits, write_splits
+from faceprompt.detect import DEFAULT_DETECTOR
+from faceprompt.io import atomic_path, write_json_atomic
+from faceprompt.tasks import TASKS
+
+NO_FACE_POLICIES = ("keep", "drop")
+_LOG = "_log.jsonl"
+
+
+@dataclass
+class PrepareOptions:
+    """Everything that shapes a prepared dataset (also stored in ``DIR/prepare.json``)."""
+
+    detector: str = DEFAULT_DETECTOR
+    detect: bool | None = None  # None: the adapter's DETECT_BY_DEFAULT
+    margin: float = 0.25  # added on each side, as a fraction of the face box's larger side
+    size: int = 224
+    limit: int | None = None
+    seed: int = 0
+    workers: int = 2
+    no_face: str = "keep"
+    val_fraction: float = 0.1
+    test_fraction: float = 0.1
+    keep_official_splits: bool = True
+    resplit: bool = False  # ignore DIR/splits.csv from earlier runs
+    progress: bool = True
+    adapter_options: dict = field(default_factory=dict)
+
+    def validate(self) -> None:
+        if self.no_face not in NO_FACE_POLICIES:
+            raise ValueError(f"no_face must be one of {NO_FACE_POLICIES}, got {self.no_face!r}")
+        if not 16 <= self.size <= 2048:
+            raise ValueError(f"size must be 16..2048 pixels, got {self.size}")
+        if not 0 <= self.margin <= 2:
+            raise ValueError(f"margin must be 0..2 (a fraction of the face size), got {self.margin}")
+        if self.limit is not None and self.limit < 1:
+            raise ValueError(f"limit must be >= 1, got {self.limit}")
+        if self.workers < 1:
+            raise ValueError(f"workers must be >= 1, got {self.workers}")
+
+
+@dataclass
+class PrepareReport:
+    """What a prepare run produced and everything it left out, with reasons."""
+
+    dataset: str
+    out: Path
+    manifest: Path
+    rows: int
+    counts: dict[str, dict[str, dict[str, int]]]  # split -> column -> class -> count
+    skipped: list[Skip]
+    warnings: list[str]
+    crops: Counter  # outcome -> count: face, no_face, full (detection off), cached
+    detect: bool
+    seconds: float
+
+    def skip_reasons(self) -> Counter:
+        return Counter(_reason_kind(s.reason) for s in self.skipped)
+
+    def summary(self, examples: int = 3) -> str:
+        lines = [f"{self.dataset}: {self.rows} rows -> {self.manifest} ({self.seconds:.1f} s)"]
+        crop_info = ", ".join(f"{k} {v}" for k, v in sorted(self.crops.items()))
+        lines.append(f"  crops: {crop_info or 'none'} (detection {'on' if self.detect else 'off'})")
+        for split in SPLITS:
+            if split not in self.counts:
+                continue
+            columns = self.counts[split]
+            parts = [f"{split}: {columns['rows']['all']} rows"]
+            for column in ("gender", "age_bin", "emotion"):
+                classes = columns.get(column, {})
+                if classes:
+                    parts.append(f"{column} " + " ".join(f"{c}={n}" for c, n in classes.items()))
+            lines.append("  " + " | ".join(parts))
+        lines.append(f"  skipped: {len(self.skipped)}")
+        for kind, count in self.skip_reasons().most_common():
+            first = [s for s in self.skipped if _reason_kind(s.reason) == kind][:examples]
+            lines.append(f"    {count} x {kind}")
+            lines.extend(f"      e.g. {s}" for s in first)
+        lines.extend(f"  warning: {w}" for w in self.warnings)
+        return "\n".join(lines)
+
+
+def _reason_kind(reason: str) -> str:
+    """Group skip reasons: drop quoted values, numbers and parentheses so alike skips count together."""
+    kind = re.sub(r"\s*\(.*?\)", "", reason)
+    kind = re.sub(r"'[^']*'|\"[^\"]*\"", "'…'", kind)
+    return re.sub(r"\d+", "N", kind).strip()
+
+
+# ----------------------------------------------------------------------------------------------- crops
+
+@dataclass(frozen=True)
+class CropJob:
+    key: str
+    src: str
+    dst: str
+    detect: bool
+    detector: str
+    margin: float
+    size: int
+
+
+_WORKER_DETECTOR = {}
+
+
+def _detector(name: str):
+    """One detector per process, built on first use (each worker process gets its own)."""
+    if name not in _WORKER_DETECTOR:
+        from faceprompt.detect import get_detector
+
+        _WORKER_DETECTOR[name] = get_detector(name)
+    return _WORKER_DETECTOR[name]
+
+
+def _init_worker() -> None:
+    # Each process gets one core: OpenCV's and torch's own thread pools would fight the process pool.
+    import cv2
+
+    cv2.setNumThreads(1)
+    try:
+        import torch
+
+        torch.set_num_threads(1)
+    except ImportError:
+        pass
+
+
+def crop_one(job: CropJob) -> dict:
+    """Load, detect, crop and save one image; never raises (the outcome says what happened)."""
+    from faceprompt.data.images import load_rgb
+    from faceprompt.detect import crop_face, pick_face
+
+    try:
+        image = load_rgb(job.src)
+    except (OSError, ValueError) as err:  # ImageLoadError is a ValueError; FileNotFoundError an OSError
+        return {"key": job.key, "status": "error", "reason": str(err)}
+    box, score, status = None, None, "full"
+    if job.detect:
+        import numpy as np
+
+        try:
+            face = pick_face(_detector(job.detector).detect(np.asarray(image)))
+        except Exception as err:  # a backend failing on one odd image must not end the run
+            return {"key": job.key, "status": "error", "reason": f"{job.src}: detector failed: {err}"}
+        status = "no_face" if face is None else "face"
+        if face is not None:
+            box, score = face.box, face.score
+    crop = crop_face(image, box, job.margin, job.size)
+    with atomic_path(job.dst) as tmp:
+        crop.save(tmp, format="JPEG", quality=95)
+    return {"key": job.key, "status": status, "score": score, "box": box}
+
+
+def _read_log(path: Path) -> dict[str, dict]:
+    done: dict[str, dict] = {}
+    if path.is_file():
+        for line in path.read_text(encoding="utf-8").splitlines():
+            try:
+                entry = json.loads(line)
+            except json.JSONDecodeError:
+                continue  # a line cut off by an interruption
+            done[entry["key"]] = entry
+    return done
+
+
+def run_crops(jobs: list[CropJob], log_path: Path, workers: int, progress: bool) -> dict[str, dict]:
+    """Crop every job not already done; return key -> outcome for all jobs."""
+    done = _read_log(log_path)
+    outcomes = {}
+    todo = []
+    for job in jobs:
+        entry = done.get(job.key)
+        if entry and entry["status"] != "error" and Path(job.dst).is_file():
+            outcomes[job.key] = {**entry, "cached": True}
+        else:
+            todo.append(job)
+    if not todo:
+        return outcomes
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    bar = tqdm(total=len(todo), desc="cropping", unit="img", disable=not progress, smoothing=0.1)
+    with open(log_path, "a", encoding="utf-8") as log:
+        if workers == 1 or len(todo) < 8:
+            _init_worker()
+            results = map(crop_one, todo)
+            pool = None
+        else:
+            context = mp.get_context("fork" if "fork" in mp.get_all_start_methods() else "spawn")
+            pool = context.Pool(workers, initializer=_init_worker)
+            results = pool.imap_unordered(crop_one, todo, chunksize=8)
+        try:
+            for outcome in results:
+                outcomes[outcome["key"]] = outcome
+                if outcome["status"] != "error":  # errors are retried next time (the file may get fixed)
+                    log.write(json.dumps(outcome) + "\n")
+                    log.flush()
+                bar.update()
+        finally:
+            bar.close()
+            if pool is not None:
+                pool.terminate()
+                pool.join()
+    return outcomes
+
+
+# ---------------------------------------------------------------------------------------------- driver
+
+def _crop_dir(out: Path, options: PrepareOptions, detect: bool) -> Path:
+    setting = f"{options.detector if detect else 'full'}_m{options.margin:g}_s{options.size}"
+    return out / "crops" / setting  # a new setting never reuses crops made under another
+
+
+def _crop_name(key: str) -> str:
+    return key if key.lower().endswith(".jpg") else key + ".jpg"
+
+
+def _take_limit(rows: list[dict], limit: int | None, seed: int) -> list[dict]:
+    if limit is None or limit >= len(rows):
+        return rows
+    import random
+
+    picked = random.Random(seed).sample(range(len(rows)), limit)
+    return [rows[i] for i in sorted(picked)]
+
+
+def _counts(frame: pd.DataFrame) -> dict[str, dict[str, dict[str, int]]]:
+    task_of = {column: task for task, column in TASK_COLUMNS.items()}
+    counts = {}
+    for split, part in frame.groupby("split", sort=False):
+        counts[split] = {"rows": {"all": len(part)}}
+        for column in ("gender", "age_bin", "emotion"):
+            found = part[column].value_counts()
+            order = list(TASKS[task_of[column]].classes) + [""]
+            counts[split][column] = {(c or "(missing)"): int(found[c]) for c in order if c in found}
+    return {s: counts[s] for s in SPLITS if s in counts}
+
+
+def prepare_dataset(name: str, root: str | os.PathLike | None, out: str | os.PathLike,
+                    **options) -> PrepareReport:
+    """Prepare one dataset; ``options`` are ``PrepareOptions`` fields, anything else goes to the adapter
+    (``ages=`` for vggface2, ``lfw_lists=`` for facial_expressions, ``n=`` for synthetic)."""
+    start = time.perf_counter()
+    known = set(PrepareOptions.__dataclass_fields__)
+    opts = PrepareOptions(**{k: v for k, v in options.items() if k in known})
+    opts.adapter_options.update({k: v for k, v in options.items() if k not in known})
+    opts.validate()
+    adapter = get_adapter(name)
+    out = Path(out)
+    if root is None:
+        if name != "synthetic":
+            raise ValueError(f"{name}: --root (the downloaded dataset folder) is required")
+        root = out / "source"
+    root = Path(root).expanduser()
+    detect = adapter.DETECT_BY_DEFAULT if opts.detect is None else opts.detect
+    if detect:
+        from faceprompt.detect import get_detector
+
+        get_detector(opts.detector)  # fail now, with the install hint, not once per image
+
+    scan = adapter.scan(root, seed=opts.seed, **opts.adapter_options)
+    skipped, warnings = list(scan.skipped), list(scan.warnings)
+    rows = []
+    for row in scan.rows:
+        if not has_label(row):
+            skipped.append(Skip(row["path"], "no gender, age or emotion label"))
+            continue
+        row["key"] = Path(row["path"]).resolve().relative_to(root.resolve()).as_posix()
+        if not opts.keep_official_splits:
+            row["split"] = ""
+        rows.append(row)
+    rows = _take_limit(sorted(rows, key=lambda r: r["key"]), opts.limit, opts.seed)
+
+    split_file = out / SPLIT_FILE
+    stored = {} if opts.resplit else read_splits(split_file)
+    assign_splits(rows, opts.seed, opts.val_fraction, opts.test_fraction, stored)
+    write_splits(split_file, rows, stored)
+
+    crop_dir = _crop_dir(out, opts, detect)
+    jobs = [CropJob(r["key"], r["path"], str(crop_dir / _crop_name(r["key"])), detect, opts.detector,
+                    opts.margin, opts.size) for r in rows]
+    outcomes = run_crops(jobs, crop_dir / _LOG, opts.workers, opts.progress)
+
+    manifest_rows, crops = [], Counter()
+    for row, job in zip(rows, jobs):
+        outcome = outcomes[job.key]
+        crops["cached" if outcome.get("cached") else "new"] += 1
+        if outcome["status"] == "error":
+            skipped.append(Skip(row["path"], outcome["reason"].replace(f"{row['path']}: ", "")))
+            continue
+        crops[outcome["status"]] += 1
+        if outcome["status"] == "no_face":
+            if opts.no_face == "drop":
+                skipped.append(Skip(row["path"], "no face detected (--no-face drop)"))
+                continue
+            row["source"] += "; no face detected: centre crop"
+        manifest_rows.append({**row, "path": Path(job.dst).relative_to(out).as_posix()})
+
+    frame = pd.DataFrame(manifest_rows, columns=list(manifest_rows[0]) if manifest_rows else ["split"])
+    manifest = write_manifest(frame.drop(columns=["key"], errors="ignore"), out / "manifest.csv")
+    with atomic_path(out / "skipped.csv") as tmp:
+        pd.DataFrame([asdict(s) for s in skipped], columns=["file", "reason", "line"]).to_csv(tmp, index=False)
+    report = PrepareReport(
+        dataset=name, out=out, manifest=manifest, rows=len(manifest_rows),
+        counts=_counts(frame) if manifest_rows else {}, skipped=skipped, warnings=warnings, crops=crops,
+        detect=detect, seconds=time.perf_counter() - start,
+    )
+    write_json_atomic(out / "prepare.json", {
+        "dataset": name, "root": str(root), "detect": detect, "options": asdict(opts), "rows": report.rows,
+        "counts": report.counts, "skipped": dict(report.skip_reasons()), "warnings": warnings,
+    })
+    return report
+
+
+# ------------------------------------------------------------------------------------------------- CLI
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("dataset", choices=ADAPTERS, help="which dataset layout --root holds")
+    parser.add_argument("--root", help="the dataset folder as downloaded (synthetic: where to generate)")
+    parser.add_argument("--out", required=True, help="output folder: manifest.csv, crops/, splits.csv")
+    parser.add_argument("--detector", default=DEFAULT_DETECTOR, help=f"face detector (default {DEFAULT_DETECTOR})")
+    detect = parser.add_mutually_exclusive_group()
+    detect.add_argument("--no-detect", dest="detect", action="store_false", default=None,
+                        help="crop the centred square of each image (default for utkface, rafdb, synthetic)")
+    detect.add_argument("--detect", dest="detect", action="store_true", help="detect faces even where off by default")
+    parser.add_argument("--margin", type=float, default=0.25, help="margin around the face, fraction of its size")
+    parser.add_argument("--size", type=int, default=224, help="crop side in pixels (default 224)")
+    parser.add_argument("--limit", type=int, help="prepare a seeded random subset of N images")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the split and of --limit")
+    parser.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1), help="processes for cropping")
+    parser.add_argument("--no-face", choices=NO_FACE_POLICIES, default="keep",
+                        help="image with no detected face: keep a centred crop (default) or drop it")
+    parser.add_argument("--val-fraction", type=float, default=0.1)
+    parser.add_argument("--test-fraction", type=float, default=0.1)
+    parser.add_argument("--ignore-official-splits", dest="keep_official_splits", action="store_false",
+                        help="split every row by seed, even where the dataset has an official split")
+    parser.add_argument("--resplit", action="store_true", help="ignore splits stored by earlier runs in --out")
+    parser.add_argument("--ages", help="vggface2: CSV with columns path,age")
+    parser.add_argument("--lfw-lists", help="facial_expressions: folder with LFW male_names.txt / female_names.txt")
+    parser.add_argument("--n", type=int, default=1500, help="synthetic: how many faces to generate")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def run(args: argparse.Namespace) -> int:
+    adapter_options = {"ages": args.ages, "lfw_lists": args.lfw_lists}
+    if args.dataset == "synthetic":
+        adapter_options["n"] = args.n
+    report = prepare_dataset(
+        args.dataset, args.root, args.out, detector=args.detector, detect=args.detect, margin=args.margin,
+        size=args.size, limit=args.limit, seed=args.seed, workers=args.workers, no_face=args.no_face,
+        val_fraction=args.val_fraction, test_fraction=args.test_fraction,
+        keep_official_splits=args.keep_official_splits, resplit=args.resplit, progress=not args.quiet,
+        **{k: v for k, v in adapter_options.items() if v is not None},
+    )
+    print(report.summary())
+    return 0 if report.rows else 1
