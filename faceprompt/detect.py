@@ -25,7 +25,7 @@ from typing import Callable, Protocol
 import numpy as np
 from PIL import Image
 
-DEFAULT_DETECTOR = "haar"
+DEFAULT_DETECTOR = "dlib"
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,508 @@
+"""Frozen SigLIP2 / PE-Core backbones loaded through open_clip, with the hooks prompt tuning needs.
+
+This is the only module that touches tower internals. Everything else sees a
+:class:`Backbone`, which offers
+
+* ``encode_image(images, prompts=None, deep=False)``: visual prompt tokens are
+  inserted after the prefix tokens (none on SigLIP2, the cls token on PE-Core),
+  at the input only (shallow) or replaced before every block (deep);
+* ``encode_text(tokens, context=None)``: learnable context vectors overwrite the
+  token embeddings at the placeholder slots made by ``tokenize_with_context``
+  (after the start token on PE-Core, from position 0 on SigLIP2); the tower's
+  own pooling is unchanged.
+
+Design choice: the attention-pool (MAP) head pools over *every* token, prompts
+included, by default (``pool_prompts=True``). Both towers' MAP heads already
+pool over all tokens (PE-Core's includes its cls token), and on SigLIP2, which
+has no cls token, the latent query attending to the prompts is the only direct
+read-out of them, the analogue of VPT's cls read-out. ``pool_prompts=False``
+drops the prompt tokens before pooling for the ablation.
+"""
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import logging
+import os
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+from typing import Callable, Iterator
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+import open_clip
+import timm
+from timm.models import register_model
+from timm.models.eva import Eva
+from timm.models.vision_transformer import VisionTransformer
+
+log = logging.getLogger(__name__)
+
+_PACKAGE_DIR = Path(__file__).resolve().parent
+MODEL_CONFIG_DIR = _PACKAGE_DIR / "model_configs"
+PRETRAINED_DIR = _PACKAGE_DIR / "pretrained"
+
+
+# --- tiny towers of the real classes, for tests and CPU runs -------------------------------------
+
+def _tiny_kwargs(kwargs: dict) -> dict:
+    # timm's factory passes pretrained-config bookkeeping that plain constructors do not take.
+    for key in ("pretrained_cfg", "pretrained_cfg_overlay", "cache_dir"):
+        kwargs.pop(key, None)
+    return kwargs
+
+
+@register_model
+def faceprompt_tiny_vit_map(pretrained: bool = False, **kwargs) -> VisionTransformer:
+    """SigLIP2-shaped: timm VisionTransformer, no cls token, MAP attention-pool head."""
+    args = dict(img_size=64, patch_size=8, embed_dim=64, depth=2, num_heads=2, class_token=False, global_pool="map")
+    return VisionTransformer(**{**args, **_tiny_kwargs(kwargs)})
+
+
+@register_model
+def faceprompt_tiny_eva_rope(pretrained: bool = False, **kwargs) -> Eva:
+    """PE-Core-shaped: timm Eva with a cls token, 2-D RoPE on patch tokens, pre-norm and MAP head."""
+    args = dict(
+        img_size=64, patch_size=8, embed_dim=64, depth=2, num_heads=2, mlp_ratio=4.0, global_pool="map",
+        attn_type="rope", use_pre_transformer_norm=True, use_rot_pos_emb=True, ref_feat_shape=(8, 8),
+        rope_grid_offset=1.0, rope_grid_indexing="xy", attn_pool_num_heads=2, attn_pool_mlp_ratio=4.0,
+        norm_layer=partial(nn.LayerNorm, eps=1e-5),
+    )
+    return Eva(**{**args, **_tiny_kwargs(kwargs)})
+
+
+open_clip.add_model_config(MODEL_CONFIG_DIR)
+
+
+# --- the registry --------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class BackboneSpec:
+    """A named backbone: an open_clip config plus where its weights come from by default."""
+
+    name: str
+    model_name: str  # open_clip config name
+    family: str  # "siglip2" or "pe-core": decides tower internals and text-context placement
+    tag: str | None = None  # open_clip pretrained tag on the HF hub; None = random init by default
+    local_dir: str | None = None  # embedded weights inside the package (open_clip local-dir layout)
+    description: str = ""
+
+    @property
+    def default_source(self) -> str:
+        if self.local_dir:
+            return "embedded"
+        return "hub" if self.tag else "random"
+
+
+BACKBONES: dict[str, BackboneSpec] = {}
+
+
+def register_backbone(spec: BackboneSpec) -> BackboneSpec:
+    if spec.family not in ("siglip2", "pe-core"):
+        raise ValueError(f"backbone {spec.name!r}: family must be 'siglip2' or 'pe-core', not {spec.family!r}")
+    BACKBONES[spec.name] = spec
+    return spec
+
+
+for _spec in (
+    BackboneSpec("siglip2-b16", "ViT-B-16-SigLIP2", "siglip2", "webli", description="SigLIP2 ViT-B/16, 224 px"),
+    BackboneSpec("siglip2-b16-384", "ViT-B-16-SigLIP2-384", "siglip2", "webli", description="SigLIP2 ViT-B/16, 384 px"),
+    BackboneSpec("siglip2-l16-256", "ViT-L-16-SigLIP2-256", "siglip2", "webli", description="SigLIP2 ViT-L/16, 256 px"),
+    BackboneSpec("siglip2-l16-384", "ViT-L-16-SigLIP2-384", "siglip2", "webli", description="SigLIP2 ViT-L/16, 384 px"),
+    BackboneSpec("pe-core-t16-384", "PE-Core-T-16-384", "pe-core", "meta", description="PE-Core T/16, 384 px"),
+    BackboneSpec("pe-core-s16-384", "PE-Core-S-16-384", "pe-core", "meta", description="PE-Core S/16, 384 px"),
+    BackboneSpec("pe-core-b16", "PE-Core-B-16", "pe-core", "meta", description="PE-Core B/16, 224 px"),
+    BackboneSpec("pe-core-l14-336", "PE-Core-L-14-336", "pe-core", "meta", description="PE-Core L/14, 336 px"),
+    BackboneSpec("tiny-vit", "FP-Tiny-ViT-MAP", "siglip2", description="test tower shaped like SigLIP2 (random)"),
+    BackboneSpec("tiny-pe", "FP-Tiny-Eva-RoPE", "pe-core", description="test tower shaped like PE-Core (random)"),
+):
+    register_backbone(_spec)
+
+if (PRETRAINED_DIR / "faceclip-tiny" / "open_clip_config.json").is_file():
+    register_backbone(BackboneSpec(
+        "faceclip-tiny", "FP-Tiny-Eva-RoPE", "pe-core", local_dir="faceclip-tiny",
+        description="small face model pretrained by faceprompt (demonstration only)",
+    ))
+
+
+def get_spec(name: str) -> BackboneSpec:
+    try:
+        return BACKBONES[name]
+    except KeyError:
+        raise ValueError(f"unknown backbone {name!r}; known: {', '.join(BACKBONES)}") from None
+
+
+class WeightsNotFoundError(FileNotFoundError):
+    """Pretrained weights are not on this machine; the message says how to provide them."""
+
+
+# --- weight sources ------------------------------------------------------------------------------
+
+_HUB_FILES = ("open_clip_model.safetensors", "open_clip_pytorch_model.bin")
+
+
+def _hub_repo(spec: BackboneSpec) -> str:
+    cfg = open_clip.get_pretrained_cfg(spec.model_name, spec.tag)
+    return cfg.get("hf_hub", "").strip("/")
+
+
+def hub_weights_cached(spec: BackboneSpec) -> bool:
+    """Whether the hub weights are already in the local HF cache (no network is touched)."""
+    if not spec.tag:
+        return False
+    from huggingface_hub import try_to_load_from_cache
+
+    repo = _hub_repo(spec)
+    return any(isinstance(try_to_load_from_cache(repo, f), str) for f in _HUB_FILES)
+
+
+def weights_available(name: str) -> str:
+    """Where this backbone's default weights would come from here, or 'missing'."""
+    spec = get_spec(name)
+    if spec.default_source == "random":
+        return "random init"
+    if spec.default_source == "embedded":
+        return "embedded"
+    return "hf cache" if hub_weights_cached(spec) else "missing"
+
+
+def _offline() -> bool:
+    return os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on")
+
+
+def _missing_weights(spec: BackboneSpec, tried: str) -> WeightsNotFoundError:
+    repo = _hub_repo(spec) if spec.tag else "(none)"
+    return WeightsNotFoundError(
+        f"no weights for backbone {spec.name!r} (open_clip {spec.model_name}): tried {tried}. "
+        f"Provide them one of these ways: (1) go online once so open_clip caches hf-hub:{repo}; "
+        f"(2) copy that repo's files into your HF cache and set HF_HUB_OFFLINE=1; "
+        f"(3) pass weights='/path/to/open_clip_model.safetensors' (a file; the tag's preprocessing is applied); "
+        f"(4) pass weights='local-dir:/path' holding open_clip_config.json and the weights; "
+        f"or weights='random' for an untrained tower."
+    )
+
+
+def _file_identity(path: Path) -> str:
+    stat = path.stat()
+    digest = hashlib.sha256(f"{path.resolve()}:{stat.st_size}:{int(stat.st_mtime)}".encode()).hexdigest()[:12]
+    return f"file:{path.name}:{digest}"
+
+
+def _dir_identity(path: Path) -> str:
+    h = hashlib.sha256()
+    for f in sorted(p for p in path.iterdir() if p.is_file()):
+        if f.suffix in (".safetensors", ".bin", ".pt", ".pth"):
+            with open(f, "rb") as fh:
+                h.update(fh.read(1 << 20))  # first MiB: cheap, changes whenever the weights do
+            h.update(str(f.stat().st_size).encode())
+    return f"local-dir:{path.name}:{h.hexdigest()[:12]}"
+
+
+def _create(spec: BackboneSpec, weights: str | None, device: str | torch.device):
+    """Build (model, preprocess, weights_identity) from a weight source."""
+    source = weights or spec.default_source
+    if source == "embedded":
+        source = f"local-dir:{PRETRAINED_DIR / spec.local_dir}"
+    if source == "random":
+        model, _, preprocess = open_clip.create_model_and_transforms(spec.model_name, pretrained=None, device=device)
+        return model, preprocess, "random"
+    if source.startswith("local-dir:"):
+        path = Path(source[len("local-dir:"):]).expanduser()
+        if not (path / "open_clip_config.json").is_file():
+            raise WeightsNotFoundError(
+                f"backbone {spec.name!r}: {path} has no open_clip_config.json (a local-dir: folder needs "
+                f"open_clip_config.json with 'model_cfg' and a weights file such as open_clip_model.safetensors)"
+            )
+        model, _, preprocess = open_clip.create_model_and_transforms(f"local-dir:{path}", device=device)
+        return model, preprocess, _dir_identity(path)
+    if source == "hub":
+        if not spec.tag:
+            raise ValueError(f"backbone {spec.name!r} has no hub weights; use weights='random' or a file")
+        if _offline() and not hub_weights_cached(spec):
+            raise _missing_weights(spec, f"the HF cache for hf-hub:{_hub_repo(spec)} (HF_HUB_OFFLINE=1, not cached)")
+        try:
+            model, _, preprocess = open_clip.create_model_and_transforms(
+                spec.model_name, pretrained=spec.tag, device=device
+            )
+        except Exception as err:  # network and hub errors come in many types
+            raise _missing_weights(spec, f"hf-hub:{_hub_repo(spec)} ({type(err).__name__}: {err})") from err
+        return model, preprocess, f"hub:{spec.tag}"
+    path = Path(source).expanduser()
+    if not path.is_file():
+        raise _missing_weights(spec, f"the file {path} (not found)")
+    # A file path does not bring the tag's preprocessing: pass it explicitly.
+    pp = open_clip.get_pretrained_cfg(spec.model_name, spec.tag) if spec.tag else {}
+    kwargs = {}
+    if pp:
+        kwargs = dict(image_mean=pp.get("mean"), image_std=pp.get("std"),
+                      image_interpolation=pp.get("interpolation"), image_resize_mode=pp.get("resize_mode"))
+    model, _, preprocess = open_clip.create_model_and_transforms(
+        spec.model_name, pretrained=str(path), device=device, **kwargs
+    )
+    return model, preprocess, _file_identity(path)
+
+
+# --- the frozen backbone -------------------------------------------------------------------------
+
+class Backbone(nn.Module):
+    """A frozen open_clip model with prompt hooks. Its parameters never train."""
+
+    def __init__(self, spec: BackboneSpec, model: nn.Module, preprocess: Callable, weights_id: str):
+        super().__init__()
+        self.spec = spec
+        self.model = model
+        self.preprocess = preprocess
+        self.weights_id = weights_id
+        self._tokenizer = None
+        for p in self.model.parameters():
+            p.requires_grad_(False)
+        self.model.eval()
+        visual = model.visual
+        if not hasattr(visual, "trunk"):
+            raise TypeError(f"backbone {spec.name!r}: expected a timm vision tower (open_clip TimmModel)")
+        self._trunk = visual.trunk
+        self.is_eva = isinstance(self._trunk, Eva)
+
+    # A frozen backbone stays in eval mode (no dropout, fixed norms) whatever its owner does.
+    def train(self, mode: bool = True) -> "Backbone":
+        super().train(False)
+        return self
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    @property
+    def family(self) -> str:
+        return self.spec.family
+
+    @property
+    def width(self) -> int:
+        """Vision tower token width (what a visual prompt token is)."""
+        return self._trunk.embed_dim
+
+    @property
+    def depth(self) -> int:
+        return len(self._trunk.blocks)
+
+    @property
+    def num_prefix_tokens(self) -> int:
+        return self._trunk.num_prefix_tokens
+
+    @property
+    def num_patches(self) -> int:
+        return self._trunk.patch_embed.num_patches
+
+    @property
+    def text_width(self) -> int:
+        return self.text_tower.token_embedding.embedding_dim
+
+    @property
+    def embed_dim(self) -> int:
+        return self.model.text.text_projection.out_features if isinstance(
+            self.model.text.text_projection, nn.Linear) else self.model.text.text_projection.shape[1]
+
+    @property
+    def image_size(self) -> int:
+        size = self.model.visual.image_size
+        return size[0] if isinstance(size, (tuple, list)) else int(size)
+
+    @property
+    def context_length(self) -> int:
+        return self.text_tower.context_length
+
+    @property
+    def text_tower(self) -> nn.Module:
+        return self.model.text
+
+    @property
+    def logit_scale(self) -> torch.Tensor:
+        return self.model.logit_scale.exp()
+
+    @property
+    def logit_bias(self) -> torch.Tensor | None:
+        return self.model.logit_bias
+
+    @property
+    def device(self) -> torch.device:
+        return self.model.logit_scale.device
+
+    def num_parameters(self) -> dict[str, int]:
+        count = lambda m: sum(p.numel() for p in m.parameters())  # noqa: E731
+        return {"total": count(self.model), "vision": count(self.model.visual), "text": count(self.model.text)}
+
+    # --- text ----------------------------------------------------------------------------------
+
+    @property
+    def tokenizer(self):
+        if self._tokenizer is None:
+            name = self.spec.model_name
+            if self.spec.local_dir:
+                name = f"local-dir:{PRETRAINED_DIR / self.spec.local_dir}"
+            try:
+                self._tokenizer = open_clip.get_tokenizer(name)
+            except Exception as err:
+                raise WeightsNotFoundError(
+                    f"backbone {self.name!r}: its tokenizer could not be loaded ({type(err).__name__}: {err}); "
+                    f"SigLIP2's Gemma tokenizer comes from the HF hub: cache it once online, then set HF_HUB_OFFLINE=1"
+                ) from err
+        return self._tokenizer
+
+    @property
+    def context_start(self) -> int:
+        """First token position that learnable context may overwrite: after a start token, if any."""
+        return 1 if isinstance(self.tokenizer, open_clip.tokenizer.SimpleTokenizer) else 0
+
+    def tokenize(self, texts: list[str]) -> torch.Tensor:
+        return self.tokenizer(list(texts), context_length=self.context_length).to(self.device)
+
+    def tokenize_with_context(self, texts: list[str], n_ctx: int) -> torch.Tensor:
+        """Tokens with ``n_ctx`` placeholder slots at ``context_start`` before each text's own tokens."""
+        tokens = self.tokenize(texts)
+        if n_ctx == 0:
+            return tokens
+        start, length = self.context_start, tokens.shape[1]
+        placeholder = int(self.tokenize(["X"])[0, start])
+        pad = 0 if getattr(self.tokenizer, "pad_id", None) is None else int(self.tokenizer.pad_id)
+        lost = tokens[:, length - n_ctx:]
+        if (lost != pad).any():
+            row = int((lost != pad).any(dim=1).nonzero()[0])
+            raise ValueError(
+                f"prompt {texts[row]!r} plus {n_ctx} context tokens does not fit the text context length {length}"
+            )
+        out = torch.full_like(tokens, pad)
+        out[:, :start] = tokens[:, :start]
+        out[:, start:start + n_ctx] = placeholder
+        out[:, start + n_ctx:] = tokens[:, start:length - n_ctx]
+        return out
+
+    def encode_text(self, tokens: torch.Tensor, context: torch.Tensor | None = None,
+                    normalize: bool = False) -> torch.Tensor:
+        """Text features; ``context`` [M, W] or [N, M, W] overwrites the placeholder embeddings."""
+        if context is None:
+            return self.model.encode_text(tokens, normalize=normalize)
+        n_ctx = context.shape[-2]
+        if context.dim() == 2:
+            context = context.unsqueeze(0)
+        if context.shape[-1] != self.text_width:
+            raise ValueError(f"context width {context.shape[-1]} != text width {self.text_width} of {self.name}")
+        start = self.context_start
+
+        def write_context(_module, _inputs, embeddings):
+            ctx = context.to(embeddings.dtype).expand(embeddings.shape[0], -1, -1)
+            return torch.cat([embeddings[:, :start], ctx, embeddings[:, start + n_ctx:]], dim=1)
+
+        handle = self.text_tower.token_embedding.register_forward_hook(write_context)
+        try:
+            return self.model.encode_text(tokens, normalize=normalize)
+        finally:
+            handle.remove()
+
+    # --- image ---------------------------------------------------------------------------------
+
+    def _layer_prompts(self, prompts: torch.Tensor, batch: int, deep: bool) -> torch.Tensor:
+        """Normalise prompts to [B, D, P, W] (deep) or [B, 1, P, W] (shallow)."""
+        if deep:
+            if prompts.dim() == 3:
+                prompts = prompts.unsqueeze(0)
+            if prompts.dim() != 4 or prompts.shape[1] != self.depth:
+                raise ValueError(f"deep prompts must be [depth={self.depth}, P, W] or [B, depth, P, W], "
+                                 f"got {tuple(prompts.shape)}")
+        else:
+            if prompts.dim() == 2:
+                prompts = prompts.unsqueeze(0)
+            if prompts.dim() != 3:
+                raise ValueError(f"shallow prompts must be [P, W] or [B, P, W], got {tuple(prompts.shape)}")
+            prompts = prompts.unsqueeze(1)
+        if prompts.shape[-1] != self.width:
+            raise ValueError(f"prompt width {prompts.shape[-1]} != vision width {self.width} of {self.name}")
+        if prompts.shape[0] not in (1, batch):
+            raise ValueError(f"prompts for {prompts.shape[0]} images, but the batch has {batch}")
+        return prompts.expand(batch, -1, -1, -1)
+
+    @contextlib.contextmanager
+    def _rope_prefix(self, extra: int) -> Iterator[None]:
+        # Eva applies RoPE to tokens after num_prefix_tokens: prompts must count as prefix, or shapes clash.
+        if not self.is_eva or extra == 0:
+            yield
+            return
+        attns = [blk.attn for blk in self._trunk.blocks]
+        saved = [a.num_prefix_tokens for a in attns]
+        for a, n in zip(attns, saved):
+            a.num_prefix_tokens = n + extra
+        try:
+            yield
+        finally:
+            for a, n in zip(attns, saved):
+                a.num_prefix_tokens = n
+
+    def image_tokens(self, images: torch.Tensor, prompts: torch.Tensor | None = None,
+                     deep: bool = False) -> torch.Tensor:
+        """Final-norm token sequence [B, prefix + P + patches, W] (for pooling or attribution)."""
+        trunk = self._trunk
+        x = trunk.patch_embed(images)
+        if self.is_eva:
+            x, rope = trunk._pos_embed(x)
+        else:
+            x, rope = trunk.patch_drop(trunk._pos_embed(x)), None
+        n_pre = trunk.num_prefix_tokens
+        if prompts is None:
+            layer_prompts, n_prompts = None, 0
+        else:
+            layer_prompts = self._layer_prompts(prompts.to(x.dtype), x.shape[0], deep)
+            n_prompts = layer_prompts.shape[2]
+            x = torch.cat([x[:, :n_pre], layer_prompts[:, 0], x[:, n_pre:]], dim=1)
+        x = trunk.norm_pre(x)
+        with self._rope_prefix(n_prompts):
+            for i, block in enumerate(trunk.blocks):
+                if deep and i > 0 and n_prompts:
+                    x = torch.cat([x[:, :n_pre], layer_prompts[:, i], x[:, n_pre + n_prompts:]], dim=1)
+                x = block(x, rope=rope) if self.is_eva else block(x)
+        return trunk.norm(x)
+
+    def pool_tokens(self, tokens: torch.Tensor, n_prompts: int = 0, pool_prompts: bool = True) -> torch.Tensor:
+        if n_prompts and not pool_prompts:
+            n_pre = self.num_prefix_tokens
+            tokens = torch.cat([tokens[:, :n_pre], tokens[:, n_pre + n_prompts:]], dim=1)
+        return self.model.visual.head(self._trunk.forward_head(tokens))
+
+    def encode_image(self, images: torch.Tensor, prompts: torch.Tensor | None = None, deep: bool = False,
+                     pool_prompts: bool = True, normalize: bool = False) -> torch.Tensor:
+        """Image features, optionally with visual prompts ([P, W], [B, P, W]; deep: [D, P, W], [B, D, P, W])."""
+        if prompts is None:
+            return self.model.encode_image(images, normalize=normalize)
+        tokens = self.image_tokens(images, prompts, deep)
+        features = self.pool_tokens(tokens, prompts.shape[-2], pool_prompts)
+        return F.normalize(features, dim=-1) if normalize else features
+
+    def logits(self, image_features: torch.Tensor, text_features: torch.Tensor) -> torch.Tensor:
+        """exp(t) * cos(image, text) (+ b on sigmoid-trained towers): [B, C]."""
+        img = F.normalize(image_features, dim=-1)
+        txt = F.normalize(text_features, dim=-1)
+        out = self.logit_scale * img @ txt.transpose(-1, -2)
+        if self.logit_bias is not None:
+            out = out + self.logit_bias
+        return out
+
+
+def load_backbone(name: str, weights: str | None = None, device: str | torch.device = "cpu") -> Backbone:
+    """Build a frozen :class:`Backbone`.
+
+    ``weights``: None (the backbone's default: hub tag, embedded weights, or random for test towers),
+    ``"hub"``, ``"random"``, a weights file path, or ``"local-dir:/folder"``.
+    """
+    spec = get_spec(name)
+    model, preprocess, identity = _create(spec, weights, device)
+    return Backbone(spec, model, preprocess, identity)
+
+
+def count_parameters_meta(name: str) -> dict[str, int]:
+    """Parameter counts of a backbone built on the meta device: no memory, no weights needed."""
+    spec = get_spec(name)
+    with torch.device("meta"):
+        model = open_clip.create_model(spec.model_name, pretrained=None, device="meta")
+    count = lambda m: sum(p.numel() for p in m.parameters())  # noqa: E731
+    return {"total": count(model), "vision": count(model.visual), "text": count(model.text)}

@@ -1,0 +1,1 @@
+"""Thin command modules behind `faceprompt <command>`."""

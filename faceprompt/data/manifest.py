@@ -1,0 +1,87 @@
+"""The manifest: one row per face image, one column per label, a missing label left empty.
+
+Columns (all strings in the CSV; empty means "unknown", never a guess):
+
+========== =============================================================
+path        image file; relative paths are relative to the manifest's folder
+dataset     dataset key (``utkface``, ``fairface``, ``synthetic``, ...)
+split       ``train`` / ``val`` / ``test``
+gender      a class of ``tasks.GENDER`` or empty
+age         age in years where the dataset gives it, else empty
+age_bin     a class of ``tasks.AGE`` or empty
+emotion     a class of ``tasks.EMOTION`` or empty
+race        the dataset's own race label, or empty
+identity    person identifier (for identity-disjoint splits), or empty
+source      where the labels came from (file and line, or rule)
+========== =============================================================
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pandas as pd
+
+from faceprompt.io import atomic_path
+from faceprompt.tasks import TASKS
+
+MANIFEST_COLUMNS: tuple[str, ...] = (
+    "path", "dataset", "split", "gender", "age", "age_bin", "emotion", "race", "identity", "source",
+)
+SPLITS: tuple[str, ...] = ("train", "val", "test")
+# Manifest column holding each task's label.
+TASK_COLUMNS: dict[str, str] = {"gender": "gender", "age": "age_bin", "emotion": "emotion"}
+
+
+def write_manifest(rows: pd.DataFrame | list[dict], path: str | os.PathLike) -> Path:
+    """Write rows as a manifest CSV (atomically), filling absent columns with empty values."""
+    frame = pd.DataFrame(rows) if not isinstance(rows, pd.DataFrame) else rows.copy()
+    for column in MANIFEST_COLUMNS:
+        if column not in frame.columns:
+            frame[column] = ""
+    frame = frame[list(MANIFEST_COLUMNS)]
+    validate_manifest(frame, str(path))
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        frame.to_csv(tmp, index=False)
+    return path
+
+
+def read_manifest(path: str | os.PathLike, resolve_paths: bool = True) -> pd.DataFrame:
+    """Read and validate a manifest; image paths become absolute when ``resolve_paths``."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"manifest {path} does not exist (run `faceprompt prepare` first)")
+    frame = pd.read_csv(path, dtype=str, keep_default_na=False)
+    missing = [c for c in MANIFEST_COLUMNS if c not in frame.columns]
+    if missing:
+        raise ValueError(f"manifest {path}: missing column(s) {missing}")
+    validate_manifest(frame, str(path))
+    if resolve_paths:
+        base = path.parent.resolve()
+        frame["path"] = [p if os.path.isabs(p) else str(base / p) for p in frame["path"]]
+    return frame
+
+
+def validate_manifest(frame: pd.DataFrame, where: str = "manifest") -> None:
+    """Raise ValueError naming the file, row (CSV line) and field of the first bad value."""
+    for i, split in enumerate(frame["split"].astype(str)):
+        if split not in SPLITS:
+            raise ValueError(f"{where}: line {i + 2}, field 'split': {split!r} is not one of {list(SPLITS)}")
+    for task, column in TASK_COLUMNS.items():
+        allowed = set(TASKS[task].classes) | {""}
+        values = frame[column].fillna("").astype(str)
+        bad = ~values.isin(allowed)
+        if bad.any():
+            i = int(bad.to_numpy().nonzero()[0][0])
+            raise ValueError(
+                f"{where}: line {i + 2}, field {column!r}: {values.iloc[i]!r} is not a {task} class "
+                f"{sorted(allowed - {''})}"
+            )
+
+
+def label_indices(frame: pd.DataFrame, task: str) -> list[int]:
+    """Class index per row for one task, -1 where the label is missing (masked in the loss)."""
+    classes = TASKS[task].classes
+    lookup = {c: i for i, c in enumerate(classes)}
+    return [lookup.get(v, -1) for v in frame[TASK_COLUMNS[task]].fillna("").astype(str)]

@@ -1,0 +1,265 @@
+"""The prompt-method interface: a text part and a visual part around one frozen backbone.
+
+A method is a :class:`PromptModel` composed of one *text prompt* (how each task's
+class text features are made: templates, CoOp, SoftCPT) and one *visual prompt*
+(how image features are made: none, VPT, V2PT). Registered method names are
+presets of that composition (``vpt`` = templates + VPT, ``softcpt+vpt`` = SoftCPT
++ VPT), so combining methods needs no new class.
+"""
+from __future__ import annotations
+
+import dataclasses
+import typing
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import torch
+from torch import nn
+
+from faceprompt.backbones import Backbone
+from faceprompt.tasks import Task
+
+
+@dataclass(frozen=True)
+class PromptConfig:
+    """Base of every component config: frozen, JSON round-trip, unknown fields refused by name."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any] | None, where: str = "config") -> "PromptConfig":
+        data = dict(data or {})
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - names)
+        if unknown:
+            raise ValueError(f"{where}: unknown field(s) {unknown} for {cls.__name__}; allowed: {sorted(names)}")
+        hints = typing.get_type_hints(cls)
+        for key, value in list(data.items()):
+            if isinstance(value, list) and "tuple" in str(hints.get(key, "")):
+                data[key] = tuple(value)  # JSON has no tuples
+        cfg = cls(**data)
+        cfg.validate(where)
+        return cfg
+
+    def validate(self, where: str = "config") -> None:
+        """Raise ValueError naming the field of an impossible value."""
+
+
+@dataclass
+class Output:
+    """Per-task logits [B, C_t], and auxiliary losses that training adds (e.g. V2PT's KL)."""
+
+    logits: dict[str, torch.Tensor]
+    aux: dict[str, torch.Tensor] = field(default_factory=dict)
+
+
+class TextPrompt(nn.Module):
+    """Makes each task's class text features [C_t, E]; never depends on the image."""
+
+    kind: ClassVar[str]
+    config_class: ClassVar[type[PromptConfig]]
+
+    def __init__(self, cfg: PromptConfig, backbone: Backbone, tasks: tuple[Task, ...]):
+        super().__init__()
+        self.cfg = cfg
+        self.tasks = tasks
+        # A plain attribute, not a submodule: the backbone belongs to the PromptModel.
+        object.__setattr__(self, "backbone", backbone)
+
+    def class_features(self) -> dict[str, torch.Tensor]:
+        raise NotImplementedError
+
+
+class VisualPrompt(nn.Module):
+    """Makes image features: one [B, E] for all tasks, or one per task."""
+
+    kind: ClassVar[str]
+    config_class: ClassVar[type[PromptConfig]]
+    touches_image_path: ClassVar[bool] = True  # False: image features can be cached on disk
+
+    def __init__(self, cfg: PromptConfig, backbone: Backbone, tasks: tuple[Task, ...]):
+        super().__init__()
+        self.cfg = cfg
+        self.tasks = tasks
+        object.__setattr__(self, "backbone", backbone)
+
+    def forward(self, images: torch.Tensor) -> tuple[torch.Tensor | dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+        """(features [B, E] or {task: [B, E]}, auxiliary losses)."""
+        raise NotImplementedError
+
+
+TEXT_PROMPTS: dict[str, type[TextPrompt]] = {}
+VISUAL_PROMPTS: dict[str, type[VisualPrompt]] = {}
+
+
+def register_text_prompt(kind: str):
+    def wrap(cls: type[TextPrompt]) -> type[TextPrompt]:
+        cls.kind = kind
+        TEXT_PROMPTS[kind] = cls
+        return cls
+    return wrap
+
+
+def register_visual_prompt(kind: str):
+    def wrap(cls: type[VisualPrompt]) -> type[VisualPrompt]:
+        cls.kind = kind
+        VISUAL_PROMPTS[kind] = cls
+        return cls
+    return wrap
+
+
+@dataclass(frozen=True)
+class MethodPreset:
+    """A named method: which text and visual components, with config defaults."""
+
+    name: str
+    text: str
+    visual: str
+    text_defaults: dict = field(default_factory=dict)
+    visual_defaults: dict = field(default_factory=dict)
+    summary: str = ""
+
+
+METHODS: dict[str, MethodPreset] = {}
+
+
+def register_method(preset: MethodPreset) -> MethodPreset:
+    METHODS[preset.name] = preset
+    return preset
+
+
+def list_methods() -> list[str]:
+    return list(METHODS)
+
+
+class PromptModel(nn.Module):
+    """A frozen backbone plus a text prompt and a visual prompt; only the prompts train."""
+
+    def __init__(self, method: str, backbone: Backbone, tasks: tuple[Task, ...],
+                 text: TextPrompt, visual: VisualPrompt):
+        super().__init__()
+        self.method = method
+        self.backbone = backbone
+        self.tasks = tuple(tasks)
+        self.text = text
+        self.visual = visual
+        self._class_feature_cache: dict[str, torch.Tensor] | None = None
+
+    @property
+    def task_names(self) -> tuple[str, ...]:
+        return tuple(t.name for t in self.tasks)
+
+    @property
+    def caches_image_features(self) -> bool:
+        """True when the image path is the frozen backbone alone, so features can be computed once."""
+        return not self.visual.touches_image_path
+
+    def train(self, mode: bool = True) -> "PromptModel":
+        super().train(mode)
+        self.backbone.train(False)
+        self.clear_cache()
+        return self
+
+    def clear_cache(self) -> None:
+        self._class_feature_cache = None
+
+    def class_features(self) -> dict[str, torch.Tensor]:
+        """Class text features per task; computed once and reused while not training."""
+        if self.training:
+            return self.text.class_features()
+        if self._class_feature_cache is None:
+            with torch.no_grad():
+                self._class_feature_cache = {k: v.detach() for k, v in self.text.class_features().items()}
+        return self._class_feature_cache
+
+    def logits_from_features(self, image_features: torch.Tensor | dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        text = self.class_features()
+        out = {}
+        for task in self.task_names:
+            img = image_features[task] if isinstance(image_features, dict) else image_features
+            out[task] = self.backbone.logits(img, text[task].to(img.dtype))
+        return out
+
+    def forward(self, images: torch.Tensor) -> Output:
+        features, aux = self.visual(images)
+        return Output(self.logits_from_features(features), aux)
+
+    def forward_features(self, image_features: torch.Tensor) -> Output:
+        """Logits from cached frozen image features (methods that leave the image path untouched)."""
+        if not self.caches_image_features:
+            raise RuntimeError(f"method {self.method!r} changes the image path: it needs images, not features")
+        return Output(self.logits_from_features(image_features))
+
+    def trainable_parameters(self) -> list[nn.Parameter]:
+        return [p for p in self.parameters() if p.requires_grad]
+
+    def named_trainable_parameters(self) -> dict[str, nn.Parameter]:
+        return {n: p for n, p in self.named_parameters() if p.requires_grad}
+
+    def method_config(self) -> dict[str, Any]:
+        return {"text": {"kind": self.text.kind, **self.text.cfg.to_dict()},
+                "visual": {"kind": self.visual.kind, **self.visual.cfg.to_dict()}}
+
+    def print_trainable_parameters(self) -> str:
+        added = added_parameters(self)
+        total = sum(p.numel() for p in self.backbone.parameters())
+        line = f"{self.method}: trainable {added:,} || backbone {total:,} || {100 * added / max(total, 1):.4f}%"
+        print(line)
+        return line
+
+
+def added_parameters(model: PromptModel) -> int:
+    """Exactly what trains: every parameter that requires grad (the backbone's never do)."""
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+def _split_config(preset: MethodPreset, config: dict | None) -> tuple[dict, dict]:
+    config = dict(config or {})
+    text_cfg = {**preset.text_defaults, **config.pop("text", {})}
+    visual_cfg = {**preset.visual_defaults, **config.pop("visual", {})}
+    text_cfg.pop("kind", None)
+    visual_cfg.pop("kind", None)
+    # Flat keys are routed to whichever component declares them (e.g. {"tokens": 10}).
+    text_fields = {f.name for f in dataclasses.fields(TEXT_PROMPTS[preset.text].config_class)}
+    visual_fields = {f.name for f in dataclasses.fields(VISUAL_PROMPTS[preset.visual].config_class)}
+    for key, value in config.items():
+        if key in visual_fields:
+            visual_cfg[key] = value
+        elif key in text_fields:
+            text_cfg[key] = value
+        else:
+            raise ValueError(
+                f"method {preset.name!r}: unknown option {key!r}; text options {sorted(text_fields)}, "
+                f"visual options {sorted(visual_fields)}"
+            )
+    return text_cfg, visual_cfg
+
+
+def resolve_method(method: str) -> MethodPreset:
+    """A registered preset, or a combination 'TEXT+VISUAL' of registered presets."""
+    if method in METHODS:
+        return METHODS[method]
+    if "+" in method:
+        left, right = (part.strip() for part in method.split("+", 1))
+        if left in METHODS and right in METHODS:
+            a, b = METHODS[left], METHODS[right]
+            return MethodPreset(method, a.text, b.visual, a.text_defaults, b.visual_defaults,
+                                f"{a.summary} + {b.summary}")
+    raise ValueError(f"unknown method {method!r}; known: {', '.join(METHODS)} (or TEXT+VISUAL, e.g. softcpt+vpt)")
+
+
+def build_model(method: str, backbone: Backbone, tasks: tuple[Task, ...] | None = None,
+                config: dict | None = None) -> PromptModel:
+    """Build a method around a frozen backbone. ``config`` may be flat or {"text": {...}, "visual": {...}}."""
+    from faceprompt.tasks import get_tasks
+
+    tasks = tuple(tasks) if tasks is not None else get_tasks()
+    tasks = tuple(get_tasks([t])[0] if isinstance(t, str) else t for t in tasks)
+    preset = resolve_method(method)
+    text_cfg, visual_cfg = _split_config(preset, config)
+    text_cls, visual_cls = TEXT_PROMPTS[preset.text], VISUAL_PROMPTS[preset.visual]
+    text = text_cls(text_cls.config_class.from_dict(text_cfg, f"{method}.text"), backbone, tasks)
+    visual = visual_cls(visual_cls.config_class.from_dict(visual_cfg, f"{method}.visual"), backbone, tasks)
+    model = PromptModel(preset.name, backbone, tasks, text, visual)
+    return model.to(backbone.device)

@@ -1,0 +1,180 @@
+"""Text prompts: hand-written templates (zero-shot), CoOp contexts, SoftCPT-CATS generated contexts.
+
+Token layouts are built lazily, on first use, because SigLIP2's tokenizer comes
+from the HF hub: counting a method's parameters must work without it.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from faceprompt.prompts.base import PromptConfig, TextPrompt, register_text_prompt
+
+
+@dataclass(frozen=True)
+class TemplatesConfig(PromptConfig):
+    """Zero-shot class prompts: each task's templates (or these), ensembled by averaging features."""
+
+    templates: tuple[str, ...] | None = None  # None: each task's own templates
+    ensemble: bool = True  # False: only the first template
+
+    def validate(self, where: str = "config") -> None:
+        if self.templates is not None and (not self.templates or any("{}" not in t for t in self.templates)):
+            raise ValueError(f"{where}: field 'templates': every template needs a '{{}}' placeholder")
+
+
+@register_text_prompt("templates")
+class TemplatePrompt(TextPrompt):
+    """Frozen prompts from templates; nothing trains."""
+
+    config_class = TemplatesConfig
+
+    def templates_for(self, task) -> tuple[str, ...]:
+        templates = self.cfg.templates or task.templates
+        return templates if self.cfg.ensemble else templates[:1]
+
+    def class_features(self) -> dict[str, torch.Tensor]:
+        out = {}
+        for task in self.tasks:
+            per_template = []
+            for template in self.templates_for(task):
+                tokens = self.backbone.tokenize(task.prompts(template))
+                per_template.append(F.normalize(self.backbone.encode_text(tokens), dim=-1))
+            out[task.name] = F.normalize(torch.stack(per_template).mean(0), dim=-1)
+        return out
+
+
+@dataclass(frozen=True)
+class CoOpConfig(PromptConfig):
+    """CoOp: M learnable context vectors per task before the class words."""
+
+    context_tokens: int = 16
+    init: str = "random"  # "random" (N(0, 0.02)) or a phrase such as "a photo of a"
+    class_specific: bool = False  # one context per class instead of one per task
+    suffix: str = "."  # what follows the class words
+
+    def validate(self, where: str = "config") -> None:
+        if self.context_tokens < 1:
+            raise ValueError(f"{where}: field 'context_tokens' must be >= 1, got {self.context_tokens}")
+
+
+class _ContextPrompt(TextPrompt):
+    """Shared machinery: class prompts 'X X ... X <class words>.' with X slots overwritten by context."""
+
+    n_ctx: int
+
+    def _class_tokens(self, task) -> torch.Tensor:
+        key = f"_tokens_{task.name}"
+        tokens = getattr(self, key, None)
+        if tokens is None or tokens.device != self.backbone.device:
+            texts = [f"{task.words(c)}{self.cfg.suffix}" for c in task.classes]
+            tokens = self.backbone.tokenize_with_context(texts, self.n_ctx)
+            setattr(self, key, tokens)
+        return tokens
+
+    def _encode(self, task, context: torch.Tensor) -> torch.Tensor:
+        return F.normalize(self.backbone.encode_text(self._class_tokens(task), context), dim=-1)
+
+
+def _phrase_embedding(backbone, phrase: str, n_ctx: int) -> torch.Tensor:
+    """Word embeddings of a phrase, trimmed or padded with N(0, 0.02) to n_ctx vectors."""
+    tokens = backbone.tokenize([phrase])[0]
+    start = backbone.context_start
+    ids = [int(t) for t in tokens[start:] if int(t) != 0]
+    end_id = int(tokens.max()) if backbone.context_start else None
+    ids = [i for i in ids if i != end_id][:n_ctx]
+    with torch.no_grad():
+        emb = backbone.text_tower.token_embedding.weight[torch.tensor(ids, device=backbone.device)].clone()
+    if emb.shape[0] < n_ctx:
+        emb = torch.cat([emb, torch.randn(n_ctx - emb.shape[0], emb.shape[1], device=emb.device) * 0.02])
+    return emb
+
+
+@register_text_prompt("coop")
+class CoOpPrompt(_ContextPrompt):
+    """Learnable context per task (or per class); the single-task baseline run for all tasks."""
+
+    config_class = CoOpConfig
+
+    def __init__(self, cfg: CoOpConfig, backbone, tasks):
+        super().__init__(cfg, backbone, tasks)
+        self.n_ctx = cfg.context_tokens
+        width = backbone.text_width
+        self.context = nn.ParameterDict()
+        for task in tasks:
+            shape = (task.num_classes, self.n_ctx, width) if cfg.class_specific else (self.n_ctx, width)
+            if cfg.init == "random":
+                init = torch.randn(shape) * 0.02
+            else:
+                init = _phrase_embedding(backbone, cfg.init, self.n_ctx).cpu()
+                init = init.expand(shape).clone()
+            self.context[task.name] = nn.Parameter(init.to(backbone.device))
+
+    def class_features(self) -> dict[str, torch.Tensor]:
+        return {task.name: self._encode(task, self.context[task.name]) for task in self.tasks}
+
+
+@dataclass(frozen=True)
+class SoftCPTConfig(PromptConfig):
+    """SoftCPT-CATS: a shared meta-network turns each task description into that task's context."""
+
+    context_tokens: int = 16  # M: context vectors generated per task, shared by its classes
+    task_context_tokens: int = 16  # L: learnable tokens before the task description
+    generator: str = "linear"  # "linear" (official code, thesis) or "mlp"
+    hidden: int = 512  # MLP hidden width
+    suffix: str = "."
+
+    def validate(self, where: str = "config") -> None:
+        if self.context_tokens < 1 or self.task_context_tokens < 0:
+            raise ValueError(f"{where}: fields 'context_tokens' >= 1 and 'task_context_tokens' >= 0 required")
+        if self.generator not in ("linear", "mlp"):
+            raise ValueError(f"{where}: field 'generator' must be 'linear' or 'mlp', got {self.generator!r}")
+
+
+@register_text_prompt("softcpt")
+class SoftCPTPrompt(_ContextPrompt):
+    """Meta-network = frozen text encoder over [task-context tokens; task description] + learnable generator.
+
+    Class-agnostic, task-specific (CATS): one generated context per task, shared by all its
+    classes. Only the task-context tokens (shared by all tasks) and the generator train.
+    """
+
+    config_class = SoftCPTConfig
+
+    def __init__(self, cfg: SoftCPTConfig, backbone, tasks):
+        super().__init__(cfg, backbone, tasks)
+        self.n_ctx = cfg.context_tokens
+        width, embed = backbone.text_width, backbone.embed_dim
+        self.task_context = nn.Parameter(torch.randn(cfg.task_context_tokens, width, device=backbone.device) * 0.02)
+        out = cfg.context_tokens * width
+        if cfg.generator == "linear":
+            self.generator = nn.Linear(embed, out)
+        else:
+            self.generator = nn.Sequential(nn.Linear(embed, cfg.hidden), nn.GELU(), nn.Linear(cfg.hidden, out))
+        # Small initial contexts: the class words dominate at the start, as in zero-shot.
+        last = self.generator if cfg.generator == "linear" else self.generator[-1]
+        nn.init.normal_(last.weight, std=0.02 / embed ** 0.5)
+        nn.init.normal_(last.bias, std=0.02)
+        self.generator.to(backbone.device)
+
+    def task_features(self) -> torch.Tensor:
+        """Meta-network input: frozen-encoder features of '[task context] description' per task [T, E]."""
+        tokens = getattr(self, "_description_tokens", None)
+        if tokens is None or tokens.device != self.backbone.device:
+            tokens = self.backbone.tokenize_with_context(
+                [t.description for t in self.tasks], self.cfg.task_context_tokens)
+            self._description_tokens = tokens
+        context = self.task_context if self.cfg.task_context_tokens else None
+        return F.normalize(self.backbone.encode_text(tokens, context), dim=-1)
+
+    def contexts(self) -> torch.Tensor:
+        """Generated context vectors per task [T, M, W]."""
+        feats = self.task_features()
+        return self.generator(feats).view(len(self.tasks), self.n_ctx, self.backbone.text_width)
+
+    def class_features(self) -> dict[str, torch.Tensor]:
+        contexts = self.contexts()
+        return {task.name: self._encode(task, contexts[i]) for i, task in enumerate(self.tasks)}

@@ -1,0 +1,155 @@
+"""Visual prompts: none (frozen image path), VPT / VPT-TS, and V2PT (VPT + VAE per-image prompts)."""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from faceprompt.prompts.base import PromptConfig, VisualPrompt, register_visual_prompt
+
+
+@dataclass(frozen=True)
+class NoVisualConfig(PromptConfig):
+    pass
+
+
+@register_visual_prompt("none")
+class NoVisualPrompt(VisualPrompt):
+    """The frozen image encoder, untouched: its features can be cached."""
+
+    config_class = NoVisualConfig
+    touches_image_path = False
+
+    def forward(self, images):
+        return self.backbone.encode_image(images), {}
+
+
+@dataclass(frozen=True)
+class VPTConfig(PromptConfig):
+    tokens: int = 10  # P
+    deep: bool = False  # fresh prompts before every block
+    task_specific: bool = False  # VPT-TS: one prompt set (and one pass) per task
+    batched: bool = True  # VPT-TS: all tasks' passes as one batch of B x T
+    pool_prompts: bool = True  # whether the attention-pool head sees the prompt tokens
+    dropout: float = 0.0
+
+    def validate(self, where: str = "config") -> None:
+        if self.tokens < 1:
+            raise ValueError(f"{where}: field 'tokens' must be >= 1, got {self.tokens}")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"{where}: field 'dropout' must be in [0, 1), got {self.dropout}")
+
+
+def _xavier_prompts(sets: int, layers: int, tokens: int, width: int, patch_dim: int) -> torch.Tensor:
+    # VPT's init: uniform Xavier over (patch dim, width), as the prompts live in patch-embedding space.
+    bound = math.sqrt(6.0 / float(patch_dim + width))
+    return torch.empty(sets, layers, tokens, width).uniform_(-bound, bound)
+
+
+@register_visual_prompt("vpt")
+class VPTPrompt(VisualPrompt):
+    """P learnable tokens after the prefix tokens; one set for all tasks, or one per task (VPT-TS)."""
+
+    config_class = VPTConfig
+
+    def __init__(self, cfg: VPTConfig, backbone, tasks):
+        super().__init__(cfg, backbone, tasks)
+        sets = len(tasks) if cfg.task_specific else 1
+        layers = backbone.depth if cfg.deep else 1
+        patch = backbone._trunk.patch_embed.patch_size
+        patch_dim = 3 * patch[0] * patch[1]
+        # [sets, layers, P, W]
+        self.prompts = nn.Parameter(
+            _xavier_prompts(sets, layers, cfg.tokens, backbone.width, patch_dim).to(backbone.device))
+        self.drop = nn.Dropout(cfg.dropout)
+
+    def prompt_set(self, index: int) -> torch.Tensor:
+        p = self.drop(self.prompts[index])
+        return p if self.cfg.deep else p[0]
+
+    def encode(self, images: torch.Tensor, prompts: torch.Tensor) -> torch.Tensor:
+        return self.backbone.encode_image(images, prompts, deep=self.cfg.deep, pool_prompts=self.cfg.pool_prompts)
+
+    def forward(self, images):
+        if not self.cfg.task_specific:
+            return self.encode(images, self.prompt_set(0)), {}
+        if not self.cfg.batched:
+            return {t.name: self.encode(images, self.prompt_set(i)) for i, t in enumerate(self.tasks)}, {}
+        return self.forward_batched(images), {}
+
+    def forward_batched(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
+        """All tasks in one pass: the batch repeated T times, each copy with its task's prompts."""
+        n_tasks, batch = len(self.tasks), images.shape[0]
+        repeated = images.repeat(n_tasks, *([1] * (images.dim() - 1)))  # [T*B, ...], task-major
+        per_image = torch.stack([self.prompt_set(i) for i in range(n_tasks)])  # [T, (D,) P, W]
+        per_image = per_image.repeat_interleave(batch, dim=0)  # [T*B, (D,) P, W]
+        features = self.encode(repeated, per_image).view(n_tasks, batch, -1)
+        return {t.name: features[i] for i, t in enumerate(self.tasks)}
+
+
+@dataclass(frozen=True)
+class V2PTConfig(PromptConfig):
+    tokens: int = 10
+    deep: bool = True  # the paper adds the per-image prompts at each layer
+    latent: int = 16  # VAE latent size
+    hidden: int = 128  # encoder / decoder hidden width
+    kl_weight: float = 1e-3  # beta in  CE + beta * KL(q || N(0, I))
+    pool_prompts: bool = True
+
+    def validate(self, where: str = "config") -> None:
+        if self.tokens < 1 or self.latent < 1 or self.hidden < 1:
+            raise ValueError(f"{where}: fields 'tokens', 'latent' and 'hidden' must be >= 1")
+        if self.kl_weight < 0:
+            raise ValueError(f"{where}: field 'kl_weight' must be >= 0, got {self.kl_weight}")
+
+
+@register_visual_prompt("v2pt")
+class V2PTPrompt(VisualPrompt):
+    """Learned prompts + VAE prompts generated from the image's frozen patch embeddings.
+
+    encoder: mean patch embedding -> MLP -> (mu, log sigma^2); z = mu + sigma * eps while training,
+    z = mu at evaluation (deterministic); decoder: z -> MLP -> [P, W] added to the learned prompts
+    at every layer. The KL term, already weighted by ``kl_weight``, is returned as ``aux['kl']``.
+    """
+
+    config_class = V2PTConfig
+
+    def __init__(self, cfg: V2PTConfig, backbone, tasks):
+        super().__init__(cfg, backbone, tasks)
+        width = backbone.width
+        layers = backbone.depth if cfg.deep else 1
+        patch = backbone._trunk.patch_embed.patch_size
+        self.prompts = nn.Parameter(
+            _xavier_prompts(1, layers, cfg.tokens, width, 3 * patch[0] * patch[1])[0].to(backbone.device))
+        self.encoder = nn.Sequential(nn.LayerNorm(width), nn.Linear(width, cfg.hidden), nn.GELU(),
+                                     nn.Linear(cfg.hidden, 2 * cfg.latent))
+        self.decoder = nn.Sequential(nn.Linear(cfg.latent, cfg.hidden), nn.GELU(),
+                                     nn.Linear(cfg.hidden, cfg.tokens * width))
+        # Start with near-zero generated prompts: training begins from plain VPT.
+        nn.init.zeros_(self.decoder[-1].weight)
+        nn.init.zeros_(self.decoder[-1].bias)
+        self.encoder.to(backbone.device)
+        self.decoder.to(backbone.device)
+
+    def posterior(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        with torch.no_grad():  # the patch embedding is frozen: no graph needed through it
+            patches = self.backbone._trunk.patch_embed(images)
+        patches = patches.flatten(1, -2) if patches.dim() > 3 else patches
+        mu, logvar = self.encoder(patches.mean(dim=1)).chunk(2, dim=-1)
+        return mu, logvar.clamp(-10.0, 10.0)
+
+    def forward(self, images):
+        mu, logvar = self.posterior(images)
+        z = mu + torch.randn_like(mu) * (0.5 * logvar).exp() if self.training else mu
+        generated = self.decoder(z).view(images.shape[0], 1, self.cfg.tokens, self.backbone.width)
+        prompts = self.prompts.unsqueeze(0) + generated  # [B, layers, P, W]
+        prompts = prompts if self.cfg.deep else prompts[:, 0]
+        features = self.backbone.encode_image(images, prompts, deep=self.cfg.deep,
+                                              pool_prompts=self.cfg.pool_prompts)
+        aux = {}
+        if self.training:
+            kl = -0.5 * torch.mean(torch.sum(1 + logvar - mu.pow(2) - logvar.exp(), dim=-1))
+            aux["kl"] = self.cfg.kl_weight * kl
+        return features, aux

@@ -1,0 +1,121 @@
+"""The three facial-attribute tasks: classes, prompt wording, age binning.
+
+Everything here is plain data so a user can edit class wording or templates
+without touching the methods. Class *names* (the ``classes`` tuples) are the
+labels stored in manifests; ``wording`` is what goes into a text prompt.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field, replace
+
+AGE_BINS: tuple[str, ...] = ("0-2", "3-9", "10-19", "20-29", "30-39", "40-49", "50-59", "60-69", "70+")
+# Lower edge of each bin; a bin runs up to the next edge (exclusive).
+_AGE_BIN_EDGES: tuple[int, ...] = (0, 3, 10, 20, 30, 40, 50, 60, 70)
+
+# RAF-DB basic order: label k in list_patition_label.txt is EMOTIONS[k - 1].
+EMOTIONS: tuple[str, ...] = ("surprise", "fear", "disgust", "happiness", "sadness", "anger", "neutral")
+GENDERS: tuple[str, ...] = ("male", "female")
+
+
+@dataclass(frozen=True)
+class Task:
+    """One classification task over a fixed, ordered set of classes."""
+
+    name: str
+    classes: tuple[str, ...]
+    description: str  # the sentence SoftCPT's meta-network reads
+    wording: dict[str, str] = field(default_factory=dict)  # class -> words used in prompts
+    templates: tuple[str, ...] = ("a photo of a {} person.",)
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+    def words(self, cls: str) -> str:
+        return self.wording.get(cls, cls)
+
+    def index(self, label: str) -> int:
+        """Class index of a label; raises ValueError naming the task and the allowed labels."""
+        try:
+            return self.classes.index(label)
+        except ValueError:
+            raise ValueError(f"unknown {self.name} label {label!r}; expected one of {list(self.classes)}") from None
+
+    def prompts(self, template: str | None = None) -> list[str]:
+        """One prompt per class for a template (the first template by default)."""
+        template = template or self.templates[0]
+        return [template.format(self.words(c)) for c in self.classes]
+
+
+GENDER = Task(
+    name="gender",
+    classes=GENDERS,
+    description="Classify the person's gender.",
+    wording={"male": "man", "female": "woman"},
+    templates=("a photo of a {}.", "a close-up photo of a {}'s face.", "a face of a {}."),
+)
+
+AGE = Task(
+    name="age",
+    classes=AGE_BINS,
+    description="Classify the person's age.",
+    wording={
+        "0-2": "baby", "3-9": "child", "10-19": "teenager", "20-29": "person in their twenties",
+        "30-39": "person in their thirties", "40-49": "person in their forties",
+        "50-59": "person in their fifties", "60-69": "person in their sixties",
+        "70+": "person over seventy",
+    },
+    templates=("a photo of a {}.", "a face of a {}.", "a close-up photo of a {}."),
+)
+
+EMOTION = Task(
+    name="emotion",
+    classes=EMOTIONS,
+    description="Classify the person's facial expression.",
+    wording={
+        "surprise": "surprised", "fear": "fearful", "disgust": "disgusted", "happiness": "happy",
+        "sadness": "sad", "anger": "angry", "neutral": "neutral",
+    },
+    templates=("a photo of a {} person.", "a face of a {} person.", "a close-up photo of a {} face."),
+)
+
+TASKS: dict[str, Task] = {t.name: t for t in (GENDER, AGE, EMOTION)}
+DEFAULT_TASKS: tuple[str, ...] = tuple(TASKS)
+
+
+def get_tasks(names: tuple[str, ...] | list[str] | None = None) -> tuple[Task, ...]:
+    """Tasks by name, in the order given (all three by default)."""
+    names = tuple(names or DEFAULT_TASKS)
+    unknown = [n for n in names if n not in TASKS]
+    if unknown:
+        raise ValueError(f"unknown task(s) {unknown}; known: {list(TASKS)}")
+    return tuple(TASKS[n] for n in names)
+
+
+def with_templates(task: Task, templates: tuple[str, ...]) -> Task:
+    """A copy of ``task`` with other prompt templates."""
+    if not templates or any("{}" not in t for t in templates):
+        raise ValueError("every template needs one '{}' placeholder for the class words")
+    return replace(task, templates=tuple(templates))
+
+
+def age_to_bin(age: float | int | None) -> str | None:
+    """The 9-bin label of an age in years; None for a missing or impossible age."""
+    if age is None:
+        return None
+    try:
+        age = float(age)
+    except (TypeError, ValueError):
+        return None
+    if math.isnan(age) or age < 0 or age > 150:
+        return None
+    for label, lower in zip(reversed(AGE_BINS), reversed(_AGE_BIN_EDGES)):
+        if age >= lower:
+            return label
+    return None  # unreachable: age >= 0 always matches the first bin
+
+
+def age_bin_index(age: float | int | None) -> int | None:
+    label = age_to_bin(age)
+    return None if label is None else AGE_BINS.index(label)
