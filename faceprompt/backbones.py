@@ -206,9 +206,19 @@ def _create(spec: BackboneSpec, weights: str | None, device: str | torch.device)
     source = weights or spec.default_source
     if source == "embedded":
         source = f"local-dir:{PRETRAINED_DIR / spec.local_dir}"
-    if source == "random":
-        model, _, preprocess = open_clip.create_model_and_transforms(spec.model_name, pretrained=None, device=device)
-        return model, preprocess, "random"
+    if source in ("random", "meta"):
+        # "meta": shapes only, no memory; enough to count parameters of any size.
+        device = "meta" if source == "meta" else device
+        root = logging.getLogger()
+        level = root.level
+        root.setLevel(logging.ERROR)  # open_clip warns that it initialised randomly: that is intended here
+        try:
+            with torch.device(device) if source == "meta" else contextlib.nullcontext():
+                model, _, preprocess = open_clip.create_model_and_transforms(
+                    spec.model_name, pretrained=None, device=device)
+        finally:
+            root.setLevel(level)
+        return model, preprocess, source
     if source.startswith("local-dir:"):
         path = Path(source[len("local-dir:"):]).expanduser()
         if not (path / "open_clip_config.json").is_file():
@@ -492,7 +502,7 @@ def load_backbone(name: str, weights: str | None = None, device: str | torch.dev
     """Build a frozen :class:`Backbone`.
 
     ``weights``: None (the backbone's default: hub tag, embedded weights, or random for test towers),
-    ``"hub"``, ``"random"``, a weights file path, or ``"local-dir:/folder"``.
+    ``"hub"``, ``"random"``, ``"meta"`` (shapes only, for counting), a weights file, or ``"local-dir:/folder"``.
     """
     spec = get_spec(name)
     model, preprocess, identity = _create(spec, weights, device)

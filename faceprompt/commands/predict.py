@@ -1,0 +1,23 @@
+"""`faceprompt predict IMAGE`: per-task class and probabilities of one face image, as JSON."""
+from __future__ import annotations
+
+import argparse
+import json
+
+from faceprompt.predict import FaceClassifier, as_json, default_backbone
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("image", help="a face image (already cropped to the face)")
+    parser.add_argument("--backbone", default=None, help=f"backbone name (default: {default_backbone()})")
+    parser.add_argument("--weights", default=None, help="'random', a weights file, or local-dir:FOLDER")
+    parser.add_argument("--prompts", default=None, metavar="RUN_DIR", help="a trained run (default: zero-shot)")
+    parser.add_argument("--device", default="cpu")
+
+
+def run(args: argparse.Namespace) -> int:
+    classifier = FaceClassifier.load(args.backbone, run_dir=args.prompts, weights=args.weights, device=args.device)
+    result = {"image": args.image, "backbone": classifier.backbone.name, "method": classifier.model.method,
+              "predictions": as_json(classifier.predict_file(args.image))}
+    print(json.dumps(result, indent=2))
+    return 0

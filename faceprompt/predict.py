@@ -1,0 +1,76 @@
+"""Classify face crops with a backbone (zero-shot) or a trained run: per-task class probabilities."""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from PIL import Image
+
+from faceprompt.backbones import BACKBONES, Backbone, load_backbone
+from faceprompt.checkpoint import load_prompts
+from faceprompt.prompts import PromptModel, build_model
+from faceprompt.tasks import get_tasks
+
+
+def default_backbone() -> str:
+    """The embedded face model when it ships with the package, else the PE-shaped test tower."""
+    return "faceclip-tiny" if "faceclip-tiny" in BACKBONES else "tiny-pe"
+
+
+@dataclass
+class TaskPrediction:
+    label: str
+    confidence: float
+    probabilities: dict[str, float]
+
+
+class FaceClassifier:
+    """A prompt model in eval mode; all faces of a call go through one batched forward."""
+
+    def __init__(self, model: PromptModel):
+        self.model = model.eval()
+
+    @classmethod
+    def load(cls, backbone: str | Backbone | None = None, run_dir: str | os.PathLike | None = None,
+             weights: str | None = None, device: str = "cpu", tasks=None) -> "FaceClassifier":
+        if run_dir is not None:
+            bb = backbone if isinstance(backbone, Backbone) else None
+            if bb is None and backbone is not None:
+                bb = load_backbone(backbone, weights=weights, device=device)
+            return cls(load_prompts(Path(run_dir), backbone=bb, weights=weights, device=device))
+        if not isinstance(backbone, Backbone):
+            backbone = load_backbone(backbone or default_backbone(), weights=weights, device=device)
+        return cls(build_model("zero-shot", backbone, get_tasks(tasks)))
+
+    @property
+    def backbone(self) -> Backbone:
+        return self.model.backbone
+
+    @torch.no_grad()
+    def predict(self, faces: list[Image.Image]) -> list[dict[str, TaskPrediction]]:
+        """One dict per face: task -> TaskPrediction."""
+        if not faces:
+            return []
+        batch = torch.stack([self.backbone.preprocess(f.convert("RGB")) for f in faces]).to(self.backbone.device)
+        logits = self.model(batch).logits
+        results: list[dict[str, TaskPrediction]] = [{} for _ in faces]
+        for task in self.model.tasks:
+            probs = logits[task.name].float().softmax(dim=-1).cpu()
+            for i, row in enumerate(probs):
+                best = int(row.argmax())
+                results[i][task.name] = TaskPrediction(
+                    task.classes[best], float(row[best]), {c: float(p) for c, p in zip(task.classes, row)})
+        return results
+
+    def predict_file(self, path: str | os.PathLike) -> dict[str, TaskPrediction]:
+        from faceprompt.data.images import load_rgb
+
+        return self.predict([load_rgb(path)])[0]
+
+
+def as_json(prediction: dict[str, TaskPrediction]) -> dict:
+    return {task: {"label": p.label, "confidence": round(p.confidence, 4),
+                   "probabilities": {c: round(v, 4) for c, v in p.probabilities.items()}}
+            for task, p in prediction.items()}
