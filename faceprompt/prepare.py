@@ -114,8 +114,8 @@ class PrepareReport:
 
 
 def _reason_kind(reason: str) -> str:
-    """Group skip reasons: drop quoted values, numbers and parentheses so alike skips count together."""
-    kind = re.sub(r"\s*\(.*?\)", "", reason)
+    """Group skip reasons: drop details in parentheses, quoted values and numbers so alike skips count together."""
+    kind = reason.split(" (", 1)[0]
     kind = re.sub(r"'[^']*'|\"[^\"]*\"", "'…'", kind)
     return re.sub(r"\d+", "N", kind).strip()
 

@@ -1,0 +1,231 @@
+"""Each adapter on a small fixture written in its published layout, bad label lines included."""
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+from data_fixtures import (face, write_celebahq, write_facial_expressions, write_fairface, write_lfw,  # noqa: E402
+                           write_rafdb, write_utkface, write_vggface2)
+
+from data_prep import ADAPTERS, get_adapter  # noqa: E402
+from data_prep.fairface import parse_age  # noqa: E402
+from data_prep.utkface import parse_name  # noqa: E402
+
+
+def _reasons(result):
+    return [str(s) for s in result.skipped]
+
+
+def _by_name(result):
+    return {Path(r["path"]).name: r for r in result.rows}
+
+
+def test_registry_has_every_dataset():
+    assert set(ADAPTERS) == {"celebahq", "lfw", "rafdb", "vggface2", "utkface", "fairface", "facial_expressions",
+                             "synthetic"}
+    for name in ADAPTERS:
+        module = get_adapter(name)
+        assert module.NAME == name and isinstance(module.DETECT_BY_DEFAULT, bool)
+    with pytest.raises(ValueError, match="unknown dataset"):
+        get_adapter("imagenet")
+
+
+def test_utkface_names(tmp_path):
+    root = write_utkface(tmp_path, [
+        "25_0_2_20170116174525125.jpg.chip.jpg",
+        "61_1_20170109150557335.jpg.chip.jpg",  # race missing, as in the published set
+        "55_0_0_20170116232725357jpg.chip.jpg",  # missing dot, as published
+        "3_7_0_20170116174525125.jpg.chip.jpg",  # unknown gender value
+        "30_1_9_20170116174525125.jpg.chip.jpg",  # unknown race value
+        "notalabel.jpg",
+    ])
+    result = get_adapter("utkface").scan(root)
+    rows = _by_name(result)
+    assert len(rows) == 3 and len(result.skipped) == 3
+    first = rows["25_0_2_20170116174525125.jpg.chip.jpg"]
+    assert (first["age"], first["age_bin"], first["gender"], first["race"]) == ("25", "20-29", "male", "Asian")
+    assert rows["61_1_20170109150557335.jpg.chip.jpg"]["race"] == ""
+    assert rows["61_1_20170109150557335.jpg.chip.jpg"]["age_bin"] == "60-69"
+    reasons = " ".join(_reasons(result))
+    assert "unknown gender value '7'" in reasons and "unknown race value '9'" in reasons
+    assert "notalabel.jpg" in reasons
+    assert all(r["emotion"] == "" and r["source"] == "file name" for r in result.rows)
+    with pytest.raises(ValueError):
+        parse_name("200_0_0_20170116174525125.jpg")  # beyond UTKFace's 0-116
+
+
+def test_rafdb_official_splits_and_bad_lines(tmp_path):
+    images = ["train_00001.jpg", "train_00002.jpg", "test_0001.jpg"]
+    root = write_rafdb(tmp_path, [
+        "train_00001.jpg 5", "train_00002.jpg 4", "test_0001.jpg 1",
+        "train_00003.jpg 7",  # image missing
+        "train_00004.jpg 9",  # unknown label
+        "train_00005.jpg",  # malformed
+        "other_1.jpg 3",
+    ], images)
+    result = get_adapter("rafdb").scan(tmp_path)
+    rows = _by_name(result)
+    assert {n: (r["emotion"], r["split"]) for n, r in rows.items()} == {
+        "train_00001_aligned.jpg": ("sadness", ""), "train_00002_aligned.jpg": ("happiness", ""),
+        "test_0001_aligned.jpg": ("surprise", "test")}
+    reasons = _reasons(result)
+    assert len(reasons) == 4
+    assert any("list_patition_label.txt:5: unknown emotion label '9'" in r for r in reasons)
+    assert any("list_patition_label.txt:6: malformed line" in r for r in reasons)
+    assert any("train_00003_aligned.jpg" in r and "missing image" in r for r in reasons)
+    assert rows["test_0001_aligned.jpg"]["source"] == "list_patition_label.txt:3"
+    assert root.name == "basic"
+
+
+def test_celebahq_male_attribute(tmp_path):
+    root = write_celebahq(tmp_path, [1, -1, -1, 1], images=3, extra_lines=["4.jpg 1 1", "5.jpg 1 0 1 1"])
+    result = get_adapter("celebahq").scan(root)
+    assert [r["gender"] for r in result.rows] == ["male", "female", "female"]
+    reasons = " ".join(_reasons(result))
+    assert "3.jpg: missing image" in reasons  # named by the label file, not on disk
+    assert ":7: 2 values, expected 4" in reasons and ":8: attribute value '0'" in reasons
+    assert all(r["split"] == "" and "Male" in r["source"] for r in result.rows)
+
+
+def test_celebahq_count_mismatch_warns(tmp_path):
+    root = write_celebahq(tmp_path, [1, -1], declared=202599)
+    result = get_adapter("celebahq").scan(root)
+    assert len(result.rows) == 2 and "declares 202599" in result.warnings[0]
+
+
+def test_lfw_lists_and_conflicts(tmp_path):
+    male = ["John_Doe_0001.jpg", "John_Doe_0002.jpg", "Both_Lists_0001.jpg", "Missing_Man_0001.jpg", "bad entry"]
+    female = ["Jane_Roe_0001.jpg", "Both_Lists_0001.jpg"]
+    images = ["John_Doe_0001.jpg", "John_Doe_0002.jpg", "Both_Lists_0001.jpg", "Jane_Roe_0001.jpg",
+              "Nobody_Listed_0001.jpg"]
+    write_lfw(tmp_path, male, female, images)
+    result = get_adapter("lfw").scan(tmp_path)
+    rows = _by_name(result)
+    assert {n: (r["gender"], r["identity"]) for n, r in rows.items()} == {
+        "John_Doe_0001.jpg": ("male", "John_Doe"), "John_Doe_0002.jpg": ("male", "John_Doe"),
+        "Jane_Roe_0001.jpg": ("female", "Jane_Roe")}
+    reasons = " ".join(_reasons(result))
+    assert "Both_Lists_0001.jpg: listed in both" in reasons
+    assert "Missing_Man_0001.jpg: missing image" in reasons
+    assert "malformed entry 'bad entry'" in reasons and "male_names.txt:5" in reasons
+    assert "Nobody_Listed_0001.jpg: image is in neither gender list" in reasons
+
+
+def test_vggface2_gender_per_identity_and_ages(tmp_path):
+    meta = ['n000001, "14th_Dalai_Lama",424,0, m', 'n000002, "Jane",300,0, f', 'n000003, "X",1,0, x',
+            'n000004, "short"']
+    images = {"n000001": ["0001_01.jpg", "0002_01.jpg"], "n000002": ["0001_01.jpg"], "n000003": ["0001_01.jpg"],
+              "n000009": ["0001_01.jpg"]}
+    ages = ["test/n000001/0001_01.jpg,34", "n000002/0001_01.jpg,71.0", "n000001/0002_01.jpg,abc",
+            "n000009/0001_01.jpg,8", "n000404/0001_01.jpg,50"]
+    root, age_file = write_vggface2(tmp_path / "vgg", meta, images, ages)
+    result = get_adapter("vggface2").scan(root, ages=age_file)
+    rows = {"/".join(Path(r["path"]).parts[-2:]): r for r in result.rows}
+    assert rows["n000001/0001_01.jpg"]["gender"] == "male" and rows["n000001/0001_01.jpg"]["age_bin"] == "30-39"
+    assert rows["n000001/0002_01.jpg"]["age"] == ""  # bad age value: skipped, gender kept
+    assert rows["n000002/0001_01.jpg"]["age"] == "71" and rows["n000002/0001_01.jpg"]["age_bin"] == "70+"
+    assert rows["n000009/0001_01.jpg"]["gender"] == "" and rows["n000009/0001_01.jpg"]["age"] == "8"
+    assert "n000003/0001_01.jpg" not in rows  # unknown gender 'x' and no age
+    assert all(r["split"] == "test" and r["identity"] for r in result.rows)
+    reasons = " ".join(_reasons(result))
+    assert "unknown gender value 'x'" in reasons and "identity_meta.csv:5: 2 fields" in reasons
+    assert "age 'abc' is not a number" in reasons
+    assert any("1 age(s)" in w for w in result.warnings)
+
+
+FAIRFACE_TRAIN = ["train/1.jpg,50-59,Male,East Asian,True", "train/2.jpg,more than 70,Female,Indian,False",
+                  "train/3.jpg,3-9,Female,White,True"]
+FAIRFACE_VAL = ["val/1.jpg,0-2,Male,Black,False", "val/2.jpg,20-29,Female,Latino_Hispanic,True"]
+
+
+def test_fairface_published(tmp_path):
+    result = get_adapter("fairface").scan(write_fairface(tmp_path, FAIRFACE_TRAIN, FAIRFACE_VAL))
+    rows = {"/".join(Path(r["path"]).parts[-2:]): r for r in result.rows}
+    assert len(rows) == 5 and not result.skipped and not result.warnings
+    assert rows["train/2.jpg"]["age_bin"] == "70+" and rows["train/2.jpg"]["race"] == "Indian"
+    assert rows["train/2.jpg"]["age"] == ""  # FairFace gives bins, never raw ages
+    assert rows["val/1.jpg"]["split"] == "test" and rows["train/1.jpg"]["split"] == ""
+    assert rows["val/2.jpg"]["gender"] == "female"
+
+
+def test_fairface_spreadsheet_dates_are_repaired_with_warning(tmp_path):
+    train = ["train/1.jpg,9-Mar,Male,White,TRUE", "train/2.jpg,Oct-19,Female,Black,FALSE",
+             "train/3.jpg,20-29,Male,Indian,FALSE", "train/4.jpg,Feb-99,Male,Indian,FALSE",
+             "train/5.jpg,30-39,Robot,Indian,FALSE", "train/6.jpg,30-39,Male,Martian,FALSE",
+             "train/7.jpg,40-49,Male,White,TRUE"]
+    root = write_fairface(tmp_path, train, FAIRFACE_VAL)
+    (root / "train" / "7.jpg").unlink()
+    # Spreadsheets also prepend a byte-order mark.
+    path = root / "fairface_label_train.csv"
+    path.write_bytes(b"\xef\xbb\xbf" + path.read_bytes())
+    result = get_adapter("fairface").scan(root)
+    rows = {"/".join(Path(r["path"]).parts[-2:]): r for r in result.rows}
+    assert rows["train/1.jpg"]["age_bin"] == "3-9" and rows["train/2.jpg"]["age_bin"] == "10-19"
+    assert any("repaired 2 age value(s)" in w and "'9-Mar' -> '3-9'" in w for w in result.warnings)
+    assert any("TRUE/FALSE" in w for w in result.warnings)
+    reasons = " ".join(_reasons(result))
+    assert "fairface_label_train.csv:5: unknown age value 'Feb-99'" in reasons
+    assert ":6: unknown gender value 'Robot'" in reasons and ":7: unknown race value 'Martian'" in reasons
+    assert "7.jpg: missing image file" in reasons
+
+
+def test_fairface_repairs_are_unambiguous():
+    assert parse_age("3-Sep") == ("3-9", True) and parse_age("19-Oct") == ("10-19", True)
+    assert parse_age("more than 70") == ("70+", False)
+    with pytest.raises(ValueError, match="unknown age value"):
+        parse_age("70-79")
+
+
+def test_fairface_missing_columns_refused(tmp_path):
+    (tmp_path / "fairface_label_train.csv").write_text("file,age\ntrain/1.jpg,3-9\n")
+    with pytest.raises(ValueError, match=r"fairface_label_train.csv: line 1 lacks column\(s\) \['gender', 'race'\]"):
+        get_adapter("fairface").scan(tmp_path)
+
+
+def test_facial_expressions_legend(tmp_path):
+    legend = ["628,facial-expressions_2868588k.jpg,anger", "dwdii,Tony_Blair_0001.jpg,HAPPINESS",
+              "dwdii,Tony_Blair_0002.jpg,contempt", "dwdii,Jane_Roe_0001.jpg,Neutral",
+              "JN721,Jane_Roe_0001.jpg,neutral", "jhamski,Avinash_30.jpg,SURPRISE",
+              "jhamski,Avinash_30.jpg,SADNESS", "dwdii,Withheld_Person_0001.jpg,fear",
+              "dwdii,Tony_Blair_0003.jpg,boredom", "dwdii,no_comma_here", "x,Unknown_Person_0001.jpg,contempt",
+              "x,Both_Lists_0001.jpg,sadness"]
+    images = ["facial-expressions_2868588k.jpg", "Tony_Blair_0001.jpg", "Tony_Blair_0002.jpg", "Jane_Roe_0001.jpg",
+              "Avinash_30.jpg", "Tony_Blair_0003.jpg", "Unknown_Person_0001.jpg", "Both_Lists_0001.jpg"]
+    root = write_facial_expressions(tmp_path / "facial_expressions", legend, images)
+    lfw = tmp_path / "LFW"  # a sibling folder, found without being told
+    lfw.mkdir()
+    (lfw / "male_names.txt").write_text("Tony_Blair_0001.jpg\nBoth_Lists_0001.jpg\n")
+    (lfw / "female_names.txt").write_text("Jane_Roe_0002.jpg\nBoth_Lists_0001.jpg\n")
+    result = get_adapter("facial_expressions").scan(root)
+    rows = _by_name(result)
+    assert {n: (r["emotion"], r["gender"]) for n, r in rows.items()} == {
+        "facial-expressions_2868588k.jpg": ("anger", ""),
+        "Tony_Blair_0001.jpg": ("happiness", "male"),
+        "Tony_Blair_0002.jpg": ("", "male"),  # contempt: no RAF-DB class; gender from the same person
+        "Jane_Roe_0001.jpg": ("neutral", "female"),  # duplicate line, same label after lower-casing
+        "Both_Lists_0001.jpg": ("sadness", ""),  # in both LFW lists: gender unknown, not guessed
+    }
+    assert rows["Tony_Blair_0002.jpg"]["identity"] == "Tony_Blair"
+    assert "same person" in rows["Tony_Blair_0002.jpg"]["source"]
+    reasons = " ".join(_reasons(result))
+    for expected in ("conflicting labels (Avinash_30.jpg", "duplicate row", "Withheld_Person_0001.jpg: missing image",
+                     ":10: unknown emotion label 'boredom'", ":11: malformed line",
+                     ":12: no RAF-DB class and no gender ('contempt'"):
+        assert expected in reasons, expected
+    assert len(result.skipped) == 6
+
+
+def test_facial_expressions_without_lfw_lists_warns(tmp_path):
+    root = write_facial_expressions(tmp_path / "fx", ["1,A_0001.jpg,fear"], ["A_0001.jpg"])
+    result = get_adapter("facial_expressions").scan(root)
+    assert result.rows[0]["gender"] == "" and "no gender labels" in result.warnings[0]
+
+
+def test_missing_label_file_is_a_clear_error(tmp_path):
+    face(tmp_path / "x.jpg")
+    for name in ("rafdb", "celebahq", "fairface", "lfw", "vggface2", "facial_expressions"):
+        with pytest.raises(FileNotFoundError, match=name):
+            get_adapter(name).scan(tmp_path)
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        get_adapter("utkface").scan(tmp_path / "nowhere")

@@ -1,0 +1,150 @@
+"""prepare_dataset end to end: crops, manifest, stored splits, resume, bad images, no-face policy, CLI."""
+import json
+import shutil
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from PIL import Image
+
+sys.path.insert(0, str(Path(__file__).parent))
+from data_fixtures import face, write_bad_images, write_lfw, write_rafdb, write_utkface  # noqa: E402
+
+from faceprompt.cli import main  # noqa: E402
+from faceprompt.data.manifest import read_manifest  # noqa: E402
+from faceprompt.prepare import prepare_dataset  # noqa: E402
+
+UTK = [f"{age}_{i % 2}_{i % 5}_2017011617452{i:04d}.jpg.chip.jpg" for i, age in enumerate(range(1, 90, 3))]
+
+
+@pytest.fixture()
+def utk(tmp_path):
+    return write_utkface(tmp_path / "UTKFace", UTK)
+
+
+def test_utkface_end_to_end(utk, tmp_path):
+    out = tmp_path / "out"
+    report = prepare_dataset("utkface", utk, out, size=48, workers=1, progress=False)
+    frame = read_manifest(report.manifest)
+    assert report.rows == len(UTK) == len(frame) and not report.skipped and not report.detect
+    assert set(frame.split) <= {"train", "val", "test"} and (frame.split == "train").sum() > len(UTK) / 2
+    assert all(Image.open(p).size == (48, 48) for p in frame.path)
+    raw = pd.read_csv(out / "manifest.csv", dtype=str, keep_default_na=False)
+    assert all(not Path(p).is_absolute() and p.startswith("crops/full_m0.25_s48/") for p in raw.path)
+    assert report.counts["train"]["rows"]["all"] == (frame.split == "train").sum()
+    assert json.loads((out / "prepare.json").read_text())["rows"] == len(UTK)
+    assert "skipped: 0" in report.summary()
+
+
+def test_rerun_is_cached_and_interruption_resumes(utk, tmp_path):
+    out = tmp_path / "out"
+    first = prepare_dataset("utkface", utk, out, size=48, workers=2, progress=False)
+    assert first.crops["new"] == len(UTK)
+    again = prepare_dataset("utkface", utk, out, size=48, workers=2, progress=False)
+    assert again.crops["cached"] == len(UTK) and "new" not in again.crops
+    # Simulate an interruption: some crops never written, the log cut mid-line.
+    crops = sorted((out / "crops" / "full_m0.25_s48").glob("*.jpg"))
+    for path in crops[:4]:
+        path.unlink()
+    log = out / "crops" / "full_m0.25_s48" / "_log.jsonl"
+    log.write_text(log.read_text()[:-20])
+    resumed = prepare_dataset("utkface", utk, out, size=48, workers=1, progress=False)
+    assert resumed.crops["new"] == 5 and resumed.crops["cached"] == len(UTK) - 5  # 4 deleted + the cut line
+    assert read_manifest(resumed.manifest).equals(read_manifest(first.manifest))
+
+
+def test_split_is_stored_and_reused(utk, tmp_path):
+    out = tmp_path / "out"
+    subset = read_manifest(prepare_dataset("utkface", utk, out, limit=10, size=32, workers=1,
+                                           progress=False).manifest)
+    assert len(subset) == 10
+    full = read_manifest(prepare_dataset("utkface", utk, out, seed=123, size=32, workers=1,
+                                         progress=False).manifest)
+    assert len(full) == len(UTK)
+    merged = subset.merge(full, on="path", suffixes=("_subset", "_full"))
+    assert len(merged) == 10 and (merged.split_subset == merged.split_full).all()  # stored split wins over seed
+    stored = pd.read_csv(out / "splits.csv")
+    assert len(stored) == len(UTK)
+    resplit = read_manifest(prepare_dataset("utkface", utk, out, seed=123, resplit=True, size=32, workers=1,
+                                            progress=False).manifest)
+    assert not resplit.split.equals(full.split)
+
+
+def test_identity_disjoint_split_for_lfw(tmp_path):
+    male = [f"Person_{p}_{i:04d}.jpg" for p in "ABCDEFGHIJ" for i in range(1, 4)]
+    write_lfw(tmp_path / "lfw_root", male, [])
+    report = prepare_dataset("lfw", tmp_path / "lfw_root", tmp_path / "out", detect=False, size=32, workers=1,
+                             progress=False)
+    frame = read_manifest(report.manifest)
+    assert len(frame) == 30
+    assert frame.groupby("identity").split.nunique().max() == 1  # every person in one split
+
+
+def test_official_test_kept_and_rest_split_train_val(tmp_path):
+    names = [f"train_{i:05d}.jpg" for i in range(1, 31)] + [f"test_{i:04d}.jpg" for i in range(1, 6)]
+    write_rafdb(tmp_path, [f"{n} {1 + i % 7}" for i, n in enumerate(names)], names)
+    report = prepare_dataset("rafdb", tmp_path / "basic", tmp_path / "out", size=32, workers=1, progress=False,
+                             val_fraction=0.3)
+    frame = read_manifest(report.manifest)
+    assert not report.detect  # aligned faces: detection off by default
+    is_test = frame.source.str.contains(":3[1-5]$")
+    assert (frame.split[is_test] == "test").all()
+    assert set(frame.split[~is_test]) == {"train", "val"}
+
+
+def test_bad_images_are_counted_not_fatal(tmp_path):
+    root = tmp_path / "UTKFace"
+    bad = write_bad_images(tmp_path / "bad")
+    for i, (case, path) in enumerate(sorted(bad.items())):
+        root.mkdir(exist_ok=True)
+        shutil.copy(path, root / f"{20 + i}_0_0_2017011617452{i:04d}.jpg.chip.{case}{path.suffix}")
+    report = prepare_dataset("utkface", root, tmp_path / "out", size=32, workers=1, progress=False)
+    skipped = {Path(s.file).name.split(".chip.")[1].split(".")[0]: s.reason for s in report.skipped}
+    assert set(skipped) == {"corrupt", "truncated"}
+    assert all("unreadable image" in r for r in skipped.values())
+    assert report.rows == len(bad) - 2
+    assert "2 x unreadable image" in report.summary()
+    skipped_csv = pd.read_csv(tmp_path / "out" / "skipped.csv")
+    assert len(skipped_csv) == 2 and skipped_csv.file.str.contains("corrupt").any()
+
+
+@pytest.mark.parametrize("policy", ["keep", "drop"])
+def test_no_face_policy(tmp_path, policy):
+    root = tmp_path / "UTKFace"
+    root.mkdir()
+    Image.new("RGB", (120, 120), (90, 140, 200)).save(root / "30_0_0_20170116174525125.jpg.chip.jpg")
+    face(root / "31_1_0_20170116174525126.jpg.chip.jpg", size=200)
+    report = prepare_dataset("utkface", root, tmp_path / "out", detect=True, detector="haar", no_face=policy,
+                             size=32, workers=1, progress=False)
+    assert report.crops["no_face"] >= 1
+    frame = read_manifest(report.manifest)
+    blank = frame[frame.age == "30"]
+    if policy == "keep":
+        assert len(blank) == 1 and blank.source.iloc[0].endswith("no face detected: centre crop")
+    else:
+        assert blank.empty and any("no face detected" in s.reason for s in report.skipped)
+
+
+def test_bad_options(utk, tmp_path):
+    with pytest.raises(ValueError, match="no_face"):
+        prepare_dataset("utkface", utk, tmp_path / "o", no_face="maybe")
+    with pytest.raises(ValueError, match="margin"):
+        prepare_dataset("utkface", utk, tmp_path / "o", margin=-1)
+    with pytest.raises(ValueError, match="--root"):
+        prepare_dataset("lfw", None, tmp_path / "o")
+
+
+def test_cli_prepare_synthetic(tmp_path, capsys):
+    out = tmp_path / "syn"
+    assert main(["prepare", "synthetic", "--out", str(out), "--n", "40", "--size", "64", "--quiet",
+                 "--workers", "1"]) == 0
+    printed = capsys.readouterr().out
+    assert "synthetic: 40 rows" in printed and "train:" in printed and "skipped: 0" in printed
+    frame = read_manifest(out / "manifest.csv")
+    assert len(frame) == 40 and Image.open(frame.path[0]).size == (64, 64)
+
+
+def test_cli_user_error_is_one_line(tmp_path, capsys):
+    assert main(["prepare", "rafdb", "--root", str(tmp_path), "--out", str(tmp_path / "o"), "--quiet"]) == 1
+    assert "no label file" in capsys.readouterr().err
