@@ -1,0 +1,49 @@
+"""`faceprompt evaluate RUN_DIR` (or `--zero-shot --backbone NAME`): metrics tables in the run folder."""
+from __future__ import annotations
+
+import argparse
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("run_dir", nargs="?", help="a run folder written by `faceprompt train`")
+    parser.add_argument("--manifest", nargs="+", default=None, metavar="PATH",
+                        help="manifests to evaluate on (default: the run's training manifests)")
+    parser.add_argument("--split", nargs="+", default=["test"], help="manifest splits to use (default test)")
+    parser.add_argument("--datasets", nargs="+", default=None, metavar="NAME",
+                        help="only these datasets (values of the manifest's dataset column)")
+    parser.add_argument("--out", help="where to write eval/ (default: the run folder)")
+    parser.add_argument("--zero-shot", action="store_true", help="evaluate zero-shot on --backbone instead of a run")
+    parser.add_argument("--backbone", help="zero-shot: backbone name")
+    parser.add_argument("--weights", help="backbone weights: random, a file, local-dir:... (default: the usual)")
+    parser.add_argument("--tasks", nargs="+", default=None, help="zero-shot: tasks (default all)")
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--cache-dir", default=".cache/faceprompt/features",
+                        help="image feature cache for frozen image paths ('' disables)")
+    parser.add_argument("--quiet", action="store_true")
+
+
+def run(args: argparse.Namespace) -> int:
+    from faceprompt.evaluate import evaluate, evaluate_zero_shot
+
+    common = dict(splits=tuple(args.split), datasets=args.datasets, batch_size=args.batch_size,
+                  cache_dir=args.cache_dir or None, progress=not args.quiet)
+    if args.zero_shot:
+        if not args.backbone:
+            raise ValueError("--backbone: required with --zero-shot")
+        if not args.out:
+            raise ValueError(f"--out: required with --zero-shot (e.g. runs/zero-shot-{args.backbone})")
+        result = evaluate_zero_shot(args.backbone, args.manifest or [], args.out, weights=args.weights,
+                                    tasks=tuple(args.tasks) if args.tasks else None, device=args.device, **common)
+    else:
+        if not args.run_dir:
+            raise ValueError("run_dir: give a run folder, or --zero-shot --backbone NAME")
+        result = evaluate(args.run_dir, manifests=args.manifest, out_dir=args.out, device=args.device,
+                          weights=args.weights, **common)
+    columns = [c for c in ("dataset", "task", "n", "accuracy", "balanced_accuracy", "macro_f1", "ece",
+                           "one_off_accuracy", "mean_abs_bin_error", "fairness_gap") if c in result.metrics]
+    print(f"{result.summary['method']} on {result.summary['backbone']} "
+          f"(added parameters {result.summary['added_parameters']:,})")
+    print(result.metrics[columns].to_string(index=False, float_format=lambda v: f"{v:.4f}"))
+    print(f"tables in {result.out_dir}")
+    return 0

@@ -1,0 +1,197 @@
+"""Evaluation: a trained run (or zero-shot) on prepared manifests, as tidy tables.
+
+For every dataset (the manifest's ``dataset`` column) and task, over the rows labelled for it:
+accuracy, balanced accuracy, macro-F1, ECE, the confusion matrix, and for age the 1-off accuracy
+and the mean absolute bin error. Where race labels exist (FairFace, UTKFace) accuracy per race group
+and the largest gap between groups. Every row carries the method, backbone and added parameters,
+so zero-shot and trained runs compare like for like. Tables go to ``<out>/eval/`` as CSV and JSON:
+
+=================  =========================================================================
+metrics            dataset, task, n, accuracy, balanced_accuracy, macro_f1, ece, [one_off...]
+confusion          dataset, task, true, predicted, count (every cell, zeros included)
+fairness           dataset, task, group, n, accuracy, gap (largest minus smallest group accuracy)
+summary.json       method, backbone, weights, added parameters, what was evaluated
+=================  =========================================================================
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from torch.utils.data import DataLoader
+from tqdm.auto import tqdm
+
+from faceprompt import metrics as M
+from faceprompt.backbones import load_backbone
+from faceprompt.checkpoint import load_prompts, save_prompts
+from faceprompt.data.dataset import DataSource, ManifestDataset, load_sources
+from faceprompt.features import cached_features
+from faceprompt.io import atomic_path, read_json, write_json_atomic
+from faceprompt.prompts import PromptModel, added_parameters, build_model
+from faceprompt.tasks import TASKS
+
+EVAL_DIR = "eval"
+ORDINAL_TASKS = ("age",)
+
+
+@dataclass
+class EvalResult:
+    metrics: pd.DataFrame
+    confusion: pd.DataFrame
+    fairness: pd.DataFrame
+    summary: dict
+    out_dir: Path | None = None
+
+
+# --- predictions ---------------------------------------------------------------------------------
+
+@torch.no_grad()
+def predict(model: PromptModel, frame: pd.DataFrame, batch_size: int = 64, cache_dir: str | os.PathLike | None = None,
+            num_workers: int = 0, progress: bool = True) -> dict[str, np.ndarray]:
+    """Class probabilities [N, C] per task for the manifest rows, in row order.
+
+    A method with a frozen image path runs on (cached) image features: the same numbers, less time.
+    """
+    model.eval()
+    tasks = model.task_names
+    dataset = ManifestDataset(frame, model.backbone.preprocess, tasks)
+    device = model.backbone.device
+    if model.caches_image_features:
+        feats = cached_features(model.backbone, dataset, cache_dir, batch_size, num_workers, progress=progress)
+        batches = (feats[i:i + batch_size] for i in range(0, len(feats), batch_size))
+        forward = model.forward_features
+        total = -(-len(feats) // batch_size)
+    else:
+        loader = DataLoader(dataset, batch_size=batch_size, num_workers=num_workers)
+        batches = (images for images, _ in loader)
+        forward, total = model, len(loader)
+    chunks: dict[str, list[np.ndarray]] = {t: [] for t in tasks}
+    for inputs in tqdm(batches, total=total, desc="evaluate", leave=False, disable=not progress):
+        out = forward(inputs.to(device))
+        for task, logits in out.logits.items():
+            chunks[task].append(logits.float().softmax(-1).cpu().numpy())
+    return {t: np.concatenate(c) if c else np.zeros((0, TASKS[t].num_classes)) for t, c in chunks.items()}
+
+
+# --- tables --------------------------------------------------------------------------------------
+
+def _true_labels(frame: pd.DataFrame, task: str) -> np.ndarray:
+    return ManifestDataset(frame, None, (task,)).labels[:, 0].numpy()
+
+
+def evaluation_tables(frame: pd.DataFrame, probs: dict[str, np.ndarray],
+                      group_column: str = "race") -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """(metrics, confusion, fairness) per dataset and task from manifest rows and predicted probabilities."""
+    metric_rows, confusion_rows, fairness_rows = [], [], []
+    for dataset in sorted(frame["dataset"].unique()):
+        rows = (frame["dataset"] == dataset).to_numpy()
+        sub = frame[rows]
+        for task, task_probs in probs.items():
+            classes = TASKS[task].classes
+            y_true = _true_labels(sub, task)
+            p = task_probs[rows]
+            report = M.classification_report(y_true, p, len(classes), ordinal=task in ORDINAL_TASKS)
+            if report["n"] == 0:
+                continue
+            y, p = M.labelled(y_true, p)
+            y_pred = p.argmax(axis=1)
+            groups = M.group_accuracy(y, y_pred, M.labelled(y_true, sub[group_column].to_numpy(dtype=str))[1])
+            gap = (max(a for _, a in groups.values()) - min(a for _, a in groups.values())) \
+                if len(groups) >= 2 else float("nan")
+            metric_rows.append({"dataset": dataset, "task": task, **report, "fairness_gap": gap})
+            cm = M.confusion_matrix(y, y_pred, len(classes))
+            confusion_rows += [{"dataset": dataset, "task": task, "true": classes[i], "predicted": classes[j],
+                                "count": int(cm[i, j])} for i in range(len(classes)) for j in range(len(classes))]
+            if len(groups) >= 2:
+                fairness_rows += [{"dataset": dataset, "task": task, "group": g, "n": n, "accuracy": a, "gap": gap}
+                                  for g, (n, a) in groups.items()]
+    columns = ["dataset", "task", "group", "n", "accuracy", "gap"]
+    return pd.DataFrame(metric_rows), pd.DataFrame(confusion_rows), pd.DataFrame(fairness_rows, columns=columns)
+
+
+def write_tables(out_dir: Path, result: EvalResult) -> Path:
+    """``out_dir/eval/{metrics,confusion,fairness}.{csv,json}`` and ``summary.json``, atomically."""
+    folder = Path(out_dir) / EVAL_DIR
+    folder.mkdir(parents=True, exist_ok=True)
+    for name in ("metrics", "confusion", "fairness"):
+        table: pd.DataFrame = getattr(result, name)
+        with atomic_path(folder / f"{name}.csv") as tmp:
+            table.to_csv(tmp, index=False)
+        write_json_atomic(folder / f"{name}.json", table.replace({np.nan: None}).to_dict(orient="records"))
+    write_json_atomic(folder / "summary.json", result.summary)
+    return folder
+
+
+# --- entry points --------------------------------------------------------------------------------
+
+def _default_sources(run_dir: Path, splits: tuple[str, ...]) -> list[DataSource]:
+    config = read_json(run_dir / "config.json").get("train_config") or {}
+    manifests = []
+    for source in (config.get("train") or []):
+        if source["manifest"] not in manifests:
+            manifests.append(source["manifest"])
+    if not manifests:
+        raise ValueError(f"manifests: none given and {run_dir}/config.json names no training manifests")
+    return [DataSource(m, splits) for m in manifests]
+
+
+def evaluate(run_dir: str | os.PathLike | None = None, *, model: PromptModel | None = None,
+             manifests: list[str] | None = None, splits: tuple[str, ...] = ("test",),
+             datasets: list[str] | None = None, out_dir: str | os.PathLike | None = None, batch_size: int = 64,
+             device: str = "cpu", weights: str | None = None, cache_dir: str | os.PathLike | None = None,
+             num_workers: int = 0, progress: bool = True) -> EvalResult:
+    """Evaluate a run folder (or an in-memory ``model``) on manifests; write tables to ``out_dir`` (default
+    ``run_dir``). Without ``manifests`` a run is evaluated on the ``splits`` of its training manifests;
+    ``datasets`` keeps only those values of the ``dataset`` column."""
+    if model is None and run_dir is None:
+        raise ValueError("run_dir: give a run folder or a model")
+    run_dir = None if run_dir is None else Path(run_dir)
+    splits = (splits,) if isinstance(splits, str) else tuple(splits)
+    if manifests:
+        sources = [DataSource(m, splits, tuple(datasets) if datasets else None) for m in manifests]
+    elif run_dir is not None:
+        sources = [DataSource(s.manifest, splits, tuple(datasets) if datasets else None)
+                   for s in _default_sources(run_dir, splits)]
+    else:
+        raise ValueError("manifests: give at least one manifest to evaluate on")
+    for i, source in enumerate(sources):
+        source.check(f"manifests[{i}]")
+    frame = load_sources(sources, "manifests")  # fails on a missing manifest before weights load
+    if len(frame) == 0:
+        raise ValueError(f"splits: no rows with split {list(splits)} in {[s.manifest for s in sources]}")
+    if model is None:
+        model = load_prompts(run_dir, weights=weights, device=device)
+    probs = predict(model, frame, batch_size, cache_dir, num_workers, progress)
+    metrics, confusion, fairness = evaluation_tables(frame, probs)
+    identity = {"method": model.method, "backbone": model.backbone.name, "added_parameters": added_parameters(model)}
+    if len(metrics):
+        for position, (key, value) in enumerate(identity.items()):
+            metrics.insert(position, key, value)
+    summary = {**identity, "weights": model.backbone.weights_id, "rows": len(frame),
+               "manifests": [s.manifest for s in sources], "splits": list(splits),
+               "datasets": sorted(frame["dataset"].unique())}
+    target = out_dir if out_dir is not None else run_dir
+    result = EvalResult(metrics, confusion, fairness, summary, None)
+    if target is not None:
+        result.out_dir = write_tables(Path(target), result)
+    return result
+
+
+def evaluate_zero_shot(backbone: str, manifests: list[str], out_dir: str | os.PathLike, *,
+                       weights: str | None = None, tasks: tuple[str, ...] | None = None, device: str = "cpu",
+                       **kwargs) -> EvalResult:
+    """Zero-shot on the same footing as a trained run: ``out_dir`` becomes a run folder
+    (config.json, an empty prompts file) and gets the same tables."""
+    if not manifests:
+        raise ValueError("manifests: zero-shot evaluation needs at least one manifest")
+    for manifest in manifests:
+        if not Path(manifest).is_file():
+            raise FileNotFoundError(f"manifests: {manifest} does not exist (run `faceprompt prepare`)")
+    tower = load_backbone(backbone, weights, device=device)
+    model = build_model("zero-shot", tower, tasks)
+    save_prompts(model, out_dir)
+    return evaluate(model=model, manifests=manifests, out_dir=out_dir, **kwargs)
