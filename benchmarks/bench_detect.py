@@ -41,7 +41,7 @@ def sample_images(n: int, seed: int) -> dict[str, list[Path]]:
 def bench(detector: str, images: list[Path], workers: int, out: Path) -> tuple[float, list[dict]]:
     jobs = [CropJob(str(p), str(p), str(out / f"{i}.jpg"), True, detector, 0.25, 224) for i, p in enumerate(images)]
     context = mp.get_context("fork")
-    with context.Pool(workers, initializer=_init_worker) as pool:
+    with context.Pool(workers, initializer=_init_worker, initargs=(detector,)) as pool:
         pool.map(crop_one, jobs[:workers * 2], chunksize=1)  # warm-up: model load in every worker
         start = time.perf_counter()
         outcomes = pool.map(crop_one, jobs, chunksize=8)

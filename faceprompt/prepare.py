@@ -20,6 +20,7 @@ import json
 import multiprocessing as mp
 import os
 import re
+import sys
 import time
 from collections import Counter
 from dataclasses import asdict, dataclass, field
@@ -145,17 +146,15 @@ def _detector(name: str):
     return _WORKER_DETECTOR[name]
 
 
-def _init_worker() -> None:
+def _init_worker(detector: str | None = None) -> None:
     # Each process gets one core: OpenCV's and torch's own thread pools would fight the process pool.
     import cv2
 
     cv2.setNumThreads(1)
-    try:
+    if detector == "mtcnn" or "torch" in sys.modules:  # importing torch costs seconds: only when used
         import torch
 
         torch.set_num_threads(1)
-    except ImportError:
-        pass
 
 
 def crop_one(job: CropJob) -> dict:
@@ -196,7 +195,8 @@ def _read_log(path: Path) -> dict[str, dict]:
     return done
 
 
-def run_crops(jobs: list[CropJob], log_path: Path, workers: int, progress: bool) -> dict[str, dict]:
+def run_crops(jobs: list[CropJob], log_path: Path, workers: int, progress: bool,
+              detector: str | None = None) -> dict[str, dict]:
     """Crop every job not already done; return key -> outcome for all jobs."""
     done = _read_log(log_path)
     outcomes = {}
@@ -213,12 +213,12 @@ def run_crops(jobs: list[CropJob], log_path: Path, workers: int, progress: bool)
     bar = tqdm(total=len(todo), desc="cropping", unit="img", disable=not progress, smoothing=0.1)
     with open(log_path, "a", encoding="utf-8") as log:
         if workers == 1 or len(todo) < 8:
-            _init_worker()
+            _init_worker(detector)
             results = map(crop_one, todo)
             pool = None
         else:
             context = mp.get_context("fork" if "fork" in mp.get_all_start_methods() else "spawn")
-            pool = context.Pool(workers, initializer=_init_worker)
+            pool = context.Pool(workers, initializer=_init_worker, initargs=(detector,))
             results = pool.imap_unordered(crop_one, todo, chunksize=8)
         try:
             for outcome in results:
@@ -244,6 +244,14 @@ def _crop_dir(out: Path, options: PrepareOptions, detect: bool) -> Path:
 
 def _crop_name(key: str) -> str:
     return key if key.lower().endswith(".jpg") else key + ".jpg"
+
+
+def _relative_key(path: Path, root: Path) -> str:
+    """The image's path inside the dataset folder: the stable key of crops, logs and stored splits."""
+    try:
+        return path.relative_to(root).as_posix()  # adapters build paths from root: no syscalls needed
+    except ValueError:
+        return path.resolve().relative_to(root.resolve()).as_posix()
 
 
 def _take_limit(rows: list[dict], limit: int | None, seed: int) -> list[dict]:
@@ -296,7 +304,7 @@ def prepare_dataset(name: str, root: str | os.PathLike | None, out: str | os.Pat
         if not has_label(row):
             skipped.append(Skip(row["path"], "no gender, age or emotion label"))
             continue
-        row["key"] = Path(row["path"]).resolve().relative_to(root.resolve()).as_posix()
+        row["key"] = _relative_key(Path(row["path"]), root)
         if not opts.keep_official_splits:
             row["split"] = ""
         rows.append(row)
@@ -310,7 +318,7 @@ def prepare_dataset(name: str, root: str | os.PathLike | None, out: str | os.Pat
     crop_dir = _crop_dir(out, opts, detect)
     jobs = [CropJob(r["key"], r["path"], str(crop_dir / _crop_name(r["key"])), detect, opts.detector,
                     opts.margin, opts.size) for r in rows]
-    outcomes = run_crops(jobs, crop_dir / _LOG, opts.workers, opts.progress)
+    outcomes = run_crops(jobs, crop_dir / _LOG, opts.workers, opts.progress, opts.detector if detect else None)
 
     manifest_rows, crops = [], Counter()
     for row, job in zip(rows, jobs):
