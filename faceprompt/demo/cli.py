@@ -1,0 +1,147 @@
+"""`faceprompt demo INPUT --out DIR`: find every face in photos or videos and label each one.
+
+    faceprompt demo photo.jpg --out annotated/ --json       # one image
+    faceprompt demo photos/ --out annotated/                # every image in a folder
+    faceprompt demo clip.mp4 --out annotated/ --json        # a video, frame by frame
+    faceprompt demo --webcam 0 --out annotated/ --max-frames 300
+    faceprompt demo --serve --port 8866                     # the interactive app as a Voila page
+
+Writes ``DIR/<name>.jpg`` (or ``DIR/<name>.mp4``) with boxes and labels and, with ``--json``,
+``DIR/<name>.json``: per face the box, the detection score and every task's probabilities.
+Prints one line per frame with the time split into detection and classification.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from PIL import Image
+
+from faceprompt.data.images import load_rgb
+from faceprompt.demo.media import VideoReadError, VideoWriter, folder_images, input_kind, iter_frames, open_video
+from faceprompt.demo.pipeline import DEFAULT_MAX_FACES, FacePipeline, FrameResult, draw
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from faceprompt.detect import DEFAULT_DETECTOR
+    from faceprompt.predict import default_backbone
+
+    parser.add_argument("input", nargs="?", help="an image, a folder of images, or a video file")
+    parser.add_argument("--webcam", type=int, default=None, metavar="INDEX", help="read camera INDEX instead")
+    parser.add_argument("--out", default=None, metavar="DIR", help="where annotated images/videos go")
+    parser.add_argument("--json", action="store_true", help="also write DIR/<name>.json per input")
+    parser.add_argument("--backbone", default=None, help=f"backbone name (default: {default_backbone()})")
+    parser.add_argument("--weights", default=None, help="'random', a weights file, or local-dir:FOLDER")
+    parser.add_argument("--prompts", default=None, metavar="RUN_DIR", help="a trained run (default: zero-shot)")
+    parser.add_argument("--detector", default=DEFAULT_DETECTOR, help=f"face detector (default: {DEFAULT_DETECTOR})")
+    parser.add_argument("--margin", type=float, default=0.25, help="crop margin per side, fraction of the face")
+    parser.add_argument("--max-faces", type=int, default=DEFAULT_MAX_FACES, help="faces classified per frame")
+    parser.add_argument("--max-frames", type=int, default=None, help="stop a video or webcam after N frames")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--serve", action="store_true", help="serve the interactive app with Voila")
+    parser.add_argument("--port", type=int, default=8866, help="port for --serve (on 127.0.0.1)")
+    parser.add_argument("--runs", default="runs", metavar="DIR", help="--serve: folder of trained runs to offer")
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.serve:
+        from faceprompt.demo.app import serve
+
+        return serve(port=args.port, backbone=args.backbone, runs_dir=args.runs, detector=args.detector)
+    if (args.input is None) == (args.webcam is None):
+        raise ValueError("give exactly one of INPUT (image, folder or video) or --webcam INDEX")
+    if args.out is None:
+        raise ValueError("--out DIR is required")
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out {out} exists and is not a folder")
+    kind = "webcam" if args.webcam is not None else input_kind(args.input)
+    # Open the input before loading a model: a bad file fails in a second, not after the model load.
+    image, video = None, None
+    if kind == "image":
+        image = load_rgb(args.input)
+    elif kind in ("video", "webcam"):
+        video = open_video(args.webcam if kind == "webcam" else Path(args.input))
+    else:
+        folder_images(args.input)
+    pipeline = FacePipeline.load(args.backbone, run_dir=args.prompts, detector=args.detector,
+                                 weights=args.weights, device=args.device, margin=args.margin,
+                                 max_faces=args.max_faces).warm_up()
+    out.mkdir(parents=True, exist_ok=True)
+    print(f"backbone {pipeline.classifier.backbone.name}, {pipeline.classifier.model.method}, "
+          f"detector {pipeline.detector.name}", file=sys.stderr)
+    if kind == "image":
+        annotate_image(pipeline, Path(args.input), out, args.json, image=image)
+        return 0
+    if kind == "folder":
+        return annotate_folder(pipeline, Path(args.input), out, args.json)
+    name = f"webcam{args.webcam}" if kind == "webcam" else Path(args.input).stem
+    annotate_video(pipeline, video, name, out, args.json, args.max_frames)
+    return 0
+
+
+def annotate_image(pipeline: FacePipeline, path: Path, out: Path, write_json: bool,
+                   name: str | None = None, image: Image.Image | None = None) -> FrameResult:
+    """Annotate one image file into ``out``; raises ImageLoadError / FileNotFoundError on a bad file."""
+    if image is None:
+        image = load_rgb(path, max_pixels=pipeline.max_pixels)
+    result = pipeline.annotate(image)
+    print(f"{path.name}: {result.summary()}")
+    name = name or path.stem
+    draw(image, result).save(out / f"{name}.jpg", quality=92)
+    if write_json:
+        record = {"input": str(path), **result.to_json()}
+        (out / f"{name}.json").write_text(json.dumps(record, indent=2))
+    return result
+
+
+def annotate_folder(pipeline: FacePipeline, folder: Path, out: Path, write_json: bool) -> int:
+    """Every image of ``folder``; a bad file is reported in one line and the rest go on (exit code 1)."""
+    failed, used = 0, set()
+    for path in folder_images(folder):
+        # a.jpg and a.png both exist: keep both outputs apart.
+        name = path.stem if path.stem not in used else f"{path.stem}_{path.suffix.lstrip('.').lower()}"
+        used.add(name)
+        try:
+            annotate_image(pipeline, path, out, write_json, name)
+        except (ValueError, OSError) as err:
+            failed += 1
+            print(f"{path.name}: error: {err}", file=sys.stderr)
+    if failed:
+        print(f"{failed} file(s) could not be read", file=sys.stderr)
+    return 1 if failed else 0
+
+
+def annotate_video(pipeline: FacePipeline, video: tuple, name: str, out: Path, write_json: bool,
+                   max_frames: int | None = None) -> list[FrameResult]:
+    """Annotate an opened video or webcam (``open_video``'s result) frame by frame into ``out/<name>.mp4``.
+
+    Ctrl-C stops a webcam cleanly: the frames so far are written.
+    """
+    capture, info = video
+    results: list[FrameResult] = []
+    target = out / f"{name}.mp4"
+    with VideoWriter(target, info) as writer:
+        try:
+            for index, rgb in enumerate(iter_frames(capture, info.source, max_frames)):
+                result = pipeline.annotate(rgb)
+                print(f"{name} frame {index}: {result.summary()}")
+                writer.write(draw(rgb, result))
+                results.append(result)
+        except KeyboardInterrupt:
+            print("stopped", file=sys.stderr)
+        except VideoReadError:
+            writer.close()
+            target.unlink(missing_ok=True)  # no half-written empty video left behind
+            raise
+    if results:
+        mean = lambda xs: sum(xs) / len(xs)  # noqa: E731
+        print(f"{name}: {len(results)} frames, mean detect {mean([r.detect_ms for r in results]):.1f} ms, "
+              f"mean classify {mean([r.classify_ms for r in results]):.1f} ms")
+    if write_json:
+        record = {"input": info.source, "fps": info.fps,
+                  "frames": [{"frame": i, **r.to_json()} for i, r in enumerate(results)]}
+        (out / f"{name}.json").write_text(json.dumps(record, indent=2))
+    return results

@@ -1,0 +1,206 @@
+"""Detect every face in a frame, classify all of them in one batched forward, draw the labels.
+
+    pipeline = FacePipeline.load()                 # default backbone and detector, zero-shot prompts
+    result = pipeline.annotate(image)              # PIL image or H x W x 3 uint8 RGB array
+    draw(image, result).save("annotated.jpg")
+    print(result.faces[0].predictions["age"].label, result.detect_ms, result.classify_ms)
+
+The steps are the ones every face-attribute demo takes (detect -> crop -> classify -> draw box + label +
+confidence); the crop is the training crop (``detect.crop_face``), so the classifier sees faces framed
+the way it was trained on.
+"""
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+from PIL import Image, ImageDraw, ImageFont
+
+from faceprompt.data.images import DEFAULT_MAX_PIXELS, ImageLoadError, to_rgb
+from faceprompt.detect import DEFAULT_DETECTOR, Detection, Detector, crop_face, get_detector
+from faceprompt.predict import FaceClassifier, TaskPrediction, as_json
+
+# Faces classified per frame at most: a crowd photo stays one bounded batch (the best-scored faces win).
+DEFAULT_MAX_FACES = 32
+NO_FACE_MESSAGE = "no face found"
+
+
+@dataclass
+class FaceResult:
+    """One detected face: ``box`` (x0, y0, x1, y1) in input pixels, detector ``score``, per-task predictions."""
+
+    box: tuple[float, float, float, float]
+    score: float
+    predictions: dict[str, TaskPrediction]
+
+    def caption(self) -> str:
+        """Short label drawn above the box, e.g. ``female 91% | 20-29 48% | happiness 77%``."""
+        return " | ".join(f"{p.label} {p.confidence:.0%}" for p in self.predictions.values())
+
+    def to_json(self) -> dict:
+        return {"box": [round(v, 1) for v in self.box], "score": round(self.score, 4),
+                "predictions": as_json(self.predictions)}
+
+
+@dataclass
+class FrameResult:
+    """All faces of one frame, best detection first, and where the time went."""
+
+    width: int
+    height: int
+    faces: list[FaceResult] = field(default_factory=list)
+    detect_ms: float = 0.0
+    classify_ms: float = 0.0
+    skipped_faces: int = 0  # detections beyond ``max_faces``, left unclassified
+
+    @property
+    def total_ms(self) -> float:
+        return self.detect_ms + self.classify_ms
+
+    def summary(self) -> str:
+        """One line for logs: face count (or 'no face found') and the time split."""
+        if self.faces:
+            found = f"{len(self.faces)} face{'s' if len(self.faces) != 1 else ''}"
+            if self.skipped_faces:
+                found += f" (+{self.skipped_faces} not classified: over the per-frame limit)"
+        else:
+            found = NO_FACE_MESSAGE
+        return (f"{found} | detect {self.detect_ms:.1f} ms | classify {self.classify_ms:.1f} ms "
+                f"| total {self.total_ms:.1f} ms")
+
+    def to_json(self) -> dict:
+        return {"width": self.width, "height": self.height, "detect_ms": round(self.detect_ms, 2),
+                "classify_ms": round(self.classify_ms, 2), "skipped_faces": self.skipped_faces,
+                "faces": [f.to_json() for f in self.faces]}
+
+
+def as_rgb_array(image: Image.Image | np.ndarray, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> np.ndarray:
+    """Any PIL image (grayscale, RGBA, palette, 16-bit) or uint8 array as ``H x W x 3`` uint8 RGB."""
+    if isinstance(image, Image.Image):
+        width, height = image.size
+        _check_pixels(width, height, max_pixels)
+        return np.asarray(to_rgb(image), dtype=np.uint8)
+    arr = np.asarray(image)
+    if arr.dtype != np.uint8:
+        raise ValueError(f"image array must be uint8, got {arr.dtype}")
+    if arr.ndim == 2:
+        arr = np.repeat(arr[:, :, None], 3, axis=2)
+    elif arr.ndim == 3 and arr.shape[2] == 4:
+        return as_rgb_array(Image.fromarray(arr, "RGBA"), max_pixels)  # flatten on white like load_rgb
+    if arr.ndim != 3 or arr.shape[2] != 3:
+        raise ValueError(f"image array must be H x W, H x W x 3 or H x W x 4, got shape {arr.shape}")
+    _check_pixels(arr.shape[1], arr.shape[0], max_pixels)
+    return np.ascontiguousarray(arr)
+
+
+def _check_pixels(width: int, height: int, max_pixels: int | None) -> None:
+    if width <= 0 or height <= 0:
+        raise ImageLoadError(f"empty image ({width}x{height})")
+    if max_pixels is not None and width * height > max_pixels:
+        raise ImageLoadError(f"{width}x{height} = {width * height:,} pixels exceeds the limit of {max_pixels:,}")
+
+
+class FacePipeline:
+    """detector -> square crops with ``margin`` -> one batched classifier forward per frame."""
+
+    def __init__(self, detector: Detector, classifier: FaceClassifier, margin: float = 0.25,
+                 max_faces: int = DEFAULT_MAX_FACES, max_pixels: int | None = DEFAULT_MAX_PIXELS):
+        if max_faces < 1:
+            raise ValueError(f"max_faces must be >= 1, got {max_faces}")
+        self.detector, self.classifier = detector, classifier
+        self.margin, self.max_faces, self.max_pixels = margin, max_faces, max_pixels
+
+    @classmethod
+    def load(cls, backbone: str | None = None, run_dir: str | os.PathLike | None = None,
+             detector: str | None = None, weights: str | None = None, device: str = "cpu",
+             **options) -> "FacePipeline":
+        """A pipeline from names: backbone (default: the embedded face model), trained run, detector."""
+        classifier = FaceClassifier.load(backbone, run_dir=run_dir, weights=weights, device=device)
+        return cls(get_detector(detector or DEFAULT_DETECTOR), classifier, **options)
+
+    @property
+    def crop_size(self) -> int:
+        # Crop straight to the backbone's input size: no second resize inside preprocess.
+        return self.classifier.backbone.image_size
+
+    def warm_up(self) -> "FacePipeline":
+        """One throwaway forward: torch's first call is ~2 s of lazy set-up that no frame should pay."""
+        self.classifier.predict([Image.new("RGB", (self.crop_size, self.crop_size), (128, 128, 128))])
+        return self
+
+    def detect(self, rgb: np.ndarray) -> list[Detection]:
+        return self.detector.detect(rgb)
+
+    def annotate(self, image: Image.Image | np.ndarray) -> FrameResult:
+        """Find and label every face; an image without faces gives a result with ``faces == []``."""
+        rgb = as_rgb_array(image, self.max_pixels)
+        height, width = rgb.shape[:2]
+        start = time.perf_counter()
+        detections = self.detect(rgb)
+        detect_ms = (time.perf_counter() - start) * 1000
+        kept = detections[: self.max_faces]  # detectors return best first
+        start = time.perf_counter()
+        predictions = self.classify(rgb, kept)
+        classify_ms = (time.perf_counter() - start) * 1000 if kept else 0.0
+        faces = [FaceResult(d.box, d.score, p) for d, p in zip(kept, predictions)]
+        return FrameResult(width, height, faces, detect_ms, classify_ms, len(detections) - len(kept))
+
+    def classify(self, rgb: np.ndarray, detections: list[Detection]) -> list[dict[str, TaskPrediction]]:
+        """All faces of a frame in one batched forward (every task, and every VPT-TS prompt set, at once)."""
+        if not detections:
+            return []
+        frame = Image.fromarray(rgb)
+        crops = [crop_face(frame, d.box, self.margin, self.crop_size) for d in detections]
+        return self.classifier.predict(crops)
+
+    def crops(self, image: Image.Image | np.ndarray, result: FrameResult) -> list[Image.Image]:
+        """The face crops of ``result`` as the classifier saw them (for thumbnails)."""
+        frame = Image.fromarray(as_rgb_array(image, self.max_pixels))
+        return [crop_face(frame, f.box, self.margin, self.crop_size) for f in result.faces]
+
+
+# --- drawing ----------------------------------------------------------------------------------------
+
+# Distinct box colours, cycled over faces (Okabe-Ito: readable for colour-blind viewers).
+PALETTE = [(230, 159, 0), (86, 180, 233), (0, 158, 115), (240, 228, 66), (0, 114, 178), (213, 94, 0),
+           (204, 121, 167)]
+
+
+def _font(size: int) -> ImageFont.ImageFont:
+    try:
+        return ImageFont.load_default(size=size)  # scalable built-in font (Pillow >= 10.1)
+    except TypeError:
+        return ImageFont.load_default()
+
+
+def draw(image: Image.Image | np.ndarray, result: FrameResult, max_pixels: int | None = None) -> Image.Image:
+    """A copy of ``image`` with each face's box, its number and its labels with confidences."""
+    canvas = Image.fromarray(as_rgb_array(image, max_pixels))
+    pen = ImageDraw.Draw(canvas)
+    scale = max(canvas.size) / 640
+    line = max(2, round(2 * scale))
+    font = _font(max(11, round(13 * scale)))
+    for i, face in enumerate(result.faces):
+        colour = PALETTE[i % len(PALETTE)]
+        x0, y0, x1, y1 = face.box
+        pen.rectangle((x0, y0, x1, y1), outline=colour, width=line)
+        # One task per line keeps the label about as wide as the face, so neighbours' labels don't collide.
+        text = f"{i + 1}: " + face.caption().replace(" | ", "\n")
+        left, top, right, bottom = pen.multiline_textbbox((0, 0), text, font=font, spacing=line)
+        tw, th = right - left + 2 * line, bottom - top + 2 * line
+        ty = _label_top(y0, y1, th, canvas.height)
+        tx = min(max(x0, 0), max(canvas.width - tw, 0))
+        pen.rectangle((tx, ty, tx + tw, ty + th), fill=colour)
+        pen.multiline_text((tx + line - left, ty + line - top), text, fill=(0, 0, 0), font=font, spacing=line)
+    return canvas
+
+
+def _label_top(y0: float, y1: float, label_height: float, image_height: int) -> float:
+    """Above the box when it fits, else below it, else inside its top edge."""
+    if y0 - label_height >= 0:
+        return y0 - label_height
+    if y1 + label_height <= image_height:
+        return y1
+    return max(y0, 0)
