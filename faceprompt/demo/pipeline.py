@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
+from faceprompt.backbones import Backbone
 from faceprompt.data.images import DEFAULT_MAX_PIXELS, ImageLoadError, to_rgb
 from faceprompt.detect import DEFAULT_DETECTOR, Detection, Detector, crop_face, get_detector
 from faceprompt.predict import FaceClassifier, TaskPrediction, as_json
@@ -113,10 +114,11 @@ class FacePipeline:
         self.margin, self.max_faces, self.max_pixels = margin, max_faces, max_pixels
 
     @classmethod
-    def load(cls, backbone: str | None = None, run_dir: str | os.PathLike | None = None,
+    def load(cls, backbone: str | Backbone | None = None, run_dir: str | os.PathLike | None = None,
              detector: str | None = None, weights: str | None = None, device: str = "cpu",
              **options) -> "FacePipeline":
-        """A pipeline from names: backbone (default: the embedded face model), trained run, detector."""
+        """A pipeline from names: backbone (name or loaded; default: the embedded face model), trained run
+        (default: zero-shot), detector (default: ``detect.DEFAULT_DETECTOR``)."""
         classifier = FaceClassifier.load(backbone, run_dir=run_dir, weights=weights, device=device)
         return cls(get_detector(detector or DEFAULT_DETECTOR), classifier, **options)
 

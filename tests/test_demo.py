@@ -1,0 +1,290 @@
+"""The demo pipeline and `faceprompt demo`: real faces pasted into one photo, videos, and every bad input."""
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+sys.path.insert(0, str(Path(__file__).parent))
+import demo_helpers as h  # noqa: E402
+
+from faceprompt.cli import main  # noqa: E402
+from faceprompt.data.images import ImageLoadError  # noqa: E402
+from faceprompt.demo.pipeline import PALETTE, FacePipeline, FrameResult, draw  # noqa: E402
+from faceprompt.predict import default_backbone  # noqa: E402
+from faceprompt.tasks import get_tasks  # noqa: E402
+
+TASKS = {t.name: t.classes for t in get_tasks(None)}
+
+
+@pytest.fixture(scope="module")
+def pipeline():
+    return FacePipeline.load().warm_up()  # the default backbone and detector, zero-shot
+
+
+def check_faces_match(result: FrameResult, regions):
+    """Exactly one detection per pasted face, each fully labelled with valid probabilities."""
+    assert len(result.faces) == len(regions)
+    for region in regions:
+        assert sum(h.inside(f.box, region) for f in result.faces) == 1, f"face at {region} not found once"
+    for face in result.faces:
+        assert set(face.predictions) == set(TASKS)
+        for task, pred in face.predictions.items():
+            assert list(pred.probabilities) == list(TASKS[task])
+            assert sum(pred.probabilities.values()) == pytest.approx(1.0, abs=1e-4)
+            assert pred.label == max(pred.probabilities, key=pred.probabilities.get)
+            assert pred.confidence == pytest.approx(pred.probabilities[pred.label])
+
+
+# --- the pipeline ----------------------------------------------------------------------------------------
+
+def test_six_faces_found_labelled_and_timed(pipeline):
+    photo, regions = h.group_photo(6)
+    result = pipeline.annotate(photo)
+    check_faces_match(result, regions)
+    assert (result.width, result.height) == (640, 480) and result.skipped_faces == 0
+    assert result.detect_ms > 0 and result.classify_ms > 0
+    assert result.total_ms == pytest.approx(result.detect_ms + result.classify_ms)
+    assert result.summary().startswith("6 faces | detect ")
+
+
+def test_all_faces_of_a_frame_go_through_one_forward(pipeline, monkeypatch):
+    photo, _ = h.group_photo(3)
+    model = pipeline.classifier.model
+    batches = []
+    original = model.forward
+    monkeypatch.setattr(model, "forward", lambda images: batches.append(len(images)) or original(images))
+    result = pipeline.annotate(photo)
+    assert batches == [3]
+    # Batching must not change any face's answer: classify each crop alone and compare.
+    monkeypatch.undo()
+    crops = pipeline.crops(photo, result)
+    for face, crop in zip(result.faces, crops):
+        alone = pipeline.classifier.predict([crop])[0]
+        for task, pred in face.predictions.items():
+            assert pred.probabilities == pytest.approx(alone[task].probabilities, abs=1e-4)
+
+
+def test_vpt_ts_run_classifies_the_frame_in_one_batched_pass(pipeline, tmp_path, monkeypatch):
+    from faceprompt.checkpoint import save_prompts
+    from faceprompt.prompts import build_model
+
+    backbone = pipeline.classifier.backbone  # frozen: safe to share with a second method
+    assert backbone.name == default_backbone()
+    save_prompts(build_model("vpt-ts", backbone, get_tasks(None)), tmp_path / "run")
+    pipeline = FacePipeline.load(backbone, run_dir=tmp_path / "run")
+    assert pipeline.classifier.model.method == "vpt-ts"
+    photo, regions = h.group_photo(2)
+    passes = []
+    original = backbone.encode_image
+    monkeypatch.setattr(backbone, "encode_image",
+                        lambda images, *a, **k: passes.append(len(images)) or original(images, *a, **k))
+    result = pipeline.annotate(photo)
+    check_faces_match(result, regions)
+    assert passes == [2 * len(TASKS)]  # one image-tower pass: every face times every task's prompts
+
+
+def test_many_faces_in_one_photo(pipeline):
+    photo, regions = h.group_photo(12, size=(860, 700), columns=4)
+    check_faces_match(pipeline.annotate(photo), regions)
+
+
+def test_max_faces_bounds_the_batch_and_reports_the_rest(pipeline):
+    photo, _ = h.group_photo(6)
+    capped = FacePipeline(pipeline.detector, pipeline.classifier, max_faces=4).annotate(photo)
+    assert len(capped.faces) == 4 and capped.skipped_faces == 2
+    assert "+2 not classified" in capped.summary()
+    scores = [f.score for f in capped.faces]
+    assert scores == sorted(scores, reverse=True)  # the surest detections are the ones kept
+
+
+def test_no_face_is_an_empty_result_not_an_error(pipeline):
+    result = pipeline.annotate(Image.new("RGB", (320, 240), (90, 140, 200)))
+    assert result.faces == [] and result.classify_ms == 0.0
+    assert result.summary().startswith("no face found")
+    assert result.to_json()["faces"] == []
+
+
+def test_grayscale_and_rgba_in_memory(pipeline):
+    photo, regions = h.group_photo(2)
+    check_faces_match(pipeline.annotate(photo.convert("L")), regions)
+    check_faces_match(pipeline.annotate(np.asarray(photo.convert("L"))), regions)
+    rgba = photo.convert("RGBA")
+    alpha = np.zeros(photo.size[::-1], np.uint8)
+    for x0, y0, x1, y1 in regions:
+        alpha[y0:y1, x0:x1] = 255  # only the faces are opaque; the background is transparent
+    rgba.putalpha(Image.fromarray(alpha))
+    check_faces_match(pipeline.annotate(rgba), regions)
+
+
+def test_in_memory_pixel_limit(pipeline):
+    small = FacePipeline(pipeline.detector, pipeline.classifier, max_pixels=10_000)
+    with pytest.raises(ImageLoadError, match="exceeds the limit of 10,000"):
+        small.annotate(np.zeros((200, 200, 3), np.uint8))
+    with pytest.raises(ValueError, match="must be uint8"):
+        small.annotate(np.zeros((20, 20, 3), np.float32))
+
+
+def test_draw_boxes_and_labels_in_face_colours(pipeline):
+    photo, _ = h.group_photo(2)
+    result = pipeline.annotate(photo)
+    before = np.asarray(photo).copy()
+    out = np.asarray(draw(photo, result))
+    assert out.shape == before.shape and np.array_equal(np.asarray(photo), before)  # input untouched
+    for i, face in enumerate(result.faces):
+        x0, y0, x1, y1 = (int(round(v)) for v in face.box)
+        edge = out[(y0 + y1) // 2, x0]  # the middle of the left edge
+        assert tuple(edge) == PALETTE[i], f"face {i}: box edge is {tuple(edge)}"
+    # Label pixels lie above each box (there is room in this photo).
+    top = min(int(f.box[1]) for f in result.faces)
+    assert (out[:top] != before[:top]).any()
+
+
+# --- the command line ------------------------------------------------------------------------------------
+
+def write(path: Path, data: bytes) -> Path:
+    path.write_bytes(data)
+    return path
+
+
+@pytest.fixture
+def loaded(monkeypatch, pipeline):
+    """The CLI reuses the module's pipeline: its model loading is tested once, in test_cli_image_with_json."""
+    import faceprompt.demo.cli as cli
+
+    monkeypatch.setattr(cli.FacePipeline, "load", lambda *args, **kwargs: pipeline)
+    return pipeline
+
+
+def demo(*args) -> int:
+    return main(["demo", *map(str, args)])
+
+
+def error_line(capsys) -> str:
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    lines = [line for line in err.splitlines() if line.startswith("faceprompt demo: error:")]
+    assert len(lines) == 1, err
+    return lines[0]
+
+
+def test_cli_image_with_json(tmp_path, capsys):
+    photo, regions = h.group_photo(6)
+    photo.save(tmp_path / "group.jpg", quality=95)
+    assert demo(tmp_path / "group.jpg", "--out", tmp_path / "out", "--json") == 0
+    out = capsys.readouterr().out
+    assert "group.jpg: 6 faces | detect " in out and " ms | classify " in out
+    annotated = Image.open(tmp_path / "out" / "group.jpg")
+    assert annotated.size == photo.size
+    record = json.loads((tmp_path / "out" / "group.json").read_text())
+    assert record["width"] == 640 and record["detect_ms"] > 0 and record["classify_ms"] > 0
+    assert len(record["faces"]) == 6
+    for face in record["faces"]:
+        assert len(face["box"]) == 4 and isinstance(face["score"], float)
+        assert set(face["predictions"]) == set(TASKS)
+        probs = face["predictions"]["age"]["probabilities"]
+        assert list(probs) == list(TASKS["age"]) and sum(probs.values()) == pytest.approx(1, abs=1e-3)
+    for region in regions:
+        assert sum(h.inside(f["box"], region) for f in record["faces"]) == 1
+
+
+def test_cli_exif_rotated_photo_is_upright(tmp_path, capsys, loaded):
+    photo, regions = h.group_photo(2)
+    path = h.write_exif_rotated(tmp_path / "phone.jpg", photo)
+    assert Image.open(path).size == (480, 640)  # stored sideways
+    assert demo(path, "--out", tmp_path / "out", "--json") == 0
+    record = json.loads((tmp_path / "out" / "phone.json").read_text())
+    assert (record["width"], record["height"]) == (640, 480)
+    for region in regions:  # boxes are where the faces are in the upright photo
+        assert sum(h.inside(f["box"], region) for f in record["faces"]) == 1
+    assert Image.open(tmp_path / "out" / "phone.jpg").size == (640, 480)
+
+
+def test_cli_folder_grayscale_rgba_no_face_and_a_bad_file(tmp_path, capsys, loaded):
+    photo, _ = h.group_photo(2)
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    photo.convert("L").save(folder / "gray.jpg")
+    rgba = photo.convert("RGBA")
+    rgba.putalpha(255)
+    rgba.save(folder / "rgba.png")
+    Image.new("RGB", (320, 240), (30, 160, 60)).save(folder / "lawn.png")
+    h.write_text_as_jpeg(folder / "notes.jpg")
+    (folder / "readme.txt").write_text("not an image suffix: ignored")
+    assert demo(folder, "--out", tmp_path / "out", "--json") == 1  # one bad file
+    captured = capsys.readouterr()
+    assert "gray.jpg: 2 faces" in captured.out and "rgba.png: 2 faces" in captured.out
+    assert "lawn.png: no face found" in captured.out
+    assert "notes.jpg: error:" in captured.err and "unreadable image" in captured.err
+    assert "Traceback" not in captured.err
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [
+        "gray.jpg", "gray.json", "lawn.jpg", "lawn.json", "rgba.jpg", "rgba.json"]
+    assert json.loads((tmp_path / "out" / "lawn.json").read_text())["faces"] == []
+
+
+def test_cli_video(tmp_path, capsys, loaded):
+    photo, regions = h.group_photo(2)
+    shifted = Image.new("RGB", photo.size, (118, 124, 130))
+    shifted.paste(photo.crop((0, 0, 620, 480)), (20, 0))  # the faces move 20 px right
+    video = h.write_video(tmp_path / "clip.mp4", [photo, shifted, photo])
+    assert demo(video, "--out", tmp_path / "out", "--json") == 0
+    out = capsys.readouterr().out
+    for i in range(3):
+        assert f"clip frame {i}: 2 faces | detect " in out
+    assert "clip: 3 frames, mean detect" in out
+    record = json.loads((tmp_path / "out" / "clip.json").read_text())
+    assert [f["frame"] for f in record["frames"]] == [0, 1, 2]
+    assert all(len(f["faces"]) == 2 for f in record["frames"])
+    left = lambda frame: min(face["box"][0] for face in frame["faces"])  # noqa: E731
+    assert left(record["frames"][1]) - left(record["frames"][0]) == pytest.approx(20, abs=8)
+
+    import cv2
+
+    capture = cv2.VideoCapture(str(tmp_path / "out" / "clip.mp4"))
+    frames = int(capture.get(cv2.CAP_PROP_FRAME_COUNT))
+    ok, first = capture.read()
+    capture.release()
+    assert ok and frames == 3 and first.shape == (480, 640, 3)
+
+
+def test_cli_max_frames(tmp_path, capsys, loaded):
+    frames = [Image.new("RGB", (160, 120), (10 * i, 50, 50)) for i in range(4)]
+    video = h.write_video(tmp_path / "blank.avi", frames)
+    assert demo(video, "--out", tmp_path / "out", "--max-frames", 2) == 0
+    out = capsys.readouterr().out
+    assert "blank frame 1: no face found" in out and "blank frame 2" not in out
+
+
+@pytest.mark.parametrize("make, expected", [
+    (lambda d: h.write_text_as_jpeg(d / "notes.jpg"), "unreadable image"),
+    (lambda d: write(d / "empty.jpg", b""), "unreadable image"),
+    (lambda d: h.write_truncated_jpeg(d / "cut.jpg", Image.new("RGB", (64, 64), (9, 9, 9))), "unreadable image"),
+    (lambda d: h.write_huge_png(d / "huge.png"), "exceeds the limit of 50,000,000"),
+    (lambda d: write(d / "clip.mp4", b"\x00\x01garbage" * 500), "clip.mp4: cannot open video"),
+    (lambda d: d / "missing.jpg", "no such file"),
+], ids=["not-an-image", "empty", "truncated", "huge", "unreadable-video", "missing"])
+def test_cli_bad_input_is_one_clear_line(tmp_path, capsys, make, expected):
+    path = make(tmp_path)
+    assert demo(path, "--out", tmp_path / "out") == 1
+    line = error_line(capsys)
+    assert expected in line
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+
+
+def test_truncated_photo_of_faces_is_refused(tmp_path, capsys):
+    photo, _ = h.group_photo(2)
+    path = h.write_truncated_jpeg(tmp_path / "cut.jpg", photo)
+    assert demo(path, "--out", tmp_path / "out") == 1
+    assert "cut.jpg: unreadable image" in error_line(capsys)
+
+
+def test_cli_usage_errors(tmp_path, capsys):
+    assert demo("--out", tmp_path) == 1
+    assert "exactly one of INPUT" in error_line(capsys)
+    Image.new("RGB", (32, 32)).save(tmp_path / "a.png")
+    assert demo(tmp_path / "a.png") == 1
+    assert "--out DIR is required" in error_line(capsys)
+    assert demo("--webcam", 97, "--out", tmp_path / "cam") == 1
+    assert "webcam 97" in error_line(capsys)
