@@ -29,6 +29,7 @@ from faceprompt import metrics as M
 from faceprompt.backbones import load_backbone
 from faceprompt.checkpoint import load_prompts, save_prompts
 from faceprompt.data.dataset import DataSource, ManifestDataset, load_sources
+from faceprompt.data.manifest import label_indices
 from faceprompt.features import cached_features
 from faceprompt.io import atomic_path, read_json, write_json_atomic
 from faceprompt.prompts import PromptModel, added_parameters, build_model
@@ -80,7 +81,7 @@ def predict(model: PromptModel, frame: pd.DataFrame, batch_size: int = 64, cache
 # --- tables --------------------------------------------------------------------------------------
 
 def _true_labels(frame: pd.DataFrame, task: str) -> np.ndarray:
-    return ManifestDataset(frame, None, (task,)).labels[:, 0].numpy()
+    return np.asarray(label_indices(frame, task), dtype=np.int64)
 
 
 def evaluation_tables(frame: pd.DataFrame, probs: dict[str, np.ndarray],

@@ -165,8 +165,8 @@ class PromptModel(nn.Module):
         self._class_feature_cache = None
 
     def class_features(self) -> dict[str, torch.Tensor]:
-        """Class text features per task; computed once and reused while not training."""
-        if self.training:
+        """Class text features per task; computed once and reused unless the text prompt is training."""
+        if self.training and any(p.requires_grad for p in self.text.parameters()):
             return self.text.class_features()
         if self._class_feature_cache is None:
             with torch.no_grad():

@@ -1,0 +1,258 @@
+"""Latency, throughput and memory of prompt methods against zero-shot on the same backbone and device.
+
+``bench_methods`` times inference (``model(images)`` in eval mode, so text methods use their cached
+class features) for every method and batch size, with warm-up calls, device synchronisation and
+the median and spread over repeats. Methods are timed round-robin (one call of each per repeat),
+so slow drift of a shared machine hits all of them alike. Every row carries its ratio to zero-shot
+at the same batch size. ``bench_epoch_cache`` times one training epoch of a text method with and
+without cached image features.
+
+A method spec may carry options: ``vpt-ts:batched=false``, ``vpt:tokens=10,deep=true``.
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import statistics
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Callable
+
+import torch
+import yaml
+
+from faceprompt.backbones import Backbone, load_backbone
+from faceprompt.io import write_json_atomic
+from faceprompt.losses import multitask_loss
+from faceprompt.prompts import added_parameters, build_model
+
+DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
+
+
+@dataclass(frozen=True)
+class BenchRow:
+    """One method at one batch size. Times are per batch call unless named per image."""
+
+    method: str
+    backbone: str
+    device: str
+    dtype: str
+    batch_size: int
+    repeats: int
+    median_ms: float
+    p25_ms: float
+    p75_ms: float
+    ms_per_image: float
+    images_per_s: float
+    vs_zero_shot: float  # median / zero-shot median at this batch size
+    added_parameters: int
+    peak_memory_mb: float | None  # where the device reports it (CUDA)
+
+
+def parse_method_spec(spec: str) -> tuple[str, dict]:
+    """'vpt-ts:batched=false,tokens=10' -> ('vpt-ts', {'batched': False, 'tokens': 10})."""
+    name, _, rest = spec.partition(":")
+    options = {}
+    for item in filter(None, rest.split(",")):
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise ValueError(f"--methods: option {item!r} of {spec!r} is not KEY=VALUE")
+        options[key.strip()] = yaml.safe_load(value)
+    return name.strip(), options
+
+
+def synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _autocast(device: torch.device, dtype: torch.dtype):
+    if dtype == torch.float32:
+        return contextlib.nullcontext()
+    return torch.autocast(device.type, dtype=dtype)
+
+
+def time_once(fn: Callable[[], object], device: torch.device) -> float:
+    """Seconds for one call, with the device synchronised before and after."""
+    synchronize(device)
+    start = time.perf_counter()
+    fn()
+    synchronize(device)
+    return time.perf_counter() - start
+
+
+def _quantile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    pos = q * (len(ordered) - 1)
+    low = int(pos)
+    high = min(low + 1, len(ordered) - 1)
+    return ordered[low] + (ordered[high] - ordered[low]) * (pos - low)
+
+
+def bench_methods(backbone: str | Backbone, methods: list[str], batch_sizes: list[int] = (1, 64),
+                  device: str = "cpu", weights: str | None = "random", dtype: str = "fp32", repeats: int = 5,
+                  warmup: int = 1, tasks: tuple[str, ...] | None = None, seed: int = 0) -> list[BenchRow]:
+    """Inference timing rows for zero-shot (always included, first) and ``methods``."""
+    if dtype not in DTYPES:
+        raise ValueError(f"--dtype: {dtype!r}; choose from {list(DTYPES)}")
+    if repeats < 1 or warmup < 0 or any(b < 1 for b in batch_sizes):
+        raise ValueError("repeats >= 1, warmup >= 0 and batch sizes >= 1 are required")
+    tower = backbone if isinstance(backbone, Backbone) else load_backbone(backbone, weights, device=device)
+    dev, torch_dtype = tower.device, DTYPES[dtype]
+    specs = ["zero-shot"] + [m for m in methods if m != "zero-shot"]
+    models = {}
+    torch.manual_seed(seed)
+    for spec in specs:
+        name, options = parse_method_spec(spec)
+        models[spec] = build_model(name, tower, tasks, options).eval()
+    rows: list[BenchRow] = []
+    for batch in batch_sizes:
+        images = torch.randn(batch, 3, tower.image_size, tower.image_size, device=dev)
+        calls = {spec: _inference_call(model, images, dev, torch_dtype) for spec, model in models.items()}
+        times = {spec: [] for spec in specs}
+        peaks = {}
+        for spec, call in calls.items():  # warm-up also fills the class-feature caches
+            for _ in range(warmup):
+                call()
+            if dev.type == "cuda":
+                torch.cuda.reset_peak_memory_stats(dev)
+                call()
+                peaks[spec] = torch.cuda.max_memory_allocated(dev) / 2**20
+        for _ in range(repeats):
+            for spec, call in calls.items():
+                times[spec].append(time_once(call, dev))
+        base = statistics.median(times["zero-shot"])
+        for spec in specs:
+            median = statistics.median(times[spec])
+            rows.append(BenchRow(
+                method=spec, backbone=tower.name, device=str(dev), dtype=dtype, batch_size=batch, repeats=repeats,
+                median_ms=1e3 * median, p25_ms=1e3 * _quantile(times[spec], 0.25),
+                p75_ms=1e3 * _quantile(times[spec], 0.75), ms_per_image=1e3 * median / batch,
+                images_per_s=batch / median, vs_zero_shot=median / base,
+                added_parameters=added_parameters(models[spec]), peak_memory_mb=peaks.get(spec)))
+    return rows
+
+
+def _inference_call(model, images, device, dtype) -> Callable[[], object]:
+    def call():
+        with torch.inference_mode(), _autocast(device, dtype):
+            return model(images)
+    return call
+
+
+# --- one training epoch with and without cached image features ----------------------------------
+
+@dataclass(frozen=True)
+class EpochCacheResult:
+    method: str
+    backbone: str
+    device: str
+    images: int
+    batch_size: int
+    epoch_without_cache_s: float  # every step runs the vision tower
+    cache_build_s: float  # one pass of the vision tower over all images (paid once)
+    epoch_with_cache_s: float  # steps run on cached features
+    speedup: float  # without / with
+
+
+def bench_epoch_cache(backbone: str | Backbone, method: str = "softcpt", images: int = 512, batch_size: int = 32,
+                      device: str = "cpu", weights: str | None = "random", lr: float = 2e-3,
+                      seed: int = 0) -> EpochCacheResult:
+    """Time one AdamW epoch of a frozen-image-path method over random images, both ways.
+
+    Images are random tensors already in memory, which favours the uncached epoch (no decoding):
+    the measured speed-up is a lower bound of what a real manifest sees.
+    """
+    tower = backbone if isinstance(backbone, Backbone) else load_backbone(backbone, weights, device=device)
+    name, options = parse_method_spec(method)
+    torch.manual_seed(seed)
+    model = build_model(name, tower, None, options)
+    if not model.caches_image_features:
+        raise ValueError(f"--methods: {method!r} changes the image path; its image features can't be cached")
+    g = torch.Generator().manual_seed(seed)
+    pixels = torch.randn(images, 3, tower.image_size, tower.image_size, generator=g)
+    labels = {t.name: torch.randint(0, t.num_classes, (images,), generator=g) for t in model.tasks}
+    dev = tower.device
+
+    def epoch(inputs: torch.Tensor, on_features: bool) -> None:
+        model.train()
+        optimizer = torch.optim.AdamW(model.trainable_parameters(), lr=lr)
+        for start in range(0, images, batch_size):
+            x = inputs[start:start + batch_size].to(dev)
+            out = model.forward_features(x) if on_features else model(x)
+            targets = {t: y[start:start + batch_size].to(dev) for t, y in labels.items()}
+            loss = multitask_loss(out.logits, targets).total
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+
+    without = time_once(lambda: epoch(pixels, False), dev)
+    features: list[torch.Tensor] = []
+
+    def build_cache() -> None:
+        with torch.no_grad():
+            for start in range(0, images, batch_size):
+                features.append(tower.encode_image(pixels[start:start + batch_size].to(dev)))
+
+    build = time_once(build_cache, dev)
+    cached = torch.cat(features)
+    with_cache = time_once(lambda: epoch(cached, True), dev)
+    return EpochCacheResult(method, tower.name, str(dev), images, batch_size, without, build, with_cache,
+                            without / with_cache)
+
+
+# --- command line --------------------------------------------------------------------------------
+
+def format_table(rows: list[BenchRow]) -> str:
+    """A plain-text table of the rows."""
+    import pandas as pd
+
+    frame = pd.DataFrame([asdict(r) for r in rows])
+    columns = ["method", "batch_size", "median_ms", "p25_ms", "p75_ms", "ms_per_image", "images_per_s",
+               "vs_zero_shot", "added_parameters", "peak_memory_mb"]
+    if frame["peak_memory_mb"].isna().all():
+        columns.remove("peak_memory_mb")
+    return frame[columns].to_string(index=False, float_format=lambda v: f"{v:.3f}")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--backbone", required=True, help="backbone name (e.g. pe-core-b16)")
+    parser.add_argument("--weights", default="random", help="random (default), hub, a file or local-dir:...")
+    parser.add_argument("--methods", nargs="+", default=None,
+                        help="methods besides zero-shot (default coop softcpt vpt; --epoch-cache: softcpt); "
+                             "options as NAME:key=value,... (vpt-ts:batched=false)")
+    parser.add_argument("--batch-sizes", nargs="+", type=int, default=[1, 64])
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--dtype", default="fp32", choices=list(DTYPES))
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--warmup", type=int, default=1)
+    parser.add_argument("--threads", type=int, default=None, help="CPU threads for torch")
+    parser.add_argument("--epoch-cache", action="store_true",
+                        help="time one training epoch with and without cached image features instead")
+    parser.add_argument("--images", type=int, default=512, help="--epoch-cache: images in the epoch")
+    parser.add_argument("--batch-size", type=int, default=32, help="--epoch-cache: training batch size")
+    parser.add_argument("--json", help="also write the rows to this JSON file")
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if args.device.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError(f"--device: {args.device!r} requested but no GPU is available")
+    if args.epoch_cache:
+        method = args.methods[0] if args.methods else "softcpt"
+        result = bench_epoch_cache(args.backbone, method, args.images, args.batch_size, args.device, args.weights)
+        for key, value in asdict(result).items():
+            print(f"{key:>24}: {value:.3f}" if isinstance(value, float) else f"{key:>24}: {value}")
+        records = asdict(result)
+    else:
+        rows = bench_methods(args.backbone, args.methods or ["coop", "softcpt", "vpt"], args.batch_sizes, args.device, args.weights, args.dtype,
+                             args.repeats, args.warmup)
+        print(f"{rows[0].backbone} on {rows[0].device}, {rows[0].dtype}, median of {rows[0].repeats} repeats")
+        print(format_table(rows))
+        records = [asdict(r) for r in rows]
+    if args.json:
+        write_json_atomic(Path(args.json), records)
+        print(f"wrote {args.json}")
+    return 0

@@ -1,0 +1,196 @@
+"""Training: configs, data, learning, exact resume, NaN handling, feature caching, the CLI."""
+from __future__ import annotations
+
+import json
+import dataclasses
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from engine_helpers import (IMAGE_SIZE, blank_column, quick_config, synthetic_manifest,  # noqa: F401
+                            without_timing)
+from faceprompt import train as train_module
+from faceprompt.cli import main as cli
+from faceprompt.data.dataset import DataSource, ManifestDataset, load_sources
+from faceprompt.features import cached_features, compute_features, feature_cache_key
+from faceprompt.losses import LossParts
+from faceprompt.train import NonFiniteLossError, TrainConfig, fit, load_config
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+# --- config ----------------------------------------------------------------------------------------
+
+def test_config_round_trips_through_json(synthetic_manifest, tmp_path):  # noqa: F811
+    cfg = quick_config(synthetic_manifest, tmp_path, val=[{"manifest": str(synthetic_manifest), "splits": ["val"]}],
+                       task_weights={"age": 2.0}, grad_clip=None)
+    again = TrainConfig.from_dict(json.loads(json.dumps(cfg.to_dict())))
+    assert again == cfg
+
+
+@pytest.mark.parametrize("name", ["train_synthetic_tiny.yaml", "train_gpu_pe_core_b16.yaml"])
+def test_example_configs_load_and_validate(name):
+    cfg = load_config(REPO / "configs" / name)
+    cfg.validate()
+    if "gpu" in name:  # the thesis defaults
+        assert (cfg.lr, cfg.optimizer, cfg.weight_decay, cfg.min_lr) == (2e-3, "adamw", 0.0, 1e-6)
+        assert (cfg.epochs, cfg.patience, cfg.batch_size, cfg.backbone) == (50, 7, 60, "pe-core-b16")
+        assert cfg.method_options["tokens"] == 10 and cfg.method_options["context_tokens"] == 16
+
+
+@pytest.mark.parametrize("change, field", [
+    ({"method": "prompt-magic"}, "prompt-magic"),
+    ({"backbone": "resnet-50"}, "resnet-50"),
+    ({"lr": 0.0}, "lr"),
+    ({"lr": -1e-3}, "lr"),
+    ({"epochs": 0}, "epochs"),
+    ({"optimizer": "adam"}, "optimizer"),
+    ({"tasks": ["gender", "height"]}, "tasks"),
+    ({"learning_rate": 1e-3}, "learning_rate"),
+    ({"method_options": {"tokenz": 3}}, "method_options"),
+    ({"train": ["/nowhere/manifest.csv"]}, "manifest"),
+    ({"train": [{"manifest": "SYNTH", "datasets": ["fairface"]}]}, "datasets"),
+    ({"train": [{"manifest": "SYNTH", "splits": ["holdout"]}]}, "splits"),
+])
+def test_bad_configs_fail_before_any_work_naming_the_field(synthetic_manifest, tmp_path, change, field):  # noqa: F811
+    if "train" in change:
+        change = json.loads(json.dumps(change).replace("SYNTH", str(synthetic_manifest)))
+    with pytest.raises((ValueError, FileNotFoundError), match=field):
+        fit(quick_config(synthetic_manifest, tmp_path, **change), progress=False)
+    assert not (tmp_path / "runs").exists()
+
+
+def test_a_task_without_labelled_samples_is_refused(synthetic_manifest, tmp_path):  # noqa: F811
+    manifest = blank_column(synthetic_manifest, "emotion", tmp_path / "no_emotion.csv")
+    with pytest.raises(ValueError, match=r"tasks: 'emotion' has no labelled samples"):
+        fit(quick_config(manifest, tmp_path), progress=False)
+    assert not (tmp_path / "runs").exists()
+
+
+# --- data ------------------------------------------------------------------------------------------
+
+def test_dataset_returns_image_and_labels_with_missing_as_minus_one(synthetic_manifest, tiny_backbones):  # noqa: F811
+    ds = ManifestDataset(synthetic_manifest, tiny_backbones["tiny-pe"].preprocess, ("gender", "emotion"))
+    image, labels = ds[0]
+    assert image.shape == (3, IMAGE_SIZE, IMAGE_SIZE)
+    assert set(labels) == {"gender", "emotion"} and labels["gender"].dtype == torch.long
+    blank = ds.frame["emotion"] == ""
+    assert blank.any(), "the fixture blanks some labels"
+    assert (ds.labels[torch.tensor(blank.to_numpy()), 1] == -1).all()
+    assert (ds.labels[torch.tensor(~blank.to_numpy()), 1] >= 0).all()
+
+
+def test_sources_concatenate_and_select_splits(synthetic_manifest):  # noqa: F811
+    train = load_sources([DataSource(str(synthetic_manifest), ("train",))])
+    both = load_sources([DataSource(str(synthetic_manifest), ("train",)),
+                         DataSource(str(synthetic_manifest), ("val", "test"))])
+    assert set(train["split"]) == {"train"}
+    assert len(both) == 96
+
+
+# --- feature cache ---------------------------------------------------------------------------------
+
+def test_feature_cache_reuses_and_keys_on_images_and_backbone(synthetic_manifest, tiny_backbones, tmp_path):  # noqa: F811
+    pe, vit = tiny_backbones["tiny-pe"], tiny_backbones["tiny-vit"]
+    ds = ManifestDataset(load_sources([DataSource(str(synthetic_manifest), ("val",))]), pe.preprocess)
+    first = cached_features(pe, ds, tmp_path, progress=False)
+    files = list(tmp_path.glob("*.safetensors"))
+    assert len(files) == 1
+    assert torch.equal(cached_features(pe, ds, tmp_path, progress=False), first)
+    assert torch.allclose(first, compute_features(pe, ds, progress=False), atol=1e-6)
+    key = feature_cache_key(ds.paths, pe)
+    assert feature_cache_key(ds.paths, vit) != key
+    assert feature_cache_key(ds.paths[1:], pe) != key
+    assert feature_cache_key(ds.paths, pe, torch.bfloat16) != key
+    touched = Path(ds.paths[0])
+    touched.write_bytes(touched.read_bytes() + b"\0")  # new bytes, same path: a new key
+    assert feature_cache_key(ds.paths, pe) != key
+
+
+# --- learning, resume, NaN -------------------------------------------------------------------------
+
+@pytest.mark.parametrize("method, options", [
+    ("softcpt", {"context_tokens": 4, "task_context_tokens": 4}),
+    ("vpt", {"tokens": 4}),
+])
+def test_training_lowers_the_loss(synthetic_manifest, tmp_path, method, options):  # noqa: F811
+    result = fit(quick_config(synthetic_manifest, tmp_path, method=method, method_options=options, epochs=3,
+                              lr=2e-2), progress=False)
+    losses = [row["train_loss"] for row in result.history]
+    assert losses[-1] < losses[0]
+    files = {p.name for p in result.run_dir.iterdir()}
+    assert {"config.json", "prompts.safetensors", "metrics.csv", "metrics.json", "checkpoint.pt"} <= files
+    config = json.loads((result.run_dir / "config.json").read_text())
+    assert config["method"] == method and config["train_config"]["epochs"] == 3
+
+
+class SimulatedCrash(Exception):
+    pass
+
+
+def test_resume_after_a_crash_ends_with_the_same_metrics(synthetic_manifest, tmp_path):  # noqa: F811
+    # V2PT samples noise while training and the sampler draws class-balanced batches: both RNG paths resume.
+    options = dict(method="v2pt", method_options={"tokens": 2, "latent": 4, "hidden": 16, "kl_weight": 0.1},
+                   epochs=3, class_balance="sampler", warmup_epochs=1)
+    whole = fit(quick_config(synthetic_manifest, tmp_path, run_id="whole", **options), progress=False)
+
+    def crash(epoch, record):
+        if epoch == 1:
+            raise SimulatedCrash
+
+    with pytest.raises(SimulatedCrash):
+        fit(quick_config(synthetic_manifest, tmp_path, run_id="crashed", **options), progress=False,
+            on_epoch_end=crash)
+    assert json.loads((tmp_path / "runs" / "crashed" / "checkpoint.json").read_text())["epoch"] == 1
+    resumed = fit(quick_config(synthetic_manifest, tmp_path, run_id="crashed", **options), resume=True,
+                  progress=False)
+    assert without_timing(resumed.history) == without_timing(whole.history)
+    a = load_file(str(whole.run_dir / "prompts.safetensors"))
+    b = load_file(str(resumed.run_dir / "prompts.safetensors"))
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_a_new_run_refuses_to_overwrite_and_resume_needs_a_checkpoint(synthetic_manifest, tmp_path):  # noqa: F811
+    with pytest.raises(FileNotFoundError, match="run_id"):
+        fit(quick_config(synthetic_manifest, tmp_path, run_id="never-ran"), resume=True, progress=False)
+
+
+def test_nan_loss_stops_with_a_message_and_keeps_the_last_good_checkpoint(synthetic_manifest, tmp_path,  # noqa: F811
+                                                                          monkeypatch):
+    real_loss = train_module.multitask_loss
+    poisoned = {"on": False}
+
+    def loss(*args, **kwargs):
+        parts = real_loss(*args, **kwargs)
+        return LossParts(parts.total * float("nan"), parts.terms) if poisoned["on"] else parts
+
+    def poison_after_first_epoch(epoch, record):
+        poisoned["on"] = True
+
+    monkeypatch.setattr(train_module, "multitask_loss", loss)
+    run_dir = tmp_path / "runs" / "run"
+    with pytest.raises(NonFiniteLossError, match=r"loss is nan at epoch 2.*last good checkpoint.*epoch 1"):
+        fit(quick_config(synthetic_manifest, tmp_path, epochs=3), progress=False,
+            on_epoch_end=poison_after_first_epoch)
+    checkpoint = torch.load(run_dir / "checkpoint.pt", weights_only=True)
+    assert checkpoint["state"]["epoch"] == 1
+    assert all(torch.isfinite(t).all() for t in checkpoint["trainable"].values())
+    assert len(json.loads((run_dir / "metrics.json").read_text())) == 1
+
+
+def test_accelerate_runtime_trains_on_cpu(synthetic_manifest, tmp_path):  # noqa: F811
+    result = fit(quick_config(synthetic_manifest, tmp_path, epochs=1, accelerate=True), progress=False)
+    assert len(result.history) == 1 and result.history[0]["train_loss"] > 0
+
+
+def test_cli_train_from_yaml_then_resume_finishes_the_run(synthetic_manifest, tmp_path):  # noqa: F811
+    cfg = dataclasses.replace(quick_config(synthetic_manifest, tmp_path), epochs=1)
+    config_file = tmp_path / "train.json"
+    config_file.write_text(json.dumps(cfg.to_dict()))
+    assert cli(["train", "--config", str(config_file), "--quiet"]) == 0
+    run_dir = tmp_path / "runs" / "run"
+    assert cli(["train", "--resume", str(run_dir), "--set", "epochs=2", "--quiet"]) == 0
+    assert [r["epoch"] for r in json.loads((run_dir / "metrics.json").read_text())] == [1, 2]
+    assert cli(["train", "--config", str(config_file), "--set", "lr=0", "--quiet"]) == 1
