@@ -13,6 +13,7 @@ import socket
 import subprocess
 import tempfile
 import time
+import urllib.error
 import urllib.request
 from functools import lru_cache
 from pathlib import Path
@@ -167,6 +168,8 @@ def wait_for_http(url: str, timeout: float, process: subprocess.Popen | None = N
         try:
             with urllib.request.urlopen(url, timeout=2):
                 return
+        except urllib.error.HTTPError:
+            return  # any HTTP answer means the server is up
         except OSError:
             time.sleep(0.3)
     raise TimeoutError(f"{url} did not answer within {timeout:.0f} s")
@@ -188,6 +191,7 @@ class Browser:
             page = next(t for t in json.load(response) if t["type"] == "page")
         self._ws = websocket.create_connection(page["webSocketDebuggerUrl"], timeout=60, suppress_origin=True)
         self._id = 0
+        self._events: list[dict] = []
 
     def _devtools_port(self, timeout: float) -> int:
         # Chromium writes the port it picked into the profile folder.
@@ -210,6 +214,27 @@ class Browser:
                 if "error" in message:
                     raise RuntimeError(f"{method}: {message['error']}")
                 return message.get("result", {})
+            if "method" in message:
+                self._events.append(message)  # kept for wait_event
+
+    def wait_event(self, method: str, timeout: float = 30) -> dict:
+        """The params of the next DevTools event named ``method``."""
+        deadline = time.monotonic() + timeout
+        while True:
+            for i, event in enumerate(self._events):
+                if event["method"] == method:
+                    return self._events.pop(i)["params"]
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"no {method} event within {timeout:.0f} s")
+            self._ws.settimeout(max(deadline - time.monotonic(), 0.1))
+            try:
+                message = json.loads(self._ws.recv())
+            except Exception:  # websocket timeout: check the deadline again
+                continue
+            finally:
+                self._ws.settimeout(60)
+            if "method" in message:
+                self._events.append(message)
 
     def navigate(self, url: str) -> None:
         self.call("Page.enable")
@@ -230,12 +255,20 @@ class Browser:
         text = self.evaluate("document.body ? document.body.innerText.slice(0, 2000) : ''")
         raise TimeoutError(f"{what} not seen within {timeout:.0f} s; page text: {text!r}")
 
-    def upload(self, selector: str, path: Path) -> None:
-        root = self.call("DOM.getDocument", depth=-1, pierce=True)["root"]["nodeId"]
-        node = self.call("DOM.querySelector", nodeId=root, selector=selector)["nodeId"]
-        if not node:
-            raise RuntimeError(f"no element matches {selector!r}")
-        self.call("DOM.setFileInputFiles", nodeId=node, files=[str(path)])
+    def upload(self, button_selector: str, path: Path) -> None:
+        """Click an upload button as a user would and answer its file chooser with ``path``.
+
+        Why the chooser: ipywidgets' FileUpload keeps its ``<input type=file>`` out of the document, so the
+        only way in is the dialog the click opens, which DevTools intercepts.
+        """
+        self.call("Page.setInterceptFileChooserDialog", enabled=True)
+        clicked = self.call("Runtime.evaluate", userGesture=True, returnByValue=True,
+                            expression=f"(() => {{ const b = document.querySelector({json.dumps(button_selector)});"
+                                       f" if (!b) return false; b.click(); return true }})()")
+        if not clicked.get("result", {}).get("value"):
+            raise RuntimeError(f"no element matches {button_selector!r}")
+        chooser = self.wait_event("Page.fileChooserOpened")
+        self.call("DOM.setFileInputFiles", backendNodeId=chooser["backendNodeId"], files=[str(path)])
 
     def screenshot(self, path: Path) -> Path:
         data = self.call("Page.captureScreenshot", format="png", captureBeyondViewport=True)["data"]

@@ -139,7 +139,8 @@ class DemoApp:
                                          description="Detector")
         self.upload = widgets.FileUpload(accept="image/*", multiple=False, description="Upload photo")
         self.status = widgets.HTML("Upload a photo to find and label its faces.")
-        self.image = widgets.Image(format="jpeg", layout=widgets.Layout(max_width="100%", display="none"))
+        self.image = widgets.Image(format="jpeg", layout=widgets.Layout(max_width="100%", height="auto",
+                                                                        display="none"))
         self.faces = widgets.HTML()
         self.widget = widgets.VBox([
             widgets.HBox([self.backbone, self.run, self.detector]),
@@ -231,6 +232,7 @@ class DemoApp:
 
     def show_result(self, name: str, image: Image.Image, result: FrameResult, crops: list[Image.Image]) -> None:
         self.image.value = _jpeg_bytes(draw(image, result))
+        self.image.width = str(min(result.width, 800))  # natural size, capped: a small photo isn't blown up
         self.image.layout.display = None
         if result.faces:
             self._set_status(f'<span class="fp-ok">{html.escape(name)}: {html.escape(result.summary())}</span>')
