@@ -44,6 +44,7 @@ log = logging.getLogger(__name__)
 _PACKAGE_DIR = Path(__file__).resolve().parent
 MODEL_CONFIG_DIR = _PACKAGE_DIR / "model_configs"
 PRETRAINED_DIR = _PACKAGE_DIR / "pretrained"
+RANDOM_INIT_SEED = 0  # weights="random" always builds the same tower (see _create)
 
 
 # --- tiny towers of the real classes, for tests and CPU runs -------------------------------------
@@ -213,9 +214,14 @@ def _create(spec: BackboneSpec, weights: str | None, device: str | torch.device)
         level = root.level
         root.setLevel(logging.ERROR)  # open_clip warns that it initialised randomly: that is intended here
         try:
-            with torch.device(device) if source == "meta" else contextlib.nullcontext():
-                model, _, preprocess = open_clip.create_model_and_transforms(
-                    spec.model_name, pretrained=None, device=device)
+            # A fixed seed makes "random" name one set of weights: prompts trained on a random test tower
+            # load back onto the same tower, and caches keyed by weights_id stay valid. open_clip builds
+            # on the CPU and then moves the model, so the CPU generator decides every device's weights.
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(RANDOM_INIT_SEED)
+                with torch.device(device) if source == "meta" else contextlib.nullcontext():
+                    model, _, preprocess = open_clip.create_model_and_transforms(
+                        spec.model_name, pretrained=None, device=device)
         finally:
             root.setLevel(level)
         return model, preprocess, source
@@ -512,7 +518,13 @@ def load_backbone(name: str, weights: str | None = None, device: str | torch.dev
 def count_parameters_meta(name: str) -> dict[str, int]:
     """Parameter counts of a backbone built on the meta device: no memory, no weights needed."""
     spec = get_spec(name)
-    with torch.device("meta"):
-        model = open_clip.create_model(spec.model_name, pretrained=None, device="meta")
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)  # no "initialised randomly" warning: nothing is initialised on meta
+    try:
+        with torch.device("meta"):
+            model = open_clip.create_model(spec.model_name, pretrained=None, device="meta")
+    finally:
+        root.setLevel(level)
     count = lambda m: sum(p.numel() for p in m.parameters())  # noqa: E731
     return {"total": count(model), "vision": count(model.visual), "text": count(model.text)}

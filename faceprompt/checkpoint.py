@@ -53,8 +53,13 @@ def _check_tasks(saved: dict[str, list[str]], tasks: tuple[Task, ...], where: Pa
 
 
 def load_prompts(run_dir: str | os.PathLike, backbone: Backbone | None = None, weights: str | None = None,
-                 device: str | torch.device = "cpu", allow_other_weights: bool = False) -> PromptModel:
-    """Rebuild a trained method from a run folder; refuse a checkpoint that does not fit."""
+                 device: str | torch.device = "cpu", allow_other_weights: bool = False,
+                 tasks: tuple[Task | str, ...] | list[Task | str] | None = None) -> PromptModel:
+    """Rebuild a trained method from a run folder; refuse a checkpoint that does not fit.
+
+    ``tasks``: the tasks the caller needs (names or Task objects, any order); a checkpoint trained for
+    another set of tasks or classes is refused. The loaded model keeps the checkpoint's task order.
+    """
     run_dir = Path(run_dir)
     config_path = run_dir / CONFIG_FILE
     config = read_json(config_path)
@@ -70,9 +75,14 @@ def load_prompts(run_dir: str | os.PathLike, backbone: Backbone | None = None, w
         raise ValueError(f"{run_dir}: prompts were trained on weights {config['weights']!r} of {backbone.name}, "
                          f"but the loaded weights are {backbone.weights_id!r} (pass allow_other_weights=True "
                          f"to load anyway)")
-    tasks = get_tasks(list(config["tasks"]))
-    _check_tasks(config["tasks"], tasks, config_path)
-    model = build_model(config["method"], backbone, tasks, config["method_config"])
+    saved_tasks = get_tasks(list(config["tasks"]))
+    _check_tasks(config["tasks"], saved_tasks, config_path)
+    if tasks is not None:
+        wanted = [get_tasks([t])[0] if isinstance(t, str) else t for t in tasks]
+        if len(wanted) != len({t.name for t in wanted}):
+            raise ValueError(f"tasks {[t.name for t in wanted]}: each task may appear once")
+        _check_tasks(config["tasks"], tuple(wanted), config_path)
+    model = build_model(config["method"], backbone, saved_tasks, config["method_config"])
     prompts_path = run_dir / PROMPTS_FILE
     if not prompts_path.is_file():
         raise FileNotFoundError(f"{prompts_path}: no such file")

@@ -81,7 +81,8 @@ class _ContextPrompt(TextPrompt):
 
 def _phrase_embedding(backbone, phrase: str, n_ctx: int) -> torch.Tensor:
     """Word embeddings of a phrase, trimmed or padded with N(0, 0.02) to n_ctx vectors."""
-    tokens = backbone.tokenize([phrase])[0]
+    # Token ids stay on the CPU: the backbone may live on "meta" (parameter counting) or a GPU.
+    tokens = backbone.tokenizer([phrase], context_length=backbone.context_length)[0]
     start = backbone.context_start
     ids = [int(t) for t in tokens[start:] if int(t) != 0]
     end_id = int(tokens.max()) if backbone.context_start else None
@@ -109,8 +110,7 @@ class CoOpPrompt(_ContextPrompt):
             if cfg.init == "random":
                 init = torch.randn(shape) * 0.02
             else:
-                init = _phrase_embedding(backbone, cfg.init, self.n_ctx).cpu()
-                init = init.expand(shape).clone()
+                init = _phrase_embedding(backbone, cfg.init, self.n_ctx).expand(shape).clone()
             self.context[task.name] = nn.Parameter(init.to(backbone.device))
 
     def class_features(self) -> dict[str, torch.Tensor]:

@@ -1,0 +1,353 @@
+"""Prompt methods on both tiny towers: what trains, how many parameters, caching, and that they learn."""
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from faceprompt.prompts import added_parameters, build_model, list_methods, resolve_method
+
+METHODS = [*list_methods(), "softcpt+vpt", "coop+vpt-ts"]
+TRAINABLE = [m for m in METHODS if m != "zero-shot"]
+
+
+def images(backbone, n: int = 2) -> torch.Tensor:
+    return torch.randn(n, 3, backbone.image_size, backbone.image_size)
+
+
+def backbone_grads(backbone) -> list[str]:
+    return [n for n, p in backbone.named_parameters() if p.grad is not None]
+
+
+def masked_loss(output, labels: dict[str, torch.Tensor]) -> torch.Tensor:
+    """Cross-entropy per task over the labelled samples (label -1 = missing), plus auxiliary losses."""
+    loss = sum(F.cross_entropy(output.logits[t], y, ignore_index=-1) for t, y in labels.items())
+    return loss + sum(output.aux.values(), torch.zeros(()))
+
+
+def random_labels(model, n: int, missing: float = 0.25, skew: float = 0.0) -> dict[str, torch.Tensor]:
+    """Random labels per task; ``skew``: share of samples moved to class 0; ``missing``: share unlabelled."""
+    labels = {}
+    for task in model.tasks:
+        y = torch.randint(task.num_classes, (n,))
+        y[torch.rand(n) < skew] = 0
+        y[torch.rand(n) < missing] = -1
+        y[0] = 0  # at least one labelled sample per task
+        labels[task.name] = y
+    return labels
+
+
+def perturb(model) -> None:
+    """Move every trained tensor away from its initial value, so that loading it back has to matter."""
+    with torch.no_grad():
+        for p in model.trainable_parameters():
+            p.add_(torch.randn_like(p) * 0.05)
+
+
+def expected_added(model) -> int:
+    """The added-parameter formula of each component, from its config and the backbone's widths."""
+    bb, tasks = model.backbone, model.tasks
+    text, visual = model.text.cfg, model.visual.cfg
+    wt, e, w = bb.text_width, bb.embed_dim, bb.width
+    n = 0
+    if model.text.kind == "coop":
+        m = text.context_tokens
+        n += sum(t.num_classes for t in tasks) * m * wt if text.class_specific else len(tasks) * m * wt
+    elif model.text.kind == "softcpt":
+        m, l_ = text.context_tokens, text.task_context_tokens
+        n += l_ * wt
+        if text.generator == "linear":
+            n += e * m * wt + m * wt
+        else:
+            n += e * text.hidden + text.hidden + text.hidden * m * wt + m * wt
+    if model.visual.kind == "vpt":
+        per_set = visual.tokens * w * (bb.depth if visual.deep else 1)
+        n += per_set * (len(tasks) if visual.task_specific else 1)
+    elif model.visual.kind == "v2pt":
+        p, h, z = visual.tokens, visual.hidden, visual.latent
+        n += p * w * (bb.depth if visual.deep else 1)  # learned prompts
+        n += 2 * w + (w * h + h) + (h * 2 * z + 2 * z)  # encoder: LayerNorm, Linear, Linear -> (mu, logvar)
+        n += (z * h + h) + (h * p * w + p * w)  # decoder
+    return n
+
+
+# --- shapes and composition --------------------------------------------------------------------------
+
+@pytest.mark.parametrize("method", METHODS)
+def test_logits_per_task(backbone, method):
+    model = build_model(method, backbone).eval()
+    out = model(images(backbone, 3))
+    assert set(out.logits) == {"gender", "age", "emotion"}
+    for task in model.tasks:
+        assert out.logits[task.name].shape == (3, task.num_classes)
+        assert torch.isfinite(out.logits[task.name]).all()
+
+
+def test_combined_methods_take_text_from_the_left_and_visual_from_the_right():
+    preset = resolve_method("coop+vpt-ts")
+    assert (preset.text, preset.visual, preset.visual_defaults) == ("coop", "vpt", {"task_specific": True})
+    with pytest.raises(ValueError, match="unknown method"):
+        resolve_method("coop+nothing")
+    with pytest.raises(ValueError, match="unknown method"):
+        resolve_method("prefix-tuning")
+
+
+@pytest.mark.parametrize("method", ["zero-shot", "coop", "softcpt"])
+def test_text_only_methods_can_use_cached_image_features(backbone, method):
+    model = build_model(method, backbone).eval()
+    x = images(backbone)
+    assert model.caches_image_features
+    from_features = model.forward_features(backbone.encode_image(x)).logits
+    for task, logits in model(x).logits.items():
+        assert torch.equal(from_features[task], logits)
+
+
+@pytest.mark.parametrize("method", ["vpt", "v2pt", "softcpt+vpt"])
+def test_visual_methods_refuse_cached_features(backbone, method):
+    model = build_model(method, backbone)
+    assert not model.caches_image_features
+    with pytest.raises(RuntimeError, match="needs images"):
+        model.forward_features(torch.randn(2, backbone.embed_dim))
+
+
+def test_coop_initialised_from_a_phrase_equals_that_template(backbone):
+    # "X X X X man." with X = the embeddings of "a photo of a" is exactly "a photo of a man.".
+    coop = build_model("coop", backbone, config={"init": "a photo of a", "context_tokens": 4}).eval()
+    zero = build_model("zero-shot", backbone, config={"templates": ["a photo of a {}."], "ensemble": False}).eval()
+    coop_features, zero_features = coop.class_features(), zero.class_features()
+    for task in zero_features:
+        torch.testing.assert_close(coop_features[task], zero_features[task], rtol=0, atol=1e-6)
+
+
+# --- what trains ---------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("method", METHODS)
+def test_only_the_method_parameters_get_gradients(backbone, method):
+    model = build_model(method, backbone).train()
+    trainable = model.named_trainable_parameters()
+    assert all(name.startswith(("text.", "visual.")) for name in trainable)
+    assert not any(p.requires_grad for p in backbone.parameters())
+    if method == "zero-shot":
+        assert trainable == {}
+        return
+    x = images(backbone, 4)
+    masked_loss(model(x), random_labels(model, 4)).backward()
+    assert backbone_grads(backbone) == []
+    missing = [n for n, p in trainable.items() if p.grad is None]
+    assert missing == []
+    assert any(p.grad.abs().sum() > 0 for p in trainable.values())
+
+
+@pytest.mark.parametrize("method", TRAINABLE)
+def test_one_optimiser_step_changes_prompts_and_leaves_the_backbone(backbone, method):
+    model = build_model(method, backbone).train()
+    before_backbone = {k: v.clone() for k, v in backbone.state_dict().items()}
+    before_prompts = {n: p.detach().clone() for n, p in model.named_trainable_parameters().items()}
+    optimiser = torch.optim.AdamW(model.trainable_parameters(), lr=1e-2, weight_decay=0.0)
+    x = images(backbone, 4)
+    masked_loss(model(x), random_labels(model, 4)).backward()
+    optimiser.step()
+
+    after_backbone = backbone.state_dict()
+    assert before_backbone.keys() == after_backbone.keys()
+    changed_backbone = [k for k, v in before_backbone.items() if not torch.equal(v, after_backbone[k])]
+    assert changed_backbone == []
+    params = model.named_trainable_parameters()
+    changed = [n for n, p in params.items() if not torch.equal(p.detach(), before_prompts[n])]
+    # With weight decay 0 a parameter moves exactly when it has a non-zero gradient.
+    assert changed == [n for n, p in params.items() if p.grad.abs().sum() > 0]
+    assert changed
+    main = {"text.context", "text.task_context", "visual.prompts"}
+    assert any(n.startswith(tuple(main)) for n in changed)
+
+
+def small_config(method: str) -> dict:
+    preset, config = resolve_method(method), {}
+    if preset.text in ("coop", "softcpt"):
+        config["context_tokens"] = 4
+    if preset.text == "softcpt":
+        config["task_context_tokens"] = 4
+    if preset.visual in ("vpt", "v2pt"):
+        config["tokens"] = 4
+    return config
+
+
+@pytest.mark.parametrize("method", TRAINABLE)
+def test_training_lowers_the_loss(backbone, method):
+    # Random towers give nearly parallel template text features (cos > 0.99 on tiny-vit), which caps what
+    # visual prompts alone can do: the labels lean towards class 0 so that the problem stays learnable.
+    torch.manual_seed(1)
+    model = build_model(method, backbone, config=small_config(method))
+    x = images(backbone, 16)
+    labels = random_labels(model, 16, skew=0.5)
+
+    def eval_loss() -> float:
+        model.eval()
+        with torch.no_grad():
+            return float(masked_loss(model(x), labels))
+
+    initial = eval_loss()
+    model.train()
+    optimiser = torch.optim.AdamW(model.trainable_parameters(), lr=5e-2, weight_decay=0.0)
+    for _ in range(30):
+        optimiser.zero_grad()
+        masked_loss(model(x), labels).backward()
+        optimiser.step()
+    final = eval_loss()
+    # The evaluation loss is deterministic: 0.25 nats (summed over three tasks) is far above noise.
+    assert final < initial - 0.25, (initial, final)
+
+
+# --- how many parameters ---------------------------------------------------------------------------
+
+VARIANTS = [(m, None) for m in METHODS] + [
+    ("coop", {"class_specific": True, "context_tokens": 4}),
+    ("coop", {"init": "a photo of a", "context_tokens": 6}),
+    ("softcpt", {"generator": "mlp", "hidden": 32, "task_context_tokens": 0}),
+    ("vpt", {"deep": True, "tokens": 3}),
+    ("vpt-ts", {"deep": True, "tokens": 5}),
+    ("v2pt", {"deep": False, "latent": 4, "hidden": 8}),
+    ("softcpt+vpt", {"deep": True, "context_tokens": 8}),
+]
+
+
+@pytest.mark.parametrize("method, config", VARIANTS, ids=[f"{m}-{c}" if c else m for m, c in VARIANTS])
+def test_added_parameters_match_the_formula(backbone, method, config):
+    model = build_model(method, backbone, config=config)
+    assert added_parameters(model) == expected_added(model)
+    if method == "zero-shot":
+        assert added_parameters(model) == 0
+
+
+def test_formula_values_on_one_tower(tiny_backbones):
+    # Widths 64 everywhere, depth 2, tasks with 2 + 9 + 7 classes.
+    bb = tiny_backbones["tiny-pe"]
+    count = lambda method, **cfg: added_parameters(build_model(method, bb, config=cfg or None))  # noqa: E731
+    assert count("coop", context_tokens=4) == 3 * 4 * 64
+    assert count("coop", context_tokens=4, class_specific=True) == 18 * 4 * 64
+    assert count("softcpt", context_tokens=4, task_context_tokens=2) == 2 * 64 + 64 * 4 * 64 + 4 * 64
+    assert count("vpt", tokens=5) == 5 * 64
+    assert count("vpt", tokens=5, deep=True) == 5 * 64 * 2
+    assert count("vpt-ts", tokens=5, deep=True) == 3 * 5 * 64 * 2
+
+
+def test_subset_of_tasks_sizes_task_specific_parts(tiny_backbones):
+    bb = tiny_backbones["tiny-vit"]
+    model = build_model("coop+vpt-ts", bb, tasks=("gender",), config={"context_tokens": 4, "tokens": 2})
+    assert added_parameters(model) == 4 * 64 + 2 * 64
+    assert set(model(images(bb)).logits) == {"gender"}
+
+
+# --- VPT-TS and V2PT specifics ---------------------------------------------------------------------
+
+@pytest.mark.parametrize("deep", [False, True])
+def test_vpt_ts_batched_equals_looped(backbone, deep):
+    batched = build_model("vpt-ts", backbone, config={"deep": deep, "tokens": 3}).eval()
+    looped = build_model("vpt-ts", backbone, config={"deep": deep, "tokens": 3, "batched": False}).eval()
+    looped.load_state_dict(batched.state_dict())
+    x = images(backbone, 3)
+    a, b = batched(x).logits, looped(x).logits
+    for task in a:
+        torch.testing.assert_close(a[task], b[task], rtol=0, atol=1e-5)
+    # Task-specific sets really differ from each other: the tasks do not share one pass.
+    features = batched.visual(x)[0]
+    assert not torch.allclose(F.normalize(features["gender"], dim=-1), F.normalize(features["age"], dim=-1))
+
+
+def test_v2pt_kl_in_training_only_and_deterministic_evaluation(backbone):
+    model = build_model("v2pt", backbone).train()
+    x = images(backbone, 3)
+    out = model(x)
+    assert "kl" in out.aux and float(out.aux["kl"].detach()) > 0
+    model.eval()
+    first, second = model(x), model(x)
+    assert "kl" not in first.aux
+    for task in first.logits:
+        assert torch.equal(first.logits[task], second.logits[task])
+
+
+def test_v2pt_generated_prompts_depend_on_the_image(tiny_backbones):
+    bb = tiny_backbones["tiny-pe"]
+    model = build_model("v2pt", bb, config={"deep": False})
+    perturb(model)  # the decoder starts at zero: make it generate something
+    model.eval()
+    x = images(bb, 2)
+    mu, _ = model.visual.posterior(x)
+    generated = model.visual.decoder(mu)
+    assert not torch.allclose(generated[0], generated[1])
+
+
+# --- cached class text features ----------------------------------------------------------------------
+
+@pytest.mark.parametrize("method", ["zero-shot", "coop", "softcpt+vpt"])
+def test_class_text_features_are_cached_in_eval_and_recomputed_in_training(backbone, method, monkeypatch):
+    model = build_model(method, backbone)
+    calls = []
+    original = backbone.encode_text
+
+    def counting(*args, **kwargs):
+        calls.append(1)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(backbone, "encode_text", counting)
+    x = images(backbone)
+    model.eval()
+    first = model(x).logits
+    per_pass = len(calls)
+    assert per_pass > 0
+    second = model(x).logits
+    assert len(calls) == per_pass  # the second eval forward never runs the text encoder
+    for task in first:
+        assert torch.equal(first[task], second[task])
+
+    model.train()
+    model(x)
+    assert len(calls) == 2 * per_pass  # .train() drops the cache
+    model(x)
+    text_trains = any(p.requires_grad for p in model.text.parameters())
+    # A trained text prompt is recomputed at every training forward; frozen templates are reused.
+    assert len(calls) == (3 if text_trains else 2) * per_pass
+    seen = len(calls)
+    model.eval()
+    model(x)
+    model(x)
+    assert len(calls) == seen + per_pass  # recomputed once after training, then cached again
+
+
+def test_cache_follows_trained_context(tiny_backbones):
+    bb = tiny_backbones["tiny-pe"]
+    model = build_model("coop", bb, config={"context_tokens": 4}).eval()
+    x = images(bb)
+    before = model(x).logits["age"]
+    model.train()
+    perturb(model)
+    model.eval()
+    assert not torch.allclose(model(x).logits["age"], before)
+
+
+# --- config validation -----------------------------------------------------------------------------
+
+@pytest.mark.parametrize("method, config, field", [
+    ("vpt", {"tokens": 0}, "tokens"),
+    ("vpt", {"dropout": 1.5}, "dropout"),
+    ("vpt-ts", {"prompt_depth": 3}, "prompt_depth"),
+    ("coop", {"context_tokens": 0}, "context_tokens"),
+    ("coop", {"visual": {"tokens": 2}}, "tokens"),
+    ("softcpt", {"generator": "rnn"}, "generator"),
+    ("softcpt", {"context_tokens": 0}, "context_tokens"),
+    ("v2pt", {"kl_weight": -1.0}, "kl_weight"),
+    ("v2pt", {"latent": 0}, "latent"),
+    ("zero-shot", {"templates": ["no slot"]}, "templates"),
+    ("vpt", {"visual": {"bogus": True}}, "bogus"),
+])
+def test_config_errors_name_the_field(tiny_backbones, method, config, field):
+    with pytest.raises(ValueError, match=field):
+        build_model(method, tiny_backbones["tiny-vit"], config=config)
+
+
+def test_flat_and_nested_configs_agree(tiny_backbones):
+    bb = tiny_backbones["tiny-vit"]
+    flat = build_model("softcpt+vpt", bb, config={"tokens": 3, "context_tokens": 5})
+    nested = build_model("softcpt+vpt", bb, config={"visual": {"tokens": 3}, "text": {"context_tokens": 5}})
+    assert flat.method_config() == nested.method_config()
+    assert flat.visual.cfg.tokens == 3 and flat.text.cfg.context_tokens == 5
