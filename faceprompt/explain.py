@@ -101,6 +101,12 @@ def predicted_classes(model: PromptModel, images: torch.Tensor) -> dict[str, tor
         return {t: logits.argmax(-1) for t, logits in model(images).logits.items()}
 
 
+def predicted_labels(model: PromptModel, images: torch.Tensor, task: str) -> list[str]:
+    """The predicted class name of ``task`` for each image."""
+    classes = model.tasks[model.task_names.index(task)].classes
+    return [classes[int(i)] for i in predicted_classes(model, images)[task]]
+
+
 def integrated_gradients(model: PromptModel, images: torch.Tensor, task: str, target: torch.Tensor | None = None,
                          steps: int = 16) -> np.ndarray:
     """Integrated-gradients attribution of ``task``'s logit for ``target`` (default: the predicted class)

@@ -253,6 +253,21 @@ def template_comparison(backbone: str, manifests: dict[str, str], weights: str |
     return pd.DataFrame(rows)
 
 
+def method_options(method: str, context_tokens: int | None = None, visual_tokens: int | None = None,
+                   extra: dict | None = None) -> dict:
+    """Flat method options: ``context_tokens`` for text methods that learn a context (CoOp, SoftCPT),
+    ``tokens`` for visual prompts (VPT, VPT-TS, V2PT), plus ``extra``; a method ignores what it lacks."""
+    from faceprompt.prompts import resolve_method
+
+    preset = resolve_method(method)
+    options = {}
+    if context_tokens is not None and preset.text in ("coop", "softcpt"):
+        options["context_tokens"] = int(context_tokens)
+    if visual_tokens is not None and preset.visual in ("vpt", "v2pt"):
+        options["tokens"] = int(visual_tokens)
+    return {**options, **dict(extra or {})}
+
+
 def train_config(method: str, backbone: str, manifests: dict[str, str], runs_dir: str | os.PathLike,
                  train: dict | None = None, method_options: dict | None = None, weights: str | None = None,
                  device: str = "cpu", cache_dir: str | None = None, datasets: list[str] | None = None):
@@ -441,6 +456,64 @@ def reliability_curves(runs_dir: str | os.PathLike, manifests: dict[str, str], t
         table = table.sort_values(["method", "confidence"], key=lambda s: s.map(order) if s.name == "method" else s,
                                   ignore_index=True)
     return table
+
+
+def attention_models(backbone: str, runs_dir: str | os.PathLike, methods: list[str], manifests: dict[str, str],
+                     work_dir: str | os.PathLike, weights: str | None = None, device: str = "cpu",
+                     epochs: int = 1, train: dict | None = None) -> dict:
+    """Models to look inside: each method's trained run on ``backbone`` from ``runs_dir`` when there is
+    one, else a short training run into ``work_dir/attention/<backbone>`` (zero-shot needs none)."""
+    from faceprompt.backbones import load_backbone
+    from faceprompt.checkpoint import load_prompts
+    from faceprompt.prompts import build_model
+
+    tower = load_backbone(backbone, weights, device=device)
+    models = {}
+    for method in methods:
+        if method == "zero-shot":
+            models[method] = build_model("zero-shot", tower).eval()
+            continue
+        run = Path(runs_dir) / run_name(method)
+        if not (run / "prompts.safetensors").is_file() or json.loads(
+                (run / "config.json").read_text()).get("backbone") != backbone:
+            run = Path(work_dir) / "attention" / backbone / run_name(method)
+            if not (run / "prompts.safetensors").is_file():
+                config = train_config(method, backbone, manifests, run.parent, weights=weights, device=device,
+                                      train={"epochs": epochs, "batch_size": 32, **dict(train or {})})
+                train_and_evaluate(config)
+        models[method] = load_prompts(run, backbone=tower)
+    return models
+
+
+def example_photo(frame: pd.DataFrame, n: int = 6, face_size: int = 160, seed: int = 0):
+    """A 'group photo' (PIL) of ``n`` test faces on a grey canvas, for showing the demo without an upload."""
+    from PIL import Image
+
+    from faceprompt.data.images import load_rgb
+
+    pool = frame[frame["split"] == "test"]
+    pool = pool if len(pool) else frame
+    paths = list(pool.sample(min(n, len(pool)), random_state=seed)["path"])
+    cols = min(3, len(paths))
+    rows = -(-len(paths) // cols)
+    gap = face_size // 4
+    canvas = Image.new("RGB", (cols * (face_size + gap) + gap, rows * (face_size + gap) + gap), (200, 200, 200))
+    for i, path in enumerate(paths):
+        face = load_rgb(path).resize((face_size, face_size))
+        canvas.paste(face, (gap + (i % cols) * (face_size + gap), gap + (i // cols) * (face_size + gap)))
+    return canvas
+
+
+def demo_example(app, photo):
+    """Run ``photo`` through the demo app as if uploaded; returns the annotated image (or the photo)."""
+    import io
+
+    from faceprompt.demo.pipeline import draw
+
+    buffer = io.BytesIO()
+    photo.save(buffer, format="PNG")
+    result = app.process("example.png", buffer.getvalue())
+    return photo if result is None else draw(photo, result)
 
 
 def chance_levels() -> dict[str, float]:

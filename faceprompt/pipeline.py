@@ -1,0 +1,340 @@
+"""Run the book's notebooks with papermill on one profile, then build the book.
+
+    python -m faceprompt.pipeline --profile configs/book_default.yaml
+    python -m faceprompt.pipeline --profile configs/book_gpu.yaml --set backbone=siglip2-b16 --set work_dir=work/gpu-siglip2
+
+A profile (YAML) gives the parameters every notebook receives (``parameters``), per-notebook extras
+(``notebooks: {30_train: {...}}``), the methods ``30_train`` is run for, and how many notebooks may run
+at once. Notebooks run in stages: data preparation, zero-shot, one training run per method (in
+parallel), then evaluation and attention (in parallel), then the demo. Each executed notebook lands in
+``executed_dir`` (``book/_executed``) with a stamp of what produced it (its source, its parameters, the
+package code and the stamps of the stages before it); a notebook whose stamp is unchanged is skipped.
+Finally ``jupyter-book build`` runs with warnings as errors.
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+NOTEBOOKS = ("10_data_prep", "20_zero_shot", "30_train", "40_evaluate", "50_attention", "60_demo")
+STAGES: tuple[tuple[str, ...], ...] = (("10_data_prep",), ("20_zero_shot",), ("30_train",),
+                                       ("40_evaluate", "50_attention"), ("60_demo",))
+TRAINED_METHODS = ("coop", "softcpt", "vpt", "vpt-ts", "v2pt", "softcpt+vpt")
+STAMP_FILE = ".stamps.json"
+PLACEHOLDER_CHAPTERS = {
+    "book/datasets.md": "# Datasets and face crops\n\nThis chapter is being written.\n",
+    "book/demo.md": "# The demo\n\nThis chapter is being written.\n",
+    "book/faceclip_tiny.md": "# faceclip-tiny: a small face model\n\nThis chapter is being written.\n",
+}
+PROFILE_KEYS = {"name", "description", "parameters", "notebooks", "methods", "parallel", "threads",
+                "executed_dir", "build_book"}
+
+
+@dataclass
+class Profile:
+    """A validated book profile (see the module docstring and ``configs/book_default.yaml``)."""
+
+    name: str = "default"
+    description: str = ""
+    parameters: dict = field(default_factory=dict)
+    notebooks: dict = field(default_factory=dict)
+    methods: tuple[str, ...] = TRAINED_METHODS
+    parallel: int = 2
+    threads: int = 1
+    executed_dir: str = "book/_executed"
+    build_book: bool = True
+
+    @classmethod
+    def from_dict(cls, data: dict, where: str = "profile") -> "Profile":
+        if not isinstance(data, dict):
+            raise ValueError(f"{where}: expected a mapping, got {type(data).__name__}")
+        unknown = sorted(set(data) - PROFILE_KEYS)
+        if unknown:
+            raise ValueError(f"{where}: unknown field(s) {unknown}; allowed: {sorted(PROFILE_KEYS)}")
+        data = dict(data)
+        notebooks = data.get("notebooks") or {}
+        bad = sorted(set(notebooks) - set(NOTEBOOKS))
+        if bad:
+            raise ValueError(f"{where}.notebooks: unknown notebook(s) {bad}; known: {list(NOTEBOOKS)}")
+        for name, extra in notebooks.items():
+            if not isinstance(extra or {}, dict):
+                raise ValueError(f"{where}.notebooks.{name}: expected a mapping of parameters")
+        data["notebooks"] = {k: dict(v or {}) for k, v in notebooks.items()}
+        data["parameters"] = dict(data.get("parameters") or {})
+        methods = data.get("methods", TRAINED_METHODS)
+        data["methods"] = tuple([methods] if isinstance(methods, str) else methods)
+        from faceprompt.prompts import resolve_method
+
+        for method in data["methods"]:
+            resolve_method(method)  # "unknown method ..." names it
+            if method == "zero-shot":
+                raise ValueError(f"{where}.methods: zero-shot is not trained (20_zero_shot evaluates it)")
+        for key in ("parallel", "threads"):
+            if key in data and (not isinstance(data[key], int) or data[key] < 1):
+                raise ValueError(f"{where}.{key}: must be an integer >= 1, got {data[key]!r}")
+        return cls(**data)
+
+    def notebook_parameters(self, notebook: str, declared: set[str] | None = None) -> dict:
+        """The parameters ``notebook`` receives: the shared ones it declares, then its own section."""
+        base = {"threads": self.threads, **self.parameters}
+        if declared is not None:
+            base = {k: v for k, v in base.items() if k in declared}
+        own = self.notebooks.get(notebook, {})
+        if declared is not None:
+            unknown = sorted(set(own) - declared)
+            if unknown:
+                raise ValueError(f"notebooks.{notebook}: {unknown} not parameters of the notebook "
+                                 f"(it declares {sorted(declared)})")
+        return {**base, **own}
+
+
+def load_profile(path: str | os.PathLike, overrides: list[str] | None = None) -> Profile:
+    """A profile from YAML, with ``KEY=VALUE`` overrides of shared parameters (values parsed as YAML)."""
+    import yaml
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"profile {path}: no such file")
+    data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    for item in overrides or []:
+        name, sep, value = item.partition("=")
+        if not sep or not name:
+            raise ValueError(f"--set {item!r}: expected KEY=VALUE")
+        value = yaml.safe_load(value)
+        if name in PROFILE_KEYS - {"parameters", "notebooks"}:
+            data[name] = value
+        else:
+            data.setdefault("parameters", {})[name] = value
+    return Profile.from_dict(data, where=f"profile {path}")
+
+
+# --- jobs ----------------------------------------------------------------------------------------------
+
+@dataclass
+class Job:
+    """One notebook execution: which source, with which parameters, into which file."""
+
+    notebook: str
+    output: str  # file stem in executed_dir
+    parameters: dict
+    label: str
+
+
+def declared_parameters(source: Path) -> set[str]:
+    """Names assigned in the notebook's ``parameters`` cell."""
+    import ast
+
+    import jupytext
+
+    notebook = jupytext.read(source)
+    for cell in notebook.cells:
+        if "parameters" in cell.get("metadata", {}).get("tags", []):
+            tree = ast.parse(cell.source)
+            return {t.id for node in tree.body if isinstance(node, ast.Assign)
+                    for t in node.targets if isinstance(t, ast.Name)}
+    raise ValueError(f"{source}: no cell tagged 'parameters'")
+
+
+def plan(profile: Profile, root: Path) -> list[list[Job]]:
+    """The jobs of each stage, in order."""
+    stages = []
+    for stage in STAGES:
+        jobs = []
+        for notebook in stage:
+            declared = declared_parameters(root / "notebooks" / f"{notebook}.py")
+            params = profile.notebook_parameters(notebook, declared)
+            if notebook == "30_train":
+                from faceprompt.report import run_name
+
+                for method in profile.methods:
+                    jobs.append(Job(notebook, f"30_train_{run_name(method)}", {**params, "method": method},
+                                    f"30_train ({method})"))
+            else:
+                jobs.append(Job(notebook, notebook, params, notebook))
+        stages.append(jobs)
+    return stages
+
+
+def code_fingerprint(root: Path) -> str:
+    """A hash of the package and data-preparation sources (and embedded model files by name and size)."""
+    h = hashlib.sha256()
+    for folder in ("faceprompt", "data_prep"):
+        for path in sorted((root / folder).rglob("*")):
+            if not path.is_file() or "__pycache__" in path.parts:
+                continue
+            h.update(str(path.relative_to(root)).encode())
+            if path.suffix in (".py", ".json", ".yaml", ".yml", ".txt"):
+                h.update(path.read_bytes())
+            else:
+                h.update(str(path.stat().st_size).encode())
+    return h.hexdigest()
+
+
+def job_stamp(job: Job, root: Path, code: str, upstream: str) -> str:
+    source = (root / "notebooks" / f"{job.notebook}.py").read_bytes()
+    payload = json.dumps({"params": job.parameters, "code": code, "upstream": upstream}, sort_keys=True, default=str)
+    return hashlib.sha256(source + payload.encode()).hexdigest()
+
+
+def to_ipynb(source: Path, target: Path) -> Path:
+    """The jupytext source as a notebook file (what papermill executes)."""
+    import jupytext
+
+    target.parent.mkdir(parents=True, exist_ok=True)
+    jupytext.write(jupytext.read(source), target, fmt="ipynb")
+    return target
+
+
+def execute(job: Job, root: Path, profile: Profile, inputs: Path, executed: Path) -> tuple[Job, float, str]:
+    """Run one notebook with papermill in a fresh kernel (working directory: the project root)."""
+    import yaml
+
+    source = inputs / f"{job.notebook}.ipynb"
+    output = executed / f"{job.output}.ipynb"
+    params_file = inputs / f"{job.output}.params.yaml"
+    params_file.write_text(yaml.safe_dump(job.parameters, sort_keys=False))
+    env = dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", PYTHONUNBUFFERED="1",
+               OMP_NUM_THREADS=str(profile.threads), MKL_NUM_THREADS=str(profile.threads),
+               TQDM_DISABLE="1", PYDEVD_DISABLE_FILE_VALIDATION="1")
+    command = [sys.executable, "-m", "papermill", str(source), str(output), "-f", str(params_file),
+               "--cwd", str(root), "-k", "python3", "--no-progress-bar", "--log-level", "WARNING"]
+    start = time.perf_counter()
+    done = subprocess.run(command, cwd=root, env=env, capture_output=True, text=True)
+    seconds = time.perf_counter() - start
+    if done.returncode != 0:
+        tail = "\n".join((done.stderr or done.stdout).strip().splitlines()[-30:])
+        raise RuntimeError(f"{job.label} failed after {seconds:.0f} s (executed notebook: {output}):\n{tail}")
+    return job, seconds, str(output)
+
+
+def ensure_chapters(root: Path) -> list[str]:
+    """Placeholders for chapters other people write, only where they are missing (never committed)."""
+    made = []
+    for rel, text in PLACEHOLDER_CHAPTERS.items():
+        path = root / rel
+        if not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(text)
+            made.append(rel)
+    return made
+
+
+def build_book(root: Path, strict: bool = True) -> float:
+    """``jupyter-book build`` of the project root into ``_build/html`` (warnings as errors when ``strict``)."""
+    command = [str(Path(sys.executable).parent / "jupyter-book"), "build", str(root), "--builder", "html"]
+    if strict:
+        command += ["-W", "-n", "--keep-going"]
+    start = time.perf_counter()
+    env = dict(os.environ, HF_HUB_OFFLINE="1", PYTHONWARNINGS="ignore")
+    done = subprocess.run(command, cwd=root, env=env, capture_output=True, text=True)
+    output = (done.stdout or "") + (done.stderr or "")
+    warnings = [line for line in output.splitlines() if "WARNING" in line or "ERROR" in line]
+    if done.returncode != 0 or warnings:
+        print("\n".join(output.strip().splitlines()[-60:]), flush=True)
+        raise RuntimeError(f"jupyter-book build failed ({len(warnings)} warning/error line(s))")
+    return time.perf_counter() - start
+
+
+def run(profile: Profile, root: Path, force: bool = False, only: list[str] | None = None,
+        book: bool | None = None, dry_run: bool = False) -> dict[str, Any]:
+    """Execute the profile's notebooks (skipping up-to-date ones unless ``force``), then build the book."""
+    start = time.perf_counter()
+    executed = root / profile.executed_dir
+    inputs = root / profile.parameters.get("work_dir", "work/book") / "_notebooks"
+    executed.mkdir(parents=True, exist_ok=True)
+    inputs.mkdir(parents=True, exist_ok=True)
+    stamps_path = executed / STAMP_FILE
+    stamps = json.loads(stamps_path.read_text()) if stamps_path.is_file() else {}
+    code = code_fingerprint(root)
+    stages = plan(profile, root)
+    total = sum(len(s) for s in stages)
+    print(f"[book] profile {profile.name!r}: {total} notebook runs in {len(stages)} stages, "
+          f"{profile.parallel} at a time, {profile.threads} thread(s) each", flush=True)
+    for notebook in NOTEBOOKS:
+        to_ipynb(root / "notebooks" / f"{notebook}.py", inputs / f"{notebook}.ipynb")
+    upstream, counter, ran = "", 0, []
+    for stage in stages:
+        todo = []
+        for job in stage:
+            stamp = job_stamp(job, root, code, upstream)
+            job.parameters = dict(job.parameters)
+            fresh = (executed / f"{job.output}.ipynb").is_file() and stamps.get(job.output) == stamp
+            selected = only is None or job.notebook in only or job.output in only
+            if (fresh and not force) or not selected:
+                counter += 1
+                print(f"[book] {counter:>2}/{total} {job.label}: {'up to date' if fresh else 'not selected'}",
+                      flush=True)
+            else:
+                todo.append((job, stamp))
+        if dry_run:
+            for job, _ in todo:
+                counter += 1
+                print(f"[book] {counter:>2}/{total} {job.label}: would run with {job.parameters}", flush=True)
+        elif todo:
+            for job, _ in todo:
+                print(f"[book]    ... {job.label}: running", flush=True)
+            with ThreadPoolExecutor(max_workers=profile.parallel) as pool:
+                futures = [pool.submit(execute, job, root, profile, inputs, executed) for job, _ in todo]
+                for (job, stamp), future in zip(todo, futures):
+                    _, seconds, _ = future.result()
+                    counter += 1
+                    stamps[job.output] = stamp
+                    stamps_path.write_text(json.dumps(stamps, indent=1))
+                    ran.append(job.output)
+                    print(f"[book] {counter:>2}/{total} {job.label}: done in {seconds:.0f} s "
+                          f"({time.perf_counter() - start:.0f} s so far)", flush=True)
+        upstream = hashlib.sha256((upstream + "".join(stamps.get(j.output, "") for j in stage)).encode()).hexdigest()
+    result = {"ran": ran, "notebook_seconds": round(time.perf_counter() - start, 1)}
+    if (profile.build_book if book is None else book) and not dry_run:
+        made = ensure_chapters(root)
+        if made:
+            print(f"[book] placeholder chapter(s) for missing {made}", flush=True)
+        print("[book] building the book (jupyter-book, warnings as errors) ...", flush=True)
+        seconds = build_book(root)
+        result["book_seconds"] = round(seconds, 1)
+        print(f"[book] book built in {seconds:.0f} s: {root / '_build' / 'html' / 'index.html'}", flush=True)
+    result["seconds"] = round(time.perf_counter() - start, 1)
+    print(f"[book] finished in {result['seconds']:.0f} s", flush=True)
+    return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m faceprompt.pipeline", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--profile", default="configs/book_default.yaml", help="the profile YAML")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a shared notebook parameter or a profile field (repeatable)")
+    parser.add_argument("--force", action="store_true", help="run every notebook, up to date or not")
+    parser.add_argument("--only", nargs="+", help="run only these notebooks (e.g. 40_evaluate 30_train_vpt)")
+    parser.add_argument("--no-book", action="store_true", help="run the notebooks, do not build the book")
+    parser.add_argument("--book-only", action="store_true", help="only build the book from executed notebooks")
+    parser.add_argument("--dry-run", action="store_true", help="print what would run")
+    args = parser.parse_args(argv)
+    from faceprompt.report import project_root
+
+    root = project_root()
+    os.chdir(root)
+    try:
+        profile = load_profile(args.profile, args.set)
+        if args.book_only:
+            ensure_chapters(root)
+            print(f"[book] book built in {build_book(root):.0f} s", flush=True)
+            return 0
+        run(profile, root, force=args.force, only=args.only, book=False if args.no_book else None,
+            dry_run=args.dry_run)
+    except (ValueError, FileNotFoundError, RuntimeError) as err:
+        print(f"[book] error: {err}", file=sys.stderr, flush=True)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,63 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: ipynb,py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # Data preparation
+#
+# Every dataset of the run becomes face crops and one manifest (`faceprompt prepare`), here with the
+# run's parameters. The default draws synthetic faces, so the notebook runs offline; a profile with
+# real data points `root` at a downloaded dataset (see the chapter on datasets).
+
+# %% tags=["parameters"]
+work_dir = "work/notebooks"            # manifests, runs and caches of this run
+figures_dir = "work/notebooks/figures"  # the book's run writes into book/figures
+datasets = [{"name": "synthetic", "n": 300, "size": 64}]
+threads = 1
+workers = 2
+
+# %%
+from faceprompt import report, viz
+
+report.setup(threads)
+manifests = report.prepare_datasets(datasets, work_dir, workers=workers)
+frame = report.manifest_frame(manifests)
+manifests
+
+# %% [markdown]
+# ## Splits
+# Rows per dataset and split, and how many of them carry each task's label (a missing label is
+# masked out of the loss and of the metrics).
+
+# %%
+splits = report.split_table(frame)
+report.glue("data-rows", f"{len(frame):,}")
+report.glue("data-datasets", ", ".join(sorted(frame["dataset"].unique())))
+report.glue("data-splits-table", splits, display=False)
+splits
+
+# %% [markdown]
+# ## Label distributions
+# Class counts per task, dataset and split.
+
+# %%
+counts = report.label_counts(frame)
+fig = viz.label_distribution(counts)
+viz.savefig(fig, "label_distribution", figures_dir);
+
+# %% [markdown]
+# ## Some test faces
+
+# %%
+images, titles = report.sample_faces(frame, n=12)
+fig = viz.image_grid(images, titles, cols=6)
+viz.savefig(fig, "sample_faces", figures_dir);

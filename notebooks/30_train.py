@@ -1,0 +1,81 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: ipynb,py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+
+# %% [markdown]
+# # Training one prompt method
+#
+# One method (`method`) is trained on the training split of the prepared datasets, with early stopping
+# on the validation split, and evaluated on the test split. The book's pipeline runs this notebook once
+# per method with papermill; the same run from a shell:
+#
+# ```bash
+# papermill notebooks/30_train.ipynb out.ipynb -p method vpt -p epochs 10
+# ```
+
+# %% tags=["parameters"]
+work_dir = "work/notebooks"
+figures_dir = "work/notebooks/figures"
+datasets = [{"name": "synthetic", "n": 300, "size": 64}]
+method = "vpt"          # zero-shot is not trained: see 20_zero_shot
+backbone = "default"
+weights = None
+device = "cpu"
+threads = 1
+epochs = 1
+batch_size = 32
+lr = 2e-3
+context_tokens = 8      # text context length M (CoOp, SoftCPT)
+visual_tokens = 5       # visual prompt tokens P (VPT, VPT-TS, V2PT)
+method_options = {}     # any other option of the method, e.g. {"deep": True}
+train_options = {}      # any other TrainConfig field, e.g. {"optimizer": "sgd", "patience": 3}
+
+# %%
+import pandas as pd
+
+from faceprompt import report, viz
+
+report.setup(threads)
+backbone = report.resolve_backbone(backbone)
+manifests = report.prepare_datasets(datasets, work_dir)
+options = report.method_options(method, context_tokens, visual_tokens, method_options)
+config = report.train_config(
+    method, backbone, manifests, f"{work_dir}/runs", weights=weights, device=device,
+    cache_dir=f"{work_dir}/cache", method_options=options,
+    train={"epochs": epochs, "batch_size": batch_size, "lr": lr, **train_options},
+)
+pd.Series(config.to_dict(), dtype=object).drop(["train", "val"])
+
+# %%
+fit, evaluation = report.train_and_evaluate(config)
+name = report.run_name(method)
+report.glue(report.key("train-epochs", name), str(len(fit.history)))
+report.glue(report.key("train-best-epoch", name), str(fit.best_epoch))
+report.glue(report.key("train-stopped", name), fit.stopped)
+
+# %% [markdown]
+# ## Training curves
+
+# %%
+history = pd.DataFrame(fit.history)
+fig = viz.training_curves(history, ("train_loss", "val_loss", "val_mean_accuracy"))
+viz.savefig(fig, f"train_{name}", figures_dir);
+
+# %% [markdown]
+# ## Test accuracy
+
+# %%
+metrics = evaluation.metrics
+for _, row in metrics.iterrows():
+    report.glue(report.key("train-acc", name, row["dataset"], row["task"]), report.percent(row["accuracy"]))
+report.show(metrics[["dataset", "task", "n", "accuracy", "balanced_accuracy", "macro_f1", "ece"]])

@@ -1,0 +1,142 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: ipynb,py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+
+# %% [markdown]
+# # Comparing the methods
+#
+# Every evaluated run of this work folder (zero-shot and each trained method) on the same test split:
+# accuracy per task and dataset, the change from zero-shot, the parameters each method adds (on the
+# thesis's real backbones too), inference latency, the age confusion, calibration and fairness gaps.
+
+# %% tags=["parameters"]
+work_dir = "work/notebooks"
+figures_dir = "work/notebooks/figures"
+datasets = [{"name": "synthetic", "n": 300, "size": 64}]
+backbone = "default"
+weights = None
+device = "cpu"
+threads = 1
+methods = ["zero-shot", "coop", "softcpt", "vpt", "vpt-ts", "v2pt", "softcpt+vpt"]
+param_backbones = ["siglip2-b16", "pe-core-b16", "pe-core-l14-336"]  # counted on the meta device
+bench_backbone = "default"      # latency is measured on this backbone
+bench_weights = None
+bench_batch_sizes = [1, 16]
+bench_repeats = 3
+
+# %%
+from faceprompt import report, viz
+from faceprompt.tasks import TASKS
+
+report.setup(threads)
+backbone = report.resolve_backbone(backbone)
+manifests = report.prepare_datasets(datasets, work_dir)
+runs_dir, cache_dir = f"{work_dir}/runs", f"{work_dir}/cache"
+tables = report.collect(runs_dir)
+metrics = tables["metrics"]
+report.glue("eval-backbone", backbone)
+sorted(metrics["method"].unique())
+
+# %% [markdown]
+# ## Accuracy per task and dataset
+
+# %%
+accuracy = report.accuracy_table(metrics)
+report.glue("eval-accuracy-table", report.show(accuracy), display=False)
+report.show(accuracy)
+
+# %%
+fig = viz.accuracy_bars(metrics, chance=report.chance_levels())
+viz.savefig(fig, "accuracy_by_method", figures_dir);
+
+# %% [markdown]
+# ## Against zero-shot, and what each method adds
+
+# %%
+summary = report.glue_results(metrics)
+report.glue("eval-summary-table", report.show(summary), display=False)
+report.show(summary)
+
+# %%
+fig = viz.tradeoff_scatter(summary, x="added", y="mean_accuracy")
+viz.savefig(fig, "accuracy_vs_parameters", figures_dir);
+
+# %% [markdown]
+# ## Added parameters on the real backbones
+# Counted on PyTorch's meta device: shapes only, no weights and no memory, so these counts hold
+# for the thesis's backbones even on a laptop.
+
+# %%
+params = report.parameter_table(param_backbones, methods)
+params_wide = params.pivot_table(index="method", columns="backbone", values="added", sort=False)
+params_wide = params_wide.reindex(report.method_order(params_wide.index))[param_backbones]
+report.glue("eval-params-table", params_wide.map(report.count), display=False)
+params_wide.map(report.count)
+
+# %% [markdown]
+# ## Inference latency
+# Median time of one inference call per batch size, each method timed round-robin with zero-shot
+# on the same backbone and device (text methods use their cached class features).
+
+# %%
+bench_name = report.resolve_backbone(bench_backbone)
+report.glue("bench-backbone", bench_name)
+latency = report.latency_table(bench_name, methods, bench_batch_sizes, repeats=bench_repeats,
+                               weights=bench_weights, device=device)
+latency_wide = latency.pivot_table(index="method", columns="batch_size", values=["median_ms", "vs_zero_shot"],
+                                   sort=False).reindex(report.method_order(latency["method"]))
+report.glue("eval-latency-table", report.show(latency_wide, 2), display=False)
+report.show(latency_wide, 2)
+
+# %% [markdown]
+# ## Age: which bins are confused
+
+# %%
+confusion = tables["confusion"]
+first = confusion["dataset"].iloc[0] if len(confusion) else None
+age_rows = confusion[(confusion.task == "age") & (confusion.dataset == first)] if first else confusion
+if len(age_rows):
+    fig = viz.confusion_grid(age_rows, "age", list(TASKS["age"].classes))
+    viz.savefig(fig, "age_confusion", figures_dir)
+report.glue("age-confusion-dataset", str(first))
+age_metrics = metrics[metrics.task == "age"][["method", "dataset", "accuracy", "one_off_accuracy",
+                                              "mean_abs_bin_error"]]
+for _, row in age_metrics.iterrows():
+    report.glue(report.key("oneoff", row["method"], row["dataset"]), report.percent(row["one_off_accuracy"]))
+report.show(age_metrics)
+
+# %% [markdown]
+# ## Calibration
+# Expected calibration error (15 bins) per task, and a reliability diagram for emotion: how often the
+# top class is right against how confident the model is.
+
+# %%
+ece = metrics.pivot_table(index="method", columns=["dataset", "task"], values="ece", sort=False)
+report.glue("eval-ece-table", report.show(ece.reindex(report.method_order(ece.index))), display=False)
+curves = report.reliability_curves(runs_dir, manifests, "emotion", device=device, cache_dir=cache_dir)
+fig = viz.reliability_diagram(curves, "emotion")
+viz.savefig(fig, "reliability_emotion", figures_dir);
+
+# %% [markdown]
+# ## Fairness
+# Accuracy per demographic group where a dataset labels one (race in UTKFace and FairFace).
+
+# %%
+fairness = tables["fairness"]
+print(report.fairness_summary(fairness))
+if len(fairness):
+    for task in fairness["task"].unique():
+        fig = viz.group_accuracy_bars(fairness, task)
+        viz.savefig(fig, f"fairness_{task}", figures_dir)
+    gaps = fairness.pivot_table(index="method", columns=["dataset", "task"], values="gap", sort=False)
+    report.glue("eval-fairness-table", report.show(gaps), display=False)

@@ -1,0 +1,91 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: ipynb,py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+
+# %% [markdown]
+# # Where the models look
+#
+# Two views of the same test faces, for each task:
+#
+# * **Integrated gradients** (captum): how much each pixel moves the logit of the predicted class,
+#   integrated along the straight path from a black image to the face;
+# * **attention of the pooling head**: both towers end in an attention-pool (MAP) head whose latent
+#   query attends over every final token. Its weights on the patch tokens are a map of where the
+#   image feature is read from; its weight on the visual prompt tokens says how much of the feature
+#   comes from the prompts.
+#
+# Both are shown for the zero-shot model and for visual-prompt methods, on a PE-Core-shaped tower
+# (cls token, 2-D RoPE) and a SigLIP2-shaped one (no cls token).
+
+# %% tags=["parameters"]
+work_dir = "work/notebooks"
+figures_dir = "work/notebooks/figures"
+datasets = [{"name": "synthetic", "n": 300, "size": 64}]
+backbones = ["default", "tiny-vit"]   # one PE-Core-shaped, one SigLIP2-shaped tower
+weights = None
+device = "cpu"
+threads = 1
+methods = ["zero-shot", "vpt", "vpt-ts"]
+faces = 3            # test faces shown
+ig_steps = 16        # integration steps
+epochs = 1           # for a backbone without trained runs in this work folder
+train_options = {}
+
+# %%
+import pandas as pd
+import torch
+
+from faceprompt import explain, report, viz
+
+report.setup(threads)
+manifests = report.prepare_datasets(datasets, work_dir)
+frame = report.manifest_frame(manifests)
+paths = list(frame[frame.split == "test"]["path"][:faces])
+backbones = [report.resolve_backbone(b) for b in backbones]
+backbones
+
+# %%
+summary_rows = []
+for backbone in backbones:
+    models = report.attention_models(backbone, f"{work_dir}/runs", methods, manifests, work_dir, weights=weights,
+                                     device=device, epochs=epochs, train=train_options)
+    tower = next(iter(models.values())).backbone
+    images = explain.load_images(paths, tower)
+    shown = explain.display_images(images, tower)
+    size = images.shape[-1]
+    for task in next(iter(models.values())).task_names:
+        columns, maps = [], [[] for _ in paths]
+        for name, model in models.items():
+            attributions = explain.integrated_gradients(model, images, task, steps=ig_steps)
+            attention = explain.upsample(explain.method_attention(model, images, task).patches, size)
+            columns += [f"{name}: IG", f"{name}: attention"]
+            for i in range(len(paths)):
+                maps[i] += [attributions[i], attention[i]]
+        titles = explain.predicted_labels(models[methods[-1]], images, task)
+        fig = viz.overlay_grid(shown, maps, titles, columns)
+        fig.suptitle(f"{backbone} ({tower.family}-shaped), {task}", y=1.02, fontsize=10)
+        viz.savefig(fig, f"attention_{tower.family}_{task}", figures_dir)
+    summary_rows += explain.attention_summary(models, images)
+
+# %% [markdown]
+# ## How much of the pooled feature comes from the prompts
+# Mean attention weight of the pooling head on the visual prompt tokens and on the cls token, and the
+# entropy of its attention over patches (log of the patch count = uniform).
+
+# %%
+summary = pd.DataFrame(summary_rows)
+for _, row in summary.iterrows():
+    report.glue(report.key("prompt-share", row["backbone"], row["method"], row["task"]),
+                report.percent(row["prompt_share"]))
+report.glue("attention-table", report.show(summary), display=False)
+report.show(summary)

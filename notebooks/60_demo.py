@@ -1,0 +1,51 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: ipynb,py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+
+# %% [markdown]
+# # The demo
+#
+# Upload a photo: every face is found by a detector, cropped, and labelled with gender, age bin and
+# emotion by the chosen backbone and prompts (zero-shot, or any trained run in the work folder).
+# The widget needs a running kernel (Jupyter, or `faceprompt demo --serve` through Voila); in the
+# static book the example below shows what it draws.
+
+# %% tags=["parameters"]
+work_dir = "work/notebooks"
+figures_dir = "work/notebooks/figures"
+datasets = [{"name": "synthetic", "n": 300, "size": 64}]
+backbone = "default"
+device = "cpu"
+threads = 1
+example_faces = 6    # test faces pasted into the example photo
+
+# %%
+from faceprompt import report, viz
+from faceprompt.demo.app import build_app
+
+report.setup(threads)
+backbone = report.resolve_backbone(backbone)
+manifests = report.prepare_datasets(datasets, work_dir)
+app = build_app(backbone=backbone, runs_dir=f"{work_dir}/runs", device=device)
+app
+
+# %% [markdown]
+# ## An example
+# A photo made of test faces, run through the same path as an upload.
+
+# %%
+photo = report.example_photo(report.manifest_frame(manifests), example_faces)
+drawn = report.demo_example(app, photo)
+report.glue("demo-status", app.message)
+fig = viz.image_grid([drawn], [app.message], cols=1, size=6)
+viz.savefig(fig, "demo_example", figures_dir);
