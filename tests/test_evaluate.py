@@ -2,8 +2,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
 import numpy as np
 import pandas as pd
@@ -111,14 +109,13 @@ def test_evaluate_names_a_missing_manifest(tmp_path):
 def test_train_and_evaluate_on_utkface_and_facial_expressions(shared_data, tmp_path):
     from faceprompt.train import fit
 
+    from faceprompt.prepare import prepare_dataset
+
     utk, fer = tmp_path / "utkface", tmp_path / "fer"
-    prepare = [sys.executable, "-m", "faceprompt", "prepare"]
-    common = ["--limit", "60", "--size", "64", "--quiet", "--no-detect", "--workers", "1"]
-    subprocess.run(prepare + ["utkface", "--root", str(shared_data / "UTKFace"), "--out", str(utk)] + common,
-                   check=True, env={**__import__("os").environ, "HF_HUB_OFFLINE": "1"})
-    subprocess.run(prepare + ["facial_expressions", "--root", str(shared_data / "facial_expressions"),
-                              "--lfw-lists", str(shared_data / "LFW"), "--out", str(fer)] + common,
-                   check=True, env={**__import__("os").environ, "HF_HUB_OFFLINE": "1"})
+    common = dict(limit=60, size=64, detect=False, workers=1, progress=False)
+    prepare_dataset("utkface", shared_data / "UTKFace", utk, **common)
+    prepare_dataset("facial_expressions", shared_data / "facial_expressions", fer, lfw_lists=shared_data / "LFW",
+                    **common)
     config = quick_config(utk / "manifest.csv", tmp_path, epochs=1, train=[
         {"manifest": str(utk / "manifest.csv"), "splits": ["train"]},
         {"manifest": str(fer / "manifest.csv"), "splits": ["train"]}])

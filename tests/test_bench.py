@@ -1,0 +1,55 @@
+"""The benchmark returns well-formed rows (timings are never asserted: they depend on the machine)."""
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+
+from faceprompt.bench import bench_epoch_cache, bench_methods, parse_method_spec
+from faceprompt.cli import main as cli
+from faceprompt.prompts import added_parameters, build_model
+
+
+def test_method_specs_carry_options():
+    assert parse_method_spec("vpt-ts:batched=false,tokens=10") == ("vpt-ts", {"batched": False, "tokens": 10})
+    assert parse_method_spec("coop") == ("coop", {})
+    with pytest.raises(ValueError, match="KEY=VALUE"):
+        parse_method_spec("vpt:tokens")
+
+
+def test_bench_rows_cover_every_method_and_batch_size_against_zero_shot(tiny_backbones):
+    tower = tiny_backbones["tiny-pe"]
+    methods = ["softcpt", "vpt-ts", "vpt-ts:batched=false"]
+    rows = bench_methods(tower, methods, batch_sizes=[1, 3], repeats=2, warmup=1)
+    assert [(r.method, r.batch_size) for r in rows] == [
+        (m, b) for b in (1, 3) for m in ["zero-shot"] + methods]
+    for row in rows:
+        assert row.backbone == "tiny-pe" and row.device == "cpu" and row.dtype == "fp32" and row.repeats == 2
+        assert 0 < row.p25_ms <= row.median_ms <= row.p75_ms
+        assert math.isclose(row.ms_per_image, row.median_ms / row.batch_size)
+        assert math.isclose(row.images_per_s, 1e3 * row.batch_size / row.median_ms)
+        assert row.peak_memory_mb is None  # the CPU reports none
+    assert all(r.vs_zero_shot == 1.0 for r in rows if r.method == "zero-shot")
+    counts = {r.method: r.added_parameters for r in rows}
+    assert counts["zero-shot"] == 0
+    assert counts["vpt-ts"] == counts["vpt-ts:batched=false"] == added_parameters(build_model("vpt-ts", tower))
+
+
+def test_bench_cli_writes_json(tmp_path, capsys):
+    out = tmp_path / "bench.json"
+    assert cli(["bench", "--backbone", "tiny-vit", "--methods", "vpt:tokens=2", "--batch-sizes", "2",
+                "--repeats", "1", "--warmup", "0", "--json", str(out)]) == 0
+    records = json.loads(out.read_text())
+    assert [r["method"] for r in records] == ["zero-shot", "vpt:tokens=2"]
+    assert "vs_zero_shot" in capsys.readouterr().out
+
+
+def test_epoch_cache_bench_reports_both_epochs(tiny_backbones):
+    result = bench_epoch_cache(tiny_backbones["tiny-pe"], "softcpt:context_tokens=2,task_context_tokens=2",
+                               images=8, batch_size=4)
+    assert result.images == 8 and result.epoch_without_cache_s > 0 and result.epoch_with_cache_s > 0
+    assert result.cache_build_s > 0
+    assert math.isclose(result.speedup, result.epoch_without_cache_s / result.epoch_with_cache_s)
+    with pytest.raises(ValueError, match="image path"):
+        bench_epoch_cache(tiny_backbones["tiny-pe"], "vpt", images=4, batch_size=4)
