@@ -19,6 +19,7 @@ import html
 import io
 import json
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -299,10 +300,21 @@ def serve(port: int = 8866, backbone: str | None = None, runs_dir: str | os.Path
         notebook = write_notebook(Path(tmp) / "faceprompt_demo.ipynb", backbone=backbone, runs_dir=runs,
                                   detector=detector)
         print(f"serving the demo at http://127.0.0.1:{port}/ (Ctrl-C stops)", file=sys.stderr)
+        process = subprocess.Popen(voila_command(notebook, port))
+        # A SIGTERM to this process must stop Voila too, not orphan it: turn it into SystemExit.
+        previous = signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
         try:
-            return subprocess.call(voila_command(notebook, port))
+            return process.wait()
         except KeyboardInterrupt:
             return 0
+        finally:
+            signal.signal(signal.SIGTERM, previous)
+            if process.poll() is None:
+                process.terminate()
+                try:
+                    process.wait(timeout=15)
+                except subprocess.TimeoutExpired:
+                    process.kill()
 
 
 if __name__ == "__main__":  # python -m faceprompt.demo.app NOTEBOOK: write the Voila notebook only
