@@ -7,8 +7,10 @@ STAMP := $(VENV)/.installed
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export PYTHONUNBUFFERED := 1
+BOOK_PROFILE ?= configs/book_default.yaml
+NB_DIR := work/nbval
 
-.PHONY: test test-fast book install clean
+.PHONY: test test-fast book test-notebooks install clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -23,6 +25,21 @@ test: $(STAMP)
 
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -q -m "not slow"
+
+# Run every notebook on the profile through papermill (up-to-date ones are skipped), then build
+# _build/html with warnings as errors.
+book: $(STAMP)
+	@start=$$(date +%s); \
+	$(BIN)/python -m faceprompt.pipeline --profile $(BOOK_PROFILE) && \
+	echo "make book: $$(( $$(date +%s) - start )) s"
+
+# Each notebook with its own small defaults under nbval (paired .ipynb made from the jupytext sources).
+test-notebooks: $(STAMP)
+	@start=$$(date +%s); rm -rf $(NB_DIR) && mkdir -p $(NB_DIR) && \
+	for f in notebooks/[0-9]*.py; do \
+		$(BIN)/jupytext --quiet --to ipynb -o $(NB_DIR)/$$(basename $$f .py).ipynb $$f || exit 1; done && \
+	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -q -p no:cacheprovider --nbval-lax --nbval-cell-timeout=900 \
+		--rootdir=. $(NB_DIR) && echo "make test-notebooks: $$(( $$(date +%s) - start )) s"
 
 clean:
 	rm -rf _build runs cache work

@@ -152,7 +152,7 @@ def attention_summary(models: dict[str, PromptModel], images: torch.Tensor) -> "
             p = att.patches.flatten(1)
             p = p / p.sum(-1, keepdim=True).clamp_min(1e-12)
             entropy = -(p * p.clamp_min(1e-12).log()).sum(-1)
-            rows.append({"method": name, "task": task, "backbone": model.backbone.name,
+            rows.append({"method": name, "task": task, "backbone": model.backbone.name, "family": model.backbone.family,
                          "prompt_share": float(att.prompt_share.mean()),
                          "prefix_share": float(att.prefix.sum(-1).mean()) if att.prefix.numel() else 0.0,
                          "patch_entropy": float(entropy.mean())})

@@ -11,7 +11,6 @@
 #     name: python3
 # ---
 
-
 # %% [markdown]
 # # Where the models look
 #
@@ -85,7 +84,7 @@ for backbone in backbones:
 # %%
 summary = pd.DataFrame(summary_rows)
 for _, row in summary.iterrows():
-    report.glue(report.key("prompt-share", row["backbone"], row["method"], row["task"]),
+    report.glue(report.key("prompt-share", row["family"], row["method"], row["task"]),
                 report.percent(row["prompt_share"]))
 report.glue("attention-table", report.show(summary), display=False)
 report.show(summary)
