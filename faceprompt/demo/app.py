@@ -189,7 +189,7 @@ class DemoApp:
             classifier = FaceClassifier.load(
                 self._backbones[name], run_dir=None if run == ZERO_SHOT else run, device=self.device)
             self._classifiers[(name, run)] = classifier
-            FacePipeline(None, classifier).warm_up()  # so the first photo's timing is the real one
+            classifier.predict([Image.new("RGB", (64, 64))])  # warm-up: the first photo's timing is the real one
         if self.detector.value not in self._detectors:
             self._detectors[self.detector.value] = get_detector(self.detector.value)
         return FacePipeline(self._detectors[self.detector.value], self._classifiers[(name, run)],
@@ -202,6 +202,7 @@ class DemoApp:
         if files:
             item = files[0]
             self.process(item["name"], bytes(item["content"]))
+            self.upload.value = ()  # so uploading the same file again fires again
 
     def _on_backbone(self, _change) -> None:
         self._refresh_runs()
