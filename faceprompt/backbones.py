@@ -75,6 +75,19 @@ def faceprompt_tiny_eva_rope(pretrained: bool = False, **kwargs) -> Eva:
     return Eva(**{**args, **_tiny_kwargs(kwargs)})
 
 
+
+@register_model
+def faceprompt_faceclip_tiny_eva(pretrained: bool = False, **kwargs) -> Eva:
+    """faceclip-tiny's vision tower: the PE-Core layout (Eva, cls token, RoPE, MAP head) at 48 px, width 160."""
+    args = dict(
+        img_size=48, patch_size=8, embed_dim=160, depth=4, num_heads=2, mlp_ratio=4.0, global_pool="map",
+        attn_type="rope", use_pre_transformer_norm=True, use_rot_pos_emb=True, ref_feat_shape=(6, 6),
+        rope_grid_offset=1.0, rope_grid_indexing="xy", attn_pool_num_heads=2, attn_pool_mlp_ratio=4.0,
+        norm_layer=partial(nn.LayerNorm, eps=1e-5),
+    )
+    return Eva(**{**args, **_tiny_kwargs(kwargs)})
+
+
 open_clip.add_model_config(MODEL_CONFIG_DIR)
 
 
@@ -124,7 +137,7 @@ for _spec in (
 
 if (PRETRAINED_DIR / "faceclip-tiny" / "open_clip_config.json").is_file():
     register_backbone(BackboneSpec(
-        "faceclip-tiny", "FP-Tiny-Eva-RoPE", "pe-core", local_dir="faceclip-tiny",
+        "faceclip-tiny", "FP-FaceCLIP-Tiny", "pe-core", local_dir="faceclip-tiny",
         description="small face model pretrained by faceprompt (demonstration only)",
     ))
 
