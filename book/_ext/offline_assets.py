@@ -13,7 +13,7 @@ from pathlib import Path
 from sphinx.util import logging
 
 logger = logging.getLogger(__name__)
-CONFIG = "TeX-AMS-MML_HTMLorMML"
+CONFIG = "TeX-AMS-MML_HTMLorMML-full"  # the combined config every MathJax 2 copy ships
 
 
 def local_mathjax() -> Path | None:
@@ -37,9 +37,20 @@ def _configure(app, config) -> None:
         return
     config.mathjax_path = f"mathjax/MathJax.js?config={CONFIG}"
     config.mathjax3_config = None
-    config.mathjax2_config = {"tex2jax": {"inlineMath": [["\\(", "\\)"]], "displayMath": [["\\[", "\\]"]],
-                                          "processRefs": False, "processEnvironments": False},
-                              "messageStyle": "none"}
+    # MyST-NB marks page sections "tex2jax_ignore" and math spans "math": process only those.
+    config.mathjax2_config = {
+        "tex2jax": {"inlineMath": [["\\(", "\\)"]], "displayMath": [["\\[", "\\]"]],
+                    "processRefs": False, "processEnvironments": False,
+                    "ignoreClass": "tex2jax_ignore|mathjax_ignore",
+                    "processClass": "tex2jax_process|mathjax_process|math|output_area"},
+        "messageStyle": "none",
+    }
+
+
+def _drop_v3_config(app, config) -> None:
+    # MyST-NB adds a MathJax 3 configuration (window.MathJax = ...), which MathJax 2 would read as its own.
+    if getattr(app, "env_mathjax_source", None) is not None:
+        config.mathjax3_config = None
 
 
 def _copy(app, exception) -> None:
@@ -53,5 +64,6 @@ def _copy(app, exception) -> None:
 
 def setup(app):
     app.connect("config-inited", _configure)
+    app.connect("config-inited", _drop_v3_config, priority=900)
     app.connect("build-finished", _copy)
     return {"parallel_read_safe": True, "parallel_write_safe": True, "version": "1"}
