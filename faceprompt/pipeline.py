@@ -169,8 +169,8 @@ def code_fingerprint(root: Path) -> str:
     h = hashlib.sha256()
     for folder in ("faceprompt", "data_prep"):
         for path in sorted((root / folder).rglob("*")):
-            if not path.is_file() or "__pycache__" in path.parts:
-                continue
+            if not path.is_file() or "__pycache__" in path.parts or path.name == "pipeline.py":
+                continue  # the pipeline itself does not shape any notebook's output
             h.update(str(path.relative_to(root)).encode())
             if path.suffix in (".py", ".json", ".yaml", ".yml", ".txt"):
                 h.update(path.read_bytes())
@@ -234,7 +234,9 @@ def build_book(root: Path, strict: bool = True) -> float:
     if strict:
         command += ["-W", "-n", "--keep-going"]
     start = time.perf_counter()
-    env = dict(os.environ, HF_HUB_OFFLINE="1", PYTHONWARNINGS="ignore")
+    # autodoc documents this checkout's package, whatever is installed
+    path = os.pathsep.join(p for p in (str(root), os.environ.get("PYTHONPATH", "")) if p)
+    env = dict(os.environ, HF_HUB_OFFLINE="1", PYTHONWARNINGS="ignore", PYTHONPATH=path)
     done = subprocess.run(command, cwd=root, env=env, capture_output=True, text=True)
     output = (done.stdout or "") + (done.stderr or "")
     warnings = [line for line in output.splitlines() if "WARNING" in line or "ERROR" in line]
