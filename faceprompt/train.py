@@ -554,7 +554,7 @@ def train_epoch(step_module, loader, optimizer, scheduler, runtime, cfg, class_w
         parts = multitask_loss(logits, targets, cfg.task_weights, class_weights, cfg.age_ordinal_weight, aux)
         if not torch.isfinite(parts.total):
             terms = {k: round(float(v.detach()), 4) for k, v in parts.terms.items()}
-            raise NonFiniteLossError(f"loss is {float(parts.total)} at epoch {epoch}, step {step} (terms {terms})")
+            raise NonFiniteLossError(f"loss is {float(parts.total.detach())} at epoch {epoch}, step {step} (terms {terms})")
         optimizer.zero_grad(set_to_none=True)
         runtime.backward(parts.total)
         if cfg.grad_clip:
