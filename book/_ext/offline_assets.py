@@ -44,6 +44,8 @@ def _configure(app, config) -> None:
                     "ignoreClass": "tex2jax_ignore|mathjax_ignore",
                     "processClass": "tex2jax_process|mathjax_process|math|output_area"},
         "messageStyle": "none",
+        # jupyter-server-mathjax ships the STIX-Web fonts only; Debian's copy has them too.
+        "HTML-CSS": {"availableFonts": [], "preferredFont": None, "webFont": "STIX-Web", "imageFont": None},
     }
 
 
