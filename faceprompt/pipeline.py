@@ -207,6 +207,7 @@ def execute(job: Job, root: Path, profile: Profile, inputs: Path, executed: Path
                TQDM_DISABLE="1", PYDEVD_DISABLE_FILE_VALIDATION="1")
     command = [sys.executable, "-m", "papermill", str(source), str(output), "-f", str(params_file),
                "--cwd", str(root), "-k", "python3", "--no-progress-bar", "--log-level", "WARNING"]
+    print(f"[book]    ... {job.label}: running", flush=True)
     start = time.perf_counter()
     done = subprocess.run(command, cwd=root, env=env, capture_output=True, text=True)
     seconds = time.perf_counter() - start
@@ -282,8 +283,6 @@ def run(profile: Profile, root: Path, force: bool = False, only: list[str] | Non
                 counter += 1
                 print(f"[book] {counter:>2}/{total} {job.label}: would run with {job.parameters}", flush=True)
         elif todo:
-            for job, _ in todo:
-                print(f"[book]    ... {job.label}: running", flush=True)
             with ThreadPoolExecutor(max_workers=profile.parallel) as pool:
                 futures = [pool.submit(execute, job, root, profile, inputs, executed) for job, _ in todo]
                 for (job, stamp), future in zip(todo, futures):
