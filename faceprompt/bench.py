@@ -182,7 +182,9 @@ def bench_epoch_cache(backbone: str | Backbone, method: str = "softcpt", images:
     """Time one AdamW epoch of a frozen-image-path method over random images, both ways.
 
     Images are random tensors already in memory, which favours the uncached epoch (no decoding):
-    the measured speed-up is a lower bound of what a real manifest sees.
+    the measured speed-up is a lower bound of what a real manifest sees. A cached epoch still runs
+    the text tower, with gradients, over every class prompt once per step, so the speed-up is about
+    1 + batch_size * t_image / t_text_step: it grows with the batch size, not with the epoch length.
     """
     tower = backbone if isinstance(backbone, Backbone) else load_backbone(backbone, weights, device=device)
     name, options = parse_method_spec(method)
