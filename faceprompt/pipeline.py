@@ -262,6 +262,11 @@ def run(profile: Profile, root: Path, force: bool = False, only: list[str] | Non
     total = sum(len(s) for s in stages)
     print(f"[book] profile {profile.name!r}: {total} notebook runs in {len(stages)} stages, "
           f"{profile.parallel} at a time, {profile.threads} thread(s) each", flush=True)
+    planned = {job.output for stage in stages for job in stage}
+    for stale in executed.glob("30_train_*.ipynb"):  # runs of methods this profile does not train
+        if stale.stem not in planned and not dry_run:
+            stale.unlink()
+            stamps.pop(stale.stem, None)
     for notebook in NOTEBOOKS:
         to_ipynb(root / "notebooks" / f"{notebook}.py", inputs / f"{notebook}.ipynb")
     upstream, counter, ran = "", 0, []
