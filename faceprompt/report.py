@@ -398,7 +398,8 @@ def parameter_table(backbones: list[str], methods: list[str]) -> pd.DataFrame:
 def latency_table(backbone: str, methods: list[str], batch_sizes: list[int], repeats: int = 5,
                   weights: str | None = None, device: str = "cpu", dtype: str = "fp32") -> pd.DataFrame:
     """Inference latency of every method against zero-shot (faceprompt.bench); glues
-    ``latency-<method>-b<batch>`` (ms per batch) and ``slowdown-<method>-b<batch>`` (x zero-shot)."""
+    ``latency-<method>-b<batch>`` (ms per batch), ``slowdown-<method>-b<batch>`` (x zero-shot) and
+    ``slowdown-<method>-max`` (at the largest batch size timed, ``latency-max-batch``)."""
     from dataclasses import asdict
 
     from faceprompt.bench import bench_methods
@@ -409,6 +410,11 @@ def latency_table(backbone: str, methods: list[str], batch_sizes: list[int], rep
     for _, r in table.iterrows():
         glue(key("latency", r["method"], f"b{r['batch_size']}"), f"{r['median_ms']:.1f} ms")
         glue(key("slowdown", r["method"], f"b{r['batch_size']}"), f"{r['vs_zero_shot']:.2f}x")
+    if len(table):
+        largest = table[table["batch_size"] == table["batch_size"].max()]
+        for _, r in largest.iterrows():  # the same key whatever batch sizes a profile times
+            glue(key("slowdown", r["method"], "max"), f"{r['vs_zero_shot']:.2f}x")
+        glue("latency-max-batch", str(int(table["batch_size"].max())))
     glue("latency-device", str(table["device"].iloc[0]) if len(table) else device)
     return table
 
