@@ -55,7 +55,7 @@ def macro_f1(y_true: np.ndarray, y_pred: np.ndarray, num_classes: int) -> float:
 def expected_calibration_error(probs: np.ndarray, y_true: np.ndarray, n_bins: int = 15) -> float:
     """ECE over ``n_bins`` equal-width confidence bins (top-1 confidence vs top-1 correctness).
 
-    ECE = sum_b |B_b| / N * |acc(B_b) - conf(B_b)|; bins are (lo, hi], the first includes 0.
+    ECE = sum over bins b of (size of b / N) * abs(acc(b) - conf(b)); bins are (lo, hi], the first includes 0.
     """
     probs, y_true = np.asarray(probs, dtype=float), np.asarray(y_true)
     if not len(y_true):
@@ -78,7 +78,7 @@ def one_off_accuracy(y_true: np.ndarray, y_pred: np.ndarray) -> float:
 
 
 def mean_absolute_bin_error(y_true: np.ndarray, y_pred: np.ndarray) -> float:
-    """Mean |true bin - predicted bin| over ordered bins (age)."""
+    """Mean absolute difference between true and predicted bin indices over ordered bins (age)."""
     y_true, y_pred = np.asarray(y_true), np.asarray(y_pred)
     return float(np.mean(np.abs(y_true - y_pred))) if len(y_true) else float("nan")
 
