@@ -17,11 +17,14 @@ Recipe, in order:
 3. **Captions from labels.** Each step writes a fresh caption per image from a random subset of its
    labels and a random template ("a photo of a 34 year old woman.", "a face of a happy man.", "a
    close-up photo of a sad face."), including the wording the zero-shot prompts in ``tasks.py`` use.
-4. **Loss.** SigLIP's sigmoid loss (or CLIP's softmax loss) over images x the batch's distinct
+4. **Loss.** CLIP's softmax loss (or SigLIP's sigmoid loss) over images x the batch's distinct
    captions. Captions made from labels are not unique to their image: with ``positives: labels`` an
    image counts as a positive of every caption its labels agree with ("a photo of a woman." for every
    woman in the batch) and a pair whose caption names a label the image lacks is left out of the loss;
-   ``positives: pairs`` is the plain one-caption-per-image objective.
+   ``positives: pairs`` is the plain one-caption-per-image objective. With label positives a third or
+   more of all pairs are positive, so identical features for every image cost little: started at the
+   usual logit scale (10 for SigLIP, 14 for CLIP) both losses collapsed to that within ten steps. The
+   recipe starts at scale 1 (``init_logit_scale: 0``) and lets the scale grow.
 5. **Sampling.** facial_expressions is almost all neutral and happy faces: its images are drawn with
    probability ``count(class) ** -emotion_balance`` (0 = as found, 1 = class-balanced).
 6. **Speed.** Training drops a share of the patch tokens (FLIP-style ``patch_drop``) except in the last
@@ -81,19 +84,24 @@ class PretrainConfig:
     val_fraction: float = 0.1
     test_fraction: float = 0.1
     image_size: int = 48
-    epochs: int = 1
+    epochs: int = 10
     batch_size: int = 64
-    lr: float = 7e-4
+    lr: float = 5e-4
     min_lr: float = 1e-5
     weight_decay: float = 0.05
-    warmup_steps: int = 50
-    loss: str = "sigmoid"
+    warmup_steps: int = 100
+    loss: str = "clip"
     positives: str = "labels"
     patch_drop: float = 0.5
-    unmasked_epochs: int = 0
+    unmasked_epochs: int = 1
     # The vocabulary is 49408 tokens, the captions use a few hundred: a frozen random embedding table
     # spares the optimizer three quarters of the parameters, and the text layers learn on top of it.
     freeze_token_embedding: bool = True
+    # log of the starting logit scale. CLIP starts at log(1/0.07) (scale 14); with label positives that
+    # made random features costlier than identical ones, and both towers collapsed within ten steps.
+    # Starting at scale 1 they learn instead; the scale is learned from there.
+    init_logit_scale: float | None = 0.0
+    logit_scale_lr: float = 0.02  # its own, higher rate: at the shared one it would crawl up from 1
     emotion_balance: float = 0.7
     emotion_samples: int | None = 3000  # expression images drawn per epoch (None: as many as there are)
     crop_scale: tuple[float, float] = (0.75, 1.0)
@@ -431,14 +439,15 @@ def augment(images_u8: torch.Tensor, gen: torch.Generator, crop_scale: tuple[flo
 
 # ---------------------------------------------------------------------------------------- model
 
-def create_model(name: str, seed: int) -> nn.Module:
-    """A freshly initialised open_clip model of a registered config (timm towers registered on import)."""
+def create_model(name: str, seed: int, **model_kwargs) -> nn.Module:
+    """A freshly initialised open_clip model of a registered config (timm towers registered on import);
+    ``model_kwargs`` override config fields (e.g. ``init_logit_bias=-10`` for the sigmoid loss)."""
     import open_clip
 
     import faceprompt.backbones  # noqa: F401  (registers the timm towers and the model configs)
 
     torch.manual_seed(seed)
-    return open_clip.create_model(name, pretrained=None)
+    return open_clip.create_model(name, pretrained=None, **model_kwargs)
 
 
 def set_patch_drop(model: nn.Module, rate: float) -> None:
@@ -516,11 +525,12 @@ def make_optimizer(model: nn.Module, cfg: PretrainConfig) -> torch.optim.Optimiz
     """AdamW; no weight decay on norms, biases, embeddings, the logit scale/bias and the cls/query tokens."""
     decay, no_decay = [], []
     for name, p in model.named_parameters():
-        if not p.requires_grad:
+        if not p.requires_grad or name == "logit_scale":
             continue
         (no_decay if p.ndim < 2 or "embedding" in name or "token" in name or "latent" in name else decay).append(p)
-    return torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
-                              {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr, betas=(0.9, 0.98), eps=1e-6)
+    groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0},
+              {"params": [model.logit_scale], "weight_decay": 0.0, "lr_ratio": cfg.logit_scale_lr / cfg.lr}]
+    return torch.optim.AdamW(groups, lr=cfg.lr, betas=(0.9, 0.98), eps=1e-6)
 
 
 def lr_at(step: int, total: int, cfg: PretrainConfig) -> float:
@@ -732,7 +742,8 @@ def pretrain(cfg: PretrainConfig, resume: bool = False, progress: bool = True) -
     train_labels = Labels.from_rows(train_rows)
     val_images, val_labels, val_sets = _split_data(rows, images, "val", cfg.val_limit, cfg.seed)
 
-    model = create_model(cfg.model, cfg.seed)
+    scale = {} if cfg.init_logit_scale is None else {"init_logit_scale": cfg.init_logit_scale}
+    model = create_model(cfg.model, cfg.seed, **scale)
     if cfg.freeze_token_embedding:
         model.text.token_embedding.weight.requires_grad_(False)
     tokenizer = open_clip.get_tokenizer(cfg.model)
@@ -766,7 +777,7 @@ def pretrain(cfg: PretrainConfig, resume: bool = False, progress: bool = True) -
                    disable=not progress, unit="step")
         for index in bar:
             for group in optimizer.param_groups:
-                group["lr"] = lr_at(state["step"], total_steps, cfg)
+                group["lr"] = lr_at(state["step"], total_steps, cfg) * group.get("lr_ratio", 1.0)
             inputs = prepare_step(train_images[index], train_labels.take(index), tokens, cfg, rng, gen)
             loss = step_loss(model, inputs, cfg.loss)
             optimizer.zero_grad(set_to_none=True)

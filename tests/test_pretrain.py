@@ -1,0 +1,212 @@
+"""faceclip-tiny and `faceprompt pretrain`: the embedded model, captions from labels, the contrastive loop."""
+from __future__ import annotations
+
+import gzip
+import io
+import math
+import random
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from faceprompt import pretrain as fp
+from faceprompt.backbones import PRETRAINED_DIR, get_spec, load_backbone
+from faceprompt.tasks import AGE, EMOTION, EMOTIONS, GENDER, GENDERS
+
+EMBEDDED = PRETRAINED_DIR / "faceclip-tiny"
+MAX_BYTES = 25 * 1024 * 1024
+
+
+@pytest.fixture(scope="module")
+def faceclip():
+    return load_backbone("faceclip-tiny")
+
+
+# --- the embedded model --------------------------------------------------------------------------
+
+def test_embedded_model_is_registered_as_pe_core_eva():
+    spec = get_spec("faceclip-tiny")
+    assert spec.family == "pe-core" and spec.default_source == "embedded"
+    assert (EMBEDDED / "open_clip_config.json").is_file()
+    assert (EMBEDDED / "open_clip_model.safetensors").is_file()
+
+
+def test_embedded_weights_fit_the_size_budget():
+    from safetensors import safe_open
+
+    assert (EMBEDDED / "open_clip_model.safetensors").stat().st_size <= MAX_BYTES
+    with safe_open(str(EMBEDDED / "open_clip_model.safetensors"), "pt") as f:
+        assert {f.get_slice(k).get_dtype() for k in f.keys()} == {"F16"}  # stored in half precision
+
+
+def test_embedded_model_loads_offline_in_fp32_with_working_hooks(faceclip):
+    assert faceclip.weights_id.startswith("local-dir:")
+    assert faceclip.is_eva and faceclip.num_prefix_tokens == 1
+    assert all(p.dtype == torch.float32 and not p.requires_grad for p in faceclip.parameters())
+    images = torch.randn(2, 3, faceclip.image_size, faceclip.image_size)
+    with torch.no_grad():
+        plain = faceclip.encode_image(images)
+        zero = faceclip.encode_image(images, prompts=torch.zeros(0, faceclip.width))
+        shallow = faceclip.encode_image(images, prompts=torch.randn(4, faceclip.width))
+        deep = faceclip.encode_image(images, prompts=torch.randn(faceclip.depth, 4, faceclip.width), deep=True)
+        tokens = faceclip.tokenize_with_context(["a photo of a woman."], 8)
+        text = faceclip.encode_text(tokens, context=torch.randn(8, faceclip.text_width))
+    assert torch.allclose(plain, zero, atol=1e-5)
+    assert shallow.shape == deep.shape == plain.shape == (2, faceclip.embed_dim)
+    assert not torch.allclose(plain, shallow)
+    assert text.shape == (1, faceclip.embed_dim) and torch.isfinite(text).all()
+
+
+def test_recipe_is_recorded_next_to_the_weights():
+    recipe = pd.read_json(EMBEDDED / "recipe.json", typ="series")
+    assert recipe["command"].startswith("faceprompt pretrain --config configs/pretrain_faceclip_tiny.yaml")
+    with gzip.open(EMBEDDED / "splits.csv.gz", "rt") as f:
+        splits = pd.read_csv(io.StringIO(f.read()), dtype=str)
+    assert set(splits["split"]) == {"train", "val", "test"}
+    assert set(splits["dataset"]) == {"utkface", "facial_expressions"}
+
+
+# --- captions ------------------------------------------------------------------------------------
+
+def _captions(gender: int, age: float, emotion: int, n: int = 400) -> list[fp.Caption]:
+    rng = random.Random(0)
+    return [fp.make_caption(gender, age, emotion, rng) for _ in range(n)]
+
+
+def test_captions_only_assert_the_labels_given():
+    woman_34 = _captions(GENDERS.index("female"), 34.0, -1)
+    for cap in woman_34:
+        assert cap.emotion == -1
+        assert cap.gender in (-1, GENDERS.index("female"))
+        assert cap.age_range is None or cap.age_range[0] <= 34 <= cap.age_range[1]
+        assert " man" not in cap.text and "boy" not in cap.text
+    texts = {c.text for c in woman_34}
+    assert "a photo of a 34 year old woman." in texts
+    assert any(c.gender < 0 and c.age_range is None for c in _captions(-1, math.nan, 3))  # emotion only
+
+
+def test_captions_include_the_zero_shot_wording():
+    texts = {c.text for c in _captions(GENDERS.index("female"), 34.0, -1)}
+    assert set(GENDER.prompts()) & texts == {"a photo of a woman."}
+    assert "a photo of a person in their thirties." in texts
+    assert "a photo of a woman in her thirties." in texts  # combined
+    happy = {c.text for c in _captions(GENDERS.index("male"), math.nan, EMOTIONS.index("happiness"))}
+    assert {"a photo of a happy person.", "a photo of a happy man.", "a photo of a smiling man."} <= happy
+    assert "a close-up photo of a happy face." in happy  # the emotion task's third template
+    assert EMOTION.prompts()[EMOTIONS.index("happiness")] in happy
+    assert AGE.prompts()[0] in {c.text for c in _captions(GENDERS.index("male"), 1.0, -1)}  # "a photo of a baby."
+
+
+def test_unlabelled_image_cannot_be_captioned():
+    with pytest.raises(ValueError, match="without any label"):
+        fp.make_caption(-1, math.nan, -1, random.Random(0))
+
+
+def test_targets_follow_labels_and_mask_unknowns():
+    labels = fp.Labels(gender=np.array([1, 0, 1, -1]), age=np.array([34.0, 35.0, math.nan, math.nan]),
+                       emotion=np.array([-1, -1, 3, 3]))
+    captions = [fp.Caption("a photo of a woman.", gender=1),
+                fp.Caption("a photo of a person in their thirties.", age_range=(30, 39)),
+                fp.Caption("a photo of a happy person.", emotion=3)]
+    targets, mask = fp.caption_targets(captions, labels)
+    assert targets.tolist() == [[1, 1, 0], [0, 1, 0], [1, 0, 1], [0, 0, 1]]
+    assert mask.tolist() == [[1, 1, 0], [1, 1, 0], [1, 0, 1], [0, 0, 1]]
+
+
+# --- the training loop ---------------------------------------------------------------------------
+
+def _tiny_setup(loss: str):
+    import open_clip
+
+    cfg = fp.PretrainConfig(model="FP-FaceCLIP-Tiny", lr=5e-4, warmup_steps=1, batch_size=16, loss=loss)
+    # SigLIP's loss comes with its learnable bias; CLIP's has none.
+    model = fp.create_model(cfg.model, seed=0, **({"init_logit_bias": -10.0} if loss == "sigmoid" else {}))
+    model.text.token_embedding.weight.requires_grad_(False)
+    tokens = fp.TokenCache(open_clip.get_tokenizer(cfg.model), model.text.context_length)
+    gen = torch.Generator().manual_seed(0)
+    images = torch.randint(0, 256, (16, 3, 48, 48), dtype=torch.uint8, generator=gen)
+    labels = fp.Labels(gender=np.arange(16) % 2, age=np.linspace(2, 80, 16), emotion=np.full(16, -1))
+    inputs = fp.prepare_step(images, labels, tokens, cfg, random.Random(0), gen, train=False)
+    return cfg, model, inputs
+
+
+@pytest.mark.parametrize("loss", fp.LOSSES)
+def test_two_steps_lower_the_contrastive_loss(loss):
+    cfg, model, inputs = _tiny_setup(loss)
+    optimizer = fp.make_optimizer(model, cfg)
+    assert all(p is not model.text.token_embedding.weight for g in optimizer.param_groups for p in g["params"])
+    model.train()
+    with torch.no_grad():
+        before = fp.step_loss(model, inputs, loss).item()
+    for _ in range(2):
+        optimizer.zero_grad()
+        fp.step_loss(model, inputs, loss).backward()
+        optimizer.step()
+    with torch.no_grad():
+        after = fp.step_loss(model, inputs, loss).item()
+    assert math.isfinite(before) and after < before
+
+
+def test_patch_drop_trains_on_fewer_tokens_and_leaves_inference_alone():
+    _, model, inputs = _tiny_setup("sigmoid")
+    model.eval()
+    with torch.no_grad():
+        reference = model.encode_image(inputs.images)
+    fp.set_patch_drop(model, 0.5)
+    model.train()
+    loss = fp.step_loss(model, inputs, "sigmoid")
+    loss.backward()  # RoPE follows the kept tokens: no shape error
+    assert math.isfinite(loss.item())
+    fp.set_patch_drop(model, 0.0)
+    model.eval()
+    with torch.no_grad():
+        assert torch.allclose(model.encode_image(inputs.images), reference, atol=1e-6)
+
+
+def test_short_text_matches_the_full_context():
+    _, model, inputs = _tiny_setup("sigmoid")
+    model.eval()
+    used = int((inputs.tokens != 0).any(0).nonzero().max()) + 1
+    assert used < inputs.tokens.shape[1]
+    with torch.no_grad():
+        full = model.encode_text(inputs.tokens)
+        with fp.short_text(model, used):
+            short = model.encode_text(inputs.tokens[:, :used])
+    assert torch.allclose(full, short, atol=1e-5)
+    assert model.text.attn_mask.shape[0] == model.text.context_length  # restored
+
+
+def test_emotion_sampling_lifts_rare_classes():
+    emotion = np.array([6] * 900 + [3] * 90 + [1] * 10 + [-1] * 50)
+    labels = fp.Labels(gender=np.zeros(len(emotion), int), age=np.full(len(emotion), np.nan), emotion=emotion)
+    order = fp.epoch_order(labels, 0.7, np.random.default_rng(0), emotion_samples=2000)
+    drawn = emotion[order]
+    assert (drawn == -1).sum() == 50  # images without an emotion label: each once
+    assert (drawn == 1).mean() > 4 * (10 / 1050)  # the rare class is drawn far more often than found
+
+
+def test_config_refuses_unknown_fields(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("epochs: 1\nbatch: 8\n")
+    with pytest.raises(ValueError, match="unknown field"):
+        fp.PretrainConfig.load(path)
+
+
+# --- on the real held-out faces ------------------------------------------------------------------
+
+@pytest.mark.shared_data
+def test_zero_shot_gender_on_held_out_utkface_is_well_above_chance(shared_data, faceclip):
+    from faceprompt.data.images import load_rgb
+    from faceprompt.prompts import build_model
+
+    with gzip.open(EMBEDDED / "splits.csv.gz", "rt") as f:
+        splits = pd.read_csv(io.StringIO(f.read()), dtype=str)
+    test = splits[(splits["dataset"] == "utkface") & (splits["split"] == "test")].sample(300, random_state=0)
+    images = torch.stack([faceclip.preprocess(load_rgb(shared_data / "UTKFace" / k)) for k in test["key"]])
+    truth = np.array([int(k.split("_")[1]) for k in test["key"]])  # UTKFace: 0 male, 1 female
+    model = build_model("zero-shot", faceclip, tasks=("gender",)).eval()
+    with torch.no_grad():
+        pred = model(images).logits["gender"].argmax(1).numpy()
+    assert (pred == truth).mean() >= 0.75
