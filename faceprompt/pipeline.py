@@ -35,8 +35,11 @@ PLACEHOLDER_CHAPTERS = {
     "book/demo.md": "# The demo\n\nThis chapter is being written.\n",
     "book/faceclip_tiny.md": "# faceclip-tiny: a small face model\n\nThis chapter is being written.\n",
 }
-PROFILE_KEYS = {"name", "description", "parameters", "notebooks", "methods", "parallel", "threads",
-                "executed_dir", "build_book"}
+PROFILE_KEYS = {"name", "description", "parameters", "notebooks", "methods", "seeds", "parallel", "threads",
+                "executed_dir", "build_book", "real_data"}
+SHARED_DATA_ENV = "FACEPROMPT_SHARED_DATA"
+DATA_CHOICE_ENV = "FACEPROMPT_BOOK_DATA"  # "synthetic" forces the synthetic faces even when real data are here
+REAL_DATASETS = ("UTKFace", "facial_expressions", "LFW")  # folders the real-data profile reads
 
 
 @dataclass
@@ -48,10 +51,13 @@ class Profile:
     parameters: dict = field(default_factory=dict)
     notebooks: dict = field(default_factory=dict)
     methods: tuple[str, ...] = TRAINED_METHODS
+    seeds: dict = field(default_factory=dict)  # method -> training seeds (others train once, seed 0)
     parallel: int = 2
     threads: int = 1
     executed_dir: str = "book/_executed"
     build_book: bool = True
+    real_data: str | None = None  # a profile run instead when the shared real datasets are present
+    data_source: str = "as configured"
 
     @classmethod
     def from_dict(cls, data: dict, where: str = "profile") -> "Profile":
@@ -78,6 +84,17 @@ class Profile:
             resolve_method(method)  # "unknown method ..." names it
             if method == "zero-shot":
                 raise ValueError(f"{where}.methods: zero-shot is not trained (20_zero_shot evaluates it)")
+        seeds = data.get("seeds") or {}
+        if not isinstance(seeds, dict):
+            raise ValueError(f"{where}.seeds: expected a mapping method -> list of seeds")
+        for method, values in seeds.items():
+            if method not in data["methods"]:
+                raise ValueError(f"{where}.seeds: {method!r} is not among the profile's methods")
+            values = [values] if isinstance(values, int) else list(values)
+            if not values or not all(isinstance(v, int) and v >= 0 for v in values) or len(set(values)) != len(values):
+                raise ValueError(f"{where}.seeds.{method}: expected distinct integers >= 0, got {values!r}")
+            seeds[method] = tuple(values)
+        data["seeds"] = dict(seeds)
         for key in ("parallel", "threads"):
             if key in data and (not isinstance(data[key], int) or data[key] < 1):
                 raise ValueError(f"{where}.{key}: must be an integer >= 1, got {data[key]!r}")
@@ -96,6 +113,33 @@ class Profile:
                                  f"(it declares {sorted(declared)})")
         return {**base, **own}
 
+    def method_seeds(self, method: str) -> tuple[int, ...]:
+        """The seeds ``method`` is trained with (seed 0 alone unless ``seeds`` names it)."""
+        return tuple(self.seeds.get(method, (0,)))
+
+
+def shared_data_root(root: Path | None = None) -> Path:
+    """``$FACEPROMPT_SHARED_DATA``, else ``../shared/data`` next to the project root."""
+    env = os.environ.get(SHARED_DATA_ENV)
+    return Path(env).expanduser().resolve() if env else ((root or Path.cwd()) / ".." / "shared" / "data").resolve()
+
+
+def real_data_available(root: Path | None = None) -> bool:
+    """Whether the shared folder holds every dataset the real-data profile reads."""
+    shared = shared_data_root(root)
+    return all((shared / name).is_dir() and any((shared / name).iterdir()) for name in REAL_DATASETS)
+
+
+def _expand_shared(value: Any, shared: Path) -> Any:
+    """``{shared}`` in any string of a profile -> the shared data folder."""
+    if isinstance(value, str):
+        return value.replace("{shared}", str(shared))
+    if isinstance(value, list):
+        return [_expand_shared(v, shared) for v in value]
+    if isinstance(value, dict):
+        return {k: _expand_shared(v, shared) for k, v in value.items()}
+    return value
+
 
 def load_profile(path: str | os.PathLike, overrides: list[str] | None = None) -> Profile:
     """A profile from YAML, with ``KEY=VALUE`` overrides of shared parameters (values parsed as YAML)."""
@@ -105,6 +149,30 @@ def load_profile(path: str | os.PathLike, overrides: list[str] | None = None) ->
     if not path.is_file():
         raise FileNotFoundError(f"profile {path}: no such file")
     data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    source = "as configured"
+    real = data.get("real_data")
+    from faceprompt.report import project_root
+
+    try:
+        root = project_root(path.resolve().parent)
+    except FileNotFoundError:
+        root = Path.cwd()
+    if real:
+        shared = shared_data_root(root)
+        forced = os.environ.get(DATA_CHOICE_ENV, "").strip().lower()
+        if forced != "synthetic" and real_data_available(root):
+            real_path = Path(real) if Path(real).is_absolute() else root / real
+            if not real_path.is_file():
+                raise FileNotFoundError(f"profile {path}: real_data profile {real_path}: no such file")
+            path = real_path
+            data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+            data.pop("real_data", None)
+            source = f"real faces from {shared}"
+        else:
+            why = f"{DATA_CHOICE_ENV}=synthetic" if forced == "synthetic" else \
+                f"{shared} lacks one of {list(REAL_DATASETS)}"
+            source = f"synthetic faces ({why})"
+    data = _expand_shared(data, shared_data_root(root))
     for item in overrides or []:
         name, sep, value = item.partition("=")
         if not sep or not name:
@@ -114,7 +182,9 @@ def load_profile(path: str | os.PathLike, overrides: list[str] | None = None) ->
             data[name] = value
         else:
             data.setdefault("parameters", {})[name] = value
-    return Profile.from_dict(data, where=f"profile {path}")
+    profile = Profile.from_dict(data, where=f"profile {path}")
+    profile.data_source = source
+    return profile
 
 
 # --- jobs ----------------------------------------------------------------------------------------------
@@ -156,8 +226,12 @@ def plan(profile: Profile, root: Path) -> list[list[Job]]:
                 from faceprompt.report import run_name
 
                 for method in profile.methods:
-                    jobs.append(Job(notebook, f"30_train_{run_name(method)}", {**params, "method": method},
-                                    f"30_train ({method})"))
+                    for seed in profile.method_seeds(method):
+                        suffix = run_name(method, seed)[len(run_name(method)):]
+                        extra = {"seed": seed} if method in profile.seeds else {}
+                        jobs.append(Job(notebook, f"30_train_{run_name(method)}{suffix}",
+                                        {**params, "method": method, **extra},
+                                        f"30_train ({method}, seed {seed})" if extra else f"30_train ({method})"))
             else:
                 jobs.append(Job(notebook, notebook, params, notebook))
         stages.append(jobs)
@@ -260,6 +334,9 @@ def run(profile: Profile, root: Path, force: bool = False, only: list[str] | Non
     code = code_fingerprint(root)
     stages = plan(profile, root)
     total = sum(len(s) for s in stages)
+    print(f"[book] data: {profile.data_source}; datasets "
+          f"{[d['name'] if isinstance(d, dict) else d for d in profile.parameters.get('datasets', [])]}, "
+          f"backbone {profile.parameters.get('backbone', 'default')}", flush=True)
     print(f"[book] profile {profile.name!r}: {total} notebook runs in {len(stages)} stages, "
           f"{profile.parallel} at a time, {profile.threads} thread(s) each", flush=True)
     planned = {job.output for stage in stages for job in stage}

@@ -207,9 +207,11 @@ def sample_faces(frame: pd.DataFrame, n: int = 12, seed: int = 0) -> tuple[list,
 
 # --- runs: zero-shot and training -------------------------------------------------------------------
 
-def run_name(method: str) -> str:
-    """The run folder name of a method ('softcpt+vpt' -> 'softcpt_vpt')."""
-    return method.replace("+", "_").replace(":", "_")
+def run_name(method: str, seed: int | None = None) -> str:
+    """The run folder name of a method ('softcpt+vpt' -> 'softcpt_vpt'); seeds other than 0 add
+    '-seed<n>' ('vpt', 2 -> 'vpt-seed2'), so seed 0 keeps the plain name other notebooks look for."""
+    name = method.replace("+", "_").replace(":", "_")
+    return name if not seed else f"{name}-seed{int(seed)}"
 
 
 def zero_shot(backbone: str, manifests: dict[str, str], runs_dir: str | os.PathLike, weights: str | None = None,
@@ -270,8 +272,10 @@ def method_options(method: str, context_tokens: int | None = None, visual_tokens
 
 def train_config(method: str, backbone: str, manifests: dict[str, str], runs_dir: str | os.PathLike,
                  train: dict | None = None, method_options: dict | None = None, weights: str | None = None,
-                 device: str = "cpu", cache_dir: str | None = None, datasets: list[str] | None = None):
-    """A TrainConfig for one method on the prepared manifests (train split; val split for early stopping)."""
+                 device: str = "cpu", cache_dir: str | None = None, datasets: list[str] | None = None,
+                 seed: int = 0):
+    """A TrainConfig for one method on the prepared manifests (train split; val split for early stopping),
+    trained with ``seed`` into ``runs_dir/<run_name(method, seed)>``."""
     from faceprompt.train import TrainConfig
 
     sources = [{"manifest": m, "splits": ["train"]} for name, m in manifests.items()
@@ -280,8 +284,8 @@ def train_config(method: str, backbone: str, manifests: dict[str, str], runs_dir
         raise ValueError(f"datasets: none of {datasets} is prepared (prepared: {list(manifests)})")
     return TrainConfig.from_dict({
         "method": method, "method_options": dict(method_options or {}), "backbone": backbone, "weights": weights,
-        "train": sources, "run_dir": str(runs_dir), "run_id": run_name(method), "device": device,
-        "cache_dir": cache_dir, **dict(train or {}),
+        "train": sources, "run_dir": str(runs_dir), "run_id": run_name(method, seed), "device": device,
+        "cache_dir": cache_dir, "seed": int(seed), **dict(train or {}),
     })
 
 
@@ -320,6 +324,10 @@ def _read_tables(runs_dir: str | os.PathLike, name: str) -> pd.DataFrame:
         if "method" not in table.columns:
             summary = json.loads((path.parent / "summary.json").read_text())
             table.insert(0, "method", summary["method"])
+        if "seed" not in table.columns:
+            config = path.parent.parent / "config.json"
+            seed = json.loads(config.read_text()).get("seed", 0) if config.is_file() else 0
+            table.insert(1, "seed", int(seed))
         frames.append(table)
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
@@ -364,7 +372,8 @@ def versus_zero_shot(metrics: pd.DataFrame) -> pd.DataFrame:
 def glue_results(metrics: pd.DataFrame) -> pd.DataFrame:
     """Glue every accuracy (``acc-<method>-<dataset>-<task>``), each method's mean (``mean-<method>``) and
     its change from zero-shot (``delta-<method>``); returns the per-method summary."""
-    for _, r in metrics.iterrows():
+    means = metrics.groupby(["method", "dataset", "task"], sort=False)[["accuracy", "ece"]].mean().reset_index()
+    for _, r in means.iterrows():  # a method trained with several seeds: the mean over seeds
         glue(key("acc", r["method"], r["dataset"], r["task"]), percent(r["accuracy"]))
         glue(key("ece", r["method"], r["dataset"], r["task"]), f"{r['ece']:.3f}")
     summary = versus_zero_shot(metrics)
@@ -530,3 +539,174 @@ def chance_levels() -> dict[str, float]:
 def show(table: pd.DataFrame, digits: int = 3):
     """A table rounded for display (a Styler where available, so notebooks render it as HTML)."""
     return table.round(digits)
+
+
+# --- real data: where the numbers come from, and the held-out check -------------------------------------
+
+def data_source(datasets: list) -> str:
+    """One phrase on the run's data ('synthetic faces' or 'real faces: utkface, facial_expressions'),
+    glued as ``data-source``."""
+    names = [spec.name for spec in parse_datasets(datasets)]
+    real = [n for n in names if n != "synthetic"]
+    text = ("real faces: " + ", ".join(real) + (" and synthetic faces" if "synthetic" in names else "")
+            if real else "synthetic faces")
+    return glue("data-source", text)
+
+
+def model_splits(backbone: str) -> pd.DataFrame | None:
+    """The split of every image an embedded model was trained on (``splits.csv.gz`` next to its weights:
+    dataset, key, split), or None for a backbone without a record."""
+    path = Path(__file__).parent / "pretrained" / backbone / "splits.csv.gz"
+    return pd.read_csv(path, dtype=str, keep_default_na=False) if path.is_file() else None
+
+
+def held_out_check(manifests: dict[str, str], backbone: str) -> pd.DataFrame:
+    """For each prepared dataset: its test rows, how many the backbone's recorded split also holds out,
+    and how many it trained on (must be 0; raises otherwise). Datasets the backbone never saw are
+    reported as such. Glued as ``heldout-summary``."""
+    recorded = model_splits(backbone)
+    rows = []
+    for name, manifest in manifests.items():
+        from faceprompt.data.splits import read_splits
+
+        ours = read_splits(Path(manifest).parent / "splits.csv")
+        test_keys = {k for k, s in ours.items() if s == "test"}
+        frame = pd.read_csv(manifest, dtype=str, keep_default_na=False)
+        n_test = int((frame["split"] == "test").sum())
+        row = {"dataset": name, "test rows": n_test, "model held out": np.nan, "model trained on": np.nan,
+               "not in model record": np.nan}
+        if recorded is not None and name in set(recorded["dataset"]):
+            theirs = dict(zip(*recorded[recorded["dataset"] == name][["key", "split"]].values.T))
+            tested = sorted(test_keys)
+            row["model held out"] = sum(theirs.get(k) == "test" for k in tested)
+            row["model trained on"] = sum(theirs.get(k) in ("train", "val") for k in tested)
+            row["not in model record"] = sum(k not in theirs for k in tested)
+        rows.append(row)
+    table = pd.DataFrame(rows)
+    checked = table.dropna(subset=["model trained on"])
+    leaked = int(checked["model trained on"].sum()) if len(checked) else 0
+    if leaked:
+        raise ValueError(f"{leaked} test image(s) of {list(checked['dataset'])} were in {backbone}'s training "
+                         f"or validation split: prepare with the seed and fractions the model recorded")
+    if len(checked):
+        text = (f"None of the test images of {', '.join(checked['dataset'])} was among {backbone}'s "
+                f"pretraining images: the test split is the one the model held out.")
+    else:
+        text = f"{backbone} records no pretraining split for these datasets; nothing to check."
+    glue("heldout-summary", text)
+    return table
+
+
+# --- several training seeds ----------------------------------------------------------------------------
+
+TASK_SCORES = (("gender", "accuracy"), ("age", "accuracy"), ("emotion", "accuracy"), ("emotion", "macro_f1"))
+
+
+def seed_table(metrics: pd.DataFrame, min_seeds: int = 2) -> pd.DataFrame:
+    """Per method trained with at least ``min_seeds`` seeds, and for zero-shot: mean and spread (sample
+    standard deviation over seeds; min and max too) of every (dataset, task, metric) of
+    :data:`TASK_SCORES`, and the mean's change from zero-shot.
+
+    Columns: method, seeds, dataset, task, metric, mean, std, min, max, zero_shot, delta.
+    """
+    if "seed" not in metrics.columns:
+        metrics = metrics.assign(seed=0)
+    seeds = metrics[metrics.method != "zero-shot"].groupby("method")["seed"].nunique()
+    keep = ["zero-shot"] + [m for m, n in seeds.items() if n >= min_seeds]
+    rows = []
+    for (method, dataset, task), sub in metrics[metrics.method.isin(keep)].groupby(
+            ["method", "dataset", "task"], sort=False):
+        for t, metric in TASK_SCORES:
+            if t != task or metric not in sub.columns:
+                continue
+            values = sub[metric].astype(float)
+            rows.append({"method": method, "seeds": int(sub["seed"].nunique()) if method != "zero-shot" else 0,
+                         "dataset": dataset, "task": task, "metric": metric, "mean": values.mean(),
+                         "std": values.std(ddof=1) if len(values) > 1 else 0.0, "min": values.min(),
+                         "max": values.max()})
+    table = pd.DataFrame(rows)
+    if not len(table):
+        return table
+    base = table[table.method == "zero-shot"].set_index(["dataset", "task", "metric"])["mean"]
+    table["zero_shot"] = [base.get((r.dataset, r.task, r.metric), np.nan) for r in table.itertuples()]
+    table["delta"] = table["mean"] - table["zero_shot"]
+    order = {m: i for i, m in enumerate(method_order(table["method"]))}
+    return table.sort_values(["method", "dataset", "task", "metric"], kind="stable", ignore_index=True,
+                             key=lambda s: s.map(order) if s.name == "method" else s)
+
+
+def seed_verdicts(table: pd.DataFrame, need: int = 2) -> pd.DataFrame:
+    """Whether each seeded method beats zero-shot on ``need`` of the three tasks. A task's score is its
+    mean accuracy over the datasets labelling it (emotion: its accuracy); a task counts as improved when
+    the method's seed mean is above zero-shot's.
+
+    Columns: method, seeds, gender, age, emotion (change in accuracy), improved (tasks), verdict.
+    """
+    acc = table[(table.metric == "accuracy")]
+    rows = []
+    for method, sub in acc[acc.method != "zero-shot"].groupby("method", sort=False):
+        deltas = sub.groupby("task")["delta"].mean()
+        improved = [t for t in ("gender", "age", "emotion") if deltas.get(t, np.nan) > 0]
+        rows.append({"method": method, "seeds": int(sub["seeds"].max()),
+                     **{t: deltas.get(t, np.nan) for t in ("gender", "age", "emotion")},
+                     "improved": ", ".join(improved) or "none",
+                     "verdict": "yes" if len(improved) >= need else "no"})
+    return pd.DataFrame(rows)
+
+
+def seed_markdown(table: pd.DataFrame, verdicts: pd.DataFrame) -> str:
+    """The seed table as markdown: one row per method, one column per (dataset, task, metric), each cell
+    'mean ± std' in percent (zero-shot: its single value), then the verdict."""
+    cols = list(dict.fromkeys(zip(table["dataset"], table["task"], table["metric"])))
+    header = ["method", "seeds"] + [f"{d} {t}" + (" (macro-F1)" if m == "macro_f1" else "") for d, t, m in cols]
+    header += ["improves on zero-shot (>= 2 of 3 tasks)"]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    verdict = dict(zip(verdicts["method"], verdicts["improved"] + " -> " + verdicts["verdict"])) if len(verdicts) else {}
+    for method, sub in table.groupby("method", sort=False):
+        cells = []
+        for d, t, m in cols:
+            r = sub[(sub.dataset == d) & (sub.task == t) & (sub.metric == m)]
+            if not len(r):
+                cells.append("")
+                continue
+            r = r.iloc[0]
+            cell = f"{100 * r['mean']:.1f}" if method == "zero-shot" else \
+                f"{100 * r['mean']:.1f} ± {100 * r['std']:.1f} ({100 * r['delta']:+.1f})"
+            cells.append(cell)
+        seeds = "" if method == "zero-shot" else str(int(sub["seeds"].max()))
+        lines.append("| " + " | ".join([method, seeds] + cells + [verdict.get(method, "baseline")]) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def glue_seed_results(metrics: pd.DataFrame, out_dir: str | os.PathLike) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The seed table and verdicts, written to ``out_dir/seed_table.csv``, ``seed_verdicts.csv`` and
+    ``seed_table.md`` and glued (``eval-seed-table``, ``eval-seed-verdicts``, ``seed-<method>-verdict``,
+    ``seed-count``, ``seed-methods``, ``seed-improving``)."""
+    table = seed_table(metrics)
+    verdicts = seed_verdicts(table) if len(table) else pd.DataFrame()
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    table.to_csv(out / "seed_table.csv", index=False)
+    verdicts.to_csv(out / "seed_verdicts.csv", index=False)
+    text = seed_markdown(table, verdicts) if len(table) else "No method was trained with several seeds.\n"
+    (out / "seed_table.md").write_text(text)
+    wide = table.assign(cell=[percent(m) if s == 0 else f"{percent(m)} ± {100 * d:.1f}"
+                              for m, d, s in zip(table["mean"], table["std"], table["seeds"])]) if len(table) else table
+    if len(table):
+        wide = wide.pivot_table(index="method", columns=["dataset", "task", "metric"], values="cell",
+                                aggfunc="first", sort=False)
+        wide = wide.reindex(method_order(wide.index))
+    glue("eval-seed-table", wide, display=False)
+    shown = verdicts.copy()
+    for t in ("gender", "age", "emotion"):
+        if t in shown.columns:
+            shown[t] = shown[t].map(points)
+    glue("eval-seed-verdicts", shown, display=False)
+    for _, r in verdicts.iterrows():
+        glue(key("seed", r["method"], "verdict"), f"{r['verdict']} ({r['improved']})")
+    seeded = verdicts["seeds"].max() if len(verdicts) else 0
+    glue("seed-count", str(int(seeded)))
+    glue("seed-methods", ", ".join(verdicts["method"]) if len(verdicts) else "none")
+    glue("seed-improving", ", ".join(verdicts[verdicts.verdict == "yes"]["method"]) or "none"
+         if len(verdicts) else "none")
+    return table, verdicts

@@ -22,6 +22,7 @@
 work_dir = "work/notebooks"            # manifests, runs and caches of this run
 figures_dir = "work/notebooks/figures"  # the book's run writes into book/figures
 datasets = [{"name": "synthetic", "n": 300, "size": 64}]
+backbone = "default"   # its recorded pretraining split (if any) is checked against this run's test split
 threads = 1
 workers = 2
 
@@ -42,8 +43,19 @@ manifests
 splits = report.split_table(frame)
 report.glue("data-rows", f"{len(frame):,}")
 report.glue("data-datasets", ", ".join(sorted(frame["dataset"].unique())))
+report.data_source(datasets)
 report.glue("data-splits-table", splits, display=False)
 splits
+
+# %% [markdown]
+# ## Held out from the backbone's pretraining
+# A backbone pretrained here (faceclip-tiny) records the split of every image it saw; no test image of
+# this run may be among its training or validation images.
+
+# %%
+heldout = report.held_out_check(manifests, report.resolve_backbone(backbone))
+print(report.GLUED["heldout-summary"])
+heldout
 
 # %% [markdown]
 # ## Label distributions

@@ -27,6 +27,7 @@ work_dir = "work/notebooks"
 figures_dir = "work/notebooks/figures"
 datasets = [{"name": "synthetic", "n": 300, "size": 64}]
 method = "vpt"          # zero-shot is not trained: see 20_zero_shot
+seed = 0                # training seed (initialisation, shuffling); seeds other than 0 get their own run folder
 backbone = "default"
 weights = None
 device = "cpu"
@@ -50,14 +51,14 @@ manifests = report.prepare_datasets(datasets, work_dir)
 options = report.method_options(method, context_tokens, visual_tokens, method_options)
 config = report.train_config(
     method, backbone, manifests, f"{work_dir}/runs", weights=weights, device=device,
-    cache_dir=f"{work_dir}/cache", method_options=options,
+    cache_dir=f"{work_dir}/cache", method_options=options, seed=seed,
     train={"epochs": epochs, "batch_size": batch_size, "lr": lr, **train_options},
 )
 pd.Series(config.to_dict(), dtype=object).drop(["train", "val"])
 
 # %%
 fit, evaluation = report.train_and_evaluate(config)
-name = report.run_name(method)
+name = report.run_name(method, seed)
 report.glue(report.key("train-epochs", name), str(len(fit.history)))
 report.glue(report.key("train-best-epoch", name), str(fit.best_epoch))
 report.glue(report.key("train-stopped", name), fit.stopped)

@@ -71,6 +71,18 @@ fig = viz.tradeoff_scatter(summary, x="added", y="mean_accuracy")
 viz.savefig(fig, "accuracy_vs_parameters", figures_dir);
 
 # %% [markdown]
+# ## Across training seeds
+# Methods trained with several seeds: mean and spread (standard deviation over seeds) of each test
+# score, its change from zero-shot, and whether the method beats zero-shot on at least two of the three
+# tasks (gender: mean accuracy over the datasets that label it). Also written to the work folder as
+# `seed_table.csv`, `seed_verdicts.csv` and `seed_table.md`.
+
+# %%
+seed_scores, verdicts = report.glue_seed_results(metrics, work_dir)
+print(open(f"{work_dir}/seed_table.md").read())
+verdicts
+
+# %% [markdown]
 # ## Added parameters on the real backbones
 # Counted on PyTorch's meta device: shapes only, no weights and no memory, so these counts hold
 # for the thesis's backbones even on a laptop.

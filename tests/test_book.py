@@ -93,15 +93,96 @@ def test_notebook_parameters_are_declared_and_defaults_are_small(source):
 def test_profiles_parse_and_plan(tmp_path):
     from faceprompt.pipeline import STAGES, load_profile, plan
 
-    for name in ("book_default", "book_gpu"):
+    for name in ("book_default", "book_gpu", "book_real"):
         profile = load_profile(ROOT / "configs" / f"{name}.yaml")
         stages = plan(profile, ROOT)
         assert len(stages) == len(STAGES)
         train_jobs = [j for j in stages[2] if j.notebook == "30_train"]
-        assert [j.parameters["method"] for j in train_jobs] == list(profile.methods)
+        assert [j.parameters["method"] for j in train_jobs] == [m for m in profile.methods
+                                                                 for _ in profile.method_seeds(m)]
+        assert len({j.output for j in train_jobs}) == len(train_jobs)
         assert {"coop", "softcpt", "vpt", "vpt-ts", "v2pt", "softcpt+vpt"} <= set(profile.methods)
     gpu = load_profile(ROOT / "configs" / "book_gpu.yaml", ["backbone=siglip2-b16", "parallel=1"])
     assert gpu.parameters["backbone"] == "siglip2-b16" and gpu.parallel == 1
+
+
+def _fake_shared(root: Path, names=("UTKFace", "facial_expressions", "LFW")) -> Path:
+    for name in names:
+        (root / name).mkdir(parents=True)
+        (root / name / "x.txt").write_text("x")
+    return root
+
+
+def test_default_profile_uses_real_faces_when_the_shared_data_are_there(tmp_path, monkeypatch):
+    from faceprompt.pipeline import load_profile, plan
+
+    shared = _fake_shared(tmp_path / "shared")
+    monkeypatch.setenv("FACEPROMPT_SHARED_DATA", str(shared))
+    monkeypatch.delenv("FACEPROMPT_BOOK_DATA", raising=False)
+    profile = load_profile(ROOT / "configs" / "book_default.yaml")
+    assert profile.name == "real" and "real faces" in profile.data_source
+    assert profile.parameters["backbone"] == "faceclip-tiny"
+    roots = {d["name"]: d["root"] for d in profile.parameters["datasets"]}
+    assert roots == {"utkface": str(shared / "UTKFace"), "facial_expressions": str(shared / "facial_expressions")}
+    assert all(d.get("seed", 0) == 0 for d in profile.parameters["datasets"])  # faceclip-tiny's split seed
+    seeded = [j for j in plan(profile, ROOT)[2] if j.parameters.get("method") == "vpt"]
+    assert [j.parameters["seed"] for j in seeded] == [0, 1, 2]
+    assert [j.output for j in seeded] == ["30_train_vpt", "30_train_vpt-seed1", "30_train_vpt-seed2"]
+    for method in ("softcpt", "vpt", "vpt-ts", "v2pt"):
+        assert profile.method_seeds(method) == (0, 1, 2)
+    monkeypatch.setenv("FACEPROMPT_BOOK_DATA", "synthetic")
+    assert load_profile(ROOT / "configs" / "book_default.yaml").name == "default"
+
+
+def test_default_profile_falls_back_to_synthetic_faces(tmp_path, monkeypatch):
+    from faceprompt.pipeline import load_profile, plan
+
+    monkeypatch.delenv("FACEPROMPT_BOOK_DATA", raising=False)
+    for shared in (tmp_path / "absent", _fake_shared(tmp_path / "partial", ("UTKFace",))):
+        monkeypatch.setenv("FACEPROMPT_SHARED_DATA", str(shared))
+        profile = load_profile(ROOT / "configs" / "book_default.yaml")
+        assert profile.name == "default" and profile.data_source.startswith("synthetic faces")
+        assert [d["name"] for d in profile.parameters["datasets"]] == ["synthetic"]
+        assert profile.seeds == {}
+        jobs = [j for j in plan(profile, ROOT)[2]]
+        assert [j.output for j in jobs][:2] == ["30_train_coop", "30_train_softcpt"]
+        assert all("seed" not in j.parameters for j in jobs)
+
+
+def test_seeds_must_name_trained_methods():
+    from faceprompt.pipeline import Profile
+
+    with pytest.raises(ValueError, match="not among the profile's methods"):
+        Profile.from_dict({"methods": ["vpt"], "seeds": {"coop": [0, 1]}})
+    with pytest.raises(ValueError, match="distinct integers"):
+        Profile.from_dict({"methods": ["vpt"], "seeds": {"vpt": [0, 0]}})
+    assert Profile.from_dict({"methods": ["vpt"], "seeds": {"vpt": [0, 1]}}).method_seeds("vpt") == (0, 1)
+
+
+def test_seed_table_means_spreads_and_verdicts(tmp_path):
+    import pandas as pd
+
+    from faceprompt import report
+
+    assert report.run_name("softcpt+vpt", 0) == "softcpt_vpt" and report.run_name("vpt", 2) == "vpt-seed2"
+    cells = [("utkface", "gender"), ("utkface", "age"), ("facial_expressions", "gender"),
+             ("facial_expressions", "emotion")]
+    rows = [{"method": "zero-shot", "seed": 0, "dataset": d, "task": t, "accuracy": 0.5, "macro_f1": 0.4}
+            for d, t in cells]
+    for seed, shift in enumerate((0.1, 0.2, 0.3)):  # better on everything but age
+        rows += [{"method": "vpt", "seed": seed, "dataset": d, "task": t,
+                  "accuracy": 0.5 + (-shift if t == "age" else shift), "macro_f1": 0.4 + shift} for d, t in cells]
+    rows += [{"method": "coop", "seed": 0, "dataset": d, "task": t, "accuracy": 0.9, "macro_f1": 0.9}
+             for d, t in cells]  # one seed: not in the seed table
+    table, verdicts = report.glue_seed_results(pd.DataFrame(rows), tmp_path)
+    assert set(table["method"]) == {"zero-shot", "vpt"}
+    age = table[(table.method == "vpt") & (table.task == "age")].iloc[0]
+    assert age["mean"] == pytest.approx(0.3) and age["std"] == pytest.approx(0.1) and age["delta"] < 0
+    assert set(table[table.task == "emotion"]["metric"]) == {"accuracy", "macro_f1"}
+    row = verdicts.iloc[0]
+    assert row["method"] == "vpt" and row["verdict"] == "yes" and row["improved"] == "gender, emotion"
+    assert {"seed_table.csv", "seed_verdicts.csv", "seed_table.md"} <= {p.name for p in tmp_path.iterdir()}
+    assert "± 10.0" in (tmp_path / "seed_table.md").read_text()
 
 
 def test_profile_errors_name_the_field(tmp_path):
