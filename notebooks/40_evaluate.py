@@ -120,10 +120,7 @@ if len(age_rows):
     fig = viz.confusion_grid(age_rows, "age", list(TASKS["age"].classes))
     viz.savefig(fig, "age_confusion", figures_dir)
 report.glue("age-confusion-dataset", str(first))
-age_metrics = metrics[metrics.task == "age"][["method", "dataset", "accuracy", "one_off_accuracy",
-                                              "mean_abs_bin_error"]]
-for _, row in age_metrics.iterrows():
-    report.glue(report.key("oneoff", row["method"], row["dataset"]), report.percent(row["one_off_accuracy"]))
+age_metrics = report.glue_one_off(metrics)
 report.show(age_metrics)
 
 # %% [markdown]
