@@ -200,6 +200,14 @@ def group_accuracy_bars(fairness: pd.DataFrame, task: str) -> plt.Figure:
     return fig
 
 
+def no_data(message: str) -> plt.Figure:
+    """A small figure that says why a plot is empty, so a chapter's figure always exists."""
+    fig, ax = plt.subplots(figsize=(4, 1.2))
+    ax.axis("off")
+    ax.text(0.5, 0.5, message, ha="center", va="center", fontsize=11)
+    return fig
+
+
 def image_grid(images: list, titles: list[str] | None = None, cols: int = 6, size: float = 1.6) -> plt.Figure:
     """A grid of images (PIL images or HxWx3 arrays) with optional titles."""
     rows = -(-len(images) // cols)

@@ -114,11 +114,11 @@ report.show(latency_wide, 2)
 
 # %%
 confusion = tables["confusion"]
-first = confusion["dataset"].iloc[0] if len(confusion) else None
-age_rows = confusion[(confusion.task == "age") & (confusion.dataset == first)] if first else confusion
-if len(age_rows):
-    fig = viz.confusion_grid(age_rows, "age", list(TASKS["age"].classes))
-    viz.savefig(fig, "age_confusion", figures_dir)
+age_confusion = confusion[confusion.task == "age"]
+first = age_confusion["dataset"].iloc[0] if len(age_confusion) else None  # the first dataset with age labels
+age_rows = age_confusion[age_confusion.dataset == first]
+fig = viz.confusion_grid(age_rows, "age", list(TASKS["age"].classes)) if len(age_rows) else viz.no_data("no age labels")
+viz.savefig(fig, "age_confusion", figures_dir)
 report.glue("age-confusion-dataset", str(first))
 age_metrics = report.glue_one_off(metrics)
 report.show(age_metrics)
