@@ -276,6 +276,34 @@ def _create(spec: BackboneSpec, weights: str | None, device: str | torch.device)
 
 # --- the frozen backbone -------------------------------------------------------------------------
 
+def _sequence_major_self_attention(_module: nn.Module, args: tuple) -> tuple | None:
+    """Hand a batch-first MultiheadAttention its input as a view of sequence-major memory.
+
+    It transposes self-attention input to [L, B, E] before the packed q/k/v projection; on a
+    batch-major tensor that projection runs as L small broadcast matmuls, on sequence-major
+    memory as one. Same numbers; about a third off a CPU text pass with few prompts.
+    """
+    query, key, value = args[:3]
+    if query is key and key is value and query.dim() == 3:
+        view = query.transpose(0, 1).contiguous().transpose(0, 1)
+        return (view, view, view, *args[3:])
+    return None
+
+
+@contextlib.contextmanager
+def short_text(text_tower: nn.Module, length: int) -> Iterator[None]:
+    """Let an open_clip text tower run on its first ``length`` positions: its causal mask is a
+    fixed [context, context] buffer that must shrink with the input (positions are sliced already)."""
+    full = getattr(text_tower, "attn_mask", None)
+    if full is not None:
+        text_tower.attn_mask = full[:length, :length]
+    try:
+        yield
+    finally:
+        if full is not None:
+            text_tower.attn_mask = full
+
+
 class Backbone(nn.Module):
     """A frozen open_clip model with prompt hooks. Its parameters never train."""
 
@@ -294,6 +322,9 @@ class Backbone(nn.Module):
             raise TypeError(f"backbone {spec.name!r}: expected a timm vision tower (open_clip TimmModel)")
         self._trunk = visual.trunk
         self.is_eva = isinstance(self._trunk, Eva)
+        for block in getattr(getattr(model.text, "transformer", None), "resblocks", []):
+            if isinstance(getattr(block, "attn", None), nn.MultiheadAttention) and block.attn.batch_first:
+                block.attn.register_forward_pre_hook(_sequence_major_self_attention)
 
     # A frozen backbone stays in eval mode (no dropout, fixed norms) whatever its owner does.
     def train(self, mode: bool = True) -> "Backbone":
@@ -408,9 +439,39 @@ class Backbone(nn.Module):
         out[:, start + n_ctx:] = tokens[:, start:length - n_ctx]
         return out
 
+    def text_extent(self, tokens: torch.Tensor) -> int | None:
+        """Positions the pooled text feature can depend on, when fewer than the context length.
+
+        A causal tower pooling at the end token never lets a later position reach the pooled
+        one, so running it on ``tokens[:, :extent]`` is exact. Towers without a causal mask
+        (SigLIP2) or with a pad mask get ``None``: every position matters there.
+        """
+        text = self.text_tower
+        pool = getattr(text, "pool_type", None)
+        if (getattr(text, "attn_mask", None) is None or getattr(text, "use_pad_mask", False)
+                or getattr(text, "cls_emb", None) is not None or pool not in ("argmax", "eos")):
+            return None
+        if pool == "argmax":
+            ends = tokens.argmax(dim=-1)
+        else:
+            ends = (tokens == text.eos_id).int().argmax(dim=-1)
+        extent = int(ends.max()) + 1
+        return extent if extent < tokens.shape[1] else None
+
     def encode_text(self, tokens: torch.Tensor, context: torch.Tensor | None = None,
                     normalize: bool = False) -> torch.Tensor:
-        """Text features; ``context`` [M, W] or [N, M, W] overwrites the placeholder embeddings."""
+        """Text features; ``context`` [M, W] or [N, M, W] overwrites the placeholder embeddings.
+
+        On causal towers the positions after the last end token are dropped first (exact, and
+        PE-Core's class prompts then cost about two thirds of a full-length pass).
+        """
+        extent = self.text_extent(tokens)
+        if extent is not None:
+            with short_text(self.text_tower, extent):
+                return self._encode_text(tokens[:, :extent], context, normalize)
+        return self._encode_text(tokens, context, normalize)
+
+    def _encode_text(self, tokens: torch.Tensor, context: torch.Tensor | None, normalize: bool) -> torch.Tensor:
         if context is None:
             return self.model.encode_text(tokens, normalize=normalize)
         n_ctx = context.shape[-2]

@@ -18,7 +18,7 @@ import statistics
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Sequence
 
 import torch
 import yaml
@@ -176,52 +176,59 @@ class EpochCacheResult:
     speedup: float  # without / with
 
 
-def bench_epoch_cache(backbone: str | Backbone, method: str = "softcpt", images: int = 512, batch_size: int = 32,
-                      device: str = "cpu", weights: str | None = "random", lr: float = 2e-3,
-                      seed: int = 0) -> EpochCacheResult:
+def bench_epoch_cache(backbone: str | Backbone, method: str = "softcpt", images: int = 512,
+                      batch_size: int | Sequence[int] = 32, device: str = "cpu", weights: str | None = "random",
+                      lr: float = 2e-3, seed: int = 0) -> EpochCacheResult | list[EpochCacheResult]:
     """Time one AdamW epoch of a frozen-image-path method over random images, both ways.
 
     Images are random tensors already in memory, which favours the uncached epoch (no decoding):
     the measured speed-up is a lower bound of what a real manifest sees. A cached epoch still runs
     the text tower, with gradients, over every class prompt once per step, so the speed-up is about
     1 + batch_size * t_image / t_text_step: it grows with the batch size, not with the epoch length.
+    Several batch sizes share one cache build; a list in gives a list out.
     """
+    sizes = [batch_size] if isinstance(batch_size, int) else list(batch_size)
     tower = backbone if isinstance(backbone, Backbone) else load_backbone(backbone, weights, device=device)
     name, options = parse_method_spec(method)
     torch.manual_seed(seed)
     model = build_model(name, tower, None, options)
     if not model.caches_image_features:
         raise ValueError(f"--methods: {method!r} changes the image path; its image features can't be cached")
+    initial = {k: v.clone() for k, v in model.state_dict().items()}
     g = torch.Generator().manual_seed(seed)
     pixels = torch.randn(images, 3, tower.image_size, tower.image_size, generator=g)
     labels = {t.name: torch.randint(0, t.num_classes, (images,), generator=g) for t in model.tasks}
     dev = tower.device
 
-    def epoch(inputs: torch.Tensor, on_features: bool) -> None:
+    def epoch(inputs: torch.Tensor, on_features: bool, size: int) -> None:
+        model.load_state_dict(initial)  # every epoch starts from the same prompts
         model.train()
         optimizer = torch.optim.AdamW(model.trainable_parameters(), lr=lr)
-        for start in range(0, images, batch_size):
-            x = inputs[start:start + batch_size].to(dev)
+        for start in range(0, images, size):
+            x = inputs[start:start + size].to(dev)
             out = model.forward_features(x) if on_features else model(x)
-            targets = {t: y[start:start + batch_size].to(dev) for t, y in labels.items()}
+            targets = {t: y[start:start + size].to(dev) for t, y in labels.items()}
             loss = multitask_loss(out.logits, targets).total
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
 
-    without = time_once(lambda: epoch(pixels, False), dev)
     features: list[torch.Tensor] = []
 
     def build_cache() -> None:
         with torch.no_grad():
-            for start in range(0, images, batch_size):
-                features.append(tower.encode_image(pixels[start:start + batch_size].to(dev)))
+            for start in range(0, images, max(sizes)):
+                features.append(tower.encode_image(pixels[start:start + max(sizes)].to(dev)))
 
     build = time_once(build_cache, dev)
     cached = torch.cat(features)
-    with_cache = time_once(lambda: epoch(cached, True), dev)
-    return EpochCacheResult(method, tower.name, str(dev), images, batch_size, without, build, with_cache,
-                            without / with_cache)
+    results = []
+    for size in sizes:
+        without = time_once(lambda: epoch(pixels, False, size), dev)
+        with_cache = time_once(lambda: epoch(cached, True, size), dev)
+        results.append(EpochCacheResult(method, tower.name, str(dev), images, size, without, build, with_cache,
+                                        without / with_cache))
+    return results[0] if isinstance(batch_size, int) else results
 
 
 # --- command line --------------------------------------------------------------------------------
@@ -253,7 +260,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--epoch-cache", action="store_true",
                         help="time one training epoch with and without cached image features instead")
     parser.add_argument("--images", type=int, default=512, help="--epoch-cache: images in the epoch")
-    parser.add_argument("--batch-size", type=int, default=32, help="--epoch-cache: training batch size")
+    parser.add_argument("--batch-size", type=int, nargs="+", default=[32],
+                        help="--epoch-cache: training batch sizes (one cache build serves them all)")
     parser.add_argument("--json", help="also write the rows to this JSON file")
 
 
@@ -264,10 +272,13 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"--device: {args.device!r} requested but no GPU is available")
     if args.epoch_cache:
         method = args.methods[0] if args.methods else "softcpt"
-        result = bench_epoch_cache(args.backbone, method, args.images, args.batch_size, args.device, args.weights)
-        for key, value in asdict(result).items():
-            print(f"{key:>24}: {value:.3f}" if isinstance(value, float) else f"{key:>24}: {value}")
-        records = asdict(result)
+        results = bench_epoch_cache(args.backbone, method, args.images, args.batch_size, args.device, args.weights)
+        import pandas as pd
+
+        records = [asdict(r) for r in results]
+        print(f"{method} on {results[0].backbone} ({results[0].device}), one epoch over {args.images} images")
+        print(pd.DataFrame(records).drop(columns=["method", "backbone", "device", "images"]).to_string(
+            index=False, float_format=lambda v: f"{v:.2f}"))
     else:
         rows = bench_methods(args.backbone, args.methods or ["coop", "softcpt", "vpt"], args.batch_sizes, args.device, args.weights, args.dtype,
                              args.repeats, args.warmup)

@@ -56,6 +56,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from faceprompt import backbones
 from faceprompt.io import atomic_path, write_json_atomic, write_text_atomic
 from faceprompt.tasks import AGE, AGE_BINS, EMOTION, EMOTIONS, GENDER, GENDERS, age_to_bin
 
@@ -458,18 +459,9 @@ def set_patch_drop(model: nn.Module, rate: float) -> None:
     trunk.patch_drop = PatchDropoutWithIndices(rate, num_prefix_tokens=trunk.num_prefix_tokens) if rate > 0 else None
 
 
-@contextlib.contextmanager
-def short_text(model: nn.Module, length: int) -> Iterator[None]:
-    """Let the text tower run on the first ``length`` token positions only (captions are short; the tower's
-    causal mask is a fixed [context, context] buffer that must shrink with them)."""
-    text = model.text
-    full = text.attn_mask
-    if full is not None:
-        text.attn_mask = full[:length, :length]
-    try:
-        yield
-    finally:
-        text.attn_mask = full
+def short_text(model: nn.Module, length: int) -> contextlib.AbstractContextManager:
+    """Run ``model``'s text tower on its first ``length`` positions (captions are short)."""
+    return backbones.short_text(model.text, length)
 
 
 class TokenCache:

@@ -45,7 +45,33 @@ def test_no_prompts_and_zero_length_prompts_reproduce_encode_image(backbone, dee
 
 def test_encode_text_without_context_reproduces_model(backbone):
     tokens = backbone.tokenize(["a photo of a man.", "a face of a sad person."])
-    assert torch.equal(backbone.encode_text(tokens), backbone.model.encode_text(tokens))
+    # Causal towers run on the tokens up to the last end token: equal up to summation order.
+    assert torch.allclose(backbone.encode_text(tokens), backbone.model.encode_text(tokens), atol=1e-6)
+
+
+def test_text_is_trimmed_only_where_later_positions_cannot_matter(backbone):
+    tokens = backbone.tokenize(["a photo of a man.", "a face of a very sad person."])
+    extent = backbone.text_extent(tokens)
+    causal = backbone.text_tower.attn_mask is not None
+    if causal:  # PE-Core-shaped: causal mask, pooled at the end token
+        assert extent == int(tokens.argmax(-1).max()) + 1 < tokens.shape[1]
+        assert tokens[:, extent:].eq(0).all()
+    else:  # SigLIP2-shaped: every position attends to every other, so nothing may be dropped
+        assert extent is None
+    full = backbone.text_tower.attn_mask
+    backbone.encode_text(tokens)
+    assert backbone.text_tower.attn_mask is full  # the tower's own mask is back
+
+
+def test_trimmed_text_gives_the_context_the_same_gradient(tiny_backbones):
+    backbone = tiny_backbones["tiny-pe"]  # the causal, trimmed text tower
+    tokens = backbone.tokenize_with_context(["a photo of a man.", "a photo of a woman."], 4)
+    context = (torch.randn(4, backbone.text_width) * 0.02).requires_grad_()
+    backbone.encode_text(tokens, context).square().sum().backward()
+    trimmed = context.grad.clone()
+    context.grad = None
+    backbone._encode_text(tokens, context, normalize=False).square().sum().backward()  # full length
+    assert (trimmed - context.grad).norm() < 1e-5 * context.grad.norm()
 
 
 def test_context_equal_to_placeholder_embedding_reproduces_plain_tokens(backbone):
@@ -54,7 +80,7 @@ def test_context_equal_to_placeholder_embedding_reproduces_plain_tokens(backbone
     tokens = backbone.tokenize_with_context(["a photo of a man."], 4)
     placeholder = tokens[0, backbone.context_start]
     context = backbone.text_tower.token_embedding.weight[placeholder].expand(4, -1).clone()
-    assert torch.equal(backbone.encode_text(tokens, context), backbone.model.encode_text(tokens))
+    assert torch.allclose(backbone.encode_text(tokens, context), backbone.model.encode_text(tokens), atol=1e-6)
     assert_differ(backbone.encode_text(tokens, torch.randn(4, backbone.text_width)),
                   backbone.model.encode_text(tokens))
 

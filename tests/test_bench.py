@@ -53,3 +53,15 @@ def test_epoch_cache_bench_reports_both_epochs(tiny_backbones):
     assert math.isclose(result.speedup, result.epoch_without_cache_s / result.epoch_with_cache_s)
     with pytest.raises(ValueError, match="image path"):
         bench_epoch_cache(tiny_backbones["tiny-pe"], "vpt", images=4, batch_size=4)
+
+
+def test_epoch_cache_bench_shares_one_cache_build_across_batch_sizes(tiny_backbones, tmp_path, capsys):
+    results = bench_epoch_cache(tiny_backbones["tiny-pe"], "softcpt:context_tokens=2,task_context_tokens=2",
+                                images=8, batch_size=[2, 8])
+    assert [r.batch_size for r in results] == [2, 8]
+    assert results[0].cache_build_s == results[1].cache_build_s
+    out = tmp_path / "epoch.json"
+    assert cli(["bench", "--backbone", "tiny-pe", "--epoch-cache", "--images", "4", "--batch-size", "2", "4",
+                "--methods", "coop:context_tokens=2", "--json", str(out)]) == 0
+    assert [r["batch_size"] for r in json.loads(out.read_text())] == [2, 4]
+    assert "speedup" in capsys.readouterr().out
