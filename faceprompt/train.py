@@ -54,6 +54,7 @@ CHECKPOINT_FILE = "checkpoint.pt"
 CHECKPOINT_INFO = "checkpoint.json"
 OPTIMIZERS = ("adamw", "sgd")
 CLASS_BALANCE = ("none", "weights", "sampler")
+MONITORS = {"accuracy": "val_mean_accuracy", "balanced_accuracy": "val_mean_balanced_accuracy"}  # -> record key
 PRECISIONS = ("auto", "fp32", "bf16")
 
 
@@ -91,6 +92,10 @@ class TrainConfig:
     class_balance: str = "none"  # none | weights (inverse-frequency CE weights) | sampler (balanced draws)
     age_ordinal_weight: float = 0.0
     task_weights: dict = field(default_factory=dict)
+    # Cross-entropy at this logit scale instead of the backbone's own (argmax and evaluation unchanged):
+    # a tower trained with a small scale gives near-uniform softmaxes that barely tell right from wrong.
+    loss_logit_scale: float | None = None
+    monitor: str = "accuracy"  # early stopping and best epoch: mean over tasks of "accuracy" or "balanced_accuracy"
     run_dir: str = "runs"
     run_id: str | None = None  # None: <method>-<backbone>-<time>
     cache_dir: str | None = ".cache/faceprompt/features"  # None: never cache image features
@@ -153,11 +158,15 @@ class TrainConfig:
             ("warmup_epochs", 0 <= self.warmup_epochs < self.epochs, "must be in [0, epochs)"),
             ("optimizer", self.optimizer in OPTIMIZERS, f"must be one of {list(OPTIMIZERS)}"),
             ("class_balance", self.class_balance in CLASS_BALANCE, f"must be one of {list(CLASS_BALANCE)}"),
+            ("monitor", self.monitor in MONITORS, f"must be one of {list(MONITORS)}"),
             ("precision", self.precision in PRECISIONS, f"must be one of {list(PRECISIONS)}"),
             ("grad_clip", self.grad_clip is None or self.grad_clip > 0, "must be > 0 or null"),
             ("patience", self.patience is None or self.patience >= 1, "must be >= 1 or null"),
             ("num_workers", self.num_workers >= 0, "must be >= 0"),
             ("age_ordinal_weight", self.age_ordinal_weight >= 0, "must be >= 0"),
+            ("loss_logit_scale", self.loss_logit_scale is None or (
+                isinstance(self.loss_logit_scale, (int, float)) and 0 < self.loss_logit_scale < math.inf),
+             "must be > 0 or null"),
             ("max_train_samples", self.max_train_samples is None or self.max_train_samples >= 1, "must be >= 1"),
             ("max_val_samples", self.max_val_samples is None or self.max_val_samples >= 1, "must be >= 1"),
             ("device", self.device in ("auto", "cpu") or self.device.startswith("cuda"), "must be auto, cpu or cuda"),
@@ -539,8 +548,19 @@ def _class_weights(cfg: TrainConfig, labels: torch.Tensor, device) -> dict[str, 
             for j, t in enumerate(cfg.tasks)}
 
 
+def rescale_logits(logits: dict[str, torch.Tensor], factor: float) -> dict[str, torch.Tensor]:
+    return logits if factor == 1.0 else {task: value * factor for task, value in logits.items()}
+
+
+def loss_logit_factor(cfg: TrainConfig, model: PromptModel) -> float:
+    """What the logits are multiplied by inside the loss (1 unless ``loss_logit_scale`` is set)."""
+    if cfg.loss_logit_scale is None:
+        return 1.0
+    return float(cfg.loss_logit_scale) / float(model.backbone.logit_scale)
+
+
 def train_epoch(step_module, loader, optimizer, scheduler, runtime, cfg, class_weights, epoch: int,
-                progress: bool) -> dict[str, float]:
+                progress: bool, logit_factor: float = 1.0) -> dict[str, float]:
     """One pass over the training loader; mean loss terms weighted by batch size."""
     step_module.train()
     params = [p for p in step_module.parameters() if p.requires_grad]
@@ -551,6 +571,7 @@ def train_epoch(step_module, loader, optimizer, scheduler, runtime, cfg, class_w
         inputs, targets = _to_device(batch, runtime.device)
         with runtime.autocast():
             logits, aux = step_module(inputs)
+        logits = rescale_logits(logits, logit_factor)
         parts = multitask_loss(logits, targets, cfg.task_weights, class_weights, cfg.age_ordinal_weight, aux)
         if not torch.isfinite(parts.total):
             terms = {k: round(float(v.detach()), 4) for k, v in parts.terms.items()}
@@ -570,30 +591,36 @@ def train_epoch(step_module, loader, optimizer, scheduler, runtime, cfg, class_w
 
 
 @torch.no_grad()
-def validate(model: PromptModel, loader, runtime, cfg: TrainConfig, on_features: bool) -> dict[str, float]:
+def validate(model: PromptModel, loader, runtime, cfg: TrainConfig, on_features: bool,
+             logit_factor: float = 1.0) -> dict[str, float]:
     """Validation loss and per-task accuracy over labelled samples; their mean is the monitored metric."""
     model.eval()
-    correct = {t: 0 for t in cfg.tasks}
-    counted = {t: 0 for t in cfg.tasks}
+    confusion = {t: torch.zeros(len(TASKS[t].classes), len(TASKS[t].classes), dtype=torch.long) for t in cfg.tasks}
     loss_sum, seen = 0.0, 0
     for batch in loader:
         inputs, targets = _to_device(batch, runtime.device)
         with runtime.autocast():
             out = model.forward_features(inputs) if on_features else model(inputs)
-        parts = multitask_loss(out.logits, targets, cfg.task_weights, None, cfg.age_ordinal_weight)
+        parts = multitask_loss(rescale_logits(out.logits, logit_factor), targets, cfg.task_weights, None,
+                               cfg.age_ordinal_weight)
         loss_sum += float(parts.total) * len(inputs)
         seen += len(inputs)
         for task, logits in out.logits.items():
             mask = targets[task] >= 0
-            correct[task] += int((logits.argmax(-1)[mask] == targets[task][mask]).sum())
-            counted[task] += int(mask.sum())
+            pairs = targets[task][mask].cpu() * confusion[task].shape[0] + logits.argmax(-1)[mask].cpu()
+            confusion[task] += torch.bincount(pairs, minlength=confusion[task].numel()).view_as(confusion[task])
     record = {"val_loss": loss_sum / max(seen, 1)}
-    accuracies = []
+    accuracies, balanced = [], []
     for task in cfg.tasks:
-        if counted[task]:
-            record[f"val_accuracy_{task}"] = correct[task] / counted[task]
+        counts = confusion[task]
+        if counts.sum():
+            record[f"val_accuracy_{task}"] = float(counts.diag().sum() / counts.sum())
+            per_class = counts.diag()[counts.sum(1) > 0] / counts.sum(1)[counts.sum(1) > 0]
+            record[f"val_balanced_accuracy_{task}"] = float(per_class.mean())
             accuracies.append(record[f"val_accuracy_{task}"])
+            balanced.append(record[f"val_balanced_accuracy_{task}"])
     record["val_mean_accuracy"] = sum(accuracies) / len(accuracies) if accuracies else float("nan")
+    record["val_mean_balanced_accuracy"] = sum(balanced) / len(balanced) if balanced else float("nan")
     return record
 
 
@@ -644,6 +671,7 @@ def fit(config: TrainConfig | dict | str | os.PathLike, *, resume: bool = False,
     step_module, optimizer, train_loader = runtime.prepare(TrainStep(model, on_features), optimizer, train_loader)
     scheduler = make_scheduler(cfg, optimizer, len(train_loader))
     class_weights = _class_weights(cfg, train_ds.labels, runtime.device)
+    logit_factor = loss_logit_factor(cfg, model)
 
     state = load_checkpoint(run_dir, model, optimizer, scheduler) if resume else TrainerState()
     extra = {"train_config": cfg.to_dict()}
@@ -658,15 +686,15 @@ def fit(config: TrainConfig | dict | str | os.PathLike, *, resume: bool = False,
         try:
             record = {"epoch": epoch, "lr": optimizer.param_groups[0]["lr"]}
             record.update(train_epoch(step_module, train_loader, optimizer, scheduler, runtime, cfg, class_weights,
-                                      epoch, progress and runtime.is_main))
+                                      epoch, progress and runtime.is_main, logit_factor))
         except NonFiniteLossError as err:
             kept = f"the last good checkpoint ({run_dir / CHECKPOINT_FILE}, epoch {state.epoch})" if state.epoch \
                 else "no checkpoint was written yet"
             raise NonFiniteLossError(f"training stopped: {err}; {kept} is kept. Lower lr or set grad_clip, "
                                      f"then resume with --resume") from None
         if val_loader is not None:
-            record.update(validate(model, val_loader, runtime, cfg, on_features))
-        metric = record.get("val_mean_accuracy", -record["train_loss"])
+            record.update(validate(model, val_loader, runtime, cfg, on_features, logit_factor))
+        metric = record.get(MONITORS[cfg.monitor], -record["train_loss"])
         improved = state.best_epoch == 0 or metric > state.best_metric
         if improved:
             state.best_metric, state.best_epoch, state.bad_epochs = metric, epoch, 0

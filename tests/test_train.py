@@ -16,6 +16,7 @@ from faceprompt.cli import main as cli
 from faceprompt.data.dataset import DataSource, ManifestDataset, load_sources
 from faceprompt.features import cached_features, compute_features, feature_cache_key
 from faceprompt.losses import LossParts
+from faceprompt.prompts.base import build_model
 from faceprompt.train import NonFiniteLossError, TrainConfig, fit, load_config
 
 REPO = Path(__file__).resolve().parents[1]
@@ -53,6 +54,9 @@ def test_example_configs_load_and_validate(name):
     ({"train": ["/nowhere/manifest.csv"]}, "manifest"),
     ({"train": [{"manifest": "SYNTH", "datasets": ["fairface"]}]}, "datasets"),
     ({"train": [{"manifest": "SYNTH", "splits": ["holdout"]}]}, "splits"),
+    ({"loss_logit_scale": 0}, "loss_logit_scale"),
+    ({"loss_logit_scale": "sharp"}, "loss_logit_scale"),
+    ({"monitor": "f1"}, "monitor"),
 ])
 def test_bad_configs_fail_before_any_work_naming_the_field(synthetic_manifest, tmp_path, change, field):  # noqa: F811
     if "train" in change:
@@ -124,6 +128,40 @@ def test_training_lowers_the_loss(synthetic_manifest, tmp_path, method, options)
     assert {"config.json", "prompts.safetensors", "metrics.csv", "metrics.json", "checkpoint.pt"} <= files
     config = json.loads((result.run_dir / "config.json").read_text())
     assert config["method"] == method and config["train_config"]["epochs"] == 3
+
+
+def test_loss_logit_scale_changes_the_loss_not_the_predictions(synthetic_manifest, tmp_path,  # noqa: F811
+                                                                tiny_backbones):
+    logits = {"gender": torch.tensor([[0.2, 0.5], [0.9, -0.1]])}
+    sharper = train_module.rescale_logits(logits, 4.0)
+    assert torch.equal(sharper["gender"].argmax(-1), logits["gender"].argmax(-1))
+    assert torch.allclose(sharper["gender"], 4.0 * logits["gender"])
+    model = build_model("coop", tiny_backbones["tiny-pe"])
+    cfg = quick_config(synthetic_manifest, tmp_path, loss_logit_scale=50.0)
+    assert train_module.loss_logit_factor(cfg, model) == pytest.approx(50.0 / float(model.backbone.logit_scale))
+    assert train_module.loss_logit_factor(quick_config(synthetic_manifest, tmp_path), model) == 1.0
+
+    default = fit(quick_config(synthetic_manifest, tmp_path, epochs=1, run_id="own"), progress=False)
+    scaled = fit(quick_config(synthetic_manifest, tmp_path, epochs=1, run_id="scaled", loss_logit_scale=500.0),
+                 progress=False)
+    # Same data, same start: only the loss's scale differs, and so does what was learned.
+    assert default.history[0]["train_loss"] != pytest.approx(scaled.history[0]["train_loss"])
+    own = load_file(default.run_dir / "prompts.safetensors")
+    sharp = load_file(scaled.run_dir / "prompts.safetensors")
+    assert any(not torch.equal(own[k], sharp[k]) for k in own)
+    saved = json.loads((scaled.run_dir / "config.json").read_text())
+    assert saved["train_config"]["loss_logit_scale"] == 500.0
+
+
+def test_balanced_accuracy_can_pick_the_best_epoch(synthetic_manifest, tmp_path):  # noqa: F811
+    result = fit(quick_config(synthetic_manifest, tmp_path, epochs=2, monitor="balanced_accuracy"), progress=False)
+    for row in result.history:
+        per_task = [row[f"val_balanced_accuracy_{t}"] for t in ("gender", "age", "emotion")]
+        assert all(0.0 <= v <= 1.0 for v in per_task)
+        assert row["val_mean_balanced_accuracy"] == pytest.approx(sum(per_task) / 3)
+    best = max(result.history, key=lambda row: row["val_mean_balanced_accuracy"])
+    assert result.best_metric == pytest.approx(best["val_mean_balanced_accuracy"])
+    assert result.best_epoch == best["epoch"]
 
 
 class SimulatedCrash(Exception):

@@ -43,5 +43,5 @@ def run(args: argparse.Namespace) -> int:
     result = fit(cfg, resume=bool(args.resume), progress=not args.quiet)
     last = result.history[-1] if result.history else {}
     print(f"run {result.run_dir}: {result.stopped} after epoch {last.get('epoch', 0)}; "
-          f"best epoch {result.best_epoch} (val mean accuracy {result.best_metric:.4f})")
+          f"best epoch {result.best_epoch} (val mean {cfg.monitor}: {result.best_metric:.4f})")
     return 0
