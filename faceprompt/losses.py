@@ -44,14 +44,14 @@ def squared_emd(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     return (probs.cumsum(-1) - target.cumsum(-1)).pow(2).sum(-1).mean()
 
 
-def inverse_frequency_weights(targets: torch.Tensor, num_classes: int) -> torch.Tensor:
-    """Class weights proportional to 1 / count over the labelled targets, mean 1 over present classes.
+def inverse_frequency_weights(targets: torch.Tensor, num_classes: int, power: float = 1.0) -> torch.Tensor:
+    """Class weights proportional to count ** -power over the labelled targets, mean 1 over present classes.
 
     A class absent from the targets gets weight 0 (it can't appear in the loss anyway).
     """
     labelled = targets[targets >= 0]
     counts = torch.bincount(labelled, minlength=num_classes).float()
-    weights = torch.where(counts > 0, 1.0 / counts.clamp(min=1), torch.zeros_like(counts))
+    weights = torch.where(counts > 0, counts.clamp(min=1) ** -power, torch.zeros_like(counts))
     present = counts > 0
     if present.any():
         weights = weights / weights[present].mean()

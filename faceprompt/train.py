@@ -90,6 +90,8 @@ class TrainConfig:
     precision: str = "auto"  # auto: bf16 autocast on GPU, fp32 on CPU
     num_workers: int = 0
     class_balance: str = "none"  # none | weights (inverse-frequency CE weights) | sampler (balanced draws)
+    class_balance_tasks: tuple[str, ...] | None = None  # the tasks balanced (None: all)
+    class_balance_power: float = 1.0  # weight ~ count ** -power: 1 fully balanced, 0.5 half-way (in log terms)
     age_ordinal_weight: float = 0.0
     task_weights: dict = field(default_factory=dict)
     # Cross-entropy at this logit scale instead of the backbone's own (argmax and evaluation unchanged):
@@ -125,8 +127,9 @@ class TrainConfig:
             data["train"] = _sources(data["train"], ("train",), "train")
         if data.get("val") is not None:
             data["val"] = _sources(data["val"], ("val",), "val")
-        if "tasks" in data:
-            data["tasks"] = (data["tasks"],) if isinstance(data["tasks"], str) else tuple(data["tasks"])
+        for key in ("tasks", "class_balance_tasks"):
+            if data.get(key) is not None:
+                data[key] = (data[key],) if isinstance(data[key], str) else tuple(data[key])
         for key in ("method_options", "task_weights"):
             if key in data and data[key] is None:
                 data[key] = {}
@@ -159,6 +162,9 @@ class TrainConfig:
             ("optimizer", self.optimizer in OPTIMIZERS, f"must be one of {list(OPTIMIZERS)}"),
             ("class_balance", self.class_balance in CLASS_BALANCE, f"must be one of {list(CLASS_BALANCE)}"),
             ("monitor", self.monitor in MONITORS, f"must be one of {list(MONITORS)}"),
+            ("class_balance_tasks", self.class_balance_tasks is None or set(self.class_balance_tasks) <= set(self.tasks),
+             f"must name some of the tasks {list(self.tasks)}"),
+            ("class_balance_power", 0 < self.class_balance_power <= 4, "must be in (0, 4]"),
             ("precision", self.precision in PRECISIONS, f"must be one of {list(PRECISIONS)}"),
             ("grad_clip", self.grad_clip is None or self.grad_clip > 0, "must be > 0 or null"),
             ("patience", self.patience is None or self.patience >= 1, "must be >= 1 or null"),
@@ -298,16 +304,19 @@ class EpochSampler(Sampler[int]):
         return iter(torch.multinomial(self.weights, self.size, replacement=True, generator=g).tolist())
 
 
-def balanced_sample_weights(labels: torch.Tensor) -> torch.Tensor:
-    """Per-sample weight: the mean over its labelled tasks of 1 / (size of its class in that task)."""
+def balanced_sample_weights(labels: torch.Tensor, columns: list[int] | None = None,
+                            power: float = 1.0) -> torch.Tensor:
+    """Per-sample weight: the mean over its labelled (balanced) tasks of (size of its class) ** -power,
+    each task's weights summing to 1 (samples with none of those labels: weight 0)."""
     total = torch.zeros(len(labels))
     count = torch.zeros(len(labels))
-    for j in range(labels.shape[1]):
+    for j in range(labels.shape[1]) if columns is None else columns:
         column = labels[:, j]
         has = column >= 0
         if has.any():
             freq = torch.bincount(column[has]).float()
-            total[has] += 1.0 / freq[column[has]]
+            per_sample = freq[column[has]] ** -power
+            total[has] += per_sample / per_sample.sum()
             count[has] += 1
     return torch.where(count > 0, total / count.clamp(min=1), torch.zeros_like(total)) + 1e-12
 
@@ -541,11 +550,18 @@ def _datasets(cfg: TrainConfig, model: PromptModel, runtime: LocalRuntime, train
     return out[0], out[1], True
 
 
+def _balanced_tasks(cfg: TrainConfig) -> list[int]:
+    """Column indices of the tasks class balance applies to."""
+    chosen = cfg.tasks if cfg.class_balance_tasks is None else cfg.class_balance_tasks
+    return [j for j, t in enumerate(cfg.tasks) if t in chosen]
+
+
 def _class_weights(cfg: TrainConfig, labels: torch.Tensor, device) -> dict[str, torch.Tensor] | None:
     if cfg.class_balance != "weights":
         return None
-    return {t: inverse_frequency_weights(labels[:, j], TASKS[t].num_classes).to(device)
-            for j, t in enumerate(cfg.tasks)}
+    return {cfg.tasks[j]: inverse_frequency_weights(labels[:, j], TASKS[cfg.tasks[j]].num_classes,
+                                                    cfg.class_balance_power).to(device)
+            for j in _balanced_tasks(cfg)}
 
 
 def rescale_logits(logits: dict[str, torch.Tensor], factor: float) -> dict[str, torch.Tensor]:
@@ -661,7 +677,8 @@ def fit(config: TrainConfig | dict | str | os.PathLike, *, resume: bool = False,
     if not model.trainable_parameters():
         raise ValueError(f"method: {cfg.method!r} trains nothing; evaluate it with `faceprompt evaluate --zero-shot`")
     train_ds, val_ds, on_features = _datasets(cfg, model, runtime, train_frame, val_frame, progress)
-    weights = balanced_sample_weights(train_ds.labels) if cfg.class_balance == "sampler" else None
+    weights = balanced_sample_weights(train_ds.labels, _balanced_tasks(cfg), cfg.class_balance_power) \
+        if cfg.class_balance == "sampler" else None
     sampler = EpochSampler(len(train_ds), cfg.seed, weights)
     workers = 0 if on_features else cfg.num_workers
     train_loader = DataLoader(train_ds, batch_size=cfg.batch_size, sampler=sampler, num_workers=workers,

@@ -43,6 +43,15 @@ def test_class_weights_follow_the_weighted_mean_formula():
     assert masked_cross_entropy(logits, targets, weights).item() == pytest.approx(((w * nll).sum() / w.sum()).item(), rel=1e-6)
 
 
+def test_class_weight_power_tempers_the_balance():
+    targets = torch.tensor([0] * 16 + [1] * 4 + [2] * 1)
+    half = inverse_frequency_weights(targets, 3, power=0.5)
+    expected = torch.tensor([16.0, 4.0, 1.0]) ** -0.5
+    assert torch.allclose(half, expected / expected.mean())
+    full = inverse_frequency_weights(targets, 3)
+    assert half[2] / half[0] == pytest.approx(4.0) and full[2] / full[0] == pytest.approx(16.0)
+
+
 def test_no_labelled_sample_gives_zero_with_a_graph():
     logits = torch.randn(3, 9, requires_grad=True)
     loss = masked_cross_entropy(logits, torch.full((3,), -1))

@@ -57,6 +57,8 @@ def test_example_configs_load_and_validate(name):
     ({"loss_logit_scale": 0}, "loss_logit_scale"),
     ({"loss_logit_scale": "sharp"}, "loss_logit_scale"),
     ({"monitor": "f1"}, "monitor"),
+    ({"class_balance_tasks": ["emotion", "height"], "tasks": ["gender", "emotion"]}, "class_balance_tasks"),
+    ({"class_balance_power": 0}, "class_balance_power"),
 ])
 def test_bad_configs_fail_before_any_work_naming_the_field(synthetic_manifest, tmp_path, change, field):  # noqa: F811
     if "train" in change:
@@ -151,6 +153,18 @@ def test_loss_logit_scale_changes_the_loss_not_the_predictions(synthetic_manifes
     assert any(not torch.equal(own[k], sharp[k]) for k in own)
     saved = json.loads((scaled.run_dir / "config.json").read_text())
     assert saved["train_config"]["loss_logit_scale"] == 500.0
+
+
+def test_balance_can_be_limited_to_some_tasks(synthetic_manifest, tmp_path):  # noqa: F811
+    labels = torch.tensor([[0, 0], [0, 1], [0, 1], [1, 1], [1, -1], [-1, 1]])  # (gender, emotion)
+    sample = train_module.balanced_sample_weights(labels, columns=[1])
+    assert sample[4] < 1e-9  # no emotion label: never drawn when only emotion is balanced
+    assert sample[0] == pytest.approx(0.5) and sample[1] == pytest.approx(0.5 / 4)  # each class half the mass
+    cfg = quick_config(synthetic_manifest, tmp_path, tasks=["gender", "emotion"], class_balance="weights",
+                       class_balance_tasks="emotion", class_balance_power=0.5)
+    weights = train_module._class_weights(cfg, labels, "cpu")
+    assert set(weights) == {"emotion"}
+    assert weights["emotion"][0] / weights["emotion"][1] == pytest.approx(2.0)  # (1 / 4) ** -0.5
 
 
 def test_balanced_accuracy_can_pick_the_best_epoch(synthetic_manifest, tmp_path):  # noqa: F811
