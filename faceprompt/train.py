@@ -306,8 +306,9 @@ class EpochSampler(Sampler[int]):
 
 def balanced_sample_weights(labels: torch.Tensor, columns: list[int] | None = None,
                             power: float = 1.0) -> torch.Tensor:
-    """Per-sample weight: the mean over its labelled (balanced) tasks of (size of its class) ** -power,
-    each task's weights summing to 1 (samples with none of those labels: weight 0)."""
+    """Per-sample draw weight: the mean over its labelled (balanced) tasks of (size of its class) ** -power,
+    scaled to mean 1 over the samples labelled for that task; 1 for a sample with none of those labels, so
+    balancing one dataset's task leaves the other datasets' share of the draws as it was."""
     total = torch.zeros(len(labels))
     count = torch.zeros(len(labels))
     for j in range(labels.shape[1]) if columns is None else columns:
@@ -316,9 +317,9 @@ def balanced_sample_weights(labels: torch.Tensor, columns: list[int] | None = No
         if has.any():
             freq = torch.bincount(column[has]).float()
             per_sample = freq[column[has]] ** -power
-            total[has] += per_sample / per_sample.sum()
+            total[has] += per_sample / per_sample.mean()
             count[has] += 1
-    return torch.where(count > 0, total / count.clamp(min=1), torch.zeros_like(total)) + 1e-12
+    return torch.where(count > 0, total / count.clamp(min=1), torch.ones_like(total))
 
 
 # --- runtime: one process, or Accelerate ---------------------------------------------------------

@@ -158,8 +158,10 @@ def test_loss_logit_scale_changes_the_loss_not_the_predictions(synthetic_manifes
 def test_balance_can_be_limited_to_some_tasks(synthetic_manifest, tmp_path):  # noqa: F811
     labels = torch.tensor([[0, 0], [0, 1], [0, 1], [1, 1], [1, -1], [-1, 1]])  # (gender, emotion)
     sample = train_module.balanced_sample_weights(labels, columns=[1])
-    assert sample[4] < 1e-9  # no emotion label: never drawn when only emotion is balanced
-    assert sample[0] == pytest.approx(0.5) and sample[1] == pytest.approx(0.5 / 4)  # each class half the mass
+    assert sample[4] == 1.0  # no emotion label: drawn as often as without balancing
+    emotion = sample[[0, 1, 2, 3, 5]]
+    assert emotion.mean() == pytest.approx(1.0)  # the expression images keep their share of the draws...
+    assert sample[0] == pytest.approx(4 * sample[1])  # ...and each emotion class gets half of it
     cfg = quick_config(synthetic_manifest, tmp_path, tasks=["gender", "emotion"], class_balance="weights",
                        class_balance_tasks="emotion", class_balance_power=0.5)
     weights = train_module._class_weights(cfg, labels, "cpu")
