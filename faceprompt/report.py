@@ -273,18 +273,24 @@ def method_options(method: str, context_tokens: int | None = None, visual_tokens
 def train_config(method: str, backbone: str, manifests: dict[str, str], runs_dir: str | os.PathLike,
                  train: dict | None = None, method_options: dict | None = None, weights: str | None = None,
                  device: str = "cpu", cache_dir: str | None = None, datasets: list[str] | None = None,
-                 seed: int = 0):
-    """A TrainConfig for one method on the prepared manifests (train split; val split for early stopping),
-    trained with ``seed`` into ``runs_dir/<run_name(method, seed)>``."""
+                 seed: int = 0, train_splits: list[str] | tuple[str, ...] = ("train",),
+                 val_splits: list[str] | tuple[str, ...] | None = ("val",)):
+    """A TrainConfig for one method on the prepared manifests, trained with ``seed`` into
+    ``runs_dir/<run_name(method, seed)>``: on their ``train_splits``, early-stopping on their ``val_splits``
+    (empty: no validation, every epoch runs and the last is kept)."""
     from faceprompt.train import TrainConfig
 
-    sources = [{"manifest": m, "splits": ["train"]} for name, m in manifests.items()
-               if datasets is None or name in datasets]
-    if not sources:
+    chosen = {name: m for name, m in manifests.items() if datasets is None or name in datasets}
+    if not chosen:
         raise ValueError(f"datasets: none of {datasets} is prepared (prepared: {list(manifests)})")
+    sources = [{"manifest": m, "splits": list(train_splits)} for m in chosen.values()]
+    val = None if val_splits is None else [{"manifest": m, "splits": list(val_splits)} for m in chosen.values()
+                                           if val_splits]
+    if val_splits is not None and set(val_splits) & set(train_splits):
+        raise ValueError(f"val_splits {list(val_splits)} overlap train_splits {list(train_splits)}")
     return TrainConfig.from_dict({
         "method": method, "method_options": dict(method_options or {}), "backbone": backbone, "weights": weights,
-        "train": sources, "run_dir": str(runs_dir), "run_id": run_name(method, seed), "device": device,
+        "train": sources, "val": val, "run_dir": str(runs_dir), "run_id": run_name(method, seed), "device": device,
         "cache_dir": cache_dir, "seed": int(seed), **dict(train or {}),
     })
 

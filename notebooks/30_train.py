@@ -15,7 +15,7 @@
 # # Training one prompt method
 #
 # One method (`method`) is trained on the training split of the prepared datasets, with early stopping
-# on the validation split, and evaluated on the test split. The book's pipeline runs this notebook once
+# on the validation split (`train_splits`, `val_splits`), and evaluated on the test split. The book's pipeline runs this notebook once
 # per method with papermill; the same run from a shell:
 #
 # ```bash
@@ -39,6 +39,8 @@ context_tokens = 8      # text context length M (CoOp, SoftCPT)
 visual_tokens = 5       # visual prompt tokens P (VPT, VPT-TS, V2PT)
 method_options = {}     # any other option of the method, e.g. {"deep": True}
 train_options = {}      # any other TrainConfig field, e.g. {"optimizer": "sgd", "patience": 3}
+train_splits = ["train"]
+val_splits = ["val"]    # [] : no validation, all epochs run and the last is kept
 
 # %%
 import pandas as pd
@@ -53,6 +55,7 @@ config = report.train_config(
     method, backbone, manifests, f"{work_dir}/runs", weights=weights, device=device,
     cache_dir=f"{work_dir}/cache", method_options=options, seed=seed,
     train={"epochs": epochs, "batch_size": batch_size, "lr": lr, **train_options},
+    train_splits=train_splits, val_splits=val_splits,
 )
 pd.Series(config.to_dict(), dtype=object).drop(["train", "val"])
 

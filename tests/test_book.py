@@ -245,3 +245,18 @@ def test_method_options_route_tokens_by_method():
     assert report.method_options("vpt-ts", 8, 10) == {"tokens": 10}
     assert report.method_options("softcpt+vpt", 8, 10, {"deep": True}) == {"context_tokens": 8, "tokens": 10,
                                                                            "deep": True}
+
+
+def test_train_config_takes_its_splits_from_the_notebook_parameters(tmp_path):
+    from faceprompt import report
+
+    manifests = {"utkface": str(tmp_path / "u.csv"), "facial_expressions": str(tmp_path / "f.csv")}
+    usual = report.train_config("vpt", "tiny-pe", manifests, tmp_path / "runs")
+    assert [s.splits for s in usual.train] == [("train",), ("train",)]
+    assert [s.splits for s in usual.val] == [("val",), ("val",)]
+    unseen = report.train_config("vpt", "tiny-pe", manifests, tmp_path / "runs", datasets=["utkface"],
+                                 train_splits=["val"], val_splits=[])
+    assert [(Path(s.manifest).name, s.splits) for s in unseen.train] == [("u.csv", ("val",))]
+    assert unseen.val == ()  # no validation: every epoch runs
+    with pytest.raises(ValueError, match="overlap"):
+        report.train_config("vpt", "tiny-pe", manifests, tmp_path / "runs", train_splits=["val"])
