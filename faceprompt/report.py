@@ -284,10 +284,11 @@ def train_config(method: str, backbone: str, manifests: dict[str, str], runs_dir
     if not chosen:
         raise ValueError(f"datasets: none of {datasets} is prepared (prepared: {list(manifests)})")
     sources = [{"manifest": m, "splits": list(train_splits)} for m in chosen.values()]
-    val = None if val_splits is None else [{"manifest": m, "splits": list(val_splits)} for m in chosen.values()
-                                           if val_splits]
     if val_splits is not None and set(val_splits) & set(train_splits):
         raise ValueError(f"val_splits {list(val_splits)} overlap train_splits {list(train_splits)}")
+    # None: the val split of the training manifests; []: no validation at all
+    val = None if val_splits is None else [{"manifest": m, "splits": list(val_splits)}
+                                           for m in chosen.values()] if val_splits else []
     return TrainConfig.from_dict({
         "method": method, "method_options": dict(method_options or {}), "backbone": backbone, "weights": weights,
         "train": sources, "val": val, "run_dir": str(runs_dir), "run_id": run_name(method, seed), "device": device,

@@ -38,6 +38,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset, Sampler
 from tqdm.auto import tqdm
 
+from faceprompt import metrics
 from faceprompt.backbones import get_spec, load_backbone
 from faceprompt.checkpoint import save_prompts
 from faceprompt.data.dataset import DataSource, FeatureDataset, ManifestDataset, load_sources
@@ -612,7 +613,8 @@ def validate(model: PromptModel, loader, runtime, cfg: TrainConfig, on_features:
              logit_factor: float = 1.0) -> dict[str, float]:
     """Validation loss and per-task accuracy over labelled samples; their mean is the monitored metric."""
     model.eval()
-    confusion = {t: torch.zeros(len(TASKS[t].classes), len(TASKS[t].classes), dtype=torch.long) for t in cfg.tasks}
+    truth: dict[str, list[torch.Tensor]] = {t: [] for t in cfg.tasks}
+    predicted: dict[str, list[torch.Tensor]] = {t: [] for t in cfg.tasks}
     loss_sum, seen = 0.0, 0
     for batch in loader:
         inputs, targets = _to_device(batch, runtime.device)
@@ -624,16 +626,16 @@ def validate(model: PromptModel, loader, runtime, cfg: TrainConfig, on_features:
         seen += len(inputs)
         for task, logits in out.logits.items():
             mask = targets[task] >= 0
-            pairs = targets[task][mask].cpu() * confusion[task].shape[0] + logits.argmax(-1)[mask].cpu()
-            confusion[task] += torch.bincount(pairs, minlength=confusion[task].numel()).view_as(confusion[task])
+            truth[task].append(targets[task][mask].cpu())
+            predicted[task].append(logits.argmax(-1)[mask].cpu())
     record = {"val_loss": loss_sum / max(seen, 1)}
     accuracies, balanced = [], []
     for task in cfg.tasks:
-        counts = confusion[task]
-        if counts.sum():
-            record[f"val_accuracy_{task}"] = float(counts.diag().sum() / counts.sum())
-            per_class = counts.diag()[counts.sum(1) > 0] / counts.sum(1)[counts.sum(1) > 0]
-            record[f"val_balanced_accuracy_{task}"] = float(per_class.mean())
+        y_true = torch.cat(truth[task]).numpy() if truth[task] else []
+        if len(y_true):
+            y_pred = torch.cat(predicted[task]).numpy()
+            record[f"val_accuracy_{task}"] = metrics.accuracy(y_true, y_pred)
+            record[f"val_balanced_accuracy_{task}"] = metrics.balanced_accuracy(y_true, y_pred, TASKS[task].num_classes)
             accuracies.append(record[f"val_accuracy_{task}"])
             balanced.append(record[f"val_balanced_accuracy_{task}"])
     record["val_mean_accuracy"] = sum(accuracies) / len(accuracies) if accuracies else float("nan")
