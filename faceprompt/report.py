@@ -481,6 +481,14 @@ def reliability_curves(runs_dir: str | os.PathLike, manifests: dict[str, str], t
     return table
 
 
+def _trained_on(run: Path, tower) -> bool:
+    """Whether ``run`` holds prompts trained on this very backbone and weights."""
+    if not (run / "prompts.safetensors").is_file():
+        return False
+    config = json.loads((run / "config.json").read_text())
+    return config.get("backbone") == tower.name and config.get("weights") in (None, tower.weights_id)
+
+
 def attention_models(backbone: str, runs_dir: str | os.PathLike, methods: list[str], manifests: dict[str, str],
                      work_dir: str | os.PathLike, weights: str | None = None, device: str = "cpu",
                      epochs: int = 1, train: dict | None = None) -> dict:
@@ -497,10 +505,9 @@ def attention_models(backbone: str, runs_dir: str | os.PathLike, methods: list[s
             models[method] = build_model("zero-shot", tower).eval()
             continue
         run = Path(runs_dir) / run_name(method)
-        if not (run / "prompts.safetensors").is_file() or json.loads(
-                (run / "config.json").read_text()).get("backbone") != backbone:
+        if not _trained_on(run, tower):
             run = Path(work_dir) / "attention" / backbone / run_name(method)
-            if not (run / "prompts.safetensors").is_file():
+            if not _trained_on(run, tower):  # absent, or left from other weights (an updated model)
                 config = train_config(method, backbone, manifests, run.parent, weights=weights, device=device,
                                       train={"epochs": epochs, "batch_size": 32, **dict(train or {})})
                 train_and_evaluate(config)

@@ -1,6 +1,7 @@
 """Fast checks of the book: table of contents, notebook sources, profiles, the figure helper."""
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -260,3 +261,18 @@ def test_train_config_takes_its_splits_from_the_notebook_parameters(tmp_path):
     assert unseen.val == ()  # no validation: every epoch runs
     with pytest.raises(ValueError, match="overlap"):
         report.train_config("vpt", "tiny-pe", manifests, tmp_path / "runs", train_splits=["val"])
+
+
+def test_attention_runs_from_other_weights_are_not_reused(tmp_path, tiny_backbones):
+    from faceprompt import report
+
+    tower = tiny_backbones["tiny-pe"]
+    run = tmp_path / "vpt"
+    assert not report._trained_on(run, tower)  # nothing there yet
+    run.mkdir()
+    (run / "prompts.safetensors").write_bytes(b"")
+    for weights, reusable in ((tower.weights_id, True), (None, True), ("local-dir:older-model:0000", False)):
+        (run / "config.json").write_text(json.dumps({"backbone": "tiny-pe", "weights": weights}))
+        assert report._trained_on(run, tower) is reusable
+    (run / "config.json").write_text(json.dumps({"backbone": "tiny-vit", "weights": None}))
+    assert not report._trained_on(run, tower)
