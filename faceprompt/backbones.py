@@ -78,10 +78,10 @@ def faceprompt_tiny_eva_rope(pretrained: bool = False, **kwargs) -> Eva:
 
 @register_model
 def faceprompt_faceclip_tiny_eva(pretrained: bool = False, **kwargs) -> Eva:
-    """faceclip-tiny's vision tower: the PE-Core layout (Eva, cls token, RoPE, MAP head) at 48 px, width 160."""
+    """faceclip-tiny's vision tower: the PE-Core layout (Eva, cls token, RoPE, MAP head) at 64 px, width 160."""
     args = dict(
-        img_size=48, patch_size=8, embed_dim=160, depth=4, num_heads=2, mlp_ratio=4.0, global_pool="map",
-        attn_type="rope", use_pre_transformer_norm=True, use_rot_pos_emb=True, ref_feat_shape=(6, 6),
+        img_size=64, patch_size=8, embed_dim=160, depth=4, num_heads=2, mlp_ratio=4.0, global_pool="map",
+        attn_type="rope", use_pre_transformer_norm=True, use_rot_pos_emb=True, ref_feat_shape=(8, 8),
         rope_grid_offset=1.0, rope_grid_indexing="xy", attn_pool_num_heads=2, attn_pool_mlp_ratio=4.0,
         norm_layer=partial(nn.LayerNorm, eps=1e-5),
     )

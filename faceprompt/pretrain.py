@@ -84,7 +84,7 @@ class PretrainConfig:
     split_seed: int = 0  # must equal `faceprompt prepare --seed` for the held-out sets to agree
     val_fraction: float = 0.1
     test_fraction: float = 0.1
-    image_size: int = 48
+    image_size: int = 64  # must equal the model config's vision_cfg.image_size
     epochs: int = 10
     batch_size: int = 64
     lr: float = 5e-4
@@ -451,6 +451,21 @@ def create_model(name: str, seed: int, **model_kwargs) -> nn.Module:
     return open_clip.create_model(name, pretrained=None, **model_kwargs)
 
 
+def check_image_size(cfg: PretrainConfig) -> None:
+    """Fail before the image cache is built when the config's size is not the model's input size."""
+    import open_clip
+
+    import faceprompt.backbones  # noqa: F401  (registers the model configs)
+
+    model_cfg = open_clip.get_model_config(cfg.model)
+    if model_cfg is None:
+        raise ValueError(f"model: {cfg.model!r} is not an open_clip model config")
+    size = model_cfg["vision_cfg"]["image_size"]
+    if cfg.image_size != size:
+        raise ValueError(f"image_size: {cfg.image_size} px, but model {cfg.model} takes {size} px images "
+                         f"(vision_cfg.image_size); set image_size: {size}")
+
+
 def set_patch_drop(model: nn.Module, rate: float) -> None:
     """FLIP-style token dropping while training (Eva keeps RoPE aligned with the kept tokens)."""
     from timm.layers import PatchDropoutWithIndices
@@ -725,6 +740,7 @@ def pretrain(cfg: PretrainConfig, resume: bool = False, progress: bool = True) -
     work, out = Path(cfg.work_dir), Path(cfg.out)
     work.mkdir(parents=True, exist_ok=True)
 
+    check_image_size(cfg)
     rows = collect_rows(cfg)
     counts = split_counts(rows)
     images = build_image_cache(list(rows["path"]), cfg.image_size, work / f"images_{cfg.image_size}.pt",

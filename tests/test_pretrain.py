@@ -126,7 +126,7 @@ def _tiny_setup(loss: str):
     model.text.token_embedding.weight.requires_grad_(False)
     tokens = fp.TokenCache(open_clip.get_tokenizer(cfg.model), model.text.context_length)
     gen = torch.Generator().manual_seed(0)
-    images = torch.randint(0, 256, (16, 3, 48, 48), dtype=torch.uint8, generator=gen)
+    images = torch.randint(0, 256, (16, 3, cfg.image_size, cfg.image_size), dtype=torch.uint8, generator=gen)
     labels = fp.Labels(gender=np.arange(16) % 2, age=np.linspace(2, 80, 16), emotion=np.full(16, -1))
     inputs = fp.prepare_step(images, labels, tokens, cfg, random.Random(0), gen, train=False)
     return cfg, model, inputs
@@ -147,6 +147,12 @@ def test_two_steps_lower_the_contrastive_loss(loss):
     with torch.no_grad():
         after = fp.step_loss(model, inputs, loss).item()
     assert math.isfinite(before) and after < before
+
+
+def test_an_image_size_the_model_does_not_take_fails_before_any_work():
+    fp.check_image_size(fp.PretrainConfig(model="FP-FaceCLIP-Tiny"))  # the default matches
+    with pytest.raises(ValueError, match=r"image_size: 48 px, but model FP-FaceCLIP-Tiny takes 64 px"):
+        fp.check_image_size(fp.PretrainConfig(model="FP-FaceCLIP-Tiny", image_size=48))
 
 
 def test_patch_drop_trains_on_fewer_tokens_and_leaves_inference_alone():
