@@ -88,6 +88,38 @@ def paste_faces(faces, size: tuple[int, int] = (640, 480), columns: int = 3,
     return canvas, boxes
 
 
+@lru_cache(maxsize=None)
+def held_out_faces(n: int, detector: str = "dlib") -> tuple[tuple[Path, ...], tuple[str, ...]]:
+    """``n`` adult UTKFace photos from faceclip-tiny's held-out test split in which ``detector`` finds one
+    face, and their genders ("male"/"female", from the file names): faces the model never trained on."""
+    import gzip
+    import io
+
+    import pandas as pd
+
+    from faceprompt.backbones import PRETRAINED_DIR
+    from faceprompt.detect import get_detector
+
+    folder = utkface_dir()
+    if folder is None:
+        raise FileNotFoundError(f"{shared_data_root() / 'UTKFace'} is absent")
+    with gzip.open(PRETRAINED_DIR / "faceclip-tiny" / "splits.csv.gz", "rt") as f:
+        splits = pd.read_csv(io.StringIO(f.read()), dtype=str)
+    keys = sorted(splits.loc[(splits["dataset"] == "utkface") & (splits["split"] == "test"), "key"])
+    det = get_detector(detector)
+    faces, genders = [], []
+    for key in keys[::23]:
+        age, gender = key.split("_")[:2]
+        if not (age.isdigit() and 20 <= int(age) <= 60 and gender in ("0", "1")):
+            continue
+        if len(det.detect(np.asarray(Image.open(folder / key).convert("RGB")))) == 1:
+            faces.append(folder / key)
+            genders.append("male" if gender == "0" else "female")  # UTKFace: 0 male, 1 female
+            if len(faces) == n:
+                return tuple(faces), tuple(genders)
+    raise RuntimeError(f"only {len(faces)} detectable held-out faces found, wanted {n}")
+
+
 def group_photo(n: int, size: tuple[int, int] = (640, 480), columns: int = 3):
     """A photo of ``n`` real faces (skips the test without shared data)."""
     require_utkface()

@@ -97,6 +97,9 @@ def annotate_image(pipeline: FacePipeline, path: Path, out: Path, write_json: bo
         image = load_rgb(path, max_pixels=pipeline.max_pixels)
     result = pipeline.annotate(image)
     print(f"{path.name}: {result.summary()}")
+    for i, face in enumerate(result.faces, 1):
+        x0, y0, x1, y1 = (round(v) for v in face.box)
+        print(f"  face {i} at ({x0}, {y0}, {x1}, {y1}): {face.caption()}")
     name = name or path.stem
     draw(image, result).save(out / f"{name}.jpg", quality=92)
     if write_json:
