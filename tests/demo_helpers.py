@@ -92,19 +92,13 @@ def paste_faces(faces, size: tuple[int, int] = (640, 480), columns: int = 3,
 def held_out_faces(n: int, detector: str = "dlib") -> tuple[tuple[Path, ...], tuple[str, ...]]:
     """``n`` adult UTKFace photos from faceclip-tiny's held-out test split in which ``detector`` finds one
     face, and their genders ("male"/"female", from the file names): faces the model never trained on."""
-    import gzip
-    import io
-
-    import pandas as pd
-
-    from faceprompt.backbones import PRETRAINED_DIR
     from faceprompt.detect import get_detector
+    from faceprompt.report import model_splits
 
     folder = utkface_dir()
     if folder is None:
         raise FileNotFoundError(f"{shared_data_root() / 'UTKFace'} is absent")
-    with gzip.open(PRETRAINED_DIR / "faceclip-tiny" / "splits.csv.gz", "rt") as f:
-        splits = pd.read_csv(io.StringIO(f.read()), dtype=str)
+    splits = model_splits("faceclip-tiny")
     keys = sorted(splits.loc[(splits["dataset"] == "utkface") & (splits["split"] == "test"), "key"])
     det = get_detector(detector)
     faces, genders = [], []

@@ -1,5 +1,6 @@
 """The demo pipeline and `faceprompt demo`: real faces pasted into one photo, videos, and every bad input."""
 import json
+import shutil
 import sys
 from pathlib import Path
 
@@ -192,8 +193,6 @@ def test_cli_image_with_json(tmp_path, capsys):
 
 def test_cli_on_held_out_face_photos_gets_their_gender(tmp_path, capsys, loaded):
     """The default model on real photos it never trained on: the printed gender matches the label."""
-    import shutil
-
     h.require_utkface()
     paths, genders = h.held_out_faces(6)
     for i, path in enumerate(paths):
