@@ -256,15 +256,18 @@ def template_comparison(backbone: str, manifests: dict[str, str], weights: str |
 
 
 def method_options(method: str, context_tokens: int | None = None, visual_tokens: int | None = None,
-                   extra: dict | None = None) -> dict:
-    """Flat method options: ``context_tokens`` for text methods that learn a context (CoOp, SoftCPT),
-    ``tokens`` for visual prompts (VPT, VPT-TS, V2PT), plus ``extra``; a method ignores what it lacks."""
+                   extra: dict | None = None, context_init: str | None = None) -> dict:
+    """Flat method options: ``context_tokens`` and ``context_init`` (its ``init``) for text methods that
+    learn a context (CoOp, SoftCPT), ``tokens`` for visual prompts (VPT, VPT-TS, V2PT), plus ``extra``;
+    a method ignores what it lacks."""
     from faceprompt.prompts import resolve_method
 
     preset = resolve_method(method)
     options = {}
     if context_tokens is not None and preset.text in ("coop", "softcpt"):
         options["context_tokens"] = int(context_tokens)
+    if context_init is not None and preset.text in ("coop", "softcpt"):
+        options["init"] = str(context_init)
     if visual_tokens is not None and preset.visual in ("vpt", "v2pt"):
         options["tokens"] = int(visual_tokens)
     return {**options, **dict(extra or {})}

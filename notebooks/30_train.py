@@ -36,6 +36,7 @@ epochs = 1
 batch_size = 32
 lr = 2e-3
 context_tokens = 8      # text context length M (CoOp, SoftCPT)
+context_init = None     # where contexts start: None (each method's default), "random" or a phrase
 visual_tokens = 5       # visual prompt tokens P (VPT, VPT-TS, V2PT)
 method_options = {}     # any other option of the method, e.g. {"deep": True}
 train_options = {}      # any other TrainConfig field, e.g. {"optimizer": "sgd", "patience": 3}
@@ -50,7 +51,7 @@ from faceprompt import report, viz
 report.setup(threads)
 backbone = report.resolve_backbone(backbone)
 manifests = report.prepare_datasets(datasets, work_dir)
-options = report.method_options(method, context_tokens, visual_tokens, method_options)
+options = report.method_options(method, context_tokens, visual_tokens, method_options, context_init)
 config = report.train_config(
     method, backbone, manifests, f"{work_dir}/runs", weights=weights, device=device,
     cache_dir=f"{work_dir}/cache", method_options=options, seed=seed,

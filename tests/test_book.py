@@ -246,6 +246,9 @@ def test_method_options_route_tokens_by_method():
     assert report.method_options("vpt-ts", 8, 10) == {"tokens": 10}
     assert report.method_options("softcpt+vpt", 8, 10, {"deep": True}) == {"context_tokens": 8, "tokens": 10,
                                                                            "deep": True}
+    assert report.method_options("softcpt", 4, 10, context_init="a photo of a") == {"context_tokens": 4,
+                                                                                  "init": "a photo of a"}
+    assert report.method_options("v2pt", 4, 10, context_init="a photo of a") == {"tokens": 10}
 
 
 def test_train_config_takes_its_splits_from_the_notebook_parameters(tmp_path):

@@ -119,6 +119,24 @@ def test_coop_initialised_from_a_phrase_equals_that_template(backbone):
         torch.testing.assert_close(coop_features[task], zero_features[task], rtol=0, atol=1e-6)
 
 
+def test_softcpt_initialised_from_a_phrase_starts_near_that_template(backbone):
+    # The generator's bias holds the phrase; its small weights are all that moves the start off the template.
+    zero = build_model("zero-shot", backbone, config={"templates": ["a photo of a {}."], "ensemble": False}).eval()
+    zero_features = zero.class_features()
+    softcpt = build_model("softcpt", backbone, config={"init": "a photo of a", "context_tokens": 4}).eval()
+    for task, features in softcpt.class_features().items():
+        assert F.cosine_similarity(features, zero_features[task]).min() > 0.99
+    with torch.no_grad():
+        softcpt.text.generator.weight.zero_()
+    softcpt.clear_cache()
+    for task, features in softcpt.class_features().items():
+        torch.testing.assert_close(features, zero_features[task], rtol=0, atol=1e-6)
+    # Longer contexts put the padding first: the phrase still ends next to the class words.
+    longer = build_model("softcpt", backbone, config={"init": "a photo of a", "context_tokens": 6})
+    contexts = longer.text.generator.bias.view(6, -1)
+    torch.testing.assert_close(contexts[2:], softcpt.text.generator.bias.view(4, -1))
+    assert contexts[:2].abs().max() < 0.2
+
 # --- what trains ---------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("method", METHODS)
@@ -203,6 +221,7 @@ def test_training_lowers_the_loss(backbone, method):
 VARIANTS = [(m, None) for m in METHODS] + [
     ("coop", {"class_specific": True, "context_tokens": 4}),
     ("coop", {"init": "a photo of a", "context_tokens": 6}),
+    ("softcpt", {"init": "a photo of a", "context_tokens": 6}),
     ("softcpt", {"generator": "mlp", "hidden": 32, "task_context_tokens": 0}),
     ("vpt", {"deep": True, "tokens": 3}),
     ("vpt-ts", {"deep": True, "tokens": 5}),

@@ -79,18 +79,22 @@ class _ContextPrompt(TextPrompt):
         return F.normalize(self.backbone.encode_text(self._class_tokens(task), context), dim=-1)
 
 
-def _phrase_embedding(backbone, phrase: str, n_ctx: int) -> torch.Tensor:
-    """Word embeddings of a phrase, trimmed or padded with N(0, 0.02) to n_ctx vectors."""
+def _phrase_embedding(backbone, phrase: str, n_ctx: int, align: str = "left") -> torch.Tensor:
+    """Word embeddings of a phrase, trimmed or padded with N(0, 0.02) to n_ctx vectors.
+
+    ``align="right"`` puts the padding first, so the phrase ends next to the class words."""
     # Token ids stay on the CPU: the backbone may live on "meta" (parameter counting) or a GPU.
     tokens = backbone.tokenizer([phrase], context_length=backbone.context_length)[0]
     start = backbone.context_start
     ids = [int(t) for t in tokens[start:] if int(t) != 0]
     end_id = int(tokens.max()) if backbone.context_start else None
-    ids = [i for i in ids if i != end_id][:n_ctx]
+    ids = [i for i in ids if i != end_id]
+    ids = ids[-n_ctx:] if align == "right" else ids[:n_ctx]
     with torch.no_grad():
         emb = backbone.text_tower.token_embedding.weight[torch.tensor(ids, device=backbone.device)].clone()
     if emb.shape[0] < n_ctx:
-        emb = torch.cat([emb, torch.randn(n_ctx - emb.shape[0], emb.shape[1], device=emb.device) * 0.02])
+        pad = torch.randn(n_ctx - emb.shape[0], emb.shape[1], device=emb.device) * 0.02
+        emb = torch.cat([pad, emb] if align == "right" else [emb, pad])
     return emb
 
 
@@ -125,6 +129,7 @@ class SoftCPTConfig(PromptConfig):
     task_context_tokens: int = 16  # L: learnable tokens before the task description
     generator: str = "linear"  # "linear" (official code, thesis) or "mlp"
     hidden: int = 512  # MLP hidden width
+    init: str = "random"  # "random", or a phrase such as "a photo of a" that every task's context starts from
     suffix: str = "."
 
     def validate(self, where: str = "config") -> None:
@@ -154,10 +159,15 @@ class SoftCPTPrompt(_ContextPrompt):
             self.generator = nn.Linear(embed, out)
         else:
             self.generator = nn.Sequential(nn.Linear(embed, cfg.hidden), nn.GELU(), nn.Linear(cfg.hidden, out))
-        # Small initial contexts: the class words dominate at the start, as in zero-shot.
+        # Small initial contexts: the class words dominate at the start, as in zero-shot. With a phrase,
+        # the bias holds its word embeddings, so training starts from that hand-written prompt.
         last = self.generator if cfg.generator == "linear" else self.generator[-1]
         nn.init.normal_(last.weight, std=0.02 / embed ** 0.5)
-        nn.init.normal_(last.bias, std=0.02)
+        if cfg.init == "random":
+            nn.init.normal_(last.bias, std=0.02)
+        else:
+            with torch.no_grad():
+                last.bias.copy_(_phrase_embedding(backbone, cfg.init, self.n_ctx, align="right").flatten())
         self.generator.to(backbone.device)
 
     def task_features(self) -> torch.Tensor:
