@@ -194,21 +194,23 @@ def test_cli_image_with_json(tmp_path, capsys):
 def test_cli_on_held_out_face_photos_gets_their_gender(tmp_path, capsys, loaded):
     """The default model on real photos it never trained on: the printed gender matches the label."""
     h.require_utkface()
-    paths, genders = h.held_out_faces(6)
+    paths, genders = h.held_out_faces(20)
     for i, path in enumerate(paths):
-        shutil.copy(path, tmp_path / f"face{i}.jpg")
+        shutil.copy(path, tmp_path / f"face{i:02d}.jpg")  # zero-padded: the CLI goes in name order
     assert demo(tmp_path, "--out", tmp_path / "out", "--json") == 0
     out = capsys.readouterr().out
     predicted = []
     for i in range(len(paths)):
-        record = json.loads((tmp_path / "out" / f"face{i}.json").read_text())
+        record = json.loads((tmp_path / "out" / f"face{i:02d}.json").read_text())
         assert len(record["faces"]) == 1
         predicted.append(record["faces"][0]["predictions"]["gender"]["label"])
-        assert f"face{i}.jpg: 1 face" in out
+        assert f"face{i:02d}.jpg: 1 face" in out
     # the labels are printed too, one line per face under its photo's summary
     face_lines = [line for line in out.splitlines() if line.startswith("  face 1 at (")]
     assert [line.split(": ", 1)[1].split()[0] for line in face_lines] == predicted
-    assert sum(p == g for p, g in zip(predicted, genders)) >= 5, (predicted, genders)
+    # On detector crops the model is right about four times in five (on its aligned test chips: 88 %);
+    # 14 of 20 leaves room for that, and a coin would reach it one time in seventeen.
+    assert sum(p == g for p, g in zip(predicted, genders)) >= 14, (predicted, genders)
 
 
 def test_cli_exif_rotated_photo_is_upright(tmp_path, capsys, loaded):
