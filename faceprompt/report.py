@@ -264,10 +264,11 @@ def method_options(method: str, context_tokens: int | None = None, visual_tokens
 
     preset = resolve_method(method)
     options = {}
-    if context_tokens is not None and preset.text in ("coop", "softcpt"):
-        options["context_tokens"] = int(context_tokens)
-    if context_init is not None and preset.text in ("coop", "softcpt"):
-        options["init"] = str(context_init)
+    if preset.text in ("coop", "softcpt"):
+        if context_tokens is not None:
+            options["context_tokens"] = int(context_tokens)
+        if context_init is not None:
+            options["init"] = str(context_init)
     if visual_tokens is not None and preset.visual in ("vpt", "v2pt"):
         options["tokens"] = int(visual_tokens)
     return {**options, **dict(extra or {})}

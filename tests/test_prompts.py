@@ -137,6 +137,7 @@ def test_softcpt_initialised_from_a_phrase_starts_near_that_template(backbone):
     torch.testing.assert_close(contexts[2:], softcpt.text.generator.bias.view(4, -1))
     assert contexts[:2].abs().max() < 0.2
 
+
 # --- what trains ---------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("method", METHODS)
