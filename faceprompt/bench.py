@@ -8,6 +8,10 @@ at the same batch size. ``bench_epoch_cache`` times one training epoch of a text
 without cached image features.
 
 A method spec may carry options: ``vpt-ts:batched=false``, ``vpt:tokens=10,deep=true``.
+
+``stand_in_tokenizer`` (``--stand-in-tokenizer``) times a tower with random weights whose tokenizer is
+not on the machine (SigLIP2's Gemma tokenizer comes from the HF hub): token ids then come from a hash
+of each word. The tower's cost depends on the context length, not on which ids fill it.
 """
 from __future__ import annotations
 
@@ -16,6 +20,7 @@ import contextlib
 import json
 import statistics
 import time
+import zlib
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable, Sequence
@@ -63,6 +68,37 @@ def parse_method_spec(spec: str) -> tuple[str, dict]:
     return name.strip(), options
 
 
+class StandInTokenizer:
+    """Word-hash token ids, a closing id and zero padding: the call and ``pad_id`` of a real tokenizer."""
+
+    pad_id = 0
+
+    def __init__(self, vocab_size: int):
+        self.vocab_size = vocab_size
+
+    def __call__(self, texts: Sequence[str], context_length: int) -> torch.Tensor:
+        out = torch.zeros(len(texts), context_length, dtype=torch.long)
+        for row, text in enumerate(texts):
+            ids = [1 + zlib.crc32(word.encode()) % (self.vocab_size - 2) for word in text.split()]
+            ids = ids[:context_length - 1] + [self.vocab_size - 1]
+            out[row, :len(ids)] = torch.tensor(ids)
+        return out
+
+
+def load_tower(backbone: str | Backbone, weights: str | None, device: str,
+               stand_in_tokenizer: bool = False) -> Backbone:
+    if isinstance(backbone, Backbone):
+        tower = backbone
+    else:
+        tower = load_backbone(backbone, weights, device=device)
+    if stand_in_tokenizer:
+        if weights != "random":
+            raise ValueError("--stand-in-tokenizer: only for --weights random (trained weights need their own "
+                             "tokenizer)")
+        tower._tokenizer = StandInTokenizer(tower.text_tower.token_embedding.num_embeddings)
+    return tower
+
+
 def synchronize(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
@@ -93,13 +129,14 @@ def _quantile(values: list[float], q: float) -> float:
 
 def bench_methods(backbone: str | Backbone, methods: list[str], batch_sizes: list[int] = (1, 64),
                   device: str = "cpu", weights: str | None = "random", dtype: str = "fp32", repeats: int = 5,
-                  warmup: int = 1, tasks: tuple[str, ...] | None = None, seed: int = 0) -> list[BenchRow]:
+                  warmup: int = 1, tasks: tuple[str, ...] | None = None, seed: int = 0,
+                  stand_in_tokenizer: bool = False) -> list[BenchRow]:
     """Inference timing rows for zero-shot (always included, first) and ``methods``."""
     if dtype not in DTYPES:
         raise ValueError(f"--dtype: {dtype!r}; choose from {list(DTYPES)}")
     if repeats < 1 or warmup < 0 or any(b < 1 for b in batch_sizes):
         raise ValueError("repeats >= 1, warmup >= 0 and batch sizes >= 1 are required")
-    tower = backbone if isinstance(backbone, Backbone) else load_backbone(backbone, weights, device=device)
+    tower = load_tower(backbone, weights, device, stand_in_tokenizer)
     dev, torch_dtype = tower.device, DTYPES[dtype]
     specs = ["zero-shot"] + [m for m in methods if m != "zero-shot"]
     models = {}
@@ -178,7 +215,8 @@ class EpochCacheResult:
 
 def bench_epoch_cache(backbone: str | Backbone, method: str = "softcpt", images: int = 512,
                       batch_size: int | Sequence[int] = 32, device: str = "cpu", weights: str | None = "random",
-                      lr: float = 2e-3, seed: int = 0) -> EpochCacheResult | list[EpochCacheResult]:
+                      lr: float = 2e-3, seed: int = 0, stand_in_tokenizer: bool = False
+                      ) -> EpochCacheResult | list[EpochCacheResult]:
     """Time one AdamW epoch of a frozen-image-path method over random images, both ways.
 
     Images are random tensors already in memory, which favours the uncached epoch (no decoding):
@@ -188,7 +226,7 @@ def bench_epoch_cache(backbone: str | Backbone, method: str = "softcpt", images:
     Several batch sizes share one cache build; a list in gives a list out.
     """
     sizes = [batch_size] if isinstance(batch_size, int) else list(batch_size)
-    tower = backbone if isinstance(backbone, Backbone) else load_backbone(backbone, weights, device=device)
+    tower = load_tower(backbone, weights, device, stand_in_tokenizer)
     name, options = parse_method_spec(method)
     torch.manual_seed(seed)
     model = build_model(name, tower, None, options)
@@ -262,6 +300,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--images", type=int, default=512, help="--epoch-cache: images in the epoch")
     parser.add_argument("--batch-size", type=int, nargs="+", default=[32],
                         help="--epoch-cache: training batch sizes (one cache build serves them all)")
+    parser.add_argument("--stand-in-tokenizer", action="store_true",
+                        help="random weights only: word-hash token ids, for a tower whose tokenizer is not cached "
+                             "(SigLIP2's comes from the HF hub)")
     parser.add_argument("--json", help="also write the rows to this JSON file")
 
 
@@ -272,7 +313,8 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"--device: {args.device!r} requested but no GPU is available")
     if args.epoch_cache:
         method = args.methods[0] if args.methods else "softcpt"
-        results = bench_epoch_cache(args.backbone, method, args.images, args.batch_size, args.device, args.weights)
+        results = bench_epoch_cache(args.backbone, method, args.images, args.batch_size, args.device, args.weights,
+                                    stand_in_tokenizer=args.stand_in_tokenizer)
         import pandas as pd
 
         records = [asdict(r) for r in results]
@@ -280,9 +322,11 @@ def run(args: argparse.Namespace) -> int:
         print(pd.DataFrame(records).drop(columns=["method", "backbone", "device", "images"]).to_string(
             index=False, float_format=lambda v: f"{v:.2f}"))
     else:
-        rows = bench_methods(args.backbone, args.methods or ["coop", "softcpt", "vpt"], args.batch_sizes, args.device, args.weights, args.dtype,
-                             args.repeats, args.warmup)
-        print(f"{rows[0].backbone} on {rows[0].device}, {rows[0].dtype}, median of {rows[0].repeats} repeats")
+        rows = bench_methods(args.backbone, args.methods or ["coop", "softcpt", "vpt"], args.batch_sizes,
+                             args.device, args.weights, args.dtype, args.repeats, args.warmup,
+                             stand_in_tokenizer=args.stand_in_tokenizer)
+        tokens = ", stand-in tokens" if args.stand_in_tokenizer else ""
+        print(f"{rows[0].backbone} on {rows[0].device}, {rows[0].dtype}{tokens}, median of {rows[0].repeats} repeats")
         print(format_table(rows))
         records = [asdict(r) for r in rows]
     if args.json:

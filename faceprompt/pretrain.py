@@ -30,9 +30,11 @@ Recipe, in order:
 6. **Speed.** Training drops a share of the patch tokens (FLIP-style ``patch_drop``) except in the last
    ``unmasked_epochs``, which close the gap to full-token inference.
 
-Each epoch ends with an atomic checkpoint (``--resume`` continues from it), and the run ends by
-writing the open_clip local-dir folder (``open_clip_config.json`` + ``open_clip_model.safetensors``
-in fp16) and a zero-shot evaluation on the held-out test splits.
+Training runs on the CPU by default (about 40 minutes on two cores); ``device: cuda`` (or ``--device
+cuda``) moves the model, the image cache and the augmentation to a GPU. Each epoch ends with an atomic
+checkpoint (``--resume`` continues from it, on either device), and the run ends by writing the open_clip
+local-dir folder (``open_clip_config.json`` + ``open_clip_model.safetensors`` in fp16) and a zero-shot
+evaluation on the held-out test splits.
 """
 from __future__ import annotations
 
@@ -108,6 +110,7 @@ class PretrainConfig:
     crop_scale: tuple[float, float] = (0.75, 1.0)
     grayscale_p: float = 0.2  # facial_expressions is grayscale: don't let colour stand in for the dataset
     threads: int = 2
+    device: str = "cpu"  # "cuda" trains on a GPU (images, model and augmentation all live there)
     val_limit: int = 400  # per dataset, for the per-epoch zero-shot check (0: none)
     storage_dtype: str = "float16"  # of the exported weights; loading casts to fp32
     limit: int | None = None  # seeded subset of rows per dataset (smoke runs)
@@ -126,6 +129,10 @@ class PretrainConfig:
             raise ValueError("epochs must be >= 1 and batch_size >= 2")
         if self.storage_dtype not in ("float16", "float32"):
             raise ValueError(f"storage_dtype must be float16 or float32, got {self.storage_dtype!r}")
+        try:
+            torch.device(self.device)
+        except RuntimeError as err:
+            raise ValueError(f"device: {self.device!r} is not a torch device (cpu, cuda, cuda:1, ...)") from err
 
     @classmethod
     def from_dict(cls, data: dict, where: str = "config") -> "PretrainConfig":
@@ -152,6 +159,21 @@ class PretrainConfig:
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
+
+    def recipe_dict(self) -> dict:
+        """The fields that shape the result: where it runs (device, threads) may change on resume."""
+        return {k: v for k, v in self.to_dict().items() if k not in RUNTIME_FIELDS}
+
+
+RUNTIME_FIELDS = ("device", "threads")
+
+
+def resolve_device(name: str) -> torch.device:
+    """The config's device, with a clear error where it does not exist."""
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device: {name!r}, but torch {torch.__version__} sees no CUDA GPU; use device: cpu")
+    return device
 
 
 def shared_data_root(cfg: PretrainConfig) -> Path:
@@ -421,6 +443,7 @@ def augment(images_u8: torch.Tensor, gen: torch.Generator, crop_scale: tuple[flo
     """Random resized square crop + horizontal flip + occasional grayscale, batched with one grid_sample."""
     b = images_u8.shape[0]
     x = normalize(images_u8)
+    # The random draws come from ``gen`` on the CPU whatever the images' device: same seed, same crops.
     lo, hi = crop_scale
     side = torch.sqrt(lo + (hi - lo) * torch.rand(b, generator=gen))  # crop side as a fraction of the image
     shift = (1 - side).unsqueeze(1) * (2 * torch.rand(b, 2, generator=gen) - 1)  # keep the crop inside the image
@@ -429,9 +452,9 @@ def augment(images_u8: torch.Tensor, gen: torch.Generator, crop_scale: tuple[flo
     theta[:, 0, 0] = side * flip
     theta[:, 1, 1] = side
     theta[:, :, 2] = shift
-    grid = F.affine_grid(theta, list(x.shape), align_corners=False)
+    grid = F.affine_grid(theta.to(x.device), list(x.shape), align_corners=False)
     x = F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
-    gray = torch.rand(b, generator=gen) < grayscale_p
+    gray = (torch.rand(b, generator=gen) < grayscale_p).to(x.device)
     if gray.any():
         luma = (0.299 * x[gray, 0] + 0.587 * x[gray, 1] + 0.114 * x[gray, 2]).unsqueeze(1)
         x[gray] = luma.expand(-1, 3, -1, -1)
@@ -503,6 +526,9 @@ class StepInputs:
     tokens: torch.Tensor
     targets: torch.Tensor
     mask: torch.Tensor
+
+    def to(self, device: torch.device) -> "StepInputs":
+        return StepInputs(*(t.to(device, non_blocking=True) for t in dataclasses.astuple(self)))
 
 
 def prepare_step(images_u8: torch.Tensor, labels: Labels, tokens: TokenCache, cfg: PretrainConfig,
@@ -611,15 +637,16 @@ def zero_shot_predictions(encode_image, class_features: dict[str, torch.Tensor],
     """Arg-max of cosine similarity to each task's class features, per image."""
     feats = torch.cat([F.normalize(encode_image(normalize(images_u8[i:i + batch_size])), dim=-1)
                        for i in range(0, len(images_u8), batch_size)])
-    return {task: (feats @ text.t()).argmax(1).numpy() for task, text in class_features.items()}
+    return {task: (feats @ text.t()).argmax(1).cpu().numpy() for task, text in class_features.items()}
 
 
 @torch.no_grad()
 def template_class_features(model: nn.Module, tokenizer, context_length: int) -> dict[str, torch.Tensor]:
     """The zero-shot method's class features (tasks.py templates, averaged), from a raw open_clip model."""
-    out = {}
+    out, device = {}, model.logit_scale.device
     for task in (GENDER, AGE, EMOTION):
-        per_template = [F.normalize(model.encode_text(tokenizer(task.prompts(t), context_length=context_length)), dim=-1)
+        per_template = [F.normalize(model.encode_text(
+                            tokenizer(task.prompts(t), context_length=context_length).to(device)), dim=-1)
                         for t in task.templates]
         out[task.name] = F.normalize(torch.stack(per_template).mean(0), dim=-1)
     return out
@@ -696,7 +723,7 @@ def export_local_dir(model: nn.Module, cfg: PretrainConfig, out: Path) -> Path:
     from safetensors.torch import save_file
 
     dtype = getattr(torch, cfg.storage_dtype)
-    state = {k: v.detach().to(dtype).contiguous() for k, v in model.state_dict().items()}
+    state = {k: v.detach().to("cpu", dtype).contiguous() for k, v in model.state_dict().items()}
     with atomic_path(out / "open_clip_model.safetensors") as tmp:
         save_file(state, str(tmp), metadata={"format": "pt", "storage_dtype": cfg.storage_dtype})
     write_json_atomic(out / "open_clip_config.json", {
@@ -709,12 +736,68 @@ def export_local_dir(model: nn.Module, cfg: PretrainConfig, out: Path) -> Path:
 # ---------------------------------------------------------------------------------------- driver
 
 @dataclass
+class PretrainData:
+    """Rows (``collect_rows``' columns: dataset, key, split, gender, age, emotion) and their uint8 images
+    [N, 3, S, S], row i <-> image i. ``pretrain`` builds them from the shared data unless given them."""
+
+    rows: pd.DataFrame
+    images: torch.Tensor
+
+
+def load_data(cfg: PretrainConfig) -> PretrainData:
+    rows = collect_rows(cfg)
+    images = build_image_cache(list(rows["path"]), cfg.image_size, Path(cfg.work_dir) / f"images_{cfg.image_size}.pt",
+                               workers=cfg.threads)
+    return PretrainData(rows, images)
+
+
+def stand_in_data(splits: dict, image_size: int, seed: int = 0) -> PretrainData:
+    """Rows with the label counts of a recorded ``splits`` table (``recipe.json``'s, as ``split_counts``
+    writes it) and random-pixel images: the recipe's exact workload without the images, to time it where the
+    datasets are not (the numbers it trains to mean nothing)."""
+    rng = np.random.default_rng(seed)
+    frames = []
+    for dataset, by_split in sorted(splits.items()):
+        for split, entry in sorted(by_split.items()):
+            n = int(entry["rows"])
+
+            def column(counts: dict | None, draw=lambda label: label) -> np.ndarray:
+                values = [draw(label) for label, k in sorted((counts or {}).items()) for _ in range(int(k))]
+                if len(values) > n:
+                    raise ValueError(f"{dataset}/{split}: {len(values)} labels for {n} rows")
+                return rng.permutation(np.array(values + [""] * (n - len(values)), dtype=object))
+
+            def age_in(label: str) -> str:
+                low, _, high = label.rstrip("+").partition("-")
+                return str(int(rng.integers(int(low), int(high or 90) + 1)))
+
+            frames.append(pd.DataFrame({
+                "dataset": dataset, "split": split, "key": [f"stand-in/{dataset}/{split}/{i:06d}" for i in range(n)],
+                "gender": column(entry.get("gender")), "age": column(entry.get("age_bin"), age_in),
+                "emotion": column(entry.get("emotion")),
+            }))
+    rows = pd.concat(frames, ignore_index=True)
+    rows["path"] = rows["key"]
+    rows["age_bin"] = [age_to_bin(float(a)) if a else "" for a in rows["age"]]
+    images = torch.randint(0, 256, (len(rows), 3, image_size, image_size), dtype=torch.uint8,
+                           generator=torch.Generator().manual_seed(seed))
+    return PretrainData(rows, images)
+
+
+def device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return f"cpu ({torch.get_num_threads()} threads)"
+
+
+@dataclass
 class PretrainResult:
     out: Path
     seconds: float
     parameters: int
     size_bytes: int
     test: dict = field(default_factory=dict)
+    device: str = ""
 
 
 def _split_data(rows: pd.DataFrame, images: torch.Tensor, split: str, limit: int | None = None,
@@ -729,29 +812,35 @@ def _split_data(rows: pd.DataFrame, images: torch.Tensor, split: str, limit: int
     return images[index], Labels.from_rows(rows.loc[index]), rows.loc[index, "dataset"].to_numpy()
 
 
-def pretrain(cfg: PretrainConfig, resume: bool = False, progress: bool = True) -> PretrainResult:
-    """Run the whole recipe; returns where the model went, how long it took and its test numbers."""
+def pretrain(cfg: PretrainConfig, resume: bool = False, progress: bool = True,
+             data: PretrainData | None = None) -> PretrainResult:
+    """Run the whole recipe; returns where the model went, how long it took and its test numbers.
+    ``data``: rows and images to train on instead of the shared data folder's (benchmarks, tests)."""
     import open_clip
     from tqdm import tqdm
 
     cfg.validate()
+    device = resolve_device(cfg.device)
     torch.set_num_threads(cfg.threads)
     start = time.perf_counter()
     work, out = Path(cfg.work_dir), Path(cfg.out)
     work.mkdir(parents=True, exist_ok=True)
 
     check_image_size(cfg)
-    rows = collect_rows(cfg)
+    data = data or load_data(cfg)
+    rows, images = data.rows.reset_index(drop=True), data.images
+    if len(rows) != len(images):
+        raise ValueError(f"{len(rows)} rows but {len(images)} images: each row needs its image")
     counts = split_counts(rows)
-    images = build_image_cache(list(rows["path"]), cfg.image_size, work / f"images_{cfg.image_size}.pt",
-                               workers=cfg.threads)
     train_rows = rows[rows["split"] == "train"]
-    train_images = images[torch.as_tensor(train_rows.index.to_numpy().copy())]
+    # uint8 images are small (about 12 KB each at 64 px): they live on the training device.
+    train_images = images[torch.as_tensor(train_rows.index.to_numpy().copy())].to(device)
     train_labels = Labels.from_rows(train_rows)
     val_images, val_labels, val_sets = _split_data(rows, images, "val", cfg.val_limit, cfg.seed)
+    val_images = val_images.to(device)
 
     scale = {} if cfg.init_logit_scale is None else {"init_logit_scale": cfg.init_logit_scale}
-    model = create_model(cfg.model, cfg.seed, **scale)
+    model = create_model(cfg.model, cfg.seed, **scale).to(device)
     if cfg.freeze_token_embedding:
         model.text.token_embedding.weight.requires_grad_(False)
     tokenizer = open_clip.get_tokenizer(cfg.model)
@@ -764,8 +853,9 @@ def pretrain(cfg: PretrainConfig, resume: bool = False, progress: bool = True) -
     state = {"epoch": 0, "step": 0, "seconds": 0.0, "history": []}
     ckpt = work / "last.pt"
     if resume and ckpt.is_file():
-        saved = torch.load(ckpt, weights_only=False)
-        if saved.get("config") != cfg.to_dict():
+        saved = torch.load(ckpt, weights_only=False, map_location=device)
+        mine, theirs = cfg.recipe_dict(), {k: v for k, v in saved.get("config", {}).items() if k not in RUNTIME_FIELDS}
+        if mine != theirs:
             raise ValueError(f"{ckpt} was written by another config; remove it or pass the same --config")
         model.load_state_dict(saved["model"])
         optimizer.load_state_dict(saved["optimizer"])
@@ -786,7 +876,8 @@ def pretrain(cfg: PretrainConfig, resume: bool = False, progress: bool = True) -
         for index in bar:
             for group in optimizer.param_groups:
                 group["lr"] = lr_at(state["step"], total_steps, cfg) * group.get("lr_ratio", 1.0)
-            inputs = prepare_step(train_images[index], train_labels.take(index), tokens, cfg, rng, gen)
+            batch = train_images[torch.as_tensor(index, device=device)]
+            inputs = prepare_step(batch, train_labels.take(index), tokens, cfg, rng, gen).to(device)
             loss = step_loss(model, inputs, cfg.loss)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -822,10 +913,11 @@ def pretrain(cfg: PretrainConfig, resume: bool = False, progress: bool = True) -
         "command": "faceprompt pretrain --config configs/pretrain_faceclip_tiny.yaml",
         "config": cfg.to_dict(), "train_seconds": round(train_seconds, 1),
         "total_seconds": round(time.perf_counter() - start, 1), "threads": cfg.threads,
+        "device": device_name(device),
         "parameters": params, "weights_bytes": size, "splits": counts,
         "history": state["history"], "test_zero_shot": test, "torch": torch.__version__,
     })
-    return PretrainResult(out, train_seconds, params, size, test)
+    return PretrainResult(out, train_seconds, params, size, test, device_name(device))
 
 
 # ------------------------------------------------------------------------------------------- CLI
@@ -834,6 +926,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", required=True, help="YAML or JSON file of PretrainConfig fields")
     parser.add_argument("--resume", action="store_true", help="continue from the last epoch checkpoint")
     parser.add_argument("--out", help="override the config's output folder")
+    parser.add_argument("--device", help="override the config's device (cpu, cuda)")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
@@ -842,8 +935,10 @@ def run(args: argparse.Namespace) -> int:
     cfg = PretrainConfig.load(args.config)
     if args.out:
         cfg = dataclasses.replace(cfg, out=args.out)
+    if args.device:
+        cfg = dataclasses.replace(cfg, device=args.device)
     result = pretrain(cfg, resume=args.resume, progress=not args.quiet)
     print(f"faceclip: {result.parameters / 1e6:.2f}M parameters, {result.size_bytes / 1e6:.1f} MB, "
-          f"trained in {result.seconds / 60:.1f} min -> {result.out}")
+          f"trained in {result.seconds / 60:.1f} min on {result.device} -> {result.out}")
     print("held-out test zero-shot:\n" + format_report(result.test))
     return 0

@@ -5,8 +5,9 @@ import json
 import math
 
 import pytest
+import torch
 
-from faceprompt.bench import bench_epoch_cache, bench_methods, parse_method_spec
+from faceprompt.bench import StandInTokenizer, bench_epoch_cache, bench_methods, parse_method_spec
 from faceprompt.cli import main as cli
 from faceprompt.prompts import added_parameters, build_model
 
@@ -65,3 +66,22 @@ def test_epoch_cache_bench_shares_one_cache_build_across_batch_sizes(tiny_backbo
                 "--methods", "coop:context_tokens=2", "--json", str(out)]) == 0
     assert [r["batch_size"] for r in json.loads(out.read_text())] == [2, 4]
     assert "speedup" in capsys.readouterr().out
+
+
+def test_stand_in_tokenizer_pads_like_a_real_one():
+    tokenizer = StandInTokenizer(vocab_size=100)
+    tokens = tokenizer(["a photo of a woman.", "a photo of a man."], context_length=8)
+    assert tokens.shape == (2, 8) and tokens.dtype == torch.long
+    assert (tokens[:, :4] == tokens[0, :4]).all()  # the same words, the same ids
+    assert tokens[0, 5] == tokens[1, 5] == 99 and (tokens[:, 6:] == 0).all()  # closing id, then padding
+    assert (tokenizer(["word " * 20], context_length=8)[0, -1] == 99)  # long texts are cut, still closed
+
+
+def test_stand_in_tokenizer_times_random_towers_only(tmp_path, capsys):
+    out = tmp_path / "bench.json"
+    assert cli(["bench", "--backbone", "tiny-vit", "--methods", "coop:context_tokens=2", "--batch-sizes", "2",
+                "--repeats", "1", "--warmup", "0", "--stand-in-tokenizer", "--json", str(out)]) == 0
+    assert "stand-in tokens" in capsys.readouterr().out
+    assert [r["method"] for r in json.loads(out.read_text())] == ["zero-shot", "coop:context_tokens=2"]
+    with pytest.raises(ValueError, match="only for --weights random"):
+        bench_methods("faceclip-tiny", ["vpt"], batch_sizes=[1], weights=None, stand_in_tokenizer=True)

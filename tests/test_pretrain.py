@@ -200,6 +200,74 @@ def test_config_refuses_unknown_fields(tmp_path):
         fp.PretrainConfig.load(path)
 
 
+def test_config_refuses_a_device_torch_does_not_know():
+    with pytest.raises(ValueError, match="device: 'gpu0' is not a torch device"):
+        fp.PretrainConfig.from_dict({"device": "gpu0"})
+
+
+# --- the whole recipe on stand-in data -----------------------------------------------------------
+
+SMALL_SPLITS = {
+    "utkface": {"train": {"rows": 40, "gender": {"female": 20, "male": 20}, "age_bin": {"20-29": 25, "70+": 15}},
+                "val": {"rows": 8, "gender": {"female": 4, "male": 4}, "age_bin": {"3-9": 8}},
+                "test": {"rows": 8, "gender": {"female": 3, "male": 5}, "age_bin": {"30-39": 8}}},
+    "facial_expressions": {"train": {"rows": 24, "gender": {"male": 20}, "emotion": {"happiness": 16, "fear": 8}},
+                           "val": {"rows": 6, "emotion": {"neutral": 6}},
+                           "test": {"rows": 6, "gender": {"female": 6}, "emotion": {"anger": 6}}},
+}
+
+
+def test_stand_in_data_has_the_recorded_label_counts():
+    data = fp.stand_in_data(SMALL_SPLITS, 64, seed=3)
+    assert data.images.shape == (len(data.rows), 3, 64, 64) and data.images.dtype == torch.uint8
+    assert fp.split_counts(data.rows) == SMALL_SPLITS
+    with pytest.raises(ValueError, match="utkface/train: 41 labels for 40 rows"):
+        fp.stand_in_data({"utkface": {"train": {"rows": 40, "gender": {"female": 41}}}}, 64)
+
+
+def _small_config(tmp_path, **changes) -> fp.PretrainConfig:
+    small = dict(out=str(tmp_path / "model"), work_dir=str(tmp_path / "work"), epochs=2, batch_size=16,
+                 warmup_steps=2, emotion_samples=16, val_limit=4, threads=1)
+    return fp.PretrainConfig(**{**small, **changes})
+
+
+def test_the_recipe_runs_end_to_end_and_resumes_on_another_device_setting(tmp_path):
+    data = fp.stand_in_data(SMALL_SPLITS, 64)
+    result = fp.pretrain(_small_config(tmp_path), progress=False, data=data)
+    recipe = pd.read_json(result.out / "recipe.json", typ="series")
+    assert result.device.startswith("cpu") and recipe["device"] == result.device
+    assert [entry["epoch"] for entry in recipe["history"]] == [1, 2]
+    assert fp.split_counts(data.rows) == recipe["splits"]
+    assert set(result.test) == {"utkface", "facial_expressions"}
+    model = load_backbone("faceclip-tiny", weights=f"local-dir:{result.out}")
+    assert model.embed_dim > 0
+    # Where it runs may change between sessions; what it trains may not.
+    again = fp.pretrain(_small_config(tmp_path, threads=2), resume=True, progress=False, data=data)
+    assert again.seconds == pytest.approx(result.seconds)  # nothing left to train
+    with pytest.raises(ValueError, match="written by another config"):
+        fp.pretrain(_small_config(tmp_path, lr=1e-3), resume=True, progress=False, data=data)
+
+
+def test_rows_and_images_must_pair_up(tmp_path):
+    data = fp.stand_in_data(SMALL_SPLITS, 64)
+    with pytest.raises(ValueError, match="92 rows but 91 images"):
+        fp.pretrain(_small_config(tmp_path), progress=False, data=fp.PretrainData(data.rows, data.images[:-1]))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_augmentation_draws_the_same_crops_on_a_gpu():
+    images = torch.randint(0, 256, (8, 3, 64, 64), dtype=torch.uint8)
+    on_cpu = fp.augment(images, torch.Generator().manual_seed(0))
+    on_gpu = fp.augment(images.cuda(), torch.Generator().manual_seed(0))
+    assert torch.allclose(on_cpu, on_gpu.cpu(), atol=1e-4)
+
+
+def test_a_gpu_that_is_not_there_fails_before_any_work(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(ValueError, match="sees no CUDA GPU; use device: cpu"):
+        fp.resolve_device("cuda")
+
+
 # --- on the real held-out faces ------------------------------------------------------------------
 
 @pytest.mark.shared_data

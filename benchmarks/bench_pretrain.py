@@ -1,0 +1,78 @@
+"""Wall-clock time of faceclip-tiny's pretraining recipe on a CPU or a GPU, where the datasets are not.
+
+    HF_HUB_OFFLINE=1 python benchmarks/bench_pretrain.py --device cuda [--epochs N] [--threads T]
+                                                         [--config FILE] [--json FILE]
+
+It runs ``faceprompt pretrain``'s own loop with the recipe's config on stand-in data: as many rows per
+dataset, split and label as the embedded model's ``recipe.json`` records, with random pixels. Every epoch
+takes the same steps, at the same batch size, over captions drawn from the same labels as the real run,
+so its time is the real run's time; the model it trains is meaningless and goes to a temporary folder.
+With ``--epochs`` below the recipe's, the full-length time is extrapolated from the measured epochs (the
+last epoch, without patch dropping, is always among them).
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import logging
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from faceprompt import pretrain as fp  # noqa: E402
+from faceprompt.backbones import PRETRAINED_DIR  # noqa: E402
+from faceprompt.io import write_json_atomic  # noqa: E402
+
+
+def epoch_seconds(history: list[dict]) -> list[float]:
+    ends = [0.0] + [entry["seconds"] for entry in history]
+    return [b - a for a, b in zip(ends, ends[1:])]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--config", default=str(ROOT / "configs/pretrain_faceclip_tiny.yaml"))
+    parser.add_argument("--recipe", default=str(PRETRAINED_DIR / "faceclip-tiny/recipe.json"),
+                        help="recipe.json whose split and label counts the stand-in data copies")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--epochs", type=int, default=None, help="epochs to run (default: the config's)")
+    parser.add_argument("--threads", type=int, default=None, help="CPU threads (default: the config's)")
+    parser.add_argument("--json", help="also write the numbers to this JSON file")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
+
+    cfg = fp.PretrainConfig.load(args.config)
+    recipe = json.loads(Path(args.recipe).read_text(encoding="utf-8"))
+    full_epochs = cfg.epochs
+    epochs = min(args.epochs or full_epochs, full_epochs)
+    if epochs < full_epochs and epochs <= cfg.unmasked_epochs:
+        parser.error(f"--epochs must exceed the {cfg.unmasked_epochs} unmasked epoch(s) to extrapolate")
+    with tempfile.TemporaryDirectory(prefix="bench-pretrain-") as tmp:
+        cfg = dataclasses.replace(cfg, device=args.device, epochs=epochs, threads=args.threads or cfg.threads,
+                                  out=f"{tmp}/model", work_dir=f"{tmp}/work")
+        data = fp.stand_in_data(recipe["splits"], cfg.image_size, seed=cfg.seed)
+        result = fp.pretrain(cfg, progress=False, data=data)
+        history = json.loads((Path(cfg.out) / "recipe.json").read_text(encoding="utf-8"))["history"]
+    per_epoch = epoch_seconds(history)
+    masked, unmasked = per_epoch[:-cfg.unmasked_epochs], per_epoch[-cfg.unmasked_epochs:]
+    masked_mean = sum(masked) / len(masked) if masked else 0.0
+    estimate = masked_mean * (full_epochs - len(unmasked)) + sum(unmasked)
+    train_rows = int((data.rows["split"] == "train").sum())
+    print(f"device: {result.device}; {len(data.rows)} stand-in rows ({train_rows} train), "
+          f"{cfg.image_size} px, batch {cfg.batch_size}")
+    print("epoch seconds: " + " ".join(f"{s:.1f}" for s in per_epoch))
+    print(f"{epochs} epochs trained in {result.seconds:.1f} s; the recipe's {full_epochs} epochs: "
+          f"{estimate / 60:.1f} min" + ("" if epochs == full_epochs else " (extrapolated)"))
+    if args.json:
+        write_json_atomic(args.json, {"device": result.device, "epochs": epochs, "recipe_epochs": full_epochs,
+                                      "epoch_seconds": per_epoch, "train_seconds": result.seconds,
+                                      "recipe_seconds_estimate": estimate, "rows": len(data.rows)})
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
