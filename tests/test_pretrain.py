@@ -5,6 +5,7 @@ import gzip
 import io
 import math
 import random
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -14,6 +15,8 @@ import torch
 from faceprompt import pretrain as fp
 from faceprompt.backbones import PRETRAINED_DIR, get_spec, load_backbone
 from faceprompt.tasks import AGE, EMOTION, EMOTIONS, GENDER, GENDERS
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
 
 EMBEDDED = PRETRAINED_DIR / "faceclip-tiny"
 MAX_BYTES = 25 * 1024 * 1024
@@ -252,6 +255,31 @@ def test_rows_and_images_must_pair_up(tmp_path):
     data = fp.stand_in_data(SMALL_SPLITS, 64)
     with pytest.raises(ValueError, match="92 rows but 91 images"):
         fp.pretrain(_small_config(tmp_path), progress=False, data=fp.PretrainData(data.rows, data.images[:-1]))
+
+
+def test_pretrain_benchmark_times_the_recipe_and_extrapolates(tmp_path, capsys):
+    import importlib.util
+    import json
+
+    import yaml
+
+    spec = importlib.util.spec_from_file_location("bench_pretrain", REPO_ROOT / "benchmarks" / "bench_pretrain.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    (tmp_path / "recipe.json").write_text(json.dumps({"splits": SMALL_SPLITS}))
+    small = _small_config(tmp_path, epochs=4).to_dict()
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump({k: list(v) if isinstance(v, tuple) else v
+                                                          for k, v in small.items()}))
+    args = ["--config", str(tmp_path / "config.yaml"), "--recipe", str(tmp_path / "recipe.json"),
+            "--json", str(tmp_path / "out.json")]
+    assert bench.main(args + ["--epochs", "2"]) == 0
+    out = json.loads((tmp_path / "out.json").read_text())
+    assert out["epochs"] == 2 and out["recipe_epochs"] == 4 and len(out["epoch_seconds"]) == 2
+    masked, unmasked = out["epoch_seconds"]
+    assert out["recipe_seconds_estimate"] == pytest.approx(3 * masked + unmasked)
+    assert "(extrapolated)" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        bench.main(args + ["--epochs", "1"])  # only the unmasked epoch: nothing to extrapolate from
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
