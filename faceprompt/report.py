@@ -278,26 +278,29 @@ def train_config(method: str, backbone: str, manifests: dict[str, str], runs_dir
                  train: dict | None = None, method_options: dict | None = None, weights: str | None = None,
                  device: str = "cpu", cache_dir: str | None = None, datasets: list[str] | None = None,
                  seed: int = 0, train_splits: list[str] | tuple[str, ...] = ("train",),
-                 val_splits: list[str] | tuple[str, ...] | None = ("val",)):
+                 val_splits: list[str] | tuple[str, ...] | None = ("val",),
+                 train_part: list[float] | None = None, val_part: list[float] | None = None):
     """A TrainConfig for one method on the prepared manifests, trained with ``seed`` into
     ``runs_dir/<run_name(method, seed)>``: on their ``train_splits``, early-stopping on their ``val_splits``
-    (empty: no validation, every epoch runs and the last is kept)."""
+    (empty: no validation, every epoch runs and the last is kept). ``train_part`` and ``val_part``
+    ([lo, hi]) keep a hashed part of those rows, so one split can serve both when the parts are disjoint."""
     from faceprompt.train import TrainConfig
 
     chosen = {name: m for name, m in manifests.items() if datasets is None or name in datasets}
     if not chosen:
         raise ValueError(f"datasets: none of {datasets} is prepared (prepared: {list(manifests)})")
-    sources = [{"manifest": m, "splits": list(train_splits)} for m in chosen.values()]
-    if val_splits is not None and set(val_splits) & set(train_splits):
-        raise ValueError(f"val_splits {list(val_splits)} overlap train_splits {list(train_splits)}")
-    # None: the val split of the training manifests; []: no validation at all
-    val = None if val_splits is None else [{"manifest": m, "splits": list(val_splits)}
+    sources = [{"manifest": m, "splits": list(train_splits), "part": train_part} for m in chosen.values()]
+    # None: the val split of the training manifests; []: no validation at all. Overlaps with the
+    # training rows are refused by TrainConfig, naming both.
+    val = None if val_splits is None else [{"manifest": m, "splits": list(val_splits), "part": val_part}
                                            for m in chosen.values()] if val_splits else []
-    return TrainConfig.from_dict({
+    config = TrainConfig.from_dict({
         "method": method, "method_options": dict(method_options or {}), "backbone": backbone, "weights": weights,
         "train": sources, "val": val, "run_dir": str(runs_dir), "run_id": run_name(method, seed), "device": device,
         "cache_dir": cache_dir, "seed": int(seed), **dict(train or {}),
     })
+    config.validate()
+    return config
 
 
 def train_and_evaluate(config, fresh: bool = True, progress: bool = False, splits: tuple[str, ...] = ("test",)):

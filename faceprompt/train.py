@@ -188,6 +188,11 @@ class TrainConfig:
             source.check(f"train[{i}]")
         for i, source in enumerate(self.val or ()):
             source.check(f"val[{i}]")
+        for j, held in enumerate(self.val_sources()):
+            for i, source in enumerate(self.train):
+                if held.overlaps(source):
+                    raise ValueError(f"val[{j}] {held.to_dict()} overlaps train[{i}] {source.to_dict()}: "
+                                     f"give them different splits or disjoint parts")
 
     def val_sources(self) -> tuple[DataSource, ...]:
         if self.val is not None:

@@ -15,7 +15,8 @@
 # # Training one prompt method
 #
 # One method (`method`) is trained on the training split of the prepared datasets, with early stopping
-# on the validation split (`train_splits`, `val_splits`), and evaluated on the test split. The book's pipeline runs this notebook once
+# on the validation split (`train_splits`, `val_splits`; `train_part` and `val_part` keep disjoint hashed
+# parts of them, so one split can serve both), and evaluated on the test split. The book's pipeline runs this notebook once
 # per method with papermill; the same run from a shell:
 #
 # ```bash
@@ -42,6 +43,8 @@ method_options = {}     # any other option of the method, e.g. {"deep": True}
 train_options = {}      # any other TrainConfig field, e.g. {"optimizer": "sgd", "patience": 3}
 train_splits = ["train"]
 val_splits = ["val"]    # [] : no validation, all epochs run and the last is kept
+train_part = None       # [lo, hi]: only the rows whose identity hash falls in it, e.g. [0, 0.6]
+val_part = None         # e.g. [0.6, 1]: the rest of the same split, to choose the epoch on
 
 # %%
 import pandas as pd
@@ -56,7 +59,7 @@ config = report.train_config(
     method, backbone, manifests, f"{work_dir}/runs", weights=weights, device=device,
     cache_dir=f"{work_dir}/cache", method_options=options, seed=seed,
     train={"epochs": epochs, "batch_size": batch_size, "lr": lr, **train_options},
-    train_splits=train_splits, val_splits=val_splits,
+    train_splits=train_splits, val_splits=val_splits, train_part=train_part, val_part=val_part,
 )
 pd.Series(config.to_dict(), dtype=object).drop(["train", "val"])
 

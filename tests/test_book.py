@@ -264,6 +264,13 @@ def test_train_config_takes_its_splits_from_the_notebook_parameters(tmp_path):
     assert unseen.val == ()  # no validation: every epoch runs
     with pytest.raises(ValueError, match="overlap"):
         report.train_config("vpt", "tiny-pe", manifests, tmp_path / "runs", train_splits=["val"])
+    halves = report.train_config("vpt", "tiny-pe", manifests, tmp_path / "runs", train_splits=["val"],
+                                 train_part=[0, 0.6], val_part=[0.6, 1])
+    assert [(s.splits, s.part) for s in halves.train] == [(("val",), (0.0, 0.6))] * 2
+    assert [(s.splits, s.part) for s in halves.val] == [(("val",), (0.6, 1.0))] * 2
+    with pytest.raises(ValueError, match=r"val\[0\] .* overlaps train\[0\]"):
+        report.train_config("vpt", "tiny-pe", manifests, tmp_path / "runs", train_splits=["val"],
+                            train_part=[0, 0.6], val_part=[0.5, 1])
 
 
 def test_attention_runs_from_other_weights_are_not_reused(tmp_path, tiny_backbones):

@@ -96,6 +96,37 @@ def test_sources_concatenate_and_select_splits(synthetic_manifest):  # noqa: F81
     assert len(both) == 96
 
 
+def test_parts_of_a_split_are_disjoint_stable_and_keep_people_together(synthetic_manifest, tmp_path):  # noqa: F811
+    from faceprompt.data.manifest import read_manifest, write_manifest
+
+    frame = read_manifest(synthetic_manifest)
+    frame["identity"] = [f"person{i // 3}" for i in range(len(frame))]  # three photos per person
+    manifest = str(write_manifest(frame, tmp_path / "people.csv"))
+    source = DataSource.parse({"manifest": manifest, "splits": ["train", "val"], "part": [0, 0.6]}, ("train",), "t")
+    tune = load_sources([source])
+    select = load_sources([DataSource(manifest, ("train", "val"), part=(0.6, 1.0))])
+    whole = load_sources([DataSource(manifest, ("train", "val"))])
+    assert len(tune) + len(select) == len(whole) and 0 < len(select) < len(whole)
+    assert not set(tune["identity"]) & set(select["identity"])  # nobody in both
+    assert load_sources([source]).equals(tune)  # the same rows every time
+    assert DataSource.parse(source.to_dict(), ("train",), "t") == source
+    assert source.overlaps(DataSource(manifest, ("val",), part=(0.5, 1)))
+    assert not source.overlaps(DataSource(manifest, ("val",), part=(0.6, 1)))
+    assert not source.overlaps(DataSource(manifest, ("test",)))
+    with pytest.raises(ValueError, match=r"val\[0\].part: \[0.5, 0.2\] must be \[lo, hi\]"):
+        DataSource(manifest, ("val",), part=(0.5, 0.2)).check("val[0]")
+
+
+def test_validation_rows_may_not_overlap_the_training_rows(synthetic_manifest, tmp_path):  # noqa: F811
+    tuned_on_val = dict(train=[{"manifest": str(synthetic_manifest), "splits": ["val"]}])
+    with pytest.raises(ValueError, match=r"val\[0\] .* overlaps train\[0\]"):
+        quick_config(synthetic_manifest, tmp_path, **tuned_on_val).validate()  # val: the val split by default
+    halves = quick_config(synthetic_manifest, tmp_path,
+                          train=[{"manifest": str(synthetic_manifest), "splits": ["val"], "part": [0, 0.5]}],
+                          val=[{"manifest": str(synthetic_manifest), "splits": ["val"], "part": [0.5, 1]}])
+    halves.validate()
+
+
 # --- feature cache ---------------------------------------------------------------------------------
 
 def test_feature_cache_reuses_and_keys_on_images_and_backbone(synthetic_manifest, tiny_backbones, tmp_path):  # noqa: F811

@@ -2,15 +2,18 @@
 
 ``ManifestDataset(manifest, transform, tasks)`` takes a manifest path or DataFrame; several
 manifests (datasets) are combined with :func:`load_sources`, which selects rows by manifest,
-split and optionally dataset name, and names the offending field when a selection is empty.
+split, optionally dataset name and a part of the split, and names the offending field when a
+selection is empty.
 """
 from __future__ import annotations
 
+import hashlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable
 
+import numpy as np
 import pandas as pd
 import torch
 from torch.utils.data import Dataset
@@ -20,41 +23,71 @@ from faceprompt.data.manifest import SPLITS, label_indices, read_manifest
 from faceprompt.tasks import DEFAULT_TASKS, TASKS
 
 
+def row_fractions(frame: pd.DataFrame) -> np.ndarray:
+    """A stable number in [0, 1) per row, from a hash of its identity (else its file name): a split's
+    parts ``[lo, hi)`` are disjoint, the same on every machine, and never share a person."""
+    keys = [f"{d}/{i}" if isinstance(i, str) and i else f"{d}/{os.path.basename(p)}"
+            for d, i, p in zip(frame["dataset"], frame["identity"] if "identity" in frame else [""] * len(frame),
+                               frame["path"])]
+    return np.array([int.from_bytes(hashlib.sha1(k.encode()).digest()[:8], "big") / 2**64 for k in keys])
+
+
 @dataclass(frozen=True)
 class DataSource:
-    """Rows of one manifest: its splits, optionally only some of its datasets (the ``dataset`` column)."""
+    """Rows of one manifest: its splits, optionally only some of its datasets (the ``dataset`` column) and
+    only a part ``(lo, hi)`` of those rows (see :func:`row_fractions`), e.g. (0, 0.6) to tune prompts on
+    and (0.6, 1) to choose the epoch on."""
 
     manifest: str
     splits: tuple[str, ...] = ("train",)
     datasets: tuple[str, ...] | None = None
+    part: tuple[float, float] | None = None
 
     @classmethod
     def parse(cls, value: "str | dict | DataSource", default_splits: tuple[str, ...], where: str) -> "DataSource":
-        """A manifest path (default splits) or {manifest, splits, datasets}."""
+        """A manifest path (default splits) or {manifest, splits, datasets, part}."""
         if isinstance(value, DataSource):
             return value
         if isinstance(value, (str, os.PathLike)):
             return cls(str(value), tuple(default_splits))
         if not isinstance(value, dict) or "manifest" not in value:
-            raise ValueError(f"{where}: expected a manifest path or {{manifest, splits, datasets}}, got {value!r}")
-        unknown = sorted(set(value) - {"manifest", "splits", "datasets"})
+            raise ValueError(f"{where}: expected a manifest path or {{manifest, splits, datasets, part}}, "
+                             f"got {value!r}")
+        unknown = sorted(set(value) - {"manifest", "splits", "datasets", "part"})
         if unknown:
-            raise ValueError(f"{where}: unknown field(s) {unknown}; allowed: manifest, splits, datasets")
+            raise ValueError(f"{where}: unknown field(s) {unknown}; allowed: manifest, splits, datasets, part")
         splits = value.get("splits", default_splits)
         splits = (splits,) if isinstance(splits, str) else tuple(splits)
         datasets = value.get("datasets")
         datasets = (datasets,) if isinstance(datasets, str) else (tuple(datasets) if datasets else None)
-        return cls(str(value["manifest"]), splits, datasets)
+        part = value.get("part")
+        if part is not None:
+            if not isinstance(part, (list, tuple)) or len(part) != 2:
+                raise ValueError(f"{where}.part: expected [lo, hi], got {part!r}")
+            part = (float(part[0]), float(part[1]))
+        return cls(str(value["manifest"]), splits, datasets, part)
 
     def to_dict(self) -> dict:
         return {"manifest": self.manifest, "splits": list(self.splits),
-                "datasets": None if self.datasets is None else list(self.datasets)}
+                "datasets": None if self.datasets is None else list(self.datasets),
+                "part": None if self.part is None else list(self.part)}
 
     def check(self, where: str) -> None:
         """Field checks that need no file access."""
         bad = [s for s in self.splits if s not in SPLITS]
         if bad or not self.splits:
             raise ValueError(f"{where}.splits: {bad or '[]'} not valid; choose from {list(SPLITS)}")
+        if self.part is not None and not 0 <= self.part[0] < self.part[1] <= 1:
+            raise ValueError(f"{where}.part: {list(self.part)} must be [lo, hi] with 0 <= lo < hi <= 1")
+
+    def overlaps(self, other: "DataSource") -> bool:
+        """Whether the two can select a common row (same manifest and split, overlapping parts)."""
+        if self.manifest != other.manifest or not set(self.splits) & set(other.splits):
+            return False
+        if self.datasets is not None and other.datasets is not None and not set(self.datasets) & set(other.datasets):
+            return False
+        a, b = self.part or (0.0, 1.0), other.part or (0.0, 1.0)
+        return a[0] < b[1] and b[0] < a[1]
 
 
 def select_rows(source: DataSource, where: str = "data") -> pd.DataFrame:
@@ -68,7 +101,11 @@ def select_rows(source: DataSource, where: str = "data") -> pd.DataFrame:
         if unknown:
             raise ValueError(f"{where}.datasets: {unknown} not in {source.manifest}; it holds {known}")
         frame = frame[frame["dataset"].isin(source.datasets)]
-    return frame[frame["split"].isin(source.splits)].reset_index(drop=True)
+    frame = frame[frame["split"].isin(source.splits)]
+    if source.part is not None and len(frame):
+        fractions = row_fractions(frame)
+        frame = frame[(fractions >= source.part[0]) & (fractions < source.part[1])]
+    return frame.reset_index(drop=True)
 
 
 def load_sources(sources: Iterable[DataSource], where: str = "data") -> pd.DataFrame:
