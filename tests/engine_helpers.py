@@ -31,6 +31,22 @@ def quick_config(manifest: Path, root: Path, **overrides) -> TrainConfig:
     return TrainConfig.from_dict(base)
 
 
+class SimulatedCrash(Exception):
+    pass
+
+
+def fit_then_crash(config: TrainConfig, after_epoch: int = 1) -> None:
+    """Train ``config`` until ``after_epoch``'s checkpoint is written, then die as a crash would."""
+    from faceprompt.train import fit
+
+    def crash(epoch, record):
+        if epoch == after_epoch:
+            raise SimulatedCrash
+
+    with pytest.raises(SimulatedCrash):
+        fit(config, progress=False, on_epoch_end=crash)
+
+
 def without_timing(history: list[dict]) -> list[dict]:
     """Epoch records minus wall-clock fields (timings differ between runs; nothing else may)."""
     return [{k: v for k, v in row.items() if k != "seconds"} for row in history]

@@ -6,7 +6,7 @@ import math
 import pytest
 import torch
 
-from engine_helpers import quick_config, synthetic_manifest, without_timing  # noqa: F401
+from engine_helpers import fit_then_crash, quick_config, synthetic_manifest, without_timing  # noqa: F401
 from faceprompt.evaluate import evaluate
 from faceprompt.train import fit
 
@@ -31,21 +31,11 @@ def test_bf16_training_on_a_gpu_learns_and_evaluates(synthetic_manifest, tmp_pat
     assert metrics["accuracy"].between(0, 1).all()
 
 
-class SimulatedCrash(RuntimeError):
-    pass
-
-
 def test_gpu_resume_ends_like_an_uninterrupted_run(synthetic_manifest, tmp_path):  # noqa: F811
     options = dict(method="vpt", method_options={"tokens": 4}, device="cuda", precision="auto", epochs=3)
     whole = fit(quick_config(synthetic_manifest, tmp_path, run_id="whole", **options), progress=False)
 
-    def crash(epoch, record):
-        if epoch == 1:
-            raise SimulatedCrash
-
-    with pytest.raises(SimulatedCrash):
-        fit(quick_config(synthetic_manifest, tmp_path, run_id="crashed", **options), progress=False,
-            on_epoch_end=crash)
+    fit_then_crash(quick_config(synthetic_manifest, tmp_path, run_id="crashed", **options))
     resumed = fit(quick_config(synthetic_manifest, tmp_path, run_id="crashed", **options), resume=True,
                   progress=False)
     # GPU kernels need not be bitwise deterministic: the same numbers to bf16's precision.

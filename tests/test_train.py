@@ -9,8 +9,8 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from engine_helpers import (IMAGE_SIZE, blank_column, quick_config, synthetic_manifest,  # noqa: F401
-                            without_timing)
+from engine_helpers import (IMAGE_SIZE, blank_column, fit_then_crash, quick_config,  # noqa: F401
+                            synthetic_manifest, without_timing)
 from faceprompt import train as train_module
 from faceprompt.cli import main as cli
 from faceprompt.data.dataset import DataSource, ManifestDataset, load_sources
@@ -211,23 +211,13 @@ def test_balanced_accuracy_can_pick_the_best_epoch(synthetic_manifest, tmp_path)
     assert result.best_epoch == best["epoch"]
 
 
-class SimulatedCrash(Exception):
-    pass
-
-
 def test_resume_after_a_crash_ends_with_the_same_metrics(synthetic_manifest, tmp_path):  # noqa: F811
     # V2PT samples noise while training and the sampler draws class-balanced batches: both RNG paths resume.
     options = dict(method="v2pt", method_options={"tokens": 2, "latent": 4, "hidden": 16, "kl_weight": 0.1},
                    epochs=3, class_balance="sampler", warmup_epochs=1)
     whole = fit(quick_config(synthetic_manifest, tmp_path, run_id="whole", **options), progress=False)
 
-    def crash(epoch, record):
-        if epoch == 1:
-            raise SimulatedCrash
-
-    with pytest.raises(SimulatedCrash):
-        fit(quick_config(synthetic_manifest, tmp_path, run_id="crashed", **options), progress=False,
-            on_epoch_end=crash)
+    fit_then_crash(quick_config(synthetic_manifest, tmp_path, run_id="crashed", **options))
     assert json.loads((tmp_path / "runs" / "crashed" / "checkpoint.json").read_text())["epoch"] == 1
     resumed = fit(quick_config(synthetic_manifest, tmp_path, run_id="crashed", **options), resume=True,
                   progress=False)
