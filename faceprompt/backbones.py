@@ -411,6 +411,11 @@ class Backbone(nn.Module):
                 ) from err
         return self._tokenizer
 
+    @tokenizer.setter
+    def tokenizer(self, tokenizer) -> None:
+        """Another tokenizer with the same call (texts, context_length=) -> ids, e.g. for timing."""
+        self._tokenizer = tokenizer
+
     @property
     def context_start(self) -> int:
         """First token position that learnable context may overwrite: after a start token, if any."""
@@ -576,6 +581,17 @@ class Backbone(nn.Module):
         if self.logit_bias is not None:
             out = out + self.logit_bias
         return out
+
+
+def resolve_device(name: str | torch.device, field: str = "device") -> torch.device:
+    """``name`` as a torch device ("auto": a GPU when there is one), failing at once, naming ``field``, where
+    it asks for a GPU that is not there."""
+    if str(name) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"{field}: {str(name)!r}, but torch {torch.__version__} sees no CUDA GPU; use device: cpu")
+    return device
 
 
 def load_backbone(name: str, weights: str | None = None, device: str | torch.device = "cpu") -> Backbone:

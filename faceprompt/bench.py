@@ -28,7 +28,7 @@ from typing import Callable, Sequence
 import torch
 import yaml
 
-from faceprompt.backbones import Backbone, load_backbone
+from faceprompt.backbones import Backbone, load_backbone, resolve_device
 from faceprompt.io import write_json_atomic
 from faceprompt.losses import multitask_loss
 from faceprompt.prompts import added_parameters, build_model
@@ -95,7 +95,7 @@ def load_tower(backbone: str | Backbone, weights: str | None, device: str,
         if weights != "random":
             raise ValueError("--stand-in-tokenizer: only for --weights random (trained weights need their own "
                              "tokenizer)")
-        tower._tokenizer = StandInTokenizer(tower.text_tower.token_embedding.num_embeddings)
+        tower.tokenizer = StandInTokenizer(tower.text_tower.token_embedding.num_embeddings)
     return tower
 
 
@@ -309,8 +309,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
-    if args.device.startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError(f"--device: {args.device!r} requested but no GPU is available")
+    resolve_device(args.device, "--device")
     if args.epoch_cache:
         method = args.methods[0] if args.methods else "softcpt"
         results = bench_epoch_cache(args.backbone, method, args.images, args.batch_size, args.device, args.weights,

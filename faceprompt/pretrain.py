@@ -59,6 +59,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from faceprompt import backbones
+from faceprompt.backbones import resolve_device
 from faceprompt.io import atomic_path, write_json_atomic, write_text_atomic
 from faceprompt.tasks import AGE, AGE_BINS, EMOTION, EMOTIONS, GENDER, GENDERS, age_to_bin
 
@@ -160,20 +161,13 @@ class PretrainConfig:
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
-    def recipe_dict(self) -> dict:
-        """The fields that shape the result: where it runs (device, threads) may change on resume."""
-        return {k: v for k, v in self.to_dict().items() if k not in RUNTIME_FIELDS}
+
+RUNTIME_FIELDS = ("device", "threads")  # where a run happens, free to change on --resume
 
 
-RUNTIME_FIELDS = ("device", "threads")
-
-
-def resolve_device(name: str) -> torch.device:
-    """The config's device, with a clear error where it does not exist."""
-    device = torch.device(name)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device: {name!r}, but torch {torch.__version__} sees no CUDA GPU; use device: cpu")
-    return device
+def recipe_fields(config: dict) -> dict:
+    """A config dict's fields that shape the result."""
+    return {k: v for k, v in config.items() if k not in RUNTIME_FIELDS}
 
 
 def shared_data_root(cfg: PretrainConfig) -> Path:
@@ -854,8 +848,7 @@ def pretrain(cfg: PretrainConfig, resume: bool = False, progress: bool = True,
     ckpt = work / "last.pt"
     if resume and ckpt.is_file():
         saved = torch.load(ckpt, weights_only=False, map_location=device)
-        mine, theirs = cfg.recipe_dict(), {k: v for k, v in saved.get("config", {}).items() if k not in RUNTIME_FIELDS}
-        if mine != theirs:
+        if recipe_fields(saved.get("config", {})) != recipe_fields(cfg.to_dict()):
             raise ValueError(f"{ckpt} was written by another config; remove it or pass the same --config")
         model.load_state_dict(saved["model"])
         optimizer.load_state_dict(saved["optimizer"])

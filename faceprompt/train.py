@@ -39,7 +39,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 from tqdm.auto import tqdm
 
 from faceprompt import metrics
-from faceprompt.backbones import get_spec, load_backbone
+from faceprompt.backbones import get_spec, load_backbone, resolve_device
 from faceprompt.checkpoint import save_prompts
 from faceprompt.data.dataset import DataSource, FeatureDataset, ManifestDataset, load_sources
 from faceprompt.features import cached_features
@@ -392,12 +392,7 @@ class AccelerateRuntime(LocalRuntime):
 
 def make_runtime(cfg: TrainConfig) -> LocalRuntime:
     world = int(os.environ.get("WORLD_SIZE", "1"))
-    if cfg.device == "auto":
-        device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    else:
-        device = torch.device(cfg.device)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device: {cfg.device!r} requested but no GPU is available")
+    device = resolve_device(cfg.device)
     bf16 = cfg.precision == "bf16" or (cfg.precision == "auto" and device.type == "cuda")
     use_accelerate = cfg.accelerate if cfg.accelerate is not None else (world > 1 or device.type == "cuda")
     if use_accelerate:

@@ -26,9 +26,8 @@ from faceprompt.tasks import DEFAULT_TASKS, TASKS
 def row_fractions(frame: pd.DataFrame) -> np.ndarray:
     """A stable number in [0, 1) per row, from a hash of its identity (else its file name): a split's
     parts ``[lo, hi)`` are disjoint, the same on every machine, and never share a person."""
-    keys = [f"{d}/{i}" if isinstance(i, str) and i else f"{d}/{os.path.basename(p)}"
-            for d, i, p in zip(frame["dataset"], frame["identity"] if "identity" in frame else [""] * len(frame),
-                               frame["path"])]
+    keys = [f"{d}/{i}" if i else f"{d}/{os.path.basename(p)}"
+            for d, i, p in zip(frame["dataset"], frame["identity"], frame["path"])]
     return np.array([int.from_bytes(hashlib.sha1(k.encode()).digest()[:8], "big") / 2**64 for k in keys])
 
 
