@@ -58,6 +58,17 @@ def inverse_frequency_weights(targets: torch.Tensor, num_classes: int, power: fl
     return weights
 
 
+def anchor_divergence(logits: dict[str, torch.Tensor], anchor_logits: dict[str, torch.Tensor]) -> torch.Tensor:
+    """Mean over tasks of KL(anchor || tuned), per image, on every image whether labelled or not.
+
+    The anchor is the frozen zero-shot model: tuning on labels of one task then can't silently
+    move another task's predictions on images that carry no label for it.
+    """
+    divergences = [F.kl_div(logits[task].float().log_softmax(-1), anchor_logits[task].float().log_softmax(-1),
+                            log_target=True, reduction="batchmean") for task in logits]
+    return torch.stack(divergences).mean()
+
+
 @dataclass(frozen=True)
 class LossParts:
     """The total and its terms (detached floats are taken from these for logging)."""

@@ -44,7 +44,7 @@ from faceprompt.checkpoint import save_prompts
 from faceprompt.data.dataset import DataSource, FeatureDataset, ManifestDataset, load_sources
 from faceprompt.features import cached_features
 from faceprompt.io import atomic_path, read_json, write_json_atomic
-from faceprompt.losses import inverse_frequency_weights, multitask_loss
+from faceprompt.losses import anchor_divergence, inverse_frequency_weights, multitask_loss
 from faceprompt.prompts import PromptModel, build_model, resolve_method
 from faceprompt.prompts.base import TEXT_PROMPTS, VISUAL_PROMPTS, _split_config
 from faceprompt.tasks import DEFAULT_TASKS, TASKS
@@ -94,6 +94,9 @@ class TrainConfig:
     class_balance_tasks: tuple[str, ...] | None = None  # the tasks balanced (None: all)
     class_balance_power: float = 1.0  # weight ~ count ** -power: 1 fully balanced, 0.5 half-way (in log terms)
     age_ordinal_weight: float = 0.0
+    # beta in  CE + beta * KL(zero-shot || tuned), every task on every image (the frozen model's
+    # zero-shot predictions as the anchor; costs one more frozen image pass per step)
+    anchor_weight: float = 0.0
     task_weights: dict = field(default_factory=dict)
     # Cross-entropy at this logit scale instead of the backbone's own (argmax and evaluation unchanged):
     # a tower trained with a small scale gives near-uniform softmaxes that barely tell right from wrong.
@@ -171,6 +174,7 @@ class TrainConfig:
             ("patience", self.patience is None or self.patience >= 1, "must be >= 1 or null"),
             ("num_workers", self.num_workers >= 0, "must be >= 0"),
             ("age_ordinal_weight", self.age_ordinal_weight >= 0, "must be >= 0"),
+            ("anchor_weight", self.anchor_weight >= 0 and math.isfinite(self.anchor_weight), "must be >= 0"),
             ("loss_logit_scale", self.loss_logit_scale is None or (
                 isinstance(self.loss_logit_scale, (int, float)) and 0 < self.loss_logit_scale < math.inf),
              "must be > 0 or null"),
@@ -401,15 +405,31 @@ def make_runtime(cfg: TrainConfig) -> LocalRuntime:
 
 
 class TrainStep(nn.Module):
-    """The model's forward as one module, so data-parallel wrappers see every trained parameter."""
+    """The model's forward as one module, so data-parallel wrappers see every trained parameter.
 
-    def __init__(self, model: PromptModel, on_features: bool):
+    With an ``anchor`` (the zero-shot model on the same frozen backbone) it also returns the anchor's
+    logits, computed without a graph; otherwise None.
+    """
+
+    def __init__(self, model: PromptModel, on_features: bool, anchor: PromptModel | None = None):
         super().__init__()
-        self.model, self.on_features = model, on_features
+        self.model, self.on_features, self.anchor = model, on_features, anchor
 
     def forward(self, inputs: torch.Tensor):
         out = self.model.forward_features(inputs) if self.on_features else self.model(inputs)
-        return out.logits, out.aux
+        anchor_logits = None
+        if self.anchor is not None:
+            with torch.no_grad():
+                anchor_out = self.anchor.forward_features(inputs) if self.on_features else self.anchor(inputs)
+            anchor_logits = anchor_out.logits
+        return out.logits, out.aux, anchor_logits
+
+
+def anchor_model(cfg: TrainConfig, model: PromptModel) -> PromptModel | None:
+    """The zero-shot model sharing ``model``'s backbone, when ``anchor_weight`` asks for one."""
+    if not cfg.anchor_weight:
+        return None
+    return build_model("zero-shot", model.backbone, model.tasks)
 
 
 # --- optimisation --------------------------------------------------------------------------------
@@ -588,8 +608,11 @@ def train_epoch(step_module, loader, optimizer, scheduler, runtime, cfg, class_w
     for step, batch in enumerate(bar):
         inputs, targets = _to_device(batch, runtime.device)
         with runtime.autocast():
-            logits, aux = step_module(inputs)
+            logits, aux, anchor_logits = step_module(inputs)
         logits = rescale_logits(logits, logit_factor)
+        if anchor_logits is not None:
+            aux = {**aux, "anchor": cfg.anchor_weight * anchor_divergence(
+                logits, rescale_logits(anchor_logits, logit_factor))}
         parts = multitask_loss(logits, targets, cfg.task_weights, class_weights, cfg.age_ordinal_weight, aux)
         if not torch.isfinite(parts.total):
             terms = {k: round(float(v.detach()), 4) for k, v in parts.terms.items()}
@@ -688,7 +711,8 @@ def fit(config: TrainConfig | dict | str | os.PathLike, *, resume: bool = False,
                               pin_memory=runtime.device.type == "cuda")
     val_loader = None if val_ds is None else DataLoader(val_ds, batch_size=cfg.batch_size, num_workers=workers)
     optimizer = make_optimizer(cfg, model.trainable_parameters())
-    step_module, optimizer, train_loader = runtime.prepare(TrainStep(model, on_features), optimizer, train_loader)
+    step_module, optimizer, train_loader = runtime.prepare(
+        TrainStep(model, on_features, anchor_model(cfg, model)), optimizer, train_loader)
     scheduler = make_scheduler(cfg, optimizer, len(train_loader))
     class_weights = _class_weights(cfg, train_ds.labels, runtime.device)
     logit_factor = loss_logit_factor(cfg, model)

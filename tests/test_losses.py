@@ -7,7 +7,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from faceprompt.losses import inverse_frequency_weights, masked_cross_entropy, multitask_loss, squared_emd
+from faceprompt.losses import anchor_divergence, inverse_frequency_weights, masked_cross_entropy, multitask_loss, squared_emd
 
 
 def test_missing_label_contributes_zero_loss_and_zero_gradient():
@@ -98,3 +98,18 @@ def test_multitask_loss_weights_tasks_adds_the_ordinal_term_and_aux():
     assert torch.allclose(parts.total, expected)
     assert parts.terms["ce_emotion"].item() == 0.0
     assert set(parts.terms) == {"ce_gender", "ce_age", "emd_age", "ce_emotion", "aux_kl"}
+
+
+def test_anchor_divergence_is_zero_at_the_anchor_and_the_mean_kl_over_tasks_otherwise():
+    torch.manual_seed(0)
+    anchor = {"gender": torch.randn(5, 2), "emotion": torch.randn(5, 7)}
+    assert anchor_divergence(anchor, anchor).item() == pytest.approx(0.0, abs=1e-6)
+    tuned = {"gender": torch.randn(5, 2), "emotion": anchor["emotion"] + 3.0 * torch.randn(5, 7)}
+    by_hand = []
+    for task in tuned:
+        p, log_p, log_q = anchor[task].softmax(-1), anchor[task].log_softmax(-1), tuned[task].log_softmax(-1)
+        by_hand.append((p * (log_p - log_q)).sum(-1).mean())  # per image, then over images
+    assert anchor_divergence(tuned, anchor).item() == pytest.approx(float(sum(by_hand) / 2), rel=1e-5)
+    # A shift of every logit by the same amount leaves the softmax, and so the divergence, unchanged.
+    shifted = {task: value + 5.0 for task, value in anchor.items()}
+    assert anchor_divergence(shifted, anchor).item() == pytest.approx(0.0, abs=1e-5)

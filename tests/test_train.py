@@ -59,6 +59,7 @@ def test_example_configs_load_and_validate(name):
     ({"monitor": "f1"}, "monitor"),
     ({"class_balance_tasks": ["emotion", "height"], "tasks": ["gender", "emotion"]}, "class_balance_tasks"),
     ({"class_balance_power": 0}, "class_balance_power"),
+    ({"anchor_weight": -0.5}, "anchor_weight"),
 ])
 def test_bad_configs_fail_before_any_work_naming_the_field(synthetic_manifest, tmp_path, change, field):  # noqa: F811
     if "train" in change:
@@ -184,6 +185,33 @@ def test_loss_logit_scale_changes_the_loss_not_the_predictions(synthetic_manifes
     assert any(not torch.equal(own[k], sharp[k]) for k in own)
     saved = json.loads((scaled.run_dir / "config.json").read_text())
     assert saved["train_config"]["loss_logit_scale"] == 500.0
+
+
+def _divergence_from_zero_shot(run_dir: Path, manifest: Path) -> float:
+    """Mean KL(zero-shot || tuned) over every task on the test images of ``manifest``."""
+    from faceprompt.checkpoint import load_prompts
+    from faceprompt.losses import anchor_divergence
+
+    tuned = load_prompts(run_dir).eval()
+    zero_shot = build_model("zero-shot", tuned.backbone, tuned.tasks).eval()
+    frame = load_sources([DataSource(str(manifest), ("test",))])
+    images = torch.stack([ManifestDataset(frame, tuned.backbone.preprocess, tuned.task_names)[i][0]
+                          for i in range(len(frame))])
+    with torch.no_grad():
+        return float(anchor_divergence(tuned(images).logits, zero_shot(images).logits))
+
+
+@pytest.mark.parametrize("method, options", [("v2pt", {"tokens": 4}), ("softcpt", {})])
+def test_the_zero_shot_anchor_keeps_predictions_nearer_zero_shot(synthetic_manifest, tmp_path,  # noqa: F811
+                                                                  method, options):
+    options = options or dict(quick_config(synthetic_manifest, tmp_path).method_options)
+    runs = {weight: fit(quick_config(synthetic_manifest, tmp_path, method=method, method_options=options,
+                                     epochs=2, lr=5e-2, anchor_weight=weight, run_id=f"anchor-{weight}"),
+                        progress=False) for weight in (0.0, 20.0)}
+    assert "train_aux_anchor" not in runs[0.0].history[0]
+    assert all(row["train_aux_anchor"] > 0 for row in runs[20.0].history)
+    free, anchored = (_divergence_from_zero_shot(runs[w].run_dir, synthetic_manifest) for w in (0.0, 20.0))
+    assert anchored < free, (anchored, free)
 
 
 def test_balance_can_be_limited_to_some_tasks(synthetic_manifest, tmp_path):  # noqa: F811
