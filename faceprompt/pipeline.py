@@ -4,8 +4,9 @@
     python -m faceprompt.pipeline --profile configs/book_gpu.yaml --set backbone=siglip2-b16 --set work_dir=work/gpu-siglip2
 
 A profile (YAML) gives the parameters every notebook receives (``parameters``), per-notebook extras
-(``notebooks: {30_train: {...}}``), the methods ``30_train`` is run for, and how many notebooks may run
-at once. Notebooks run in stages: data preparation, zero-shot, one training run per method (in
+(``notebooks: {30_train: {...}}``), the methods ``30_train`` is run for, a method's own ``30_train``
+parameters (``method_parameters: {v2pt: {train_options: {...}}}``: a mapping is merged into the shared
+one, any other value replaces it), and how many notebooks may run at once. Notebooks run in stages: data preparation, zero-shot, one training run per method (in
 parallel), then evaluation and attention (in parallel), then the demo. Each executed notebook lands in
 ``executed_dir`` (``book/_executed``) with a stamp of what produced it (its source, its parameters, the
 package code and the stamps of the stages before it); a notebook whose stamp is unchanged is skipped.
@@ -35,8 +36,8 @@ PLACEHOLDER_CHAPTERS = {
     "book/demo.md": "# The demo\n\nThis chapter is being written.\n",
     "book/faceclip_tiny.md": "# faceclip-tiny: a small face model\n\nThis chapter is being written.\n",
 }
-PROFILE_KEYS = {"name", "description", "parameters", "notebooks", "methods", "seeds", "parallel", "threads",
-                "executed_dir", "build_book", "real_data"}
+PROFILE_KEYS = {"name", "description", "parameters", "notebooks", "methods", "seeds", "method_parameters",
+                "parallel", "threads", "executed_dir", "build_book", "real_data"}
 SHARED_DATA_ENV = "FACEPROMPT_SHARED_DATA"
 DATA_CHOICE_ENV = "FACEPROMPT_BOOK_DATA"  # "synthetic" forces the synthetic faces even when real data are here
 REAL_DATASETS = ("UTKFace", "facial_expressions", "LFW")  # folders the real-data profile reads
@@ -52,6 +53,7 @@ class Profile:
     notebooks: dict = field(default_factory=dict)
     methods: tuple[str, ...] = TRAINED_METHODS
     seeds: dict = field(default_factory=dict)  # method -> training seeds (others train once, seed 0)
+    method_parameters: dict = field(default_factory=dict)  # method -> its own 30_train parameters
     parallel: int = 2
     threads: int = 1
     executed_dir: str = "book/_executed"
@@ -95,6 +97,18 @@ class Profile:
                 raise ValueError(f"{where}.seeds.{method}: expected distinct integers >= 0, got {values!r}")
             seeds[method] = tuple(values)
         data["seeds"] = dict(seeds)
+        own = data.get("method_parameters") or {}
+        if not isinstance(own, dict):
+            raise ValueError(f"{where}.method_parameters: expected a mapping method -> 30_train parameters")
+        for method, values in own.items():
+            if method not in data["methods"]:
+                raise ValueError(f"{where}.method_parameters: {method!r} is not among the profile's methods")
+            if not isinstance(values, dict) or not values:
+                raise ValueError(f"{where}.method_parameters.{method}: expected a mapping of 30_train parameters")
+            for reserved in ("method", "seed"):
+                if reserved in values:
+                    raise ValueError(f"{where}.method_parameters.{method}: {reserved!r} is set by the pipeline")
+        data["method_parameters"] = {k: dict(v) for k, v in own.items()}
         for key in ("parallel", "threads"):
             if key in data and (not isinstance(data[key], int) or data[key] < 1):
                 raise ValueError(f"{where}.{key}: must be an integer >= 1, got {data[key]!r}")
@@ -112,6 +126,19 @@ class Profile:
                 raise ValueError(f"notebooks.{notebook}: {unknown} not parameters of the notebook "
                                  f"(it declares {sorted(declared)})")
         return {**base, **own}
+
+    def method_train_parameters(self, method: str, shared: dict, declared: set[str] | None = None) -> dict:
+        """``30_train``'s parameters for ``method``: ``shared`` with the method's own section laid over it."""
+        own = self.method_parameters.get(method, {})
+        unknown = sorted(set(own) - declared) if declared is not None else []
+        if unknown:
+            raise ValueError(f"method_parameters.{method}: {unknown} not parameters of 30_train "
+                             f"(it declares {sorted(declared)})")
+        merged = dict(shared)
+        for key, value in own.items():
+            base = merged.get(key)
+            merged[key] = {**base, **value} if isinstance(base, dict) and isinstance(value, dict) else value
+        return merged
 
     def method_seeds(self, method: str) -> tuple[int, ...]:
         """The seeds ``method`` is trained with (seed 0 alone unless ``seeds`` names it)."""
@@ -226,11 +253,12 @@ def plan(profile: Profile, root: Path) -> list[list[Job]]:
                 from faceprompt.report import run_name
 
                 for method in profile.methods:
+                    method_params = profile.method_train_parameters(method, params, declared)
                     for seed in profile.method_seeds(method):
                         suffix = run_name(method, seed)[len(run_name(method)):]
                         extra = {"seed": seed} if method in profile.seeds else {}
                         jobs.append(Job(notebook, f"30_train_{run_name(method)}{suffix}",
-                                        {**params, "method": method, **extra},
+                                        {**method_params, "method": method, **extra},
                                         f"30_train ({method}, seed {seed})" if extra else f"30_train ({method})"))
             else:
                 jobs.append(Job(notebook, notebook, params, notebook))

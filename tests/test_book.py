@@ -160,6 +160,28 @@ def test_seeds_must_name_trained_methods():
     assert Profile.from_dict({"methods": ["vpt"], "seeds": {"vpt": [0, 1]}}).method_seeds("vpt") == (0, 1)
 
 
+def test_a_method_can_have_its_own_train_parameters():
+    from faceprompt.pipeline import Profile, plan
+
+    profile = Profile.from_dict({
+        "methods": ["vpt", "v2pt"], "seeds": {"v2pt": [0, 1]},
+        "notebooks": {"30_train": {"lr": 0.002, "train_options": {"min_lr": 1e-5, "max_train_samples": 40}}},
+        "method_parameters": {"v2pt": {"lr": 0.001, "train_options": {"anchor_weight": 5.0}}}})
+    jobs = {j.output: j.parameters for j in plan(profile, ROOT)[2] if j.notebook == "30_train"}
+    assert jobs["30_train_vpt"]["lr"] == 0.002
+    assert jobs["30_train_vpt"]["train_options"] == {"min_lr": 1e-5, "max_train_samples": 40}
+    for run in ("30_train_v2pt", "30_train_v2pt-seed1"):  # every seed; the shared mapping is merged, not replaced
+        assert jobs[run]["lr"] == 0.001
+        assert jobs[run]["train_options"] == {"min_lr": 1e-5, "max_train_samples": 40, "anchor_weight": 5.0}
+    assert jobs["30_train_v2pt-seed1"]["seed"] == 1
+    with pytest.raises(ValueError, match="not among the profile's methods"):
+        Profile.from_dict({"methods": ["vpt"], "method_parameters": {"v2pt": {"lr": 0.1}}})
+    with pytest.raises(ValueError, match="set by the pipeline"):
+        Profile.from_dict({"methods": ["vpt"], "method_parameters": {"vpt": {"seed": 3}}})
+    with pytest.raises(ValueError, match="not parameters of 30_train"):
+        plan(Profile.from_dict({"methods": ["vpt"], "method_parameters": {"vpt": {"learning_rate": 0.1}}}), ROOT)
+
+
 def test_seed_table_means_spreads_and_verdicts(tmp_path):
     import pandas as pd
 
