@@ -86,23 +86,15 @@ class Profile:
             resolve_method(method)  # "unknown method ..." names it
             if method == "zero-shot":
                 raise ValueError(f"{where}.methods: zero-shot is not trained (20_zero_shot evaluates it)")
-        seeds = data.get("seeds") or {}
-        if not isinstance(seeds, dict):
-            raise ValueError(f"{where}.seeds: expected a mapping method -> list of seeds")
+        seeds = _per_method(data, "seeds", "list of seeds", where)
         for method, values in seeds.items():
-            if method not in data["methods"]:
-                raise ValueError(f"{where}.seeds: {method!r} is not among the profile's methods")
             values = [values] if isinstance(values, int) else list(values)
             if not values or not all(isinstance(v, int) and v >= 0 for v in values) or len(set(values)) != len(values):
                 raise ValueError(f"{where}.seeds.{method}: expected distinct integers >= 0, got {values!r}")
             seeds[method] = tuple(values)
         data["seeds"] = dict(seeds)
-        own = data.get("method_parameters") or {}
-        if not isinstance(own, dict):
-            raise ValueError(f"{where}.method_parameters: expected a mapping method -> 30_train parameters")
+        own = _per_method(data, "method_parameters", "30_train parameters", where)
         for method, values in own.items():
-            if method not in data["methods"]:
-                raise ValueError(f"{where}.method_parameters: {method!r} is not among the profile's methods")
             if not isinstance(values, dict) or not values:
                 raise ValueError(f"{where}.method_parameters.{method}: expected a mapping of 30_train parameters")
             for reserved in ("method", "seed"):
@@ -143,6 +135,17 @@ class Profile:
     def method_seeds(self, method: str) -> tuple[int, ...]:
         """The seeds ``method`` is trained with (seed 0 alone unless ``seeds`` names it)."""
         return tuple(self.seeds.get(method, (0,)))
+
+
+def _per_method(data: dict, key: str, what: str, where: str) -> dict:
+    """``data[key]``, a mapping from some of the profile's methods to ``what``; refused naming the key."""
+    mapping = data.get(key) or {}
+    if not isinstance(mapping, dict):
+        raise ValueError(f"{where}.{key}: expected a mapping method -> {what}")
+    for method in mapping:
+        if method not in data["methods"]:
+            raise ValueError(f"{where}.{key}: {method!r} is not among the profile's methods")
+    return mapping
 
 
 def shared_data_root(root: Path | None = None) -> Path:
