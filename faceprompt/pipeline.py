@@ -6,10 +6,11 @@
 A profile (YAML) gives the parameters every notebook receives (``parameters``), per-notebook extras
 (``notebooks: {30_train: {...}}``), the methods ``30_train`` is run for, a method's own ``30_train``
 parameters (``method_parameters: {v2pt: {train_options: {...}}}``: a mapping is merged into the shared
-one, any other value replaces it), and how many notebooks may run at once. Notebooks run in stages: data preparation, zero-shot, one training run per method (in
-parallel), then evaluation and attention (in parallel), then the demo. Each executed notebook lands in
-``executed_dir`` (``book/_executed``) with a stamp of what produced it (its source, its parameters, the
-package code and the stamps of the stages before it); a notebook whose stamp is unchanged is skipped.
+one, any other value replaces it), and how many notebooks may run at once. Notebooks run in stages:
+data preparation, zero-shot, one training run per method (in parallel), then evaluation and attention
+(in parallel), then the demo. Each executed notebook lands in ``executed_dir`` (``book/_executed``)
+with a stamp of what produced it (its source, its parameters, the package code and the stamps of the
+stages before it); a notebook whose stamp is unchanged is skipped.
 Finally ``jupyter-book build`` runs with warnings as errors.
 """
 from __future__ import annotations
@@ -112,20 +113,13 @@ class Profile:
         if declared is not None:
             base = {k: v for k, v in base.items() if k in declared}
         own = self.notebooks.get(notebook, {})
-        if declared is not None:
-            unknown = sorted(set(own) - declared)
-            if unknown:
-                raise ValueError(f"notebooks.{notebook}: {unknown} not parameters of the notebook "
-                                 f"(it declares {sorted(declared)})")
+        _check_declared(own, declared, f"notebooks.{notebook}", "the notebook")
         return {**base, **own}
 
     def method_train_parameters(self, method: str, shared: dict, declared: set[str] | None = None) -> dict:
         """``30_train``'s parameters for ``method``: ``shared`` with the method's own section laid over it."""
         own = self.method_parameters.get(method, {})
-        unknown = sorted(set(own) - declared) if declared is not None else []
-        if unknown:
-            raise ValueError(f"method_parameters.{method}: {unknown} not parameters of 30_train "
-                             f"(it declares {sorted(declared)})")
+        _check_declared(own, declared, f"method_parameters.{method}", "30_train")
         merged = dict(shared)
         for key, value in own.items():
             base = merged.get(key)
@@ -135,6 +129,13 @@ class Profile:
     def method_seeds(self, method: str) -> tuple[int, ...]:
         """The seeds ``method`` is trained with (seed 0 alone unless ``seeds`` names it)."""
         return tuple(self.seeds.get(method, (0,)))
+
+
+def _check_declared(section: dict, declared: set[str] | None, where: str, notebook: str) -> None:
+    """Refuse names in a profile section that the notebook's parameters cell does not declare."""
+    unknown = sorted(set(section) - declared) if declared is not None else []
+    if unknown:
+        raise ValueError(f"{where}: {unknown} not parameters of {notebook} (it declares {sorted(declared)})")
 
 
 def _per_method(data: dict, key: str, what: str, where: str) -> dict:

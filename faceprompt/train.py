@@ -94,7 +94,7 @@ class TrainConfig:
     class_balance_tasks: tuple[str, ...] | None = None  # the tasks balanced (None: all)
     class_balance_power: float = 1.0  # weight ~ count ** -power: 1 fully balanced, 0.5 half-way (in log terms)
     age_ordinal_weight: float = 0.0
-    # beta in  CE + beta * KL(zero-shot || tuned), every task on every image (the frozen model's
+    # gamma in  CE + gamma * KL(zero-shot || tuned), every task on every image (the frozen model's
     # zero-shot predictions as the anchor; costs one more frozen image pass per step)
     anchor_weight: float = 0.0
     task_weights: dict = field(default_factory=dict)
