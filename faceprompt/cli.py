@@ -50,6 +50,10 @@ def main(argv: list[str] | None = None) -> int:
     args = command_parser.parse_args(rest)
     try:
         return int(module.run(args) or 0)
+    except KeyboardInterrupt as err:
+        # Long commands raise errors.Interrupted after saving, with how to resume as the message.
+        print(f"faceprompt {name}: {str(err) or 'interrupted'}", file=sys.stderr)
+        return 130
     except (ValueError, FileNotFoundError, RuntimeError, KeyError) as err:
         # User-facing errors are one clear line, not a traceback.
         print(f"faceprompt {name}: error: {err}", file=sys.stderr)
