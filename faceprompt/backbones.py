@@ -39,6 +39,8 @@ from timm.models import register_model
 from timm.models.eva import Eva
 from timm.models.vision_transformer import VisionTransformer
 
+from faceprompt.registry import Registry
+
 log = logging.getLogger(__name__)
 
 _PACKAGE_DIR = Path(__file__).resolve().parent
@@ -63,29 +65,26 @@ def faceprompt_tiny_vit_map(pretrained: bool = False, **kwargs) -> VisionTransfo
     return VisionTransformer(**{**args, **_tiny_kwargs(kwargs)})
 
 
+def _pe_core_layout(embed_dim: int, depth: int) -> dict:
+    """timm Eva arguments of the PE-Core layout (cls token, 2-D RoPE, pre-norm, MAP head) at 64 px."""
+    return dict(
+        img_size=64, patch_size=8, embed_dim=embed_dim, depth=depth, num_heads=2, mlp_ratio=4.0,
+        global_pool="map", attn_type="rope", use_pre_transformer_norm=True, use_rot_pos_emb=True,
+        ref_feat_shape=(8, 8), rope_grid_offset=1.0, rope_grid_indexing="xy", attn_pool_num_heads=2,
+        attn_pool_mlp_ratio=4.0, norm_layer=partial(nn.LayerNorm, eps=1e-5),
+    )
+
+
 @register_model
 def faceprompt_tiny_eva_rope(pretrained: bool = False, **kwargs) -> Eva:
     """PE-Core-shaped: timm Eva with a cls token, 2-D RoPE on patch tokens, pre-norm and MAP head."""
-    args = dict(
-        img_size=64, patch_size=8, embed_dim=64, depth=2, num_heads=2, mlp_ratio=4.0, global_pool="map",
-        attn_type="rope", use_pre_transformer_norm=True, use_rot_pos_emb=True, ref_feat_shape=(8, 8),
-        rope_grid_offset=1.0, rope_grid_indexing="xy", attn_pool_num_heads=2, attn_pool_mlp_ratio=4.0,
-        norm_layer=partial(nn.LayerNorm, eps=1e-5),
-    )
-    return Eva(**{**args, **_tiny_kwargs(kwargs)})
-
+    return Eva(**{**_pe_core_layout(64, 2), **_tiny_kwargs(kwargs)})
 
 
 @register_model
 def faceprompt_faceclip_tiny_eva(pretrained: bool = False, **kwargs) -> Eva:
-    """faceclip-tiny's vision tower: the PE-Core layout (Eva, cls token, RoPE, MAP head) at 64 px, width 160."""
-    args = dict(
-        img_size=64, patch_size=8, embed_dim=160, depth=4, num_heads=2, mlp_ratio=4.0, global_pool="map",
-        attn_type="rope", use_pre_transformer_norm=True, use_rot_pos_emb=True, ref_feat_shape=(8, 8),
-        rope_grid_offset=1.0, rope_grid_indexing="xy", attn_pool_num_heads=2, attn_pool_mlp_ratio=4.0,
-        norm_layer=partial(nn.LayerNorm, eps=1e-5),
-    )
-    return Eva(**{**args, **_tiny_kwargs(kwargs)})
+    """faceclip-tiny's vision tower: the PE-Core layout at 64 px, width 160, depth 4."""
+    return Eva(**{**_pe_core_layout(160, 4), **_tiny_kwargs(kwargs)})
 
 
 open_clip.add_model_config(MODEL_CONFIG_DIR)
@@ -111,14 +110,18 @@ class BackboneSpec:
         return "hub" if self.tag else "random"
 
 
-BACKBONES: dict[str, BackboneSpec] = {}
+BACKBONES: Registry[BackboneSpec] = Registry("backbone")
 
 
 def register_backbone(spec: BackboneSpec) -> BackboneSpec:
+    """Add a backbone; a name already registered is refused (DuplicateNameError)."""
     if spec.family not in ("siglip2", "pe-core"):
         raise ValueError(f"backbone {spec.name!r}: family must be 'siglip2' or 'pe-core', not {spec.family!r}")
-    BACKBONES[spec.name] = spec
-    return spec
+    return BACKBONES.add(spec.name, spec)
+
+
+def list_backbones() -> list[str]:
+    return BACKBONES.names()
 
 
 for _spec in (
@@ -143,10 +146,7 @@ if (PRETRAINED_DIR / "faceclip-tiny" / "open_clip_config.json").is_file():
 
 
 def get_spec(name: str) -> BackboneSpec:
-    try:
-        return BACKBONES[name]
-    except KeyError:
-        raise ValueError(f"unknown backbone {name!r}; known: {', '.join(BACKBONES)}") from None
+    return BACKBONES.get_or_raise(name)
 
 
 class WeightsNotFoundError(FileNotFoundError):
@@ -357,6 +357,26 @@ class Backbone(nn.Module):
         return self._trunk.patch_embed.num_patches
 
     @property
+    def patch_size(self) -> tuple[int, int]:
+        """Pixels per patch (height, width)."""
+        return tuple(self._trunk.patch_embed.patch_size)
+
+    @property
+    def patch_grid(self) -> tuple[int, int]:
+        """Patches per image (rows, columns)."""
+        return tuple(self._trunk.patch_embed.grid_size)
+
+    @property
+    def has_attention_pool(self) -> bool:
+        return getattr(self._trunk, "attn_pool", None) is not None
+
+    def patch_embeddings(self, images: torch.Tensor) -> torch.Tensor:
+        """The frozen patch embedding of each image, before positions: [B, patches, W] (no gradient)."""
+        with torch.no_grad():
+            patches = self._trunk.patch_embed(images)
+        return patches.flatten(1, -2) if patches.dim() > 3 else patches
+
+    @property
     def text_width(self) -> int:
         return self.text_tower.token_embedding.embedding_dim
 
@@ -563,6 +583,23 @@ class Backbone(nn.Module):
             n_pre = self.num_prefix_tokens
             tokens = torch.cat([tokens[:, :n_pre], tokens[:, n_pre + n_prompts:]], dim=1)
         return self.model.visual.head(self._trunk.forward_head(tokens))
+
+    def pool_attention(self, tokens: torch.Tensor) -> torch.Tensor:
+        """The attention-pool (MAP) head's softmax weights over ``tokens`` [B, N, W] from :meth:`image_tokens`:
+        [B, N], the mean over heads and latent queries. Computed as timm's ``AttentionPoolLatent`` does."""
+        pool = getattr(self._trunk, "attn_pool", None)
+        if pool is None:
+            raise ValueError(f"backbone {self.name!r} has no attention-pool head to read")
+        b, n, c = tokens.shape
+        if getattr(pool, "pos_embed", None) is not None:
+            tokens = tokens + pool.pos_embed.unsqueeze(0).to(tokens.dtype)
+        heads = pool.num_heads
+        latent = pool.latent.expand(b, -1, -1)
+        q = pool.q(latent).reshape(b, latent.shape[1], heads, c // heads).transpose(1, 2)
+        k = pool.kv(tokens).reshape(b, n, 2, heads, c // heads).permute(2, 0, 3, 1, 4)[0]
+        q, k = pool.q_norm(q), pool.k_norm(k)
+        weights = ((q * pool.scale) @ k.transpose(-2, -1)).softmax(dim=-1)  # [B, heads, latents, N]
+        return weights.mean(dim=(1, 2))
 
     def encode_image(self, images: torch.Tensor, prompts: torch.Tensor | None = None, deep: bool = False,
                      pool_prompts: bool = True, normalize: bool = False) -> torch.Tensor:

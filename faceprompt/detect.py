@@ -25,6 +25,8 @@ from typing import Callable, Protocol
 import numpy as np
 from PIL import Image
 
+from faceprompt.registry import Registry
+
 DEFAULT_DETECTOR = "dlib"
 
 
@@ -56,14 +58,14 @@ class Detector(Protocol):
         ...
 
 
-_REGISTRY: dict[str, Callable[..., Detector]] = {}
+DETECTORS: Registry[Callable[..., Detector]] = Registry("detector")
 
 
 def register_detector(name: str) -> Callable:
-    """Class decorator: make a backend available to ``get_detector(name)``."""
+    """Class decorator: make a backend available to ``get_detector(name)``; a taken name is refused."""
 
     def wrap(cls):
-        _REGISTRY[name] = cls
+        DETECTORS.add(name, cls)
         cls.name = name
         return cls
 
@@ -73,7 +75,7 @@ def register_detector(name: str) -> Callable:
 def available_detectors() -> list[str]:
     """Registered detectors whose package imports on this machine."""
     names = []
-    for name, cls in _REGISTRY.items():
+    for name, cls in DETECTORS.items():
         try:
             cls.check_installed()
         except ImportError:
@@ -84,9 +86,7 @@ def available_detectors() -> list[str]:
 
 def get_detector(name: str = DEFAULT_DETECTOR, **options) -> Detector:
     """A ready detector by name; ImportError names the package when its backend isn't installed."""
-    if name not in _REGISTRY:
-        raise ValueError(f"unknown detector {name!r}; known: {sorted(_REGISTRY)}")
-    return _REGISTRY[name](**options)
+    return DETECTORS.get_or_raise(name)(**options)
 
 
 def _check_rgb(rgb: np.ndarray) -> np.ndarray:

@@ -8,7 +8,7 @@
   prompt part says how much of the feature is read from the visual prompts.
 
 Both work for every method: the visual prompts a method inserts for a task (VPT's shared set, VPT-TS's
-task set, V2PT's learned + generated prompts) are taken from the method itself by :func:`visual_prompts`.
+task set, V2PT's learned + generated prompts) come from the method's own ``visual.prompts_for``.
 """
 from __future__ import annotations
 
@@ -36,55 +36,22 @@ class PoolAttention:
         return self.prompts.sum(-1)
 
 
-def visual_prompts(model: PromptModel, images: torch.Tensor, task: str) -> tuple[torch.Tensor | None, bool]:
-    """The visual prompts ``model`` inserts for ``task`` on ``images`` (eval mode), and whether they are deep.
-
-    None for methods without visual prompts.
-    """
-    visual = model.visual
-    kind = getattr(visual, "kind", "none")
-    if kind == "vpt":
-        index = model.task_names.index(task) if visual.cfg.task_specific else 0
-        prompts = visual.prompts[index]
-        return (prompts if visual.cfg.deep else prompts[0]), visual.cfg.deep
-    if kind == "v2pt":
-        mu, _ = visual.posterior(images)  # evaluation uses the posterior mean
-        generated = visual.decoder(mu).view(images.shape[0], 1, visual.cfg.tokens, model.backbone.width)
-        prompts = visual.prompts.unsqueeze(0) + generated
-        return (prompts if visual.cfg.deep else prompts[:, 0]), visual.cfg.deep
-    return None, False
-
-
 @torch.no_grad()
 def pool_attention(backbone: Backbone, images: torch.Tensor, prompts: torch.Tensor | None = None,
                    deep: bool = False) -> PoolAttention:
     """Attention weights of the MAP head's latent query over the final tokens, mean over heads and latents."""
-    pool = getattr(backbone._trunk, "attn_pool", None)
-    if pool is None:
-        raise ValueError(f"backbone {backbone.name!r} has no attention-pool head to read")
-    tokens = backbone.image_tokens(images, prompts, deep)
-    b, n, c = tokens.shape
-    if getattr(pool, "pos_embed", None) is not None:
-        tokens = tokens + pool.pos_embed.unsqueeze(0).to(tokens.dtype)
-    heads = pool.num_heads
-    latent = pool.latent.expand(b, -1, -1)
-    q = pool.q(latent).reshape(b, latent.shape[1], heads, c // heads).transpose(1, 2)
-    k = pool.kv(tokens).reshape(b, n, 2, heads, c // heads).permute(2, 0, 3, 1, 4)[0]
-    q, k = pool.q_norm(q), pool.k_norm(k)
-    weights = ((q * pool.scale) @ k.transpose(-2, -1)).softmax(dim=-1)  # [B, heads, latents, N]
-    weights = weights.mean(dim=(1, 2))
+    weights = backbone.pool_attention(backbone.image_tokens(images, prompts, deep))
     n_pre = backbone.num_prefix_tokens
     n_prompts = 0 if prompts is None else prompts.shape[-2]
-    side = int(round(backbone.num_patches ** 0.5))
-    patches = weights[:, n_pre + n_prompts:].reshape(b, side, side)
+    patches = weights[:, n_pre + n_prompts:].reshape(weights.shape[0], *backbone.patch_grid)
     return PoolAttention(patches, weights[:, n_pre:n_pre + n_prompts], weights[:, :n_pre])
 
 
 def method_attention(model: PromptModel, images: torch.Tensor, task: str) -> PoolAttention:
-    """:func:`pool_attention` with the visual prompts ``model`` uses for ``task``."""
+    """:func:`pool_attention` with the visual prompts ``model`` inserts for ``task`` (its ``prompts_for``)."""
     model.eval()
     with torch.no_grad():
-        prompts, deep = visual_prompts(model, images, task)
+        prompts, deep = model.visual.prompts_for(images, task)
     return pool_attention(model.backbone, images, prompts, deep)
 
 

@@ -48,37 +48,24 @@ class Task:
         return [template.format(self.words(c)) for c in self.classes]
 
 
-GENDER = Task(
-    name="gender",
-    classes=GENDERS,
-    description="Classify the person's gender.",
-    wording={"male": "man", "female": "woman"},
-    templates=("a photo of a {}.", "a close-up photo of a {}'s face.", "a face of a {}."),
-)
+# Class -> the words a prompt uses for it.
+_GENDER_WORDS = {"male": "man", "female": "woman"}
+_AGE_WORDS = {
+    "0-2": "baby", "3-9": "child", "10-19": "teenager", "20-29": "person in their twenties",
+    "30-39": "person in their thirties", "40-49": "person in their forties", "50-59": "person in their fifties",
+    "60-69": "person in their sixties", "70+": "person over seventy",
+}
+_EMOTION_WORDS = {
+    "surprise": "surprised", "fear": "fearful", "disgust": "disgusted", "happiness": "happy",
+    "sadness": "sad", "anger": "angry", "neutral": "neutral",
+}
 
-AGE = Task(
-    name="age",
-    classes=AGE_BINS,
-    description="Classify the person's age.",
-    wording={
-        "0-2": "baby", "3-9": "child", "10-19": "teenager", "20-29": "person in their twenties",
-        "30-39": "person in their thirties", "40-49": "person in their forties",
-        "50-59": "person in their fifties", "60-69": "person in their sixties",
-        "70+": "person over seventy",
-    },
-    templates=("a photo of a {}.", "a face of a {}.", "a close-up photo of a {}."),
-)
-
-EMOTION = Task(
-    name="emotion",
-    classes=EMOTIONS,
-    description="Classify the person's facial expression.",
-    wording={
-        "surprise": "surprised", "fear": "fearful", "disgust": "disgusted", "happiness": "happy",
-        "sadness": "sad", "anger": "angry", "neutral": "neutral",
-    },
-    templates=("a photo of a {} person.", "a face of a {} person.", "a close-up photo of a {} face."),
-)
+GENDER = Task("gender", GENDERS, "Classify the person's gender.", _GENDER_WORDS,
+              ("a photo of a {}.", "a close-up photo of a {}'s face.", "a face of a {}."))
+AGE = Task("age", AGE_BINS, "Classify the person's age.", _AGE_WORDS,
+           ("a photo of a {}.", "a face of a {}.", "a close-up photo of a {}."))
+EMOTION = Task("emotion", EMOTIONS, "Classify the person's facial expression.", _EMOTION_WORDS,
+               ("a photo of a {} person.", "a face of a {} person.", "a close-up photo of a {} face."))
 
 TASKS: dict[str, Task] = {t.name: t for t in (GENDER, AGE, EMOTION)}
 DEFAULT_TASKS: tuple[str, ...] = tuple(TASKS)

@@ -321,3 +321,44 @@ def test_pe_core_b16_random_prompted_forward():
     assert shallow.shape == deep.shape == (1, backbone.embed_dim)
     assert_differ(shallow, reference)
     assert_differ(deep, shallow)
+
+
+# --- what the backbone offers instead of its tower internals ------------------------------------------
+
+def test_patch_grid_and_size_describe_the_image(backbone):
+    rows, cols = backbone.patch_grid
+    assert rows * cols == backbone.num_patches
+    assert (rows * backbone.patch_size[0], cols * backbone.patch_size[1]) == (backbone.image_size,) * 2
+
+
+def test_patch_embeddings_are_one_token_per_patch_without_gradient(backbone):
+    x = images(backbone, 3).requires_grad_(True)
+    patches = backbone.patch_embeddings(x)
+    assert patches.shape == (3, backbone.num_patches, backbone.width) and not patches.requires_grad
+    # Each token depends on its own patch only: changing the first patch leaves the others.
+    y = x.detach().clone()
+    y[:, :, :backbone.patch_size[0], :backbone.patch_size[1]] += 1.0
+    changed = (backbone.patch_embeddings(y) - patches).abs().amax(dim=-1) > 1e-6
+    assert changed[:, 0].all() and not changed[:, 1:].any()
+
+
+@pytest.mark.parametrize("deep", [False, True])
+def test_pool_attention_is_a_distribution_over_every_final_token(backbone, deep):
+    prompts = torch.randn(backbone.depth, 3, backbone.width) if deep else torch.randn(3, backbone.width)
+    tokens = backbone.image_tokens(images(backbone), prompts, deep=deep)
+    weights = backbone.pool_attention(tokens)
+    assert weights.shape == tokens.shape[:2] and (weights >= 0).all()
+    torch.testing.assert_close(weights.sum(-1), torch.ones(2))
+    # The prompt tokens take part: stronger prompts shift the weights.
+    louder = backbone.pool_attention(backbone.image_tokens(images(backbone), prompts * 10, deep=deep))
+    assert not torch.allclose(weights, louder)
+
+
+def test_registering_a_taken_backbone_name_is_refused():
+    from faceprompt.backbones import BackboneSpec, list_backbones, register_backbone
+    from faceprompt.registry import DuplicateNameError
+
+    before = list_backbones()
+    with pytest.raises(DuplicateNameError, match="backbone 'tiny-vit' is already registered"):
+        register_backbone(BackboneSpec("tiny-vit", "FP-Tiny-Eva-RoPE", "pe-core"))
+    assert list_backbones() == before and BACKBONES["tiny-vit"].model_name == "FP-Tiny-ViT-MAP"

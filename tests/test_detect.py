@@ -13,7 +13,7 @@ from faceprompt.data.images import load_rgb  # noqa: E402
 from faceprompt.detect import (DEFAULT_DETECTOR, Detection, available_detectors, crop_face, expand_box,  # noqa: E402
                                get_detector, pick_face)
 
-DETECTORS = [d for d in ("haar", "dlib", "mtcnn") if d in available_detectors()]
+DETECTORS = available_detectors()  # registered backends whose package is installed here
 
 
 def test_at_least_two_offline_backends_and_the_default():
@@ -80,3 +80,13 @@ def test_crop_face_without_box_is_centre_square():
     arr[:, 25:75] = 200
     crop = np.asarray(crop_face(Image.fromarray(arr), None, size=32))
     assert crop.shape == (32, 32, 3) and crop.min() > 190
+
+
+def test_registering_a_taken_detector_name_is_refused():
+    from faceprompt.detect import DETECTORS as REGISTERED, register_detector
+    from faceprompt.registry import DuplicateNameError
+
+    original = REGISTERED["haar"]
+    with pytest.raises(DuplicateNameError, match="detector 'haar' is already registered"):
+        register_detector("haar")(type("OtherHaar", (), {}))
+    assert REGISTERED["haar"] is original

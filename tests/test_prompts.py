@@ -371,3 +371,90 @@ def test_flat_and_nested_configs_agree(tiny_backbones):
     nested = build_model("softcpt+vpt", bb, config={"visual": {"tokens": 3}, "text": {"context_tokens": 5}})
     assert flat.method_config() == nested.method_config()
     assert flat.visual.cfg.tokens == 3 and flat.text.cfg.context_tokens == 5
+
+
+# --- a visual prompt exposes its own prompts; attention maps need no per-method code ------------------
+
+@pytest.mark.parametrize("method", ["vpt", "vpt-ts", "v2pt", "coop+vpt-ts"])
+@pytest.mark.parametrize("deep", [False, True])
+def test_prompts_for_reproduce_each_tasks_image_features(backbone, method, deep):
+    model = build_model(method, backbone, config={"deep": deep, "tokens": 2})
+    perturb(model)
+    model.eval()
+    x = images(backbone, 3)
+    with torch.no_grad():
+        features = model.visual(x)[0]
+        for task in model.task_names:
+            prompts, is_deep = model.visual.prompts_for(x, task)
+            assert is_deep == deep
+            expected = features[task] if isinstance(features, dict) else features
+            torch.testing.assert_close(backbone.encode_image(x, prompts, deep=deep), expected, rtol=0, atol=1e-5)
+
+
+def test_methods_without_visual_prompts_give_none_and_refuse_unknown_tasks(tiny_backbones):
+    model = build_model("coop", tiny_backbones["tiny-vit"])
+    assert model.visual.prompts_for(images(tiny_backbones["tiny-vit"]), "age") == (None, False)
+    with pytest.raises(ValueError, match="unknown task 'race'"):
+        build_model("vpt", tiny_backbones["tiny-vit"]).visual.prompts_for(images(tiny_backbones["tiny-vit"]), "race")
+
+
+@pytest.mark.parametrize("method", ["zero-shot", "vpt", "vpt-ts", "v2pt"])
+def test_method_attention_splits_into_prefix_prompts_and_patch_grid(backbone, method):
+    from faceprompt.explain import method_attention
+
+    model = build_model(method, backbone, config={"tokens": 2} if method != "zero-shot" else None)
+    att = method_attention(model, images(backbone, 2), "emotion")
+    assert att.patches.shape == (2, *backbone.patch_grid)
+    assert att.prompts.shape == (2, 0 if method == "zero-shot" else 2)
+    assert att.prefix.shape == (2, backbone.num_prefix_tokens)
+    total = att.patches.flatten(1).sum(-1) + att.prompts.sum(-1) + att.prefix.sum(-1)
+    torch.testing.assert_close(total, torch.ones(2))
+
+
+def test_vpt_ts_attention_differs_per_task(tiny_backbones):
+    from faceprompt.explain import method_attention
+
+    bb = tiny_backbones["tiny-pe"]
+    model = build_model("vpt-ts", bb, config={"tokens": 2})
+    perturb(model)
+    x = images(bb)
+    assert not torch.allclose(method_attention(model, x, "gender").prompts, method_attention(model, x, "age").prompts)
+
+
+# --- registries refuse a second entry under a taken name -------------------------------------------
+
+def test_registering_a_taken_method_name_is_refused():
+    from faceprompt.prompts import MethodPreset, register_method
+    from faceprompt.registry import DuplicateNameError
+
+    before = list_methods()
+    with pytest.raises(DuplicateNameError, match="method 'vpt' is already registered"):
+        register_method(MethodPreset("vpt", "coop", "none"))
+    assert list_methods() == before and resolve_method("vpt").text == "templates"
+    with pytest.raises(ValueError, match="'\\+' joins"):
+        register_method(MethodPreset("a+b", "coop", "none"))
+
+
+@pytest.mark.parametrize("which, kind", [("text", "coop"), ("visual", "vpt")])
+def test_registering_a_taken_prompt_kind_is_refused(which, kind):
+    from faceprompt.prompts import base
+    from faceprompt.registry import DuplicateNameError
+
+    register = base.register_text_prompt if which == "text" else base.register_visual_prompt
+    registry = base.TEXT_PROMPTS if which == "text" else base.VISUAL_PROMPTS
+    original = registry[kind]
+
+    class Impostor(base.TextPrompt if which == "text" else base.VisualPrompt):
+        pass
+
+    with pytest.raises(DuplicateNameError, match=f"{which} prompt kind '{kind}' is already registered"):
+        register(kind)(Impostor)
+    assert registry[kind] is original and original.kind == kind
+
+
+def test_method_lists_come_from_the_registry():
+    from faceprompt.prompts import METHODS, list_text_prompts, list_visual_prompts
+
+    assert list_methods() == list(METHODS)
+    assert {p.text for p in METHODS.values()} <= set(list_text_prompts())
+    assert {p.visual for p in METHODS.values()} <= set(list_visual_prompts())

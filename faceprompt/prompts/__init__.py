@@ -15,8 +15,8 @@ A+B            A's text     B's visual  both (e.g. softcpt+vpt, coop+vpt-ts)
 from faceprompt.prompts import text as _text  # noqa: F401  (registers the text prompts)
 from faceprompt.prompts import visual as _visual  # noqa: F401  (registers the visual prompts)
 from faceprompt.prompts.base import (
-    METHODS, MethodPreset, Output, PromptModel, added_parameters, build_model, list_methods, register_method,
-    resolve_method,
+    METHODS, MethodPreset, Output, PromptModel, added_parameters, build_model, list_methods, list_text_prompts,
+    list_visual_prompts, register_method, resolve_method,
 )
 
 for _preset in (
@@ -31,4 +31,4 @@ for _preset in (
     register_method(_preset)
 
 __all__ = ["METHODS", "MethodPreset", "Output", "PromptModel", "added_parameters", "build_model",
-           "list_methods", "register_method", "resolve_method"]
+           "list_methods", "list_text_prompts", "list_visual_prompts", "register_method", "resolve_method"]

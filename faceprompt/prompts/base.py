@@ -9,7 +9,6 @@ presets of that composition (``vpt`` = templates + VPT, ``softcpt+vpt`` = SoftCP
 from __future__ import annotations
 
 import dataclasses
-import typing
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -17,33 +16,14 @@ import torch
 from torch import nn
 
 from faceprompt.backbones import Backbone
+from faceprompt.config import Config
+from faceprompt.registry import Registry
 from faceprompt.tasks import Task
 
 
 @dataclass(frozen=True)
-class PromptConfig:
-    """Base of every component config: frozen, JSON round-trip, unknown fields refused by name."""
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any] | None, where: str = "config") -> "PromptConfig":
-        data = dict(data or {})
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - names)
-        if unknown:
-            raise ValueError(f"{where}: unknown field(s) {unknown} for {cls.__name__}; allowed: {sorted(names)}")
-        hints = typing.get_type_hints(cls)
-        for key, value in list(data.items()):
-            if isinstance(value, list) and "tuple" in str(hints.get(key, "")):
-                data[key] = tuple(value)  # JSON has no tuples
-        cfg = cls(**data)
-        cfg.validate(where)
-        return cfg
-
-    def validate(self, where: str = "config") -> None:
-        """Raise ValueError naming the field of an impossible value."""
+class PromptConfig(Config):
+    """Base of every component config: frozen, JSON round-trip, unknown fields and wrong types refused by name."""
 
 
 @dataclass
@@ -88,25 +68,37 @@ class VisualPrompt(nn.Module):
         """(features [B, E] or {task: [B, E]}, auxiliary losses)."""
         raise NotImplementedError
 
+    def prompts_for(self, images: torch.Tensor, task: str) -> tuple[torch.Tensor | None, bool]:
+        """The prompt tokens this component inserts for ``task`` on ``images`` as at evaluation, and whether
+        they are deep (one set per layer): what :meth:`Backbone.image_tokens` takes. None: no prompt tokens."""
+        self.task_index(task)
+        return None, False
 
-TEXT_PROMPTS: dict[str, type[TextPrompt]] = {}
-VISUAL_PROMPTS: dict[str, type[VisualPrompt]] = {}
+    def task_index(self, task: str) -> int:
+        names = [t.name for t in self.tasks]
+        if task not in names:
+            raise ValueError(f"unknown task {task!r}; this model has {names}")
+        return names.index(task)
+
+
+TEXT_PROMPTS: Registry[type[TextPrompt]] = Registry("text prompt kind")
+VISUAL_PROMPTS: Registry[type[VisualPrompt]] = Registry("visual prompt kind")
+
+
+def _register_kind(registry: Registry, kind: str):
+    def wrap(cls):
+        registry.add(kind, cls)
+        cls.kind = kind
+        return cls
+    return wrap
 
 
 def register_text_prompt(kind: str):
-    def wrap(cls: type[TextPrompt]) -> type[TextPrompt]:
-        cls.kind = kind
-        TEXT_PROMPTS[kind] = cls
-        return cls
-    return wrap
+    return _register_kind(TEXT_PROMPTS, kind)
 
 
 def register_visual_prompt(kind: str):
-    def wrap(cls: type[VisualPrompt]) -> type[VisualPrompt]:
-        cls.kind = kind
-        VISUAL_PROMPTS[kind] = cls
-        return cls
-    return wrap
+    return _register_kind(VISUAL_PROMPTS, kind)
 
 
 @dataclass(frozen=True)
@@ -121,16 +113,26 @@ class MethodPreset:
     summary: str = ""
 
 
-METHODS: dict[str, MethodPreset] = {}
+METHODS: Registry[MethodPreset] = Registry("method")
 
 
 def register_method(preset: MethodPreset) -> MethodPreset:
-    METHODS[preset.name] = preset
-    return preset
+    if "+" in preset.name:
+        raise ValueError(f"method {preset.name!r}: '+' joins a text method and a visual one; pick another name")
+    return METHODS.add(preset.name, preset)
 
 
 def list_methods() -> list[str]:
-    return list(METHODS)
+    """Every registered method name, in registration order."""
+    return METHODS.names()
+
+
+def list_text_prompts() -> list[str]:
+    return TEXT_PROMPTS.names()
+
+
+def list_visual_prompts() -> list[str]:
+    return VISUAL_PROMPTS.names()
 
 
 class PromptModel(nn.Module):

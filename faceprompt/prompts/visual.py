@@ -58,7 +58,7 @@ class VPTPrompt(VisualPrompt):
         super().__init__(cfg, backbone, tasks)
         sets = len(tasks) if cfg.task_specific else 1
         layers = backbone.depth if cfg.deep else 1
-        patch = backbone._trunk.patch_embed.patch_size
+        patch = backbone.patch_size
         patch_dim = 3 * patch[0] * patch[1]
         # [sets, layers, P, W]
         self.prompts = nn.Parameter(
@@ -68,6 +68,11 @@ class VPTPrompt(VisualPrompt):
     def prompt_set(self, index: int) -> torch.Tensor:
         p = self.drop(self.prompts[index])
         return p if self.cfg.deep else p[0]
+
+    def prompts_for(self, images: torch.Tensor, task: str) -> tuple[torch.Tensor, bool]:
+        index = self.task_index(task)
+        prompts = self.prompts[index if self.cfg.task_specific else 0]  # no dropout, as at evaluation
+        return (prompts if self.cfg.deep else prompts[0]), self.cfg.deep
 
     def encode(self, images: torch.Tensor, prompts: torch.Tensor) -> torch.Tensor:
         return self.backbone.encode_image(images, prompts, deep=self.cfg.deep, pool_prompts=self.cfg.pool_prompts)
@@ -120,7 +125,7 @@ class V2PTPrompt(VisualPrompt):
         super().__init__(cfg, backbone, tasks)
         width = backbone.width
         layers = backbone.depth if cfg.deep else 1
-        patch = backbone._trunk.patch_embed.patch_size
+        patch = backbone.patch_size
         self.prompts = nn.Parameter(
             _xavier_prompts(1, layers, cfg.tokens, width, 3 * patch[0] * patch[1])[0].to(backbone.device))
         self.encoder = nn.Sequential(nn.LayerNorm(width), nn.Linear(width, cfg.hidden), nn.GELU(),
@@ -134,19 +139,25 @@ class V2PTPrompt(VisualPrompt):
         self.decoder.to(backbone.device)
 
     def posterior(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        with torch.no_grad():  # the patch embedding is frozen: no graph needed through it
-            patches = self.backbone._trunk.patch_embed(images)
-        patches = patches.flatten(1, -2) if patches.dim() > 3 else patches
+        patches = self.backbone.patch_embeddings(images)  # frozen: no graph needed through it
         mu, logvar = self.encoder(patches.mean(dim=1)).chunk(2, dim=-1)
         return mu, logvar.clamp(-10.0, 10.0)
+
+    def image_prompts(self, z: torch.Tensor) -> torch.Tensor:
+        """Learned + generated prompts per image from latents ``z``: [B, (layers,) P, W]."""
+        generated = self.decoder(z).view(z.shape[0], 1, self.cfg.tokens, self.backbone.width)
+        prompts = self.prompts.unsqueeze(0) + generated  # [B, layers, P, W]
+        return prompts if self.cfg.deep else prompts[:, 0]
+
+    def prompts_for(self, images: torch.Tensor, task: str) -> tuple[torch.Tensor, bool]:
+        self.task_index(task)
+        mu, _ = self.posterior(images)  # evaluation uses the posterior mean
+        return self.image_prompts(mu), self.cfg.deep
 
     def forward(self, images):
         mu, logvar = self.posterior(images)
         z = mu + torch.randn_like(mu) * (0.5 * logvar).exp() if self.training else mu
-        generated = self.decoder(z).view(images.shape[0], 1, self.cfg.tokens, self.backbone.width)
-        prompts = self.prompts.unsqueeze(0) + generated  # [B, layers, P, W]
-        prompts = prompts if self.cfg.deep else prompts[:, 0]
-        features = self.backbone.encode_image(images, prompts, deep=self.cfg.deep,
+        features = self.backbone.encode_image(images, self.image_prompts(z), deep=self.cfg.deep,
                                               pool_prompts=self.cfg.pool_prompts)
         aux = {}
         if self.training:
