@@ -3,7 +3,7 @@
     report = prepare_dataset("utkface", "~/data/UTKFace", "prepared/utkface", limit=500)
     print(report.summary())
 
-Steps: the dataset's adapter (``data_prep``) reads the labels in the published layout; ``--limit`` takes a
+Steps: the dataset's adapter (``faceprompt.datasets``) reads the labels in the published layout; ``--limit`` takes a
 seeded subset; rows without an official split get a seeded identity-disjoint one (stored in
 ``DIR/splits.csv`` and reused); every image is loaded robustly (``load_rgb``), the largest detected face
 is cropped with a margin to a square of ``--size`` pixels and cached under ``DIR/crops/<setting>/``.
@@ -29,12 +29,12 @@ from pathlib import Path
 import pandas as pd
 from tqdm import tqdm
 
-from data_prep import ADAPTERS, get_adapter
-from data_prep.base import Skip, has_label
 from faceprompt.data.manifest import SPLITS, TASK_COLUMNS, write_manifest
 from faceprompt.data.splits import SPLIT_FILE, assign_splits, read_splits, write_splits
+from faceprompt.datasets import ADAPTERS, Skip, get_adapter, has_label
 from faceprompt.detect import DEFAULT_DETECTOR
 from faceprompt.io import atomic_path, write_json_atomic
+from faceprompt.lockfile import FolderLock
 from faceprompt.tasks import TASKS
 
 NO_FACE_POLICIES = ("keep", "drop")
@@ -278,7 +278,10 @@ def _counts(frame: pd.DataFrame) -> dict[str, dict[str, dict[str, int]]]:
 def prepare_dataset(name: str, root: str | os.PathLike | None, out: str | os.PathLike,
                     **options) -> PrepareReport:
     """Prepare one dataset; ``options`` are ``PrepareOptions`` fields, anything else goes to the adapter
-    (``ages=`` for vggface2, ``lfw_lists=`` for facial_expressions, ``n=`` for synthetic)."""
+    (``ages=`` for vggface2, ``lfw_lists=`` for facial_expressions, ``n=`` for synthetic).
+
+    One run at a time per ``out``: a second one fails at once (FolderLockedError) naming the first.
+    """
     start = time.perf_counter()
     known = set(PrepareOptions.__dataclass_fields__)
     opts = PrepareOptions(**{k: v for k, v in options.items() if k in known})
@@ -286,6 +289,8 @@ def prepare_dataset(name: str, root: str | os.PathLike | None, out: str | os.Pat
     opts.validate()
     adapter = get_adapter(name)
     out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out {out}: is a file; give a folder (it is created if missing)")
     if root is None:
         if name != "synthetic":
             raise ValueError(f"{name}: --root (the downloaded dataset folder) is required")
@@ -296,9 +301,12 @@ def prepare_dataset(name: str, root: str | os.PathLike | None, out: str | os.Pat
         from faceprompt.detect import get_detector
 
         get_detector(opts.detector)  # fail now, with the install hint, not once per image
+    with FolderLock(out, f"faceprompt prepare {name}"):
+        return _prepare_locked(name, adapter, root, out, opts, detect, start)
 
-    scan = adapter.scan(root, seed=opts.seed, **opts.adapter_options)
-    skipped, warnings = list(scan.skipped), list(scan.warnings)
+
+def _labelled_rows(scan, root: Path, opts: PrepareOptions, skipped: list[Skip]) -> list[dict]:
+    """The scanned rows with a label, keyed by their path in the dataset, subset by ``--limit``."""
     rows = []
     for row in scan.rows:
         if not has_label(row):
@@ -308,7 +316,14 @@ def prepare_dataset(name: str, root: str | os.PathLike | None, out: str | os.Pat
         if not opts.keep_official_splits:
             row["split"] = ""
         rows.append(row)
-    rows = _take_limit(sorted(rows, key=lambda r: r["key"]), opts.limit, opts.seed)
+    return _take_limit(sorted(rows, key=lambda r: r["key"]), opts.limit, opts.seed)
+
+
+def _prepare_locked(name: str, adapter, root: Path, out: Path, opts: PrepareOptions, detect: bool,
+                    start: float) -> PrepareReport:
+    scan = adapter.scan(root, seed=opts.seed, **opts.adapter_options)
+    skipped, warnings = list(scan.skipped), list(scan.warnings)
+    rows = _labelled_rows(scan, root, opts, skipped)
 
     split_file = out / SPLIT_FILE
     stored = {} if opts.resplit else read_splits(split_file)

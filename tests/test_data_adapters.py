@@ -8,9 +8,9 @@ sys.path.insert(0, str(Path(__file__).parent))
 from data_fixtures import (face, write_celebahq, write_facial_expressions, write_fairface, write_lfw,  # noqa: E402
                            write_rafdb, write_utkface, write_vggface2)
 
-from data_prep import ADAPTERS, get_adapter  # noqa: E402
-from data_prep.fairface import parse_age  # noqa: E402
-from data_prep.utkface import parse_name  # noqa: E402
+from faceprompt.datasets import ADAPTERS, get_adapter  # noqa: E402
+from faceprompt.datasets.fairface import parse_age  # noqa: E402
+from faceprompt.datasets.utkface import parse_name  # noqa: E402
 
 
 def _reasons(result):
@@ -229,3 +229,13 @@ def test_missing_label_file_is_a_clear_error(tmp_path):
             get_adapter(name).scan(tmp_path)
     with pytest.raises(FileNotFoundError, match="does not exist"):
         get_adapter("utkface").scan(tmp_path / "nowhere")
+
+
+def test_registering_a_taken_dataset_name_is_refused():
+    from faceprompt.datasets import list_adapters, register_adapter
+    from faceprompt.registry import DuplicateNameError
+
+    before = list_adapters()
+    with pytest.raises(DuplicateNameError, match="dataset adapter 'utkface' is already registered"):
+        register_adapter("utkface", "somewhere.else")
+    assert list_adapters() == before and get_adapter("utkface").NAME == "utkface"

@@ -148,3 +148,105 @@ def test_cli_prepare_synthetic(tmp_path, capsys):
 def test_cli_user_error_is_one_line(tmp_path, capsys):
     assert main(["prepare", "rafdb", "--root", str(tmp_path), "--out", str(tmp_path / "o"), "--quiet"]) == 1
     assert "no label file" in capsys.readouterr().err
+
+
+# --- one writer per output folder ----------------------------------------------------------------------
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def hold_lock(folder: Path):
+    """Another process holding ``folder``'s lock until its stdin closes (as a running prepare would)."""
+    import os
+    import subprocess
+
+    code = ("import sys; from faceprompt.lockfile import FolderLock; "
+            "FolderLock(sys.argv[1], 'faceprompt prepare utkface').acquire(); print('held', flush=True); "
+            "sys.stdin.read()")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
+    holder = subprocess.Popen([sys.executable, "-c", code, str(folder)], stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, text=True, env=env)
+    assert holder.stdout.readline().strip() == "held"
+    return holder
+
+
+def test_a_second_prepare_into_the_same_folder_is_refused_naming_the_first(utk, tmp_path, capsys):
+    out = tmp_path / "out"
+    holder = hold_lock(out)
+    try:
+        code = main(["prepare", "utkface", "--root", str(utk), "--out", str(out), "--workers", "1", "--quiet"])
+    finally:
+        holder.stdin.close()
+        holder.wait(timeout=30)
+    _, err = capsys.readouterr()
+    assert code == 1 and len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    assert f"pid {holder.pid}" in err and "faceprompt prepare utkface" in err and str(out) in err
+    assert not (out / "manifest.csv").exists()  # the refused run wrote nothing
+    # Once the first writer is gone, the folder is free again (and its lock file with it).
+    assert main(["prepare", "utkface", "--root", str(utk), "--out", str(out), "--workers", "1", "--quiet"]) == 0
+    assert not (out / ".lock").exists()
+
+
+def test_two_concurrent_prepares_leave_one_consistent_manifest(utk, tmp_path):
+    from concurrent.futures import ThreadPoolExecutor
+
+    from faceprompt.lockfile import FolderLockedError
+
+    out = tmp_path / "out"
+
+    def run(size):
+        try:
+            return prepare_dataset("utkface", utk, out, size=size, workers=1, progress=False).rows
+        except FolderLockedError:
+            return "refused"
+
+    with ThreadPoolExecutor(2) as pool:
+        results = list(pool.map(run, [32, 48]))
+    assert results.count(len(UTK)) >= 1
+    frame = read_manifest(out / "manifest.csv")
+    sizes = {Image.open(p).size for p in frame.path}
+    assert len(sizes) == 1 and len(frame) == len(UTK)  # labels and crops come from one run
+
+
+def test_a_lock_left_by_a_dead_process_is_taken_over_with_a_warning(utk, tmp_path, caplog):
+    import subprocess
+
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / ".lock").write_text(json.dumps({"pid": dead.pid, "host": "here", "started": 0.0,
+                                           "command": "faceprompt prepare utkface"}))
+    with caplog.at_level("WARNING", logger="faceprompt.lockfile"):
+        report = prepare_dataset("utkface", utk, out, size=32, workers=1, progress=False)
+    assert report.rows == len(UTK)
+    assert any(f"pid {dead.pid}" in r.getMessage() and "no longer running" in r.getMessage() for r in caplog.records)
+
+
+def test_out_naming_a_file_is_one_clear_line(utk, tmp_path, capsys):
+    target = tmp_path / "notes.txt"
+    target.write_text("mine")
+    code = main(["prepare", "utkface", "--root", str(utk), "--out", str(target), "--quiet"])
+    _, err = capsys.readouterr()
+    assert code == 1 and err.count("\n") == 1 and "Traceback" not in err
+    assert "--out" in err and str(target) in err and "is a file" in err
+    assert target.read_text() == "mine"
+
+
+# --- python -m data_prep: every dataset of a profile found in a shared folder ---------------------------
+
+def test_data_prep_prepares_what_the_shared_folder_holds(utk, tmp_path, capsys):
+    from data_prep.__main__ import main as prepare_all
+
+    profile = tmp_path / "profile.yaml"
+    profile.write_text("parameters:\n  datasets:\n"
+                       "    - {name: utkface, root: '{shared}/UTKFace', size: 32}\n"
+                       "    - {name: rafdb, root: '{shared}/RAF-DB', size: 32}\n")
+    out = tmp_path / "prepared"
+    code = prepare_all(["--shared", str(utk.parent), "--profile", str(profile), "--out", str(out), "--workers", "1"])
+    _, err = capsys.readouterr()
+    assert code == 0 and "rafdb" in err and "left out" in err
+    frame = read_manifest(out / "utkface" / "manifest.csv")
+    assert len(frame) == len(UTK) and {Image.open(p).size for p in frame.path} == {(32, 32)}
+    assert not (out / "rafdb").exists()
+    assert prepare_all(["--shared", str(tmp_path / "empty"), "--profile", str(profile), "--out", str(out)]) == 1

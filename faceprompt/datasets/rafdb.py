@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from data_prep.base import ScanResult, make_row, require_dir, require_file
+from faceprompt.datasets.base import ScanResult, make_row, require_dir, require_file
 from faceprompt.tasks import EMOTIONS
 
 NAME = "rafdb"
