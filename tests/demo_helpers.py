@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 import shutil
 import socket
 import subprocess
@@ -21,13 +20,16 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from faceprompt import locations
+
 REPO = Path(__file__).resolve().parents[1]
 FACE_SIZE = 150  # pasted face side in pixels: well above every detector's minimum face
 CELL = (205, 220)  # grid pitch (x, y): faces never overlap, boxes stay apart
 
 
 def shared_data_root() -> Path:
-    return Path(os.environ.get("FACEPROMPT_SHARED_DATA", REPO / ".." / "shared" / "data"))
+    """The shared data folder as the package resolves it, relative to this checkout."""
+    return locations.shared_data_root(REPO)
 
 
 def utkface_dir() -> Path | None:

@@ -6,7 +6,6 @@ tests); nothing here copies real data: images are drawn synthetic faces.
 from __future__ import annotations
 
 import io
-import os
 from pathlib import Path
 
 import numpy as np
@@ -14,14 +13,14 @@ import pytest
 from PIL import Image
 
 from faceprompt.data.synthetic import FaceSpec, draw_face
+from faceprompt.locations import shared_data_root
 
 REPO = Path(__file__).resolve().parents[2]
 
 
 def shared_data(*parts: str) -> Path:
     """A path inside the shared real data, or pytest.skip with the reason when it isn't there."""
-    root = Path(os.environ.get("FACEPROMPT_SHARED_DATA", REPO / ".." / "shared" / "data"))
-    path = root.joinpath(*parts)
+    path = shared_data_root(REPO).joinpath(*parts)
     if not path.exists():
         pytest.skip(f"shared data {path} is absent (set FACEPROMPT_SHARED_DATA to run this test)")
     return path
