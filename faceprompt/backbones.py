@@ -199,6 +199,33 @@ def _missing_weights(spec: BackboneSpec, tried: str) -> WeightsNotFoundError:
     )
 
 
+class WeightsFileError(ValueError):
+    """A weights file that is there but can't be used (empty, corrupt, another model's); the message says
+    which file and what to do."""
+
+
+def _bad_weights_file(spec: BackboneSpec, path: Path, err: BaseException | str) -> WeightsFileError:
+    reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+    return WeightsFileError(
+        f"weights file {path} can't be loaded into backbone {spec.name!r} (open_clip {spec.model_name}): "
+        f"{reason[:200]}. Replace it with a complete copy of that model's weights (e.g. download "
+        f"open_clip_model.safetensors again), or use the weights 'hub' or 'random' instead")
+
+
+def _check_weights_file(spec: BackboneSpec, path: Path) -> None:
+    """Refuse an empty or unreadable safetensors file before open_clip builds a tower around it."""
+    if path.stat().st_size == 0:
+        raise _bad_weights_file(spec, path, "the file is empty")
+    if path.suffix == ".safetensors":
+        from safetensors import SafetensorError, safe_open
+
+        try:
+            with safe_open(str(path), "pt") as f:
+                f.keys()
+        except (SafetensorError, OSError) as err:
+            raise _bad_weights_file(spec, path, f"not a valid safetensors file ({err})") from None
+
+
 def _file_identity(path: Path) -> str:
     stat = path.stat()
     digest = hashlib.sha256(f"{path.resolve()}:{stat.st_size}:{int(stat.st_mtime)}".encode()).hexdigest()[:12]
@@ -262,15 +289,21 @@ def _create(spec: BackboneSpec, weights: str | None, device: str | torch.device)
     path = Path(source).expanduser()
     if not path.is_file():
         raise _missing_weights(spec, f"the file {path} (not found)")
+    _check_weights_file(spec, path)
     # A file path does not bring the tag's preprocessing: pass it explicitly.
     pp = open_clip.get_pretrained_cfg(spec.model_name, spec.tag) if spec.tag else {}
     kwargs = {}
     if pp:
         kwargs = dict(image_mean=pp.get("mean"), image_std=pp.get("std"),
                       image_interpolation=pp.get("interpolation"), image_resize_mode=pp.get("resize_mode"))
-    model, _, preprocess = open_clip.create_model_and_transforms(
-        spec.model_name, pretrained=str(path), device=device, **kwargs
-    )
+    try:
+        model, _, preprocess = open_clip.create_model_and_transforms(
+            spec.model_name, pretrained=str(path), device=device, **kwargs
+        )
+    except KeyError as err:  # another model's tensors
+        raise _bad_weights_file(spec, path, f"it has no tensor {err}") from err
+    except (RuntimeError, ValueError, OSError) as err:  # truncated data, tensors of other shapes
+        raise _bad_weights_file(spec, path, err) from err
     return model, preprocess, _file_identity(path)
 
 

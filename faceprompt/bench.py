@@ -26,12 +26,12 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 import torch
-import yaml
 
 from faceprompt.backbones import Backbone, load_backbone, resolve_device
+from faceprompt.config import parse_overrides
 from faceprompt.io import write_json_atomic
 from faceprompt.losses import multitask_loss
-from faceprompt.prompts import added_parameters, build_model
+from faceprompt.prompts import added_parameters, build_model, method_configs
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
 
@@ -57,15 +57,22 @@ class BenchRow:
 
 
 def parse_method_spec(spec: str) -> tuple[str, dict]:
-    """'vpt-ts:batched=false,tokens=10' -> ('vpt-ts', {'batched': False, 'tokens': 10})."""
+    """'vpt-ts:batched=false,tokens=10' -> ('vpt-ts', {'batched': False, 'tokens': 10}).
+
+    Values are YAML, as with ``--set``; an unknown method, option or a value the method can't take is
+    refused naming the spec, before anything is built.
+    """
     name, _, rest = spec.partition(":")
-    options = {}
-    for item in filter(None, rest.split(",")):
-        key, sep, value = item.partition("=")
-        if not sep:
-            raise ValueError(f"--methods: option {item!r} of {spec!r} is not KEY=VALUE")
-        options[key.strip()] = yaml.safe_load(value)
-    return name.strip(), options
+    name, items = name.strip(), [item.strip() for item in rest.split(",") if item.strip()]
+    bad = [item for item in items if not item.partition("=")[0].strip() or "=" not in item]
+    if bad:
+        raise ValueError(f"--methods {spec!r}: option {bad[0]!r} is not KEY=VALUE (e.g. vpt:tokens=10,deep=true)")
+    try:
+        options = parse_overrides(items, flag="--methods")
+        method_configs(name, options)
+    except ValueError as err:
+        raise ValueError(f"--methods {spec!r}: {err}") from None
+    return name, options
 
 
 class StandInTokenizer:
@@ -136,13 +143,13 @@ def bench_methods(backbone: str | Backbone, methods: list[str], batch_sizes: lis
         raise ValueError(f"--dtype: {dtype!r}; choose from {list(DTYPES)}")
     if repeats < 1 or warmup < 0 or any(b < 1 for b in batch_sizes):
         raise ValueError("repeats >= 1, warmup >= 0 and batch sizes >= 1 are required")
+    specs = ["zero-shot"] + [m for m in methods if m != "zero-shot"]
+    parsed = {spec: parse_method_spec(spec) for spec in specs}  # a bad spec fails before the tower loads
     tower = load_tower(backbone, weights, device, stand_in_tokenizer)
     dev, torch_dtype = tower.device, DTYPES[dtype]
-    specs = ["zero-shot"] + [m for m in methods if m != "zero-shot"]
     models = {}
     torch.manual_seed(seed)
-    for spec in specs:
-        name, options = parse_method_spec(spec)
+    for spec, (name, options) in parsed.items():
         models[spec] = build_model(name, tower, tasks, options).eval()
     _fill_class_feature_caches(models)
     rows: list[BenchRow] = []
@@ -226,8 +233,8 @@ def bench_epoch_cache(backbone: str | Backbone, method: str = "softcpt", images:
     Several batch sizes share one cache build; a list in gives a list out.
     """
     sizes = [batch_size] if isinstance(batch_size, int) else list(batch_size)
-    tower = load_tower(backbone, weights, device, stand_in_tokenizer)
     name, options = parse_method_spec(method)
+    tower = load_tower(backbone, weights, device, stand_in_tokenizer)
     torch.manual_seed(seed)
     model = build_model(name, tower, None, options)
     if not model.caches_image_features:
@@ -306,10 +313,24 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", help="also write the rows to this JSON file")
 
 
+def _check_json_target(path: str | None) -> None:
+    """``--json`` must name a file that can be written, known before minutes of timing."""
+    if path is None:
+        return
+    target = Path(path)
+    if target.is_dir():
+        raise ValueError(f"--json {path}: is a folder; give a file name (e.g. {target / 'bench.json'})")
+    if target.parent.exists() and not target.parent.is_dir():
+        raise ValueError(f"--json {path}: {target.parent} is a file, not a folder")
+
+
 def run(args: argparse.Namespace) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     resolve_device(args.device, "--device")
+    _check_json_target(args.json)
+    for spec in args.methods or []:
+        parse_method_spec(spec)
     if args.epoch_cache:
         method = args.methods[0] if args.methods else "softcpt"
         results = bench_epoch_cache(args.backbone, method, args.images, args.batch_size, args.device, args.weights,

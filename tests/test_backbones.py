@@ -362,3 +362,18 @@ def test_registering_a_taken_backbone_name_is_refused():
     with pytest.raises(DuplicateNameError, match="backbone 'tiny-vit' is already registered"):
         register_backbone(BackboneSpec("tiny-vit", "FP-Tiny-Eva-RoPE", "pe-core"))
     assert list_backbones() == before and BACKBONES["tiny-vit"].model_name == "FP-Tiny-ViT-MAP"
+
+
+def test_weights_file_of_another_model_or_truncated_is_refused_naming_it(tiny_backbones, tmp_path):
+    from faceprompt.backbones import WeightsFileError
+
+    other = tmp_path / "other.safetensors"
+    save_file({"x": torch.zeros(3)}, str(other))
+    with pytest.raises(WeightsFileError, match=r"other\.safetensors.*'tiny-vit'.*no tensor"):
+        load_backbone("tiny-vit", weights=str(other))
+    good = tmp_path / "tiny.safetensors"
+    save_file({k: v.contiguous() for k, v in tiny_backbones["tiny-vit"].model.state_dict().items()}, str(good))
+    cut = tmp_path / "cut.safetensors"
+    cut.write_bytes(good.read_bytes()[:-100])
+    with pytest.raises(WeightsFileError, match=r"cut\.safetensors"):
+        load_backbone("tiny-vit", weights=str(cut))

@@ -85,3 +85,53 @@ def test_stand_in_tokenizer_times_random_towers_only(tmp_path, capsys):
     assert [r["method"] for r in json.loads(out.read_text())] == ["zero-shot", "coop:context_tokens=2"]
     with pytest.raises(ValueError, match="only for --weights random"):
         bench_methods("faceclip-tiny", ["vpt"], batch_sizes=[1], weights=None, stand_in_tokenizer=True)
+
+
+# --- bad input: one clear line naming the option, before any work ---------------------------------------
+
+def run_cli(capsys, *argv: str) -> tuple[int, str, str]:
+    code = cli(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def assert_one_line_error(code: int, err: str, *names: str) -> None:
+    assert code == 1 and err.count("\n") == 1 and "Traceback" not in err, err
+    for name in names:
+        assert name in err, (name, err)
+
+
+def test_method_spec_values_are_yaml_and_bad_ones_name_the_option():
+    assert parse_method_spec("vpt:deep=yes,dropout=0.1,tokens=4") == ("vpt", {"deep": True, "dropout": 0.1, "tokens": 4})
+    with pytest.raises(ValueError, match="'vpt:tokens=abc'.*tokens.*must be an integer"):
+        parse_method_spec("vpt:tokens=abc")
+    with pytest.raises(ValueError, match="unknown option 'tokenz'"):
+        parse_method_spec("vpt:tokenz=3")
+
+
+def test_bench_bad_method_option_fails_before_timing(capsys, monkeypatch):
+    import faceprompt.bench as bench
+
+    monkeypatch.setattr(bench, "load_tower", lambda *a, **k: pytest.fail("the tower was loaded"))
+    code, out, err = run_cli(capsys, "bench", "--backbone", "tiny-vit", "--methods", "vpt:tokens=abc")
+    assert_one_line_error(code, err, "--methods", "vpt:tokens=abc", "tokens")
+    assert out == ""
+
+
+def test_bench_json_naming_a_folder_fails_before_the_table(capsys, tmp_path, monkeypatch):
+    import faceprompt.bench as bench
+
+    monkeypatch.setattr(bench, "load_tower", lambda *a, **k: pytest.fail("the tower was loaded"))
+    code, out, err = run_cli(capsys, "bench", "--backbone", "tiny-vit", "--methods", "coop", "--batch-sizes", "1",
+                             "--repeats", "1", "--json", str(tmp_path))
+    assert_one_line_error(code, err, "--json", str(tmp_path), "folder")
+    assert out == ""
+
+
+@pytest.mark.parametrize("content", [b"", b"\x00" * 7 + b"not safetensors at all"])
+def test_bench_corrupt_weights_file_is_one_line_naming_it(capsys, tmp_path, content):
+    weights = tmp_path / "open_clip_model.safetensors"
+    weights.write_bytes(content)
+    code, out, err = run_cli(capsys, "bench", "--backbone", "tiny-vit", "--weights", str(weights),
+                             "--methods", "coop", "--batch-sizes", "1", "--repeats", "1")
+    assert_one_line_error(code, err, str(weights), "tiny-vit", "Replace it")

@@ -458,3 +458,41 @@ def test_method_lists_come_from_the_registry():
     assert list_methods() == list(METHODS)
     assert {p.text for p in METHODS.values()} <= set(list_text_prompts())
     assert {p.visual for p in METHODS.values()} <= set(list_visual_prompts())
+
+
+# --- faceprompt params: one override syntax ------------------------------------------------------------
+
+def params_cli(capsys, *argv: str):
+    import json
+
+    from faceprompt.cli import main
+
+    code = main(["params", "--backbone", "tiny-vit", *argv])
+    out, err = capsys.readouterr()
+    return code, (json.loads(out) if code == 0 and "--json" in argv else out), err
+
+
+def test_params_set_values_are_yaml_and_reach_the_methods(capsys, tiny_backbones):
+    code, rows, _ = params_cli(capsys, "--method", "vpt", "coop", "--set", "tokens=3", "deep=yes",
+                               "init=a photo of a", "--json")
+    assert code == 0
+    bb = tiny_backbones["tiny-vit"]
+    expected = {"vpt": build_model("vpt", bb, config={"tokens": 3, "deep": True}),
+                "coop": build_model("coop", bb, config={"init": "a photo of a"})}
+    assert {r["method"]: r["added"] for r in rows} == {m: added_parameters(x) for m, x in expected.items()}
+    # The former --option spelling still works and means the same.
+    assert params_cli(capsys, "--method", "vpt", "--option", "tokens=3", "--option", "deep=true", "--json")[1][0] \
+        == rows[0]
+
+
+@pytest.mark.parametrize("item, names", [
+    ("tokens=abc", ["--set", "tokens", "integer", "'abc'"]),
+    ("deep=maybe", ["--set", "deep", "true or false"]),
+    ("tokenz=3", ["--set", "tokenz"]),
+    ("tokens", ["--set", "KEY=VALUE"]),
+])
+def test_params_bad_set_is_one_clear_line(capsys, item, names):
+    code, out, err = params_cli(capsys, "--method", "vpt", "--set", item)
+    assert code == 1 and err.count("\n") == 1 and "Traceback" not in err and out == ""
+    for name in names:
+        assert name in err, (name, err)

@@ -16,7 +16,7 @@ from faceprompt.prompts import text as _text  # noqa: F401  (registers the text 
 from faceprompt.prompts import visual as _visual  # noqa: F401  (registers the visual prompts)
 from faceprompt.prompts.base import (
     METHODS, MethodPreset, Output, PromptModel, added_parameters, build_model, list_methods, list_text_prompts,
-    list_visual_prompts, register_method, resolve_method,
+    list_visual_prompts, method_configs, register_method, resolve_method,
 )
 
 for _preset in (
@@ -31,4 +31,5 @@ for _preset in (
     register_method(_preset)
 
 __all__ = ["METHODS", "MethodPreset", "Output", "PromptModel", "added_parameters", "build_model",
-           "list_methods", "list_text_prompts", "list_visual_prompts", "register_method", "resolve_method"]
+           "list_methods", "list_text_prompts", "list_visual_prompts", "method_configs", "register_method",
+           "resolve_method"]

@@ -251,6 +251,17 @@ def resolve_method(method: str) -> MethodPreset:
     raise ValueError(f"unknown method {method!r}; known: {', '.join(METHODS)} (or TEXT+VISUAL, e.g. softcpt+vpt)")
 
 
+def method_configs(method: str, config: dict | None = None) -> tuple[PromptConfig, PromptConfig]:
+    """The validated (text, visual) component configs of ``method``: checks options without a backbone.
+
+    ``config`` may be flat or {"text": {...}, "visual": {...}}; a bad option raises ValueError naming it.
+    """
+    preset = resolve_method(method)
+    text_cfg, visual_cfg = _split_config(preset, config)
+    return (TEXT_PROMPTS[preset.text].config_class.from_dict(text_cfg, f"{method}.text"),
+            VISUAL_PROMPTS[preset.visual].config_class.from_dict(visual_cfg, f"{method}.visual"))
+
+
 def build_model(method: str, backbone: Backbone, tasks: tuple[Task, ...] | None = None,
                 config: dict | None = None) -> PromptModel:
     """Build a method around a frozen backbone. ``config`` may be flat or {"text": {...}, "visual": {...}}."""
@@ -259,9 +270,8 @@ def build_model(method: str, backbone: Backbone, tasks: tuple[Task, ...] | None 
     tasks = tuple(tasks) if tasks is not None else get_tasks()
     tasks = tuple(get_tasks([t])[0] if isinstance(t, str) else t for t in tasks)
     preset = resolve_method(method)
-    text_cfg, visual_cfg = _split_config(preset, config)
-    text_cls, visual_cls = TEXT_PROMPTS[preset.text], VISUAL_PROMPTS[preset.visual]
-    text = text_cls(text_cls.config_class.from_dict(text_cfg, f"{method}.text"), backbone, tasks)
-    visual = visual_cls(visual_cls.config_class.from_dict(visual_cfg, f"{method}.visual"), backbone, tasks)
+    text_cfg, visual_cfg = method_configs(method, config)
+    text = TEXT_PROMPTS[preset.text](text_cfg, backbone, tasks)
+    visual = VISUAL_PROMPTS[preset.visual](visual_cfg, backbone, tasks)
     model = PromptModel(preset.name, backbone, tasks, text, visual)
     return model.to(backbone.device)
