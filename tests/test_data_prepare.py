@@ -187,25 +187,37 @@ def test_a_second_prepare_into_the_same_folder_is_refused_naming_the_first(utk, 
     assert not (out / ".lock").exists()
 
 
-def test_two_concurrent_prepares_leave_one_consistent_manifest(utk, tmp_path):
-    from concurrent.futures import ThreadPoolExecutor
+def test_a_prepare_started_while_another_runs_is_refused_and_the_first_finishes_whole(utk, tmp_path, monkeypatch):
+    import threading
 
-    from faceprompt.lockfile import FolderLockedError
+    from faceprompt.datasets import get_adapter
 
-    out = tmp_path / "out"
+    adapter = get_adapter("utkface")
+    scan, first_scanning, second_done = adapter.scan, threading.Event(), threading.Event()
 
-    def run(size):
-        try:
-            return prepare_dataset("utkface", utk, out, size=size, workers=1, progress=False).rows
-        except FolderLockedError:
-            return "refused"
+    def slow_first_scan(*args, **kwargs):
+        if not first_scanning.is_set():  # the first run pauses mid-way until the second has had its go
+            first_scanning.set()
+            second_done.wait(timeout=20)
+        return scan(*args, **kwargs)
 
-    with ThreadPoolExecutor(2) as pool:
-        results = list(pool.map(run, [32, 48]))
-    assert results.count(len(UTK)) >= 1
+    monkeypatch.setattr(adapter, "scan", slow_first_scan)
+    out, results = tmp_path / "out", {}
+    first = threading.Thread(target=lambda: results.setdefault(
+        "first", prepare_dataset("utkface", utk, out, size=48, workers=1, progress=False)))
+    first.start()
+    assert first_scanning.wait(timeout=20)
+    try:
+        results["second"] = prepare_dataset("utkface", utk, out, size=32, limit=5, workers=1, progress=False)
+    except RuntimeError as err:  # the lock's refusal
+        results["second"] = err
+    finally:
+        second_done.set()
+        first.join(timeout=60)
+    assert isinstance(results["second"], RuntimeError) and "is being written by pid" in str(results["second"])
     frame = read_manifest(out / "manifest.csv")
-    sizes = {Image.open(p).size for p in frame.path}
-    assert len(sizes) == 1 and len(frame) == len(UTK)  # labels and crops come from one run
+    assert len(frame) == results["first"].rows == len(UTK)
+    assert {Image.open(p).size for p in frame.path} == {(48, 48)}  # labels and crops of the first run only
 
 
 def test_a_lock_left_by_a_dead_process_is_taken_over_with_a_warning(utk, tmp_path, caplog):
