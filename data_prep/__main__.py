@@ -35,8 +35,8 @@ def profile_datasets(profile: Path, shared: Path) -> list[dict]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m data_prep", description=__doc__.splitlines()[0])
-    parser.add_argument("--shared", type=Path, default=None, help="shared data folder (default: as faceprompt "
-                        "resolves it: $FACEPROMPT_SHARED_DATA, else ../shared/data)")
+    parser.add_argument("--shared", type=Path, default=None, help="shared data folder (default: the one "
+                        "faceprompt.locations.shared_data_root finds)")
     parser.add_argument("--profile", type=Path, default=None, help="book profile (default configs/book_real.yaml)")
     parser.add_argument("--out", type=Path, default=Path("prepared"), help="one folder per dataset goes here")
     parser.add_argument("--limit", type=int, default=None, help="a seeded subset of N images per dataset")

@@ -377,3 +377,23 @@ def test_weights_file_of_another_model_or_truncated_is_refused_naming_it(tiny_ba
     cut.write_bytes(good.read_bytes()[:-100])
     with pytest.raises(WeightsFileError, match=r"cut\.safetensors"):
         load_backbone("tiny-vit", weights=str(cut))
+
+
+def test_pool_attention_equals_the_weights_of_the_towers_own_head(backbone, monkeypatch):
+    """The weights come from the head's own q and k: record what its attention call receives."""
+    calls = []
+    attention = F.scaled_dot_product_attention
+
+    def recording(q, k, v, *args, **kwargs):
+        calls.append((q, k))
+        return attention(q, k, v, *args, **kwargs)
+
+    prompts = torch.randn(2, backbone.width)
+    x = images(backbone)
+    tokens = backbone.image_tokens(x, prompts)
+    monkeypatch.setattr(F, "scaled_dot_product_attention", recording)
+    backbone.pool_tokens(tokens, n_prompts=2)
+    assert calls, "the head did not use fused attention: nothing to compare with"
+    q, k = calls[-1]  # the pooling head runs last
+    expected = (q @ k.transpose(-2, -1) / q.shape[-1] ** 0.5).softmax(-1).mean(dim=(1, 2))
+    torch.testing.assert_close(backbone.pool_attention(tokens), expected)
