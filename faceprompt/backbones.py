@@ -470,6 +470,16 @@ class Backbone(nn.Module):
         self._tokenizer = tokenizer
 
     @property
+    def vocab_size(self) -> int:
+        return self.text_tower.token_embedding.num_embeddings
+
+    def token_embeddings(self, ids: list[int] | torch.Tensor) -> torch.Tensor:
+        """The frozen word embeddings [len(ids), text width] of token ids (a copy, no gradient)."""
+        ids = torch.as_tensor(ids, dtype=torch.long, device=self.device)
+        with torch.no_grad():
+            return self.text_tower.token_embedding.weight[ids].clone()
+
+    @property
     def context_start(self) -> int:
         """First token position that learnable context may overwrite: after a start token, if any."""
         return 1 if isinstance(self.tokenizer, open_clip.tokenizer.SimpleTokenizer) else 0

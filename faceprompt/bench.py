@@ -102,7 +102,7 @@ def load_tower(backbone: str | Backbone, weights: str | None, device: str,
         if weights != "random":
             raise ValueError("--stand-in-tokenizer: only for --weights random (trained weights need their own "
                              "tokenizer)")
-        tower.tokenizer = StandInTokenizer(tower.text_tower.token_embedding.num_embeddings)
+        tower.tokenizer = StandInTokenizer(tower.vocab_size)
     return tower
 
 

@@ -90,8 +90,7 @@ def _phrase_embedding(backbone, phrase: str, n_ctx: int, align: str = "left") ->
     end_id = int(tokens.max()) if backbone.context_start else None
     ids = [i for i in ids if i != end_id]
     ids = ids[-n_ctx:] if align == "right" else ids[:n_ctx]
-    with torch.no_grad():
-        emb = backbone.text_tower.token_embedding.weight[torch.tensor(ids, device=backbone.device)].clone()
+    emb = backbone.token_embeddings(ids)
     if emb.shape[0] < n_ctx:
         pad = torch.randn(n_ctx - emb.shape[0], emb.shape[1], device=emb.device) * 0.02
         emb = torch.cat([pad, emb] if align == "right" else [emb, pad])
