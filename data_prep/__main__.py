@@ -1,4 +1,6 @@
-"""``python -m data_prep [--shared DIR] [--out DIR]``: prepare every dataset of a book profile found under DIR.
+"""Prepare every dataset of a book profile that the shared data folder holds.
+
+    python -m data_prep [--shared DIR] [--profile PROFILE] [--out DIR] [--limit N]
 
 The datasets and their options come from the profile's ``parameters.datasets`` (default the real-data book,
 configs/book_real.yaml), with ``{shared}`` standing for the shared data folder; a dataset whose folder is

@@ -184,8 +184,9 @@ def merge_overrides(data: dict[str, Any], overrides: dict[str, Any]) -> dict[str
     return merged
 
 
-def add_set_argument(parser, what: str = "config fields") -> None:
-    """The one override option every command shares."""
+def add_set_argument(parser, what: str = "config fields",
+                     example: str = "epochs=1 lr=1e-3 method_options.tokens=4") -> None:
+    """The one override option every command shares; ``example`` shows keys that command knows."""
     parser.add_argument("--set", nargs="+", action="extend", default=[], metavar="KEY=VALUE",
                         help=f"override {what}; values in YAML, dotted keys reach into mappings "
-                             f"(e.g. --set epochs=1 lr=1e-3 method_options.tokens=4)")
+                             f"(e.g. --set {example})")

@@ -18,8 +18,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--backbone", required=True, nargs="+", help="one or more backbone names")
     parser.add_argument("--method", nargs="+", default=None,
                         help=f"methods (default: all of {', '.join(list_methods())}, softcpt+vpt)")
-    add_set_argument(parser, "method options, each given to the methods that declare it (e.g. --set tokens=10 "
-                             "deep=true)")
+    add_set_argument(parser, "method options, each given to the methods that declare it",
+                     example="tokens=10 deep=true init='a photo of a'")
     # The former spelling, kept working without being advertised.
     parser.add_argument("--option", dest="set", action="append", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
     parser.add_argument("--json", action="store_true")
