@@ -9,7 +9,10 @@ This is the only module that touches tower internals. Everything else sees a
 * ``encode_text(tokens, context=None)``: learnable context vectors overwrite the
   token embeddings at the placeholder slots made by ``tokenize_with_context``
   (after the start token on PE-Core, from position 0 on SigLIP2); the tower's
-  own pooling is unchanged.
+  own pooling is unchanged;
+* what prompts and attention maps need to know of the towers: ``patch_size``,
+  ``patch_grid``, ``patch_embeddings(images)``, ``token_embeddings(ids)``,
+  ``image_tokens(...)`` and ``pool_attention(tokens)`` (the MAP head's weights).
 
 Design choice: the attention-pool (MAP) head pools over *every* token, prompts
 included, by default (``pool_prompts=True``). Both towers' MAP heads already
