@@ -159,7 +159,7 @@ def test_training_lowers_the_loss(synthetic_manifest, tmp_path, method, options)
     losses = [row["train_loss"] for row in result.history]
     assert losses[-1] < losses[0]
     files = {p.name for p in result.run_dir.iterdir()}
-    assert {"config.json", "prompts.safetensors", "metrics.csv", "metrics.json", "checkpoint.pt"} <= files
+    assert {"config.json", "prompts.safetensors", "metrics.csv", "metrics.json", "checkpoint.safetensors"} <= files
     config = json.loads((result.run_dir / "config.json").read_text())
     assert config["method"] == method and config["train_config"]["epochs"] == 3
 
@@ -277,9 +277,9 @@ def test_nan_loss_stops_with_a_message_and_keeps_the_last_good_checkpoint(synthe
     with pytest.raises(NonFiniteLossError, match=r"loss is nan at epoch 2.*last good checkpoint.*epoch 1"):
         fit(quick_config(synthetic_manifest, tmp_path, epochs=3), progress=False,
             on_epoch_end=poison_after_first_epoch)
-    checkpoint = torch.load(run_dir / "checkpoint.pt", weights_only=True)
-    assert checkpoint["state"]["epoch"] == 1
-    assert all(torch.isfinite(t).all() for t in checkpoint["trainable"].values())
+    tensors = load_file(run_dir / "checkpoint.safetensors")
+    assert json.loads((run_dir / "checkpoint.json").read_text())["epoch"] == 1
+    assert all(torch.isfinite(t).all() for k, t in tensors.items() if k.startswith("model."))
     assert len(json.loads((run_dir / "metrics.json").read_text())) == 1
 
 
