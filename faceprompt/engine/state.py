@@ -95,8 +95,6 @@ def _join_optimizer(tensors: dict[str, torch.Tensor], plain: dict) -> dict:
 def save_checkpoint(path: str | os.PathLike, model: dict[str, torch.Tensor], optimizer, scheduler,
                     info: dict[str, Any], generators: dict[str, torch.Generator] | None = None) -> Path:
     """Write everything a resume needs to ``path`` in one atomic file (the old one stays until it is replaced)."""
-    from safetensors.torch import save_file
-
     optimizer_tensors, optimizer_plain = _split_optimizer(optimizer.state_dict())
     rng_tensors, rng_plain = capture_rng(generators)
     tensors = {**{f"model.{k}": v for k, v in model.items()}, **optimizer_tensors, **rng_tensors}
@@ -104,28 +102,44 @@ def save_checkpoint(path: str | os.PathLike, model: dict[str, torch.Tensor], opt
     tensors = {k: v.detach().to("cpu").clone().contiguous() for k, v in tensors.items()}
     header = {"format": _FORMAT, "info": info, "optimizer": optimizer_plain,
               "scheduler": scheduler.state_dict() if scheduler is not None else None, "rng": rng_plain}
+    return write_tensor_file(path, tensors, header, _HEADER_KEY)
+
+
+def write_tensor_file(path: str | os.PathLike, tensors: dict[str, torch.Tensor], header: Any,
+                      header_key: str) -> Path:
+    """Atomically write ``tensors`` as safetensors with ``header`` as JSON under ``header_key`` in its metadata."""
+    from safetensors.torch import save_file
+
     path = Path(path)
     with atomic_path(path) as tmp:
-        save_file(tensors, str(tmp), metadata={"format": "pt", _HEADER_KEY: json.dumps(header)})
+        save_file(tensors, str(tmp), metadata={"format": "pt", header_key: json.dumps(header)})
     return path
+
+
+def read_tensor_file(path: str | os.PathLike, header_key: str, what: str, advice: str,
+                     error: type[ValueError] = ValueError) -> tuple[dict[str, torch.Tensor], Any]:
+    """(tensors, header) of a file :func:`write_tensor_file` wrote; a truncated or corrupt file raises one
+    ``error`` naming it as ``what`` and ending with ``advice``."""
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            header = json.loads((f.metadata() or {})[header_key])
+            tensors = {k: f.get_tensor(k) for k in f.keys()}
+    except Exception as err:  # safetensors, JSON and key errors all mean an unusable file
+        reason = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise error(f"{path}: not a readable {what} (truncated or corrupt: {reason}); {advice}") from None
+    return tensors, header
 
 
 def read_checkpoint(path: str | os.PathLike, advice: str) -> tuple[dict[str, torch.Tensor], dict]:
     """(tensors, header) of a checkpoint file; an unreadable one is a CheckpointError ending with ``advice``."""
-    from safetensors import safe_open
-
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"{path}: no checkpoint to resume from; {advice}")
-    try:
-        with safe_open(str(path), framework="pt") as f:
-            header = json.loads((f.metadata() or {})[_HEADER_KEY])
-            tensors = {k: f.get_tensor(k) for k in f.keys()}
-    except Exception as err:  # safetensors, JSON and key errors all mean the same thing here
-        reason = str(err).splitlines()[0] if str(err) else type(err).__name__
-        raise CheckpointError(f"{path}: not a readable checkpoint (truncated or corrupt: {reason}); {advice}") from None
-    if header.get("format") != _FORMAT:
-        raise CheckpointError(f"{path}: checkpoint format {header.get('format')!r}, expected {_FORMAT}; {advice}")
+    tensors, header = read_tensor_file(path, _HEADER_KEY, "checkpoint", advice, CheckpointError)
+    if not isinstance(header, dict) or header.get("format") != _FORMAT:
+        raise CheckpointError(f"{path}: not a checkpoint of format {_FORMAT}; {advice}")
     return tensors, header
 
 
