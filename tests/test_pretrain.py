@@ -318,3 +318,119 @@ def test_zero_shot_gender_on_held_out_utkface_is_well_above_chance(shared_data, 
     with torch.no_grad():
         pred = model(images).logits["gender"].argmax(1).numpy()
     assert (pred == truth).mean() >= 0.75
+
+
+# --- nothing lost, nothing executed, every bad input a clear error -------------------------------
+
+def _history(out: Path) -> list[dict]:
+    """recipe.json's epochs minus wall-clock time (timings differ between runs; nothing else may)."""
+    import json
+
+    return [{k: v for k, v in e.items() if k != "seconds"}
+            for e in json.loads((out / "recipe.json").read_text())["history"]]
+
+
+def test_an_interrupted_pretraining_resumes_to_the_uninterrupted_result(tmp_path, monkeypatch):
+    from safetensors.torch import load_file
+
+    from faceprompt.errors import Interrupted
+
+    data = pdata.stand_in_data(SMALL_SPLITS, 64)
+    # Patch dropping in every epoch but the last: its draws come from torch's global generator.
+    options = dict(epochs=3, val_limit=4)
+    whole = fp.pretrain(_small_config(tmp_path / "whole", **options), progress=False, data=data)
+    real_loss, calls = fp.step_loss, {"n": 0}
+
+    def loss(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 5:  # three steps an epoch: the second step of epoch 2
+            raise KeyboardInterrupt
+        return real_loss(*args, **kwargs)
+
+    monkeypatch.setattr(fp, "step_loss", loss)
+    cfg = _small_config(tmp_path / "stopped", **options)
+    with pytest.raises(Interrupted, match=r"pretraining interrupted after epoch 1 .*resume with: hint$"):
+        fp.pretrain(cfg, progress=False, data=data, resume_hint="hint")
+    monkeypatch.setattr(fp, "step_loss", real_loss)
+    resumed = fp.pretrain(cfg, resume=True, progress=False, data=data)
+    assert _history(resumed.out) == _history(whole.out)
+    a, b = (load_file(r.out / "open_clip_model.safetensors") for r in (whole, resumed))
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+class _WritesAMarker:
+    """Unpickling this writes a file: what a crafted checkpoint could do instead."""
+
+    def __init__(self, marker: Path):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (Path.write_text, (self.marker, "code ran"))
+
+
+@pytest.mark.parametrize("name", ["last.pt", "checkpoint.safetensors"])
+def test_a_pickle_checkpoint_is_never_unpickled(tmp_path, name):
+    import pickle
+
+    proof = tmp_path / "proof"
+    pickle.loads(pickle.dumps(_WritesAMarker(proof)))
+    assert proof.is_file()  # the crafted payload is live: unpickling it runs code
+
+    cfg = _small_config(tmp_path)
+    marker = tmp_path / "marker"
+    Path(cfg.work_dir).mkdir(parents=True)
+    torch.save({"model": _WritesAMarker(marker), "epoch": 1}, Path(cfg.work_dir) / name)
+    with pytest.raises(ValueError, match=r"(pickle checkpoint, which is never loaded|not a readable checkpoint)"):
+        fp.pretrain(cfg, resume=True, progress=False, data=pdata.stand_in_data(SMALL_SPLITS, 64))
+    assert not marker.exists()
+
+
+def _write_config(tmp_path, text: str) -> Path:
+    path = tmp_path / "pretrain.yaml"
+    path.write_text(f"out: {tmp_path / 'model'}\nwork_dir: {tmp_path / 'work'}\n{text}")
+    return path
+
+
+def test_a_damaged_checkpoint_or_image_cache_is_one_line_naming_the_file(tmp_path, capsys):
+    from faceprompt.cli import main as cli
+    from faceprompt.pretraining.cache import ImageCacheError, build_image_cache
+
+    data = pdata.stand_in_data(SMALL_SPLITS, 64)
+    fp.pretrain(_small_config(tmp_path, epochs=1), progress=False, data=data)
+    checkpoint = tmp_path / "work" / "checkpoint.safetensors"
+    checkpoint.write_bytes(checkpoint.read_bytes()[:1000])
+    assert cli(["pretrain", "--config", str(_write_config(tmp_path, "epochs: 1\n")), "--resume", "--quiet"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "Traceback" not in err
+    assert str(checkpoint) in err and "not a readable checkpoint" in err and "delete" in err
+
+    from PIL import Image
+
+    paths = []
+    for i in range(2):
+        paths.append(str(tmp_path / f"face{i}.png"))
+        Image.new("RGB", (70, 80), (i * 90, 20, 30)).save(paths[-1])
+    cache = tmp_path / "images.safetensors"
+    images = build_image_cache(paths, 64, cache, workers=1)
+    assert images.shape == (2, 3, 64, 64) and torch.equal(build_image_cache(paths, 64, cache, workers=1), images)
+    cache.write_bytes(b"\x00" * 40)
+    with pytest.raises(ImageCacheError, match=rf"{cache}: not a readable image cache .* delete it and run again"):
+        build_image_cache(paths, 64, cache, workers=1)
+
+
+def test_config_values_are_typed_before_any_work(tmp_path, capsys):
+    from faceprompt.cli import main as cli
+
+    assert pconfig.PretrainConfig.load(_write_config(tmp_path, "lr: 5e-4\nmin_lr: 1e-5\n")).lr == 5e-4
+    with pytest.raises(ValueError, match=r"field 'batch_size' must be an integer, got '8'"):
+        pconfig.PretrainConfig.load(_write_config(tmp_path, 'batch_size: "8"\n'))
+    for text, message in [('batch_size: "8"\n', "field 'batch_size' must be an integer"),
+                          ("epochs: [1\n", "not valid YAML/JSON at line"),
+                          ("patch_drop: 1.5\n", "patch_drop: 1.5 must be in [0, 1)")]:
+        path = _write_config(tmp_path, text)
+        assert cli(["pretrain", "--config", str(path), "--quiet"]) == 1
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and message in err and str(path) in err
+    assert cli(["pretrain", "--config", str(_write_config(tmp_path, "")), "--set", "lr=fast", "--quiet"]) == 1
+    assert "field 'lr' must be a number, got 'fast'" in capsys.readouterr().err
+    assert not (tmp_path / "work").exists()  # no image cache, no data read
