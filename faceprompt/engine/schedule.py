@@ -1,4 +1,4 @@
-"""The learning-rate schedule: linear warm-up to the peak, then cosine down to a floor at the last step."""
+"""The learning-rate schedule: linear warm-up to the peak, then cosine down to a floor after the last step."""
 from __future__ import annotations
 
 import math
