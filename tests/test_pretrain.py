@@ -434,3 +434,6 @@ def test_config_values_are_typed_before_any_work(tmp_path, capsys):
     assert cli(["pretrain", "--config", str(_write_config(tmp_path, "")), "--set", "lr=fast", "--quiet"]) == 1
     assert "field 'lr' must be a number, got 'fast'" in capsys.readouterr().err
     assert not (tmp_path / "work").exists()  # no image cache, no data read
+    with pytest.raises(ValueError, match=r"field 'epochs' must be an integer, got '2'"):
+        fp.pretrain(_small_config(tmp_path, epochs="2"), progress=False)  # built directly: typed all the same
+    assert not (tmp_path / "work").exists()

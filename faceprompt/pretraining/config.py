@@ -1,11 +1,13 @@
 """What shapes a pretraining run: :class:`PretrainConfig`, read from YAML/JSON and checked before any work."""
 from __future__ import annotations
 
+import dataclasses
+import typing
 from dataclasses import dataclass
 
 import torch
 
-from faceprompt.config import Config
+from faceprompt.config import Config, coerce
 
 LOSSES = ("sigmoid", "clip")
 POSITIVES = ("labels", "pairs")
@@ -63,6 +65,9 @@ class PretrainConfig(Config):
 
     def validate(self, where: str = "pretrain config") -> None:
         """Raise ValueError naming the field of the first impossible value (no files are read)."""
+        hints = typing.get_type_hints(type(self))
+        for item in dataclasses.fields(self):  # a config built directly, not by from_dict, is typed here
+            coerce(getattr(self, item.name), hints[item.name], f"{where}: field {item.name!r}")
         unknown = [d for d in self.datasets if d not in DATASETS]
         low, high = (tuple(self.crop_scale) + (None, None))[:2]
         checks = [
