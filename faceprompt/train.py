@@ -81,7 +81,6 @@ def load_frames(cfg: TrainConfig):
     return train, val
 
 
-
 def balanced_sample_weights(labels: torch.Tensor, columns: list[int] | None = None,
                             power: float = 1.0) -> torch.Tensor:
     """Per-sample draw weight: the mean over its labelled (balanced) tasks of (size of its class) ** -power,
@@ -98,7 +97,6 @@ def balanced_sample_weights(labels: torch.Tensor, columns: list[int] | None = No
             total[has] += per_sample / per_sample.mean()
             count[has] += 1
     return torch.where(count > 0, total / count.clamp(min=1), torch.ones_like(total))
-
 
 
 # --- the model step --------------------------------------------------------------------------------
@@ -433,8 +431,8 @@ def fit(config: TrainConfig | dict | str | os.PathLike, *, resume: bool = False,
     epoch's checkpoint kept.
     """
     cfg = _resolve(config, resume)
-    train_frame, val_frame = load_frames(cfg)
     run_dir = _prepare_run_dir(cfg, resume)
+    train_frame, val_frame = load_frames(cfg)
     session = _start(cfg, run_dir, train_frame, val_frame, progress)
     state = load_checkpoint(run_dir, session.model, session.optimizer, session.scheduler) if resume \
         else TrainerState()
