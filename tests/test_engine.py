@@ -122,3 +122,16 @@ def test_the_epoch_sampler_depends_only_on_seed_and_epoch():
     again.set_epoch(2)
     torch.rand(5)  # the global generator plays no part
     assert list(again) == first and sorted(first) == list(range(20))
+
+
+def test_sigterm_becomes_interrupted_and_the_old_handler_returns():
+    import os
+    import signal
+
+    before = signal.getsignal(signal.SIGTERM)
+    with pytest.raises(Interrupted, match="after epoch 1 .*resume with: again"):
+        with interruptible("pretraining", "again") as done:
+            done["done"] = 1
+            os.kill(os.getpid(), signal.SIGTERM)  # Python runs the handler before the next statement
+            raise AssertionError("SIGTERM did not stop the loop")
+    assert signal.getsignal(signal.SIGTERM) == before
