@@ -13,7 +13,6 @@ last epoch, without patch dropping, is always among them).
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import logging
 import sys
@@ -23,9 +22,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from faceprompt import pretrain as fp  # noqa: E402
+from faceprompt.pretrain import pretrain  # noqa: E402
 from faceprompt.backbones import PRETRAINED_DIR  # noqa: E402
 from faceprompt.io import write_json_atomic  # noqa: E402
+from faceprompt.pretraining.config import PretrainConfig  # noqa: E402
+from faceprompt.pretraining.data import stand_in_data  # noqa: E402
 
 
 def epoch_seconds(history: list[dict]) -> list[float]:
@@ -45,17 +46,17 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
 
-    cfg = fp.PretrainConfig.load(args.config)
+    cfg = PretrainConfig.load(args.config)
     recipe = json.loads(Path(args.recipe).read_text(encoding="utf-8"))
     full_epochs = cfg.epochs
     epochs = min(args.epochs or full_epochs, full_epochs)
     if epochs < full_epochs and epochs <= cfg.unmasked_epochs:
         parser.error(f"--epochs must exceed the {cfg.unmasked_epochs} unmasked epoch(s) to extrapolate")
     with tempfile.TemporaryDirectory(prefix="bench-pretrain-") as tmp:
-        cfg = dataclasses.replace(cfg, device=args.device, epochs=epochs, threads=args.threads or cfg.threads,
-                                  out=f"{tmp}/model", work_dir=f"{tmp}/work")
-        data = fp.stand_in_data(recipe["splits"], cfg.image_size, seed=cfg.seed)
-        result = fp.pretrain(cfg, progress=False, data=data)
+        cfg = cfg.replace(device=args.device, epochs=epochs, threads=args.threads or cfg.threads,
+                          out=f"{tmp}/model", work_dir=f"{tmp}/work")
+        data = stand_in_data(recipe["splits"], cfg.image_size, seed=cfg.seed)
+        result = pretrain(cfg, progress=False, data=data)
         history = json.loads((Path(cfg.out) / "recipe.json").read_text(encoding="utf-8"))["history"]
     per_epoch = epoch_seconds(history)
     masked, unmasked = per_epoch[:-cfg.unmasked_epochs], per_epoch[-cfg.unmasked_epochs:]

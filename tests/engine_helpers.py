@@ -59,3 +59,17 @@ def blank_column(manifest: Path, column: str, out: Path) -> Path:
     frame: pd.DataFrame = read_manifest(manifest)
     frame[column] = ""
     return write_manifest(frame, out)
+
+
+def interruption_message(run) -> str:
+    """The message of the errors.Interrupted that ``run()`` ends with; a bare KeyboardInterrupt (which would
+    stop the whole test session) or no interruption at all fails the test instead."""
+    from faceprompt.errors import Interrupted
+
+    try:
+        run()
+    except Interrupted as err:
+        return str(err)
+    except KeyboardInterrupt:
+        pytest.fail("Ctrl-C escaped as a bare KeyboardInterrupt instead of errors.Interrupted")
+    pytest.fail("the run was not interrupted")

@@ -13,7 +13,13 @@ import pytest
 import torch
 
 from faceprompt import pretrain as fp
-from faceprompt.backbones import PRETRAINED_DIR, get_spec, load_backbone
+from faceprompt.backbones import PRETRAINED_DIR, get_spec, load_backbone, resolve_device
+from faceprompt.pretraining import augment as paugment
+from faceprompt.pretraining import captions
+from faceprompt.pretraining import config as pconfig
+from faceprompt.pretraining import data as pdata
+from faceprompt.pretraining import loss as ploss
+from faceprompt.pretraining import model as pmodel
 from faceprompt.tasks import AGE, EMOTION, EMOTIONS, GENDER, GENDERS
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -73,9 +79,9 @@ def test_recipe_is_recorded_next_to_the_weights():
 
 # --- captions ------------------------------------------------------------------------------------
 
-def _captions(gender: int, age: float, emotion: int, n: int = 400) -> list[fp.Caption]:
+def _captions(gender: int, age: float, emotion: int, n: int = 400) -> list[captions.Caption]:
     rng = random.Random(0)
-    return [fp.make_caption(gender, age, emotion, rng) for _ in range(n)]
+    return [captions.make_caption(gender, age, emotion, rng) for _ in range(n)]
 
 
 def test_captions_only_assert_the_labels_given():
@@ -104,16 +110,16 @@ def test_captions_include_the_zero_shot_wording():
 
 def test_unlabelled_image_cannot_be_captioned():
     with pytest.raises(ValueError, match="without any label"):
-        fp.make_caption(-1, math.nan, -1, random.Random(0))
+        captions.make_caption(-1, math.nan, -1, random.Random(0))
 
 
 def test_targets_follow_labels_and_mask_unknowns():
-    labels = fp.Labels(gender=np.array([1, 0, 1, -1]), age=np.array([34.0, 35.0, math.nan, math.nan]),
+    labels = pdata.Labels(gender=np.array([1, 0, 1, -1]), age=np.array([34.0, 35.0, math.nan, math.nan]),
                        emotion=np.array([-1, -1, 3, 3]))
-    captions = [fp.Caption("a photo of a woman.", gender=1),
-                fp.Caption("a photo of a person in their thirties.", age_range=(30, 39)),
-                fp.Caption("a photo of a happy person.", emotion=3)]
-    targets, mask = fp.caption_targets(captions, labels)
+    written = [captions.Caption("a photo of a woman.", gender=1),
+               captions.Caption("a photo of a person in their thirties.", age_range=(30, 39)),
+               captions.Caption("a photo of a happy person.", emotion=3)]
+    targets, mask = captions.caption_targets(written, labels)
     assert targets.tolist() == [[1, 1, 0], [0, 1, 0], [1, 0, 1], [0, 0, 1]]
     assert mask.tolist() == [[1, 1, 0], [1, 1, 0], [1, 0, 1], [0, 0, 1]]
 
@@ -123,39 +129,39 @@ def test_targets_follow_labels_and_mask_unknowns():
 def _tiny_setup(loss: str):
     import open_clip
 
-    cfg = fp.PretrainConfig(model="FP-FaceCLIP-Tiny", lr=5e-4, warmup_steps=1, batch_size=16, loss=loss)
+    cfg = pconfig.PretrainConfig(model="FP-FaceCLIP-Tiny", lr=5e-4, warmup_steps=1, batch_size=16, loss=loss)
     # SigLIP's loss comes with its learnable bias; CLIP's has none.
-    model = fp.create_model(cfg.model, seed=0, **({"init_logit_bias": -10.0} if loss == "sigmoid" else {}))
+    model = pmodel.create_model(cfg.model, seed=0, **({"init_logit_bias": -10.0} if loss == "sigmoid" else {}))
     model.text.token_embedding.weight.requires_grad_(False)
-    tokens = fp.TokenCache(open_clip.get_tokenizer(cfg.model), model.text.context_length)
+    tokens = ploss.TokenCache(open_clip.get_tokenizer(cfg.model), model.text.context_length)
     gen = torch.Generator().manual_seed(0)
     images = torch.randint(0, 256, (16, 3, cfg.image_size, cfg.image_size), dtype=torch.uint8, generator=gen)
-    labels = fp.Labels(gender=np.arange(16) % 2, age=np.linspace(2, 80, 16), emotion=np.full(16, -1))
-    inputs = fp.prepare_step(images, labels, tokens, cfg, random.Random(0), gen, train=False)
+    labels = pdata.Labels(gender=np.arange(16) % 2, age=np.linspace(2, 80, 16), emotion=np.full(16, -1))
+    inputs = ploss.prepare_step(images, labels, tokens, cfg, random.Random(0), gen, train=False)
     return cfg, model, inputs
 
 
-@pytest.mark.parametrize("loss", fp.LOSSES)
+@pytest.mark.parametrize("loss", pconfig.LOSSES)
 def test_two_steps_lower_the_contrastive_loss(loss):
     cfg, model, inputs = _tiny_setup(loss)
-    optimizer = fp.make_optimizer(model, cfg)
+    optimizer = pmodel.make_optimizer(model, cfg)
     assert all(p is not model.text.token_embedding.weight for g in optimizer.param_groups for p in g["params"])
     model.train()
     with torch.no_grad():
-        before = fp.step_loss(model, inputs, loss).item()
+        before = ploss.step_loss(model, inputs, loss).item()
     for _ in range(2):
         optimizer.zero_grad()
-        fp.step_loss(model, inputs, loss).backward()
+        ploss.step_loss(model, inputs, loss).backward()
         optimizer.step()
     with torch.no_grad():
-        after = fp.step_loss(model, inputs, loss).item()
+        after = ploss.step_loss(model, inputs, loss).item()
     assert math.isfinite(before) and after < before
 
 
 def test_an_image_size_the_model_does_not_take_fails_before_any_work():
-    fp.check_image_size(fp.PretrainConfig(model="FP-FaceCLIP-Tiny"))  # the default matches
+    pmodel.check_image_size(pconfig.PretrainConfig(model="FP-FaceCLIP-Tiny"))  # the default matches
     with pytest.raises(ValueError, match=r"image_size: 48 px, but model FP-FaceCLIP-Tiny takes 64 px"):
-        fp.check_image_size(fp.PretrainConfig(model="FP-FaceCLIP-Tiny", image_size=48))
+        pmodel.check_image_size(pconfig.PretrainConfig(model="FP-FaceCLIP-Tiny", image_size=48))
 
 
 def test_patch_drop_trains_on_fewer_tokens_and_leaves_inference_alone():
@@ -163,12 +169,12 @@ def test_patch_drop_trains_on_fewer_tokens_and_leaves_inference_alone():
     model.eval()
     with torch.no_grad():
         reference = model.encode_image(inputs.images)
-    fp.set_patch_drop(model, 0.5)
+    pmodel.set_patch_drop(model, 0.5)
     model.train()
-    loss = fp.step_loss(model, inputs, "sigmoid")
+    loss = ploss.step_loss(model, inputs, "sigmoid")
     loss.backward()  # RoPE follows the kept tokens: no shape error
     assert math.isfinite(loss.item())
-    fp.set_patch_drop(model, 0.0)
+    pmodel.set_patch_drop(model, 0.0)
     model.eval()
     with torch.no_grad():
         assert torch.allclose(model.encode_image(inputs.images), reference, atol=1e-6)
@@ -181,7 +187,7 @@ def test_short_text_matches_the_full_context():
     assert used < inputs.tokens.shape[1]
     with torch.no_grad():
         full = model.encode_text(inputs.tokens)
-        with fp.short_text(model, used):
+        with pmodel.short_text(model, used):
             short = model.encode_text(inputs.tokens[:, :used])
     assert torch.allclose(full, short, atol=1e-5)
     assert model.text.attn_mask.shape[0] == model.text.context_length  # restored
@@ -189,8 +195,8 @@ def test_short_text_matches_the_full_context():
 
 def test_emotion_sampling_lifts_rare_classes():
     emotion = np.array([6] * 900 + [3] * 90 + [1] * 10 + [-1] * 50)
-    labels = fp.Labels(gender=np.zeros(len(emotion), int), age=np.full(len(emotion), np.nan), emotion=emotion)
-    order = fp.epoch_order(labels, 0.7, np.random.default_rng(0), emotion_samples=2000)
+    labels = pdata.Labels(gender=np.zeros(len(emotion), int), age=np.full(len(emotion), np.nan), emotion=emotion)
+    order = pdata.epoch_order(labels, 0.7, np.random.default_rng(0), emotion_samples=2000)
     drawn = emotion[order]
     assert (drawn == -1).sum() == 50  # images without an emotion label: each once
     assert (drawn == 1).mean() > 4 * (10 / 1050)  # the rare class is drawn far more often than found
@@ -200,12 +206,12 @@ def test_config_refuses_unknown_fields(tmp_path):
     path = tmp_path / "c.yaml"
     path.write_text("epochs: 1\nbatch: 8\n")
     with pytest.raises(ValueError, match="unknown field"):
-        fp.PretrainConfig.load(path)
+        pconfig.PretrainConfig.load(path)
 
 
 def test_config_refuses_a_device_torch_does_not_know():
     with pytest.raises(ValueError, match="device: 'gpu0' is not a torch device"):
-        fp.PretrainConfig.from_dict({"device": "gpu0"})
+        pconfig.PretrainConfig.from_dict({"device": "gpu0"})
 
 
 # --- the whole recipe on stand-in data -----------------------------------------------------------
@@ -221,40 +227,40 @@ SMALL_SPLITS = {
 
 
 def test_stand_in_data_has_the_recorded_label_counts():
-    data = fp.stand_in_data(SMALL_SPLITS, 64, seed=3)
+    data = pdata.stand_in_data(SMALL_SPLITS, 64, seed=3)
     assert data.images.shape == (len(data.rows), 3, 64, 64) and data.images.dtype == torch.uint8
-    assert fp.split_counts(data.rows) == SMALL_SPLITS
+    assert pdata.split_counts(data.rows) == SMALL_SPLITS
     with pytest.raises(ValueError, match="utkface/train: 41 labels for 40 rows"):
-        fp.stand_in_data({"utkface": {"train": {"rows": 40, "gender": {"female": 41}}}}, 64)
+        pdata.stand_in_data({"utkface": {"train": {"rows": 40, "gender": {"female": 41}}}}, 64)
 
 
-def _small_config(tmp_path, **changes) -> fp.PretrainConfig:
+def _small_config(tmp_path, **changes) -> pconfig.PretrainConfig:
     small = dict(out=str(tmp_path / "model"), work_dir=str(tmp_path / "work"), epochs=2, batch_size=16,
                  warmup_steps=2, emotion_samples=16, val_limit=4, threads=1)
-    return fp.PretrainConfig(**{**small, **changes})
+    return pconfig.PretrainConfig(**{**small, **changes})
 
 
 def test_the_recipe_runs_end_to_end_and_resumes_on_another_device_setting(tmp_path):
-    data = fp.stand_in_data(SMALL_SPLITS, 64)
+    data = pdata.stand_in_data(SMALL_SPLITS, 64)
     result = fp.pretrain(_small_config(tmp_path), progress=False, data=data)
     recipe = pd.read_json(result.out / "recipe.json", typ="series")
     assert result.device.startswith("cpu") and recipe["device"] == result.device
     assert [entry["epoch"] for entry in recipe["history"]] == [1, 2]
-    assert fp.split_counts(data.rows) == recipe["splits"]
+    assert pdata.split_counts(data.rows) == recipe["splits"]
     assert set(result.test) == {"utkface", "facial_expressions"}
     model = load_backbone("faceclip-tiny", weights=f"local-dir:{result.out}")
     assert model.embed_dim > 0
     # Where it runs may change between sessions; what it trains may not.
     again = fp.pretrain(_small_config(tmp_path, threads=2), resume=True, progress=False, data=data)
     assert again.seconds == pytest.approx(result.seconds)  # nothing left to train
-    with pytest.raises(ValueError, match="written by another config"):
+    with pytest.raises(ValueError, match=r"keeps its recipe; changed: lr \(0.0005 -> 0.001\)"):
         fp.pretrain(_small_config(tmp_path, lr=1e-3), resume=True, progress=False, data=data)
 
 
 def test_rows_and_images_must_pair_up(tmp_path):
-    data = fp.stand_in_data(SMALL_SPLITS, 64)
+    data = pdata.stand_in_data(SMALL_SPLITS, 64)
     with pytest.raises(ValueError, match="92 rows but 91 images"):
-        fp.pretrain(_small_config(tmp_path), progress=False, data=fp.PretrainData(data.rows, data.images[:-1]))
+        fp.pretrain(_small_config(tmp_path), progress=False, data=pdata.PretrainData(data.rows, data.images[:-1]))
 
 
 def test_pretrain_benchmark_times_the_recipe_and_extrapolates(tmp_path, capsys):
@@ -285,15 +291,15 @@ def test_pretrain_benchmark_times_the_recipe_and_extrapolates(tmp_path, capsys):
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 def test_augmentation_draws_the_same_crops_on_a_gpu():
     images = torch.randint(0, 256, (8, 3, 64, 64), dtype=torch.uint8)
-    on_cpu = fp.augment(images, torch.Generator().manual_seed(0))
-    on_gpu = fp.augment(images.cuda(), torch.Generator().manual_seed(0))
+    on_cpu = paugment.augment(images, torch.Generator().manual_seed(0))
+    on_gpu = paugment.augment(images.cuda(), torch.Generator().manual_seed(0))
     assert torch.allclose(on_cpu, on_gpu.cpu(), atol=1e-4)
 
 
 def test_a_gpu_that_is_not_there_fails_before_any_work(monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     with pytest.raises(ValueError, match="sees no CUDA GPU; use device: cpu"):
-        fp.resolve_device("cuda")
+        resolve_device("cuda")
 
 
 # --- on the real held-out faces ------------------------------------------------------------------
@@ -312,3 +318,122 @@ def test_zero_shot_gender_on_held_out_utkface_is_well_above_chance(shared_data, 
     with torch.no_grad():
         pred = model(images).logits["gender"].argmax(1).numpy()
     assert (pred == truth).mean() >= 0.75
+
+
+# --- nothing lost, nothing executed, every bad input a clear error -------------------------------
+
+def _history(out: Path) -> list[dict]:
+    """recipe.json's epochs minus wall-clock time (timings differ between runs; nothing else may)."""
+    import json
+
+    return [{k: v for k, v in e.items() if k != "seconds"}
+            for e in json.loads((out / "recipe.json").read_text())["history"]]
+
+
+def test_an_interrupted_pretraining_resumes_to_the_uninterrupted_result(tmp_path, monkeypatch):
+    from safetensors.torch import load_file
+
+    from engine_helpers import interruption_message
+
+    data = pdata.stand_in_data(SMALL_SPLITS, 64)
+    # Patch dropping in every epoch but the last: its draws come from torch's global generator.
+    options = dict(epochs=3, val_limit=4)
+    whole = fp.pretrain(_small_config(tmp_path / "whole", **options), progress=False, data=data)
+    real_loss, calls = fp.step_loss, {"n": 0}
+
+    def loss(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 5:  # three steps an epoch: the second step of epoch 2
+            raise KeyboardInterrupt
+        return real_loss(*args, **kwargs)
+
+    monkeypatch.setattr(fp, "step_loss", loss)
+    cfg = _small_config(tmp_path / "stopped", **options)
+    message = interruption_message(lambda: fp.pretrain(cfg, progress=False, data=data, resume_hint="hint"))
+    assert message == "pretraining interrupted after epoch 1 (its checkpoint is kept); resume with: hint"
+    monkeypatch.setattr(fp, "step_loss", real_loss)
+    resumed = fp.pretrain(cfg, resume=True, progress=False, data=data)
+    assert _history(resumed.out) == _history(whole.out)
+    a, b = (load_file(r.out / "open_clip_model.safetensors") for r in (whole, resumed))
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+class _WritesAMarker:
+    """Unpickling this writes a file: what a crafted checkpoint could do instead."""
+
+    def __init__(self, marker: Path):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (Path.write_text, (self.marker, "code ran"))
+
+
+@pytest.mark.parametrize("name", ["last.pt", "checkpoint.safetensors"])
+def test_a_pickle_checkpoint_is_never_unpickled(tmp_path, name):
+    import pickle
+
+    proof = tmp_path / "proof"
+    pickle.loads(pickle.dumps(_WritesAMarker(proof)))
+    assert proof.is_file()  # the crafted payload is live: unpickling it runs code
+
+    cfg = _small_config(tmp_path)
+    marker = tmp_path / "marker"
+    Path(cfg.work_dir).mkdir(parents=True)
+    torch.save({"model": _WritesAMarker(marker), "epoch": 1}, Path(cfg.work_dir) / name)
+    with pytest.raises(ValueError, match=r"(pickle checkpoint, which is never loaded|not a readable checkpoint)"):
+        fp.pretrain(cfg, resume=True, progress=False, data=pdata.stand_in_data(SMALL_SPLITS, 64))
+    assert not marker.exists()
+
+
+def _write_config(tmp_path, text: str) -> Path:
+    path = tmp_path / "pretrain.yaml"
+    path.write_text(f"out: {tmp_path / 'model'}\nwork_dir: {tmp_path / 'work'}\n{text}")
+    return path
+
+
+def test_a_damaged_checkpoint_or_image_cache_is_one_line_naming_the_file(tmp_path, capsys):
+    from faceprompt.cli import main as cli
+    from faceprompt.pretraining.cache import ImageCacheError, build_image_cache
+
+    data = pdata.stand_in_data(SMALL_SPLITS, 64)
+    fp.pretrain(_small_config(tmp_path, epochs=1), progress=False, data=data)
+    checkpoint = tmp_path / "work" / "checkpoint.safetensors"
+    checkpoint.write_bytes(checkpoint.read_bytes()[:1000])
+    assert cli(["pretrain", "--config", str(_write_config(tmp_path, "epochs: 1\n")), "--resume", "--quiet"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "Traceback" not in err
+    assert str(checkpoint) in err and "not a readable checkpoint" in err and "delete" in err
+
+    from PIL import Image
+
+    paths = []
+    for i in range(2):
+        paths.append(str(tmp_path / f"face{i}.png"))
+        Image.new("RGB", (70, 80), (i * 90, 20, 30)).save(paths[-1])
+    cache = tmp_path / "images.safetensors"
+    images = build_image_cache(paths, 64, cache, workers=1)
+    assert images.shape == (2, 3, 64, 64) and torch.equal(build_image_cache(paths, 64, cache, workers=1), images)
+    cache.write_bytes(b"\x00" * 40)
+    with pytest.raises(ImageCacheError, match=rf"{cache}: not a readable image cache .* delete it and run again"):
+        build_image_cache(paths, 64, cache, workers=1)
+
+
+def test_config_values_are_typed_before_any_work(tmp_path, capsys):
+    from faceprompt.cli import main as cli
+
+    assert pconfig.PretrainConfig.load(_write_config(tmp_path, "lr: 5e-4\nmin_lr: 1e-5\n")).lr == 5e-4
+    with pytest.raises(ValueError, match=r"field 'batch_size' must be an integer, got '8'"):
+        pconfig.PretrainConfig.load(_write_config(tmp_path, 'batch_size: "8"\n'))
+    for text, message in [('batch_size: "8"\n', "field 'batch_size' must be an integer"),
+                          ("epochs: [1\n", "not valid YAML/JSON at line"),
+                          ("patch_drop: 1.5\n", "patch_drop: 1.5 must be in [0, 1)")]:
+        path = _write_config(tmp_path, text)
+        assert cli(["pretrain", "--config", str(path), "--quiet"]) == 1
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and message in err and str(path) in err
+    assert cli(["pretrain", "--config", str(_write_config(tmp_path, "")), "--set", "lr=fast", "--quiet"]) == 1
+    assert "field 'lr' must be a number, got 'fast'" in capsys.readouterr().err
+    assert not (tmp_path / "work").exists()  # no image cache, no data read
+    with pytest.raises(ValueError, match=r"field 'epochs' must be an integer, got '2'"):
+        fp.pretrain(_small_config(tmp_path, epochs="2"), progress=False)  # built directly: typed all the same
+    assert not (tmp_path / "work").exists()

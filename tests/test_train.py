@@ -9,8 +9,8 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from engine_helpers import (IMAGE_SIZE, blank_column, fit_then_crash, quick_config,  # noqa: F401
-                            synthetic_manifest, without_timing)
+from engine_helpers import (IMAGE_SIZE, blank_column, fit_then_crash, interruption_message,  # noqa: F401
+                            quick_config, synthetic_manifest, without_timing)
 from faceprompt import train as train_module
 from faceprompt.cli import main as cli
 from faceprompt.data.dataset import DataSource, ManifestDataset, load_sources
@@ -159,7 +159,7 @@ def test_training_lowers_the_loss(synthetic_manifest, tmp_path, method, options)
     losses = [row["train_loss"] for row in result.history]
     assert losses[-1] < losses[0]
     files = {p.name for p in result.run_dir.iterdir()}
-    assert {"config.json", "prompts.safetensors", "metrics.csv", "metrics.json", "checkpoint.pt"} <= files
+    assert {"config.json", "prompts.safetensors", "metrics.csv", "metrics.json", "checkpoint.safetensors"} <= files
     config = json.loads((result.run_dir / "config.json").read_text())
     assert config["method"] == method and config["train_config"]["epochs"] == 3
 
@@ -277,9 +277,9 @@ def test_nan_loss_stops_with_a_message_and_keeps_the_last_good_checkpoint(synthe
     with pytest.raises(NonFiniteLossError, match=r"loss is nan at epoch 2.*last good checkpoint.*epoch 1"):
         fit(quick_config(synthetic_manifest, tmp_path, epochs=3), progress=False,
             on_epoch_end=poison_after_first_epoch)
-    checkpoint = torch.load(run_dir / "checkpoint.pt", weights_only=True)
-    assert checkpoint["state"]["epoch"] == 1
-    assert all(torch.isfinite(t).all() for t in checkpoint["trainable"].values())
+    tensors = load_file(run_dir / "checkpoint.safetensors")
+    assert json.loads((run_dir / "checkpoint.json").read_text())["epoch"] == 1
+    assert all(torch.isfinite(t).all() for k, t in tensors.items() if k.startswith("model."))
     assert len(json.loads((run_dir / "metrics.json").read_text())) == 1
 
 
@@ -297,3 +297,93 @@ def test_cli_train_from_yaml_then_resume_finishes_the_run(synthetic_manifest, tm
     assert cli(["train", "--resume", str(run_dir), "--set", "epochs=2", "--quiet"]) == 0
     assert [r["epoch"] for r in json.loads((run_dir / "metrics.json").read_text())] == [1, 2]
     assert cli(["train", "--config", str(config_file), "--set", "lr=0", "--quiet"]) == 1
+
+
+# --- nothing lost, nothing executed, every bad input a clear error ---------------------------------
+
+def _files(folder: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(folder.iterdir()) if p.is_file()}
+
+
+def test_resuming_a_copied_run_writes_only_into_the_copy(synthetic_manifest, tmp_path):  # noqa: F811
+    import shutil
+
+    fit(quick_config(synthetic_manifest, tmp_path, epochs=1), progress=False)
+    original = tmp_path / "runs" / "run"
+    before = _files(original)
+    copy = tmp_path / "elsewhere" / "copied-run"
+    shutil.copytree(original, copy)
+    assert cli(["train", "--resume", str(copy), "--set", "epochs=2", "--quiet"]) == 0
+    assert [r["epoch"] for r in json.loads((copy / "metrics.json").read_text())] == [1, 2]
+    assert _files(original) == before  # the run it was copied from is untouched
+
+
+def test_resume_refuses_a_changed_recipe_naming_the_fields(synthetic_manifest, tmp_path, capsys):  # noqa: F811
+    cfg = quick_config(synthetic_manifest, tmp_path, epochs=1)
+    fit(cfg, progress=False)
+    run_dir = tmp_path / "runs" / "run"
+    before = _files(run_dir)
+    assert cli(["train", "--resume", str(run_dir), "--set", "lr=0.5", "batch_size=8", "--quiet"]) == 1
+    err = capsys.readouterr().err
+    assert "lr (0.01 -> 0.5)" in err and "batch_size (16 -> 8)" in err and len(err.strip().splitlines()) == 1
+    with pytest.raises(ValueError, match=r"keeps its recipe; changed: seed"):
+        fit(cfg.replace(epochs=2, seed=1), resume=True, progress=False)
+    assert _files(run_dir) == before
+    # Where and how long it runs may change.
+    fit(cfg.replace(epochs=2, device="cpu", num_workers=0), resume=True, progress=False)
+
+
+@pytest.mark.parametrize("damage", ["truncate", "garbage"])
+def test_a_damaged_checkpoint_is_one_line_naming_the_file(synthetic_manifest, tmp_path, capsys, damage):  # noqa: F811
+    fit(quick_config(synthetic_manifest, tmp_path, epochs=1), progress=False)
+    run_dir = tmp_path / "runs" / "run"
+    checkpoint = run_dir / "checkpoint.safetensors"
+    data = checkpoint.read_bytes()
+    checkpoint.write_bytes(data[:len(data) // 2] if damage == "truncate" else b"\x80\x04not a checkpoint")
+    assert cli(["train", "--resume", str(run_dir), "--set", "epochs=2", "--quiet"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "Traceback" not in err
+    assert str(checkpoint) in err and "not a readable checkpoint" in err and f"delete {run_dir}" in err
+
+
+def test_a_method_option_of_the_wrong_type_is_named(synthetic_manifest, tmp_path, capsys):  # noqa: F811
+    with pytest.raises(ValueError, match=r"method_options.tokens must be an integer, got 'abc'"):
+        quick_config(synthetic_manifest, tmp_path, method="vpt", method_options={"tokens": "abc"})
+    config_file = tmp_path / "train.json"
+    config_file.write_text(json.dumps(quick_config(synthetic_manifest, tmp_path, method="vpt",
+                                                   method_options={"tokens": 2}).to_dict()))
+    assert cli(["train", "--config", str(config_file), "--set", "method_options={tokens: abc}", "--quiet"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "method_options.tokens" in err
+    assert not (tmp_path / "runs").exists()
+
+
+def test_ctrl_c_keeps_the_checkpoint_and_the_resumed_run_matches(synthetic_manifest, tmp_path,  # noqa: F811
+                                                                 monkeypatch):
+    options = dict(method="v2pt", method_options={"tokens": 2, "latent": 4, "hidden": 16, "kl_weight": 0.1},
+                   epochs=3, class_balance="sampler")
+    whole = fit(quick_config(synthetic_manifest, tmp_path, run_id="whole", **options), progress=False)
+    real_loss = train_module.multitask_loss
+    calls = {"epoch": 0, "steps": 0}
+
+    def loss(*args, **kwargs):
+        if calls["epoch"] == 1:
+            calls["steps"] += 1
+            if calls["steps"] == 2:  # the second step of epoch 2
+                raise KeyboardInterrupt
+        return real_loss(*args, **kwargs)
+
+    monkeypatch.setattr(train_module, "multitask_loss", loss)
+    run_dir = tmp_path / "runs" / "stopped"
+    message = interruption_message(lambda: fit(
+        quick_config(synthetic_manifest, tmp_path, run_id="stopped", **options), progress=False,
+        on_epoch_end=lambda epoch, record: calls.update(epoch=epoch)))
+    assert message == (f"training interrupted after epoch 1 (its checkpoint is kept); "
+                       f"resume with: faceprompt train --resume {run_dir}")
+    monkeypatch.setattr(train_module, "multitask_loss", real_loss)
+    assert json.loads((run_dir / "checkpoint.json").read_text())["epoch"] == 1
+    resumed = fit(quick_config(synthetic_manifest, tmp_path, run_id="stopped", **options), resume=True,
+                  progress=False)
+    assert without_timing(resumed.history) == without_timing(whole.history)
+    a, b = load_file(whole.run_dir / "prompts.safetensors"), load_file(run_dir / "prompts.safetensors")
+    assert all(torch.equal(a[k], b[k]) for k in a)

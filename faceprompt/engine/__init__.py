@@ -1,0 +1,11 @@
+"""The one training engine behind ``faceprompt train`` and ``faceprompt pretrain``.
+
+==========  ====================================================================================
+schedule    linear warm-up then cosine decay, as a LambdaLR over every parameter group
+optim       optimizers by name, weight-decay groups, one optimizer step (backward, clip, step)
+seeding     seeding every random source, seeds derived per epoch
+state       checkpoints (safetensors + JSON, never pickle) with every random state; recipe checks
+runtime     one process in plain PyTorch, or data-parallel through Hugging Face Accelerate
+progress    progress bars, and Ctrl-C / SIGTERM turned into errors.Interrupted with a resume hint
+==========  ====================================================================================
+"""

@@ -1,0 +1,101 @@
+"""What shapes a pretraining run: :class:`PretrainConfig`, read from YAML/JSON and checked before any work."""
+from __future__ import annotations
+
+import dataclasses
+import typing
+from dataclasses import dataclass
+
+import torch
+
+from faceprompt.config import Config, coerce
+
+LOSSES = ("sigmoid", "clip")
+POSITIVES = ("labels", "pairs")
+DATASETS = ("utkface", "facial_expressions")
+STORAGE_DTYPES = ("float16", "float32")
+# Fields a resumed run may change: where it runs and where the finished model goes. The rest is the recipe.
+RESUMABLE_CHANGES = ("device", "threads", "out")
+
+
+@dataclass(frozen=True)
+class PretrainConfig(Config):
+    """Everything that shapes a pretraining run (read from YAML/JSON, stored with the weights)."""
+
+    model: str = "FP-FaceCLIP-Tiny"  # open_clip config name
+    data_root: str | None = None  # None: the shared data folder (faceprompt.locations)
+    datasets: tuple[str, ...] = DATASETS
+    out: str = "faceprompt/pretrained/faceclip-tiny"  # the exported local-dir folder
+    work_dir: str = "cache/pretrain/faceclip-tiny"  # checkpoints, logs, the image cache
+    seed: int = 0  # training seed (init, sampling, captions, augmentation)
+    split_seed: int = 0  # must equal `faceprompt prepare --seed` for the held-out sets to agree
+    val_fraction: float = 0.1
+    test_fraction: float = 0.1
+    image_size: int = 64  # must equal the model config's vision_cfg.image_size
+    epochs: int = 10
+    batch_size: int = 64
+    lr: float = 5e-4
+    min_lr: float = 1e-5
+    weight_decay: float = 0.05
+    warmup_steps: int = 100
+    loss: str = "clip"
+    positives: str = "labels"
+    patch_drop: float = 0.5
+    unmasked_epochs: int = 1
+    # The vocabulary is 49408 tokens, the captions use a few hundred: a frozen random embedding table
+    # spares the optimizer three quarters of the parameters, and the text layers learn on top of it.
+    freeze_token_embedding: bool = True
+    # log of the starting logit scale. CLIP starts at log(1/0.07) (scale 14); with label positives that
+    # made random features costlier than identical ones, and both towers collapsed within ten steps.
+    # Starting at scale 1 they learn instead; the scale is learned from there.
+    init_logit_scale: float | None = 0.0
+    logit_scale_lr: float = 0.02  # its own, higher rate: at the shared one it would crawl up from 1
+    emotion_balance: float = 0.7
+    emotion_samples: int | None = 3000  # expression images drawn per epoch (None: as many as there are)
+    crop_scale: tuple[float, float] = (0.75, 1.0)
+    grayscale_p: float = 0.2  # facial_expressions is grayscale: don't let colour stand in for the dataset
+    threads: int = 2
+    device: str = "cpu"  # "cuda" trains on a GPU (images, model and augmentation all live there)
+    val_limit: int = 400  # per dataset, for the per-epoch zero-shot check (0: none)
+    storage_dtype: str = "float16"  # of the exported weights; loading casts to fp32
+    limit: int | None = None  # seeded subset of rows per dataset (smoke runs)
+
+    @classmethod
+    def from_dict(cls, data: dict | None, where: str = "pretrain config") -> "PretrainConfig":
+        return super().from_dict(data, where)
+
+    def validate(self, where: str = "pretrain config") -> None:
+        """Raise ValueError naming the field of the first impossible value (no files are read)."""
+        hints = typing.get_type_hints(type(self))
+        for item in dataclasses.fields(self):  # a config built directly, not by from_dict, is typed here
+            coerce(getattr(self, item.name), hints[item.name], f"{where}: field {item.name!r}")
+        unknown = [d for d in self.datasets if d not in DATASETS]
+        low, high = (tuple(self.crop_scale) + (None, None))[:2]
+        checks = [
+            ("loss", self.loss in LOSSES, f"must be one of {list(LOSSES)}"),
+            ("positives", self.positives in POSITIVES, f"must be one of {list(POSITIVES)}"),
+            ("datasets", bool(self.datasets) and not unknown, f"must name some of {list(DATASETS)}"),
+            ("patch_drop", 0 <= self.patch_drop < 1, "must be in [0, 1)"),
+            ("epochs", self.epochs >= 1, "must be >= 1"),
+            ("batch_size", self.batch_size >= 2, "must be >= 2 (a contrastive batch needs negatives)"),
+            ("lr", self.lr > 0, "must be > 0"),
+            ("min_lr", 0 <= self.min_lr <= self.lr, "must be in [0, lr]"),
+            ("logit_scale_lr", self.logit_scale_lr > 0, "must be > 0"),
+            ("warmup_steps", self.warmup_steps >= 0, "must be >= 0"),
+            ("unmasked_epochs", 0 <= self.unmasked_epochs <= self.epochs, "must be in [0, epochs]"),
+            ("val_fraction", 0 <= self.val_fraction < 1, "must be in [0, 1)"),
+            ("test_fraction", 0 <= self.test_fraction < 1 - self.val_fraction, "must be in [0, 1 - val_fraction)"),
+            ("crop_scale", len(self.crop_scale) == 2 and 0 < low <= high <= 1, "must be [low, high] in (0, 1]"),
+            ("grayscale_p", 0 <= self.grayscale_p <= 1, "must be in [0, 1]"),
+            ("threads", self.threads >= 1, "must be >= 1"),
+            ("val_limit", self.val_limit >= 0, "must be >= 0"),
+            ("storage_dtype", self.storage_dtype in STORAGE_DTYPES, f"must be one of {list(STORAGE_DTYPES)}"),
+            ("limit", self.limit is None or self.limit >= 1, "must be >= 1 or null"),
+            ("emotion_samples", self.emotion_samples is None or self.emotion_samples >= 1, "must be >= 1 or null"),
+        ]
+        for name, ok, message in checks:
+            if not ok:
+                raise ValueError(f"{where}: {name}: {getattr(self, name)!r} {message}")
+        try:
+            torch.device(self.device)
+        except RuntimeError:
+            raise ValueError(f"{where}: device: {self.device!r} is not a torch device (cpu, cuda, cuda:1, ...)") from None

@@ -1,0 +1,216 @@
+"""What a training run is made of: :class:`TrainConfig`, read from YAML/JSON, checked before any work."""
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import time
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from faceprompt.backbones import get_spec
+from faceprompt.config import Config, coerce
+from faceprompt.data.dataset import DataSource
+from faceprompt.engine.optim import OPTIMIZERS
+from faceprompt.engine.runtime import PRECISIONS
+from faceprompt.io import read_json
+from faceprompt.prompts import resolve_method
+from faceprompt.prompts.base import TEXT_PROMPTS, VISUAL_PROMPTS, _split_config
+from faceprompt.tasks import DEFAULT_TASKS, TASKS
+
+CLASS_BALANCE = ("none", "weights", "sampler")
+MONITORS = {"accuracy": "val_mean_accuracy", "balanced_accuracy": "val_mean_balanced_accuracy"}  # -> record key
+# Fields a resumed run may change: where and how fast it runs, where it lives, and how long it goes on.
+# Every other field is the recipe, and a resume that changes one is refused naming it.
+RESUMABLE_CHANGES = ("device", "precision", "num_workers", "accelerate", "cache_dir", "run_dir", "run_id", "epochs")
+
+
+@dataclass(frozen=True)
+class TrainConfig(Config):
+    """Everything a training run needs; JSON/YAML round-trip, every bad value refused by field name.
+
+    Manifest, run and cache paths are relative to the current directory.
+    ``val=None`` validates on the ``val`` split of the training manifests; ``val=()`` skips validation.
+    """
+
+    method: str = "softcpt"
+    method_options: dict = field(default_factory=dict)  # flat, e.g. {"tokens": 10, "context_tokens": 16}
+    backbone: str = "tiny-pe"
+    weights: str | None = None  # None: the backbone's default; "random", a file, "local-dir:..."
+    tasks: tuple[str, ...] = DEFAULT_TASKS
+    train: tuple[DataSource, ...] = ()
+    val: tuple[DataSource, ...] | None = None
+    epochs: int = 50
+    batch_size: int = 60
+    lr: float = 2e-3
+    optimizer: str = "adamw"
+    weight_decay: float = 0.0
+    momentum: float = 0.9  # SGD only
+    warmup_epochs: float = 0.0
+    min_lr: float = 1e-6
+    grad_clip: float | None = 1.0
+    patience: int | None = 7  # epochs without a better validation mean accuracy; None: never stop early
+    seed: int = 0
+    device: str = "auto"  # auto: cuda when available
+    precision: str = "auto"  # auto: bf16 autocast on GPU, fp32 on CPU
+    num_workers: int = 0
+    class_balance: str = "none"  # none | weights (inverse-frequency CE weights) | sampler (balanced draws)
+    class_balance_tasks: tuple[str, ...] | None = None  # the tasks balanced (None: all)
+    class_balance_power: float = 1.0  # weight ~ count ** -power: 1 fully balanced, 0.5 half-way (in log terms)
+    age_ordinal_weight: float = 0.0
+    # gamma in  CE + gamma * KL(zero-shot || tuned), every task on every image (the frozen model's
+    # zero-shot predictions as the anchor; costs one more frozen image pass per step)
+    anchor_weight: float = 0.0
+    task_weights: dict = field(default_factory=dict)
+    # Cross-entropy at this logit scale instead of the backbone's own (argmax and evaluation unchanged):
+    # a tower trained with a small scale gives near-uniform softmaxes that barely tell right from wrong.
+    loss_logit_scale: float | None = None
+    monitor: str = "accuracy"  # early stopping and best epoch: mean over tasks of "accuracy" or "balanced_accuracy"
+    run_dir: str = "runs"
+    run_id: str | None = None  # None: <method>-<backbone>-<time>
+    cache_dir: str | None = ".cache/faceprompt/features"  # None: never cache image features
+    max_train_samples: int | None = None  # a seeded subset, for quick runs
+    max_val_samples: int | None = None
+    accelerate: bool | None = None  # None: Accelerate when several processes or a GPU
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any] | None, where: str = "train config") -> "TrainConfig":
+        return super().from_dict(data, where)
+
+    @classmethod
+    def convert(cls, data: dict[str, Any], where: str) -> dict[str, Any]:
+        if "train" in data:
+            data["train"] = _sources(data["train"], ("train",), "train")
+        if data.get("val") is not None:
+            data["val"] = _sources(data["val"], ("val",), "val")
+        for key in ("method_options", "task_weights"):
+            if key in data and data[key] is None:
+                data[key] = {}
+        if isinstance(data.get("method_options"), dict):
+            data["method_options"] = typed_method_options(data.get("method", cls.method), data["method_options"])
+        return data
+
+    def validate(self, where: str = "train config") -> None:
+        """Raise ValueError naming the field of the first impossible value (no files are read)."""
+        resolve_method(self.method)  # "unknown method ..." names the method
+        _check_method_options(self.method, self.method_options)
+        get_spec(self.backbone)
+        unknown = [t for t in self.tasks if t not in TASKS]
+        if unknown or not self.tasks:
+            raise ValueError(f"tasks: unknown or empty {unknown or '[]'}; known: {list(TASKS)}")
+        for name, ok, message in self._value_checks():
+            if not ok:
+                raise ValueError(f"{name}: {getattr(self, name)!r} {message}")
+        for task, weight in self.task_weights.items():
+            if task not in self.tasks or not isinstance(weight, (int, float)) or weight < 0:
+                raise ValueError(f"task_weights: {task!r}: {weight!r} must be a weight >= 0 for one of {self.tasks}")
+        for i, source in enumerate(self.train):
+            source.check(f"train[{i}]")
+        for i, source in enumerate(self.val or ()):
+            source.check(f"val[{i}]")
+        for j, held in enumerate(self.val_sources()):
+            for i, source in enumerate(self.train):
+                if held.overlaps(source):
+                    raise ValueError(f"val[{j}] {held.to_dict()} overlaps train[{i}] {source.to_dict()}: "
+                                     f"give them different splits or disjoint parts")
+
+    def _value_checks(self) -> list[tuple[str, bool, str]]:
+        return [
+            ("train", len(self.train) > 0, "needs at least one manifest"),
+            ("epochs", self.epochs >= 1, "must be >= 1"),
+            ("batch_size", self.batch_size >= 1, "must be >= 1"),
+            ("lr", self.lr > 0 and math.isfinite(self.lr), "must be > 0"),
+            ("min_lr", 0 <= self.min_lr <= self.lr, "must be in [0, lr]"),
+            ("weight_decay", self.weight_decay >= 0, "must be >= 0"),
+            ("warmup_epochs", 0 <= self.warmup_epochs < self.epochs, "must be in [0, epochs)"),
+            ("optimizer", self.optimizer in OPTIMIZERS, f"must be one of {list(OPTIMIZERS)}"),
+            ("class_balance", self.class_balance in CLASS_BALANCE, f"must be one of {list(CLASS_BALANCE)}"),
+            ("monitor", self.monitor in MONITORS, f"must be one of {list(MONITORS)}"),
+            ("class_balance_tasks", self.class_balance_tasks is None or set(self.class_balance_tasks) <= set(self.tasks),
+             f"must name some of the tasks {list(self.tasks)}"),
+            ("class_balance_power", 0 < self.class_balance_power <= 4, "must be in (0, 4]"),
+            ("precision", self.precision in PRECISIONS, f"must be one of {list(PRECISIONS)}"),
+            ("grad_clip", self.grad_clip is None or self.grad_clip > 0, "must be > 0 or null"),
+            ("patience", self.patience is None or self.patience >= 1, "must be >= 1 or null"),
+            ("num_workers", self.num_workers >= 0, "must be >= 0"),
+            ("age_ordinal_weight", self.age_ordinal_weight >= 0, "must be >= 0"),
+            ("anchor_weight", self.anchor_weight >= 0 and math.isfinite(self.anchor_weight), "must be >= 0"),
+            ("loss_logit_scale", self.loss_logit_scale is None or 0 < self.loss_logit_scale < math.inf,
+             "must be > 0 or null"),
+            ("max_train_samples", self.max_train_samples is None or self.max_train_samples >= 1, "must be >= 1"),
+            ("max_val_samples", self.max_val_samples is None or self.max_val_samples >= 1, "must be >= 1"),
+            ("device", self.device in ("auto", "cpu") or self.device.startswith("cuda"), "must be auto, cpu or cuda"),
+        ]
+
+    def val_sources(self) -> tuple[DataSource, ...]:
+        if self.val is not None:
+            return self.val
+        return tuple(DataSource(s.manifest, ("val",), s.datasets) for s in self.train)
+
+    def run_path(self) -> Path:
+        run_id = self.run_id or f"{self.method.replace('+', '_')}-{self.backbone}-{time.strftime('%Y%m%d-%H%M%S')}"
+        return Path(self.run_dir) / run_id
+
+
+def _sources(value, default_splits, where) -> tuple[DataSource, ...]:
+    items = value if isinstance(value, (list, tuple)) else [value]
+    return tuple(DataSource.parse(v, default_splits, f"{where}[{i}]") for i, v in enumerate(items))
+
+
+def _option_types(method: str) -> dict[str, Any]:
+    """Type hints of every option the method's text and visual components declare."""
+    preset = resolve_method(method)
+    hints: dict[str, Any] = {}
+    for registry, kind in ((TEXT_PROMPTS, preset.text), (VISUAL_PROMPTS, preset.visual)):
+        config_class = registry[kind].config_class
+        names = {f.name for f in dataclasses.fields(config_class)}
+        hints.update({k: v for k, v in typing.get_type_hints(config_class).items() if k in names})
+    return hints
+
+
+def typed_method_options(method: str, options: dict) -> dict:
+    """``options`` with each value checked against (and coerced to) the type its component declares,
+    a wrong one refused naming ``method_options.<option>``; an unknown method or option is left to validate."""
+    try:
+        hints = _option_types(method)
+    except (KeyError, ValueError):
+        return dict(options)
+    return {key: coerce(value, hints[key], f"method_options.{key}") if key in hints else value
+            for key, value in options.items()}
+
+
+def _check_method_options(method: str, options: dict) -> None:
+    """Method options are checked against the method's component configs without building it."""
+    preset = resolve_method(method)
+    try:
+        text_cfg, visual_cfg = _split_config(preset, options)
+        TEXT_PROMPTS[preset.text].config_class.from_dict(text_cfg, f"{method}.text")
+        VISUAL_PROMPTS[preset.visual].config_class.from_dict(visual_cfg, f"{method}.visual")
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"method_options: {err}") from None
+
+
+def load_config(path: str | os.PathLike) -> TrainConfig:
+    """A TrainConfig from a YAML or JSON file; every error names the file."""
+    return TrainConfig.load(path)
+
+
+def absolute_paths(cfg: TrainConfig) -> TrainConfig:
+    """The config with manifest, run and cache paths made absolute (a run folder then works from anywhere)."""
+    absolute = lambda p: None if p is None else str(Path(p).expanduser().resolve())  # noqa: E731
+    fix = lambda sources: None if sources is None else tuple(  # noqa: E731
+        dataclasses.replace(s, manifest=absolute(s.manifest)) for s in sources)
+    return dataclasses.replace(cfg, train=fix(cfg.train), val=fix(cfg.val), run_dir=absolute(cfg.run_dir),
+                               cache_dir=absolute(cfg.cache_dir))
+
+
+def resume_config(run_dir: str | os.PathLike) -> TrainConfig:
+    """The TrainConfig stored in a run folder, placed in that folder (a copied run resumes where it is)."""
+    run_dir = Path(run_dir).expanduser().resolve()
+    config = read_json(run_dir / "config.json")
+    if "train_config" not in config:
+        raise ValueError(f"{run_dir}/config.json: no 'train_config' (not a training run)")
+    stored = {**config["train_config"], "run_dir": str(run_dir.parent), "run_id": run_dir.name}
+    return TrainConfig.from_dict(stored, where=f"{run_dir}/config.json")
