@@ -16,8 +16,8 @@ from faceprompt.data.dataset import DataSource
 from faceprompt.engine.optim import OPTIMIZERS
 from faceprompt.engine.runtime import PRECISIONS
 from faceprompt.io import read_json
-from faceprompt.prompts import resolve_method
-from faceprompt.prompts.base import TEXT_PROMPTS, VISUAL_PROMPTS, _split_config
+from faceprompt.prompts import method_configs, resolve_method
+from faceprompt.prompts.base import TEXT_PROMPTS, VISUAL_PROMPTS
 from faceprompt.tasks import DEFAULT_TASKS, TASKS
 
 CLASS_BALANCE = ("none", "weights", "sampler")
@@ -183,11 +183,8 @@ def typed_method_options(method: str, options: dict) -> dict:
 
 def _check_method_options(method: str, options: dict) -> None:
     """Method options are checked against the method's component configs without building it."""
-    preset = resolve_method(method)
     try:
-        text_cfg, visual_cfg = _split_config(preset, options)
-        TEXT_PROMPTS[preset.text].config_class.from_dict(text_cfg, f"{method}.text")
-        VISUAL_PROMPTS[preset.visual].config_class.from_dict(visual_cfg, f"{method}.visual")
+        method_configs(method, options)
     except (TypeError, ValueError) as err:
         raise ValueError(f"method_options: {err}") from None
 

@@ -58,8 +58,7 @@ def image_cache_path(cfg: PretrainConfig) -> Path:
 
 def collect_rows(cfg: PretrainConfig) -> pd.DataFrame:
     """Labelled rows of every dataset with ``faceprompt prepare``'s keys and seeded splits."""
-    from data_prep import get_adapter
-    from data_prep.base import has_label
+    from faceprompt.datasets import get_adapter, has_label
     from faceprompt.data.splits import assign_splits
 
     root = data_root(cfg)
