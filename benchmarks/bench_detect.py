@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import multiprocessing as mp
-import os
 import random
 import sys
 import tempfile
@@ -18,11 +17,12 @@ import time
 from pathlib import Path
 
 from faceprompt.detect import available_detectors
+from faceprompt.locations import shared_data_root
 from faceprompt.prepare import CropJob, _init_worker, crop_one
 
 
 def shared_data() -> Path:
-    return Path(os.environ.get("FACEPROMPT_SHARED_DATA", Path(__file__).resolve().parents[1] / ".." / "shared" / "data"))
+    return shared_data_root(Path(__file__).resolve().parents[1])
 
 
 def sample_images(n: int, seed: int) -> dict[str, list[Path]]:
