@@ -5,8 +5,8 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
-from data_fixtures import (face, write_celebahq, write_facial_expressions, write_fairface, write_lfw,  # noqa: E402
-                           write_rafdb, write_utkface, write_vggface2)
+from data_fixtures import (face, write_celebahq, write_facial_expressions, write_fairface, write_ferplus,  # noqa: E402
+                           write_lfw, write_rafdb, write_utkface, write_vggface2)
 
 from faceprompt.datasets import ADAPTERS, get_adapter  # noqa: E402
 from faceprompt.datasets.fairface import parse_age  # noqa: E402
@@ -23,7 +23,7 @@ def _by_name(result):
 
 def test_registry_has_every_dataset():
     assert set(ADAPTERS) == {"celebahq", "lfw", "rafdb", "vggface2", "utkface", "fairface", "facial_expressions",
-                             "synthetic"}
+                             "ferplus", "synthetic"}
     for name in ADAPTERS:
         module = get_adapter(name)
         assert module.NAME == name and isinstance(module.DETECT_BY_DEFAULT, bool)
@@ -239,3 +239,48 @@ def test_registering_a_taken_dataset_name_is_refused():
     with pytest.raises(DuplicateNameError, match="dataset adapter 'utkface' is already registered"):
         register_adapter("utkface", "somewhere.else")
     assert list_adapters() == before and get_adapter("utkface").NAME == "utkface"
+
+
+# ------------------------------------------------------------------------------------------------ FER+
+
+@pytest.mark.parametrize("votes, label", [
+    ([4, 0, 0, 1, 3, 2, 0, 0, 0, 0], "unknown"),      # 4 of 9 kept votes: no majority
+    ([6, 0, 1, 1, 0, 0, 0, 0, 2, 0], "neutral"),      # single votes dropped: 6 of 8
+    ([0, 10, 0, 0, 0, 0, 0, 0, 0, 0], "happiness"),
+    ([1, 1, 1, 1, 1, 1, 1, 1, 1, 1], "unknown"),      # every vote an outlier
+    ([0, 0, 0, 0, 0, 0, 0, 0, 0, 9], "NF"),
+    ([0, 0, 0, 0, 0, 0, 0, 7, 3, 0], "contempt"),
+    ([5, 5, 0, 0, 0, 0, 0, 0, 0, 0], "unknown"),      # a tie is not more than half
+])
+def test_ferplus_majority_rule(votes, label):
+    from faceprompt.datasets.ferplus import majority_label
+
+    assert majority_label(votes) == label
+
+
+def test_ferplus_splits_labels_and_skips(tmp_path):
+    box = '"(0, 0, 48, 48)"'
+    root = write_ferplus(tmp_path / "FERPlus", {
+        "Train": [f"a.png,{box},0,9,0,0,0,0,0,0,1,0", f"b.png,{box},4,0,0,1,3,2,0,0,0,0",
+                  f"c.png,{box},0,0,0,0,0,0,0,8,2,0", f"d.png,{box},0,0,0,0,0,0,0,0,0,10",
+                  f"e.png,{box},0,0,8,0,0,0,0,0,0,0", "f.png,oops"],
+        "Valid": [f"g.png,{box},0,0,0,0,7,0,0,0,0,0"],
+        "Test": [f"h.png,{box},2,0,0,0,0,0,6,0,0,0"],
+    }, missing=("e.png",))
+    result = get_adapter("ferplus").scan(root)
+    rows = _by_name(result)
+    assert {n: (r["split"], r["emotion"]) for n, r in rows.items()} == {
+        "a.png": ("train", "happiness"), "g.png": ("val", "anger"), "h.png": ("test", "fear")}
+    assert all(r["gender"] == "" and r["age_bin"] == "" for r in rows.values())
+    reasons = sorted(s.reason for s in result.skipped)
+    assert any("b.png: no majority" in r for r in reasons) and any("c.png: contempt" in r for r in reasons)
+    assert any("d.png: annotators say it is not a face" in r for r in reasons)
+    assert any("missing image file" in r for r in reasons) and any("malformed line" in r for r in reasons)
+    assert "not used: 1 NF, 1 contempt, 1 missing image, 1 unknown" in result.warnings
+    assert next(s for s in result.skipped if "malformed" in s.reason).line == 6
+
+
+def test_ferplus_without_split_folders_is_one_clear_error(tmp_path):
+    (tmp_path / "FERPlus").mkdir()
+    with pytest.raises(FileNotFoundError, match="none of FER2013Train"):
+        get_adapter("ferplus").scan(tmp_path / "FERPlus")

@@ -75,3 +75,15 @@ def test_prepare_subset_with_detection(tmp_path, name, folder):
     assert report.rows == len(frame) == 40
     assert report.crops["face"] >= 34  # the default detector finds ~96% of these faces
     assert report.crops["face"] + report.crops["no_face"] == 40
+
+
+def test_ferplus_majority_labels_on_the_official_splits():
+    """FER+'s label files under its majority rule; withheld images, unknown, NF and contempt counted apart."""
+    result = get_adapter("ferplus").scan(shared_data("FERPlus"))
+    by_split = Counter(r["split"] for r in result.rows)
+    assert by_split == {"train": 22411, "val": 2894, "test": 2821}
+    test = Counter(r["emotion"] for r in result.rows if r["split"] == "test")
+    assert test == {"neutral": 987, "happiness": 803, "surprise": 346, "sadness": 350, "anger": 240,
+                    "fear": 79, "disgust": 16}
+    assert result.warnings == ["not used: 2 NF, 151 contempt, 3096 missing image, 4335 unknown"]
+    assert len(result.rows) + 2 + 151 + 3096 + 4335 == 28558 + 3579 + 3573  # every label line accounted for

@@ -158,3 +158,19 @@ def write_facial_expressions(root: Path, legend: list[str], images: list[str]) -
     for i, name in enumerate(images):
         face(data / "images" / name, seed=i, size=128)
     return root
+
+
+def write_ferplus(root: Path, splits: dict[str, list[str]], missing: tuple[str, ...] = ()) -> Path:
+    """FERPlus's layout: ``FER2013<Split>/label.csv`` (no header; name, box, ten vote counts) and 48x48 PNGs.
+
+    ``splits`` maps a folder suffix (Train/Valid/Test) to label lines; images named in ``missing`` are withheld.
+    """
+    for split, lines in splits.items():
+        folder = root / f"FER2013{split}"
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "label.csv").write_text("\n".join(lines) + "\n")
+        for i, line in enumerate(lines):
+            name = line.split(",", 1)[0]
+            if name and name not in missing:
+                face(folder / name, seed=i, size=48, fmt="PNG")
+    return root
