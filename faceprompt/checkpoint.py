@@ -135,13 +135,14 @@ def _check_backbone(config: dict[str, Any], backbone: Backbone, where: Path, all
                          f"to load anyway)")
 
 
-def load_prompts(run_dir: str | os.PathLike, backbone: Backbone | None = None, weights: str | None = None,
+def load_prompts(run_dir: str | os.PathLike, backbone: Backbone | str | None = None, weights: str | None = None,
                  device: str | torch.device = "cpu", allow_other_weights: bool = False,
                  tasks: tuple[Task | str, ...] | list[Task | str] | None = None) -> PromptModel:
     """Rebuild a trained method from a run folder (or its prompts file); refuse a checkpoint that does not fit.
 
     ``tasks``: the tasks the caller needs (names or Task objects, any order); a checkpoint trained for
     another set of tasks or classes is refused. The loaded model keeps the checkpoint's task order.
+    ``backbone``: a loaded tower, or a name that must be the run's (a run's backbone is fixed), or None.
     The files are read and checked before any backbone loads: a bad run fails in a second.
     """
     config_path, prompts_path = run_paths(run_dir)
@@ -155,7 +156,10 @@ def load_prompts(run_dir: str | os.PathLike, backbone: Backbone | None = None, w
         _check_tasks(config["tasks"], tuple(wanted), config_path)
     tensors, metadata = read_prompts_file(prompts_path)
     check_identity(metadata, config, prompts_path, config_path)
-    if backbone is None:
+    if isinstance(backbone, str) and backbone != config["backbone"]:
+        raise ValueError(f"{config_path.parent}: prompts were trained on backbone {config['backbone']!r}, not "
+                         f"{backbone!r}; a run's backbone is fixed (leave the backbone out to use the run's)")
+    if not isinstance(backbone, Backbone):
         backbone = load_backbone(config["backbone"], weights=weights, device=device)
     _check_backbone(config, backbone, config_path.parent, allow_other_weights)
     model = build_model(config["method"], backbone, saved_tasks, config["method_config"])
