@@ -60,8 +60,6 @@ def predict(model: PromptModel, frame: pd.DataFrame, batch_size: int = 64, cache
     """
     model.eval()
     tasks = model.task_names
-    # A batch larger than the rows changes nothing but makes torch's sampler allocate the whole batch size.
-    batch_size = max(1, min(batch_size, len(frame)))
     dataset = ManifestDataset(frame, model.backbone.preprocess, tasks)
     device = model.backbone.device
     if model.caches_image_features:

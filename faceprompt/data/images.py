@@ -35,6 +35,8 @@ def load_rgb(path: str | os.PathLike, max_pixels: int | None = DEFAULT_MAX_PIXEL
     - a missing file raises FileNotFoundError; a corrupt or truncated file raises ImageLoadError.
     """
     path = Path(path)
+    if path.is_dir():
+        raise ImageLoadError(f"{path}: is a folder, not an image file")
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such image file")
     try:
