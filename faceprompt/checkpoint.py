@@ -9,11 +9,12 @@ config.json only, with a warning that says to retrain.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import torch
 from safetensors import SafetensorError, safe_open
@@ -119,6 +120,15 @@ def check_identity(metadata: dict[str, str] | None, config: dict[str, Any], prom
                              f"in {config_path} (was the file copied from another run?)")
 
 
+@contextlib.contextmanager
+def _naming(path: Path) -> Iterator[None]:
+    """A ValueError about a value read from ``path`` names the file."""
+    try:
+        yield
+    except ValueError as err:
+        raise ValueError(f"{path}: {err}") from None
+
+
 def _check_tasks(saved: dict[str, list[str]], tasks: tuple[Task, ...], where: Path) -> None:
     wanted = {t.name: list(t.classes) for t in tasks}
     if saved != wanted:
@@ -147,7 +157,8 @@ def load_prompts(run_dir: str | os.PathLike, backbone: Backbone | str | None = N
     """
     config_path, prompts_path = run_paths(run_dir)
     config = read_run_config(config_path)
-    saved_tasks = get_tasks(list(config["tasks"]))
+    with _naming(config_path):
+        saved_tasks = get_tasks(list(config["tasks"]))
     _check_tasks(config["tasks"], saved_tasks, config_path)
     if tasks is not None:
         wanted = [get_tasks([t])[0] if isinstance(t, str) else t for t in tasks]
@@ -162,7 +173,8 @@ def load_prompts(run_dir: str | os.PathLike, backbone: Backbone | str | None = N
     if not isinstance(backbone, Backbone):
         backbone = load_backbone(config["backbone"], weights=weights, device=device)
     _check_backbone(config, backbone, config_path.parent, allow_other_weights)
-    model = build_model(config["method"], backbone, saved_tasks, config["method_config"])
+    with _naming(config_path):
+        model = build_model(config["method"], backbone, saved_tasks, config["method_config"])
     expected = model.named_trainable_parameters()
     missing, unexpected = sorted(set(expected) - set(tensors)), sorted(set(tensors) - set(expected))
     if missing or unexpected:

@@ -27,12 +27,12 @@ from tqdm.auto import tqdm
 
 from faceprompt import metrics as M
 from faceprompt.backbones import load_backbone
-from faceprompt.checkpoint import load_prompts, read_run_config, run_paths, save_prompts
+from faceprompt.checkpoint import CONFIG_FILE, load_prompts, read_run_config, run_paths, save_prompts
 from faceprompt.data.dataset import DataSource, ManifestDataset, load_sources
 from faceprompt.data.images import check_face_files
 from faceprompt.data.manifest import label_indices
 from faceprompt.features import cached_features
-from faceprompt.io import atomic_path, write_json_atomic
+from faceprompt.io import atomic_path, read_json, write_json_atomic
 from faceprompt.prompts import PromptModel, added_parameters, build_model
 from faceprompt.tasks import TASKS
 
@@ -198,6 +198,21 @@ def evaluate(run_dir: str | os.PathLike | None = None, *, model: PromptModel | N
     return result
 
 
+def _refuse_replacing_a_run(out_dir: Path) -> None:
+    """Zero-shot writes its own config.json and prompts file: never over a trained run's."""
+    config_path = out_dir / CONFIG_FILE
+    if not config_path.exists():
+        return
+    try:
+        config = read_json(config_path)
+    except (ValueError, OSError):
+        config = None
+    method = config.get("method") if isinstance(config, dict) else None
+    if method != "zero-shot":
+        raise ValueError(f"out_dir: {out_dir} holds a run ({method or 'unreadable config.json'}); zero-shot "
+                         f"evaluation would replace its files: choose another folder")
+
+
 def evaluate_zero_shot(backbone: str, manifests: list[str], out_dir: str | os.PathLike, *,
                        weights: str | None = None, tasks: tuple[str, ...] | None = None, device: str = "cpu",
                        **kwargs) -> EvalResult:
@@ -206,6 +221,7 @@ def evaluate_zero_shot(backbone: str, manifests: list[str], out_dir: str | os.Pa
     if not manifests:
         raise ValueError("manifests: zero-shot evaluation needs at least one manifest")
     _check_out_dir(out_dir)
+    _refuse_replacing_a_run(Path(out_dir))
     for manifest in manifests:
         if not Path(manifest).is_file():
             raise FileNotFoundError(f"manifests: {manifest} does not exist (run `faceprompt prepare`)")

@@ -273,6 +273,29 @@ def test_evaluate_names_a_run_config_with_a_wrong_train_section(capsys, run_dir)
     error_line(code, err, CONFIG_FILE, "train_config.train[0]")
 
 
+@pytest.mark.parametrize("change", [{"method": "co-op"}, {"tasks": {"height": ["short", "tall"]}},
+                                    {"method_config": {"tokens": -1}}], ids=["method", "task", "option"])
+def test_evaluate_names_the_run_config_of_an_unknown_method_task_or_option(capsys, run_dir, manifest, change):
+    import json
+
+    config = json.loads((run_dir / CONFIG_FILE).read_text())
+    (run_dir / CONFIG_FILE).write_text(json.dumps({**config, **change}))
+    code, _, err = evaluate(capsys, run_dir, "--manifest", manifest)
+    error_line(code, err, CONFIG_FILE)
+
+
+def test_zero_shot_evaluation_never_replaces_a_trained_run(capsys, run_dir, manifest):
+    before = {p.name: p.read_bytes() for p in run_dir.iterdir()}
+    code, _, err = evaluate(capsys, "--zero-shot", "--backbone", "tiny-pe", "--manifest", manifest, "--out", run_dir)
+    error_line(code, err, str(run_dir), "vpt", "choose another folder")
+    assert {p.name: p.read_bytes() for p in run_dir.iterdir()} == before
+    zero = run_dir.parent / "zero"
+    for _ in range(2):  # a zero-shot folder may be evaluated again
+        code, out, err = evaluate(capsys, "--zero-shot", "--backbone", "tiny-pe", "--manifest", manifest,
+                                  "--out", zero)
+        assert code == 0, err
+
+
 # --- demo -------------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("option, value", [("--max-faces", "0"), ("--max-frames", "-1"), ("--margin", "-0.1"),
@@ -300,3 +323,14 @@ def test_an_old_prompts_file_warns_in_one_line(capsys, tmp_path, run_dir):
     assert code == 0 and '"method": "vpt"' in out
     line = error_line(1, err, PROMPTS_FILE, "no identity metadata", "retrain")
     assert line.startswith("faceprompt predict: warning:")
+
+
+def test_demo_never_writes_over_its_input(capsys, tmp_path):
+    photo = face(tmp_path / "photo.jpg", size=(64, 64))
+    original = photo.read_bytes()
+    code, _, err = run_cli(capsys, "demo", photo, "--out", tmp_path)  # would write tmp_path/photo.jpg
+    error_line(code, err, "photo.jpg", "replace the input")
+    code, _, err = run_cli(capsys, "demo", tmp_path, "--out", tmp_path)  # a folder into itself
+    error_line(code, err, str(tmp_path), "replace the input")
+    assert photo.read_bytes() == original
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["photo.jpg"]

@@ -66,6 +66,8 @@ def run(args: argparse.Namespace) -> int:
     if out.exists() and not out.is_dir():
         raise ValueError(f"--out {out} exists and is not a folder")
     kind = "webcam" if args.webcam is not None else input_kind(args.input)
+    if kind != "webcam":
+        refuse_replacing_input(Path(args.input), kind, out)
     if args.threads is not None:
         import torch
 
@@ -92,6 +94,18 @@ def run(args: argparse.Namespace) -> int:
     name = f"webcam{args.webcam}" if kind == "webcam" else Path(args.input).stem
     annotate_video(pipeline, video, name, out, args.json, args.max_frames)
     return 0
+
+
+def refuse_replacing_input(source: Path, kind: str, out: Path) -> None:
+    """Annotated files go to ``out/<name>.jpg|.mp4|.json``: refuse an ``out`` where one would replace an input."""
+    if kind == "folder":
+        clash = out.resolve() == source.resolve()
+    else:
+        suffixes = (".jpg", ".json") if kind == "image" else (".mp4", ".json")
+        clash = any((out / f"{source.stem}{suffix}").resolve() == source.resolve() for suffix in suffixes)
+    if clash:
+        raise ValueError(f"--out {out}: the annotated output would replace the input {source}; "
+                         f"choose another folder")
 
 
 def annotate_image(pipeline: FacePipeline, path: Path, out: Path, write_json: bool,
