@@ -154,16 +154,19 @@ def evaluate(run_dir: str | os.PathLike | None = None, *, model: PromptModel | N
              datasets: list[str] | None = None, out_dir: str | os.PathLike | None = None, batch_size: int = 64,
              device: str = "cpu", weights: str | None = None, cache_dir: str | os.PathLike | None = None,
              num_workers: int = 0, progress: bool = True, backbone: str | None = None,
-             tasks: tuple[str, ...] | None = None) -> EvalResult:
+             tasks: tuple[str, ...] | None = None, write_run: bool = False) -> EvalResult:
     """Evaluate a run folder (or an in-memory ``model``) on manifests; write tables to ``out_dir`` (default
     ``run_dir``). Without ``manifests`` a run is evaluated on the ``splits`` of its training manifests;
     ``datasets`` keeps only those values of the ``dataset`` column. ``backbone`` and ``tasks``, where given,
     must be the run's (a run is evaluated on what it was trained for; anything else is refused).
-    Every image is checked (present, readable, big enough for a face) before the model loads."""
+    Every image is checked (present, readable, big enough for a face) before the model loads.
+    ``write_run``: once the data checks pass, save the model's prompts and config.json to ``out_dir`` too."""
     if model is None and run_dir is None:
         raise ValueError("run_dir: give a run folder or a model")
     if batch_size < 1:
         raise ValueError(f"batch_size: must be 1 or more, got {batch_size}")
+    if write_run and out_dir is None:
+        raise ValueError("out_dir: needed to write the run")
     _check_out_dir(out_dir)
     run_dir = None if run_dir is None else Path(run_dir)
     splits = (splits,) if isinstance(splits, str) else tuple(splits)
@@ -182,6 +185,8 @@ def evaluate(run_dir: str | os.PathLike | None = None, *, model: PromptModel | N
     check_face_files(list(frame["path"]), where=f"manifests {[s.manifest for s in sources]}")
     if model is None:
         model = load_prompts(run_dir, backbone=backbone, weights=weights, device=device, tasks=tasks)
+    if write_run:
+        save_prompts(model, out_dir)
     probs = predict(model, frame, batch_size, cache_dir, num_workers, progress)
     metrics, confusion, fairness = evaluation_tables(frame, probs)
     identity = {"method": model.method, "backbone": model.backbone.name, "added_parameters": added_parameters(model)}
@@ -222,10 +227,6 @@ def evaluate_zero_shot(backbone: str, manifests: list[str], out_dir: str | os.Pa
         raise ValueError("manifests: zero-shot evaluation needs at least one manifest")
     _check_out_dir(out_dir)
     _refuse_replacing_a_run(Path(out_dir))
-    for manifest in manifests:
-        if not Path(manifest).is_file():
-            raise FileNotFoundError(f"manifests: {manifest} does not exist (run `faceprompt prepare`)")
     tower = load_backbone(backbone, weights, device=device)
     model = build_model("zero-shot", tower, tasks)
-    save_prompts(model, out_dir)
-    return evaluate(model=model, manifests=manifests, out_dir=out_dir, **kwargs)
+    return evaluate(model=model, manifests=manifests, out_dir=out_dir, write_run=True, **kwargs)

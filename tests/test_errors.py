@@ -296,6 +296,14 @@ def test_zero_shot_evaluation_never_replaces_a_trained_run(capsys, run_dir, mani
         assert code == 0, err
 
 
+def test_zero_shot_on_a_bad_manifest_leaves_no_folder_behind(capsys, tmp_path):
+    face(tmp_path / "f.png")
+    code, _, err = evaluate(capsys, "--zero-shot", "--backbone", "tiny-pe", "--manifest", tmp_path / "f.png",
+                            "--out", tmp_path / "zs")
+    error_line(code, err, "f.png", "not a text CSV")
+    assert not (tmp_path / "zs").exists()
+
+
 # --- demo -------------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("option, value", [("--max-faces", "0"), ("--max-frames", "-1"), ("--margin", "-0.1"),
