@@ -92,8 +92,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     if not argv or argv[0] in ("-h", "--help") or argv[0] not in COMMANDS:
         if argv and argv[0] not in ("-h", "--help"):
-            parser.print_usage(sys.stderr)
-            print(f"faceprompt: unknown command {argv[0]!r}; choose from {', '.join(COMMANDS)}", file=sys.stderr)
+            print(f"faceprompt: error: unknown command {argv[0]!r}; choose from {', '.join(COMMANDS)} "
+                  f"(see faceprompt --help)", file=sys.stderr)
             return 2
         parser.print_help()
         return 0
