@@ -168,7 +168,7 @@ def evaluate(run_dir: str | os.PathLike | None = None, *, model: PromptModel | N
     if write_run and out_dir is None:
         raise ValueError("out_dir: needed to write the run")
     _check_out_dir(out_dir)
-    run_dir = None if run_dir is None else Path(run_dir)
+    run_dir = None if run_dir is None else run_paths(run_dir)[0].parent  # a prompts file names its run folder
     splits = (splits,) if isinstance(splits, str) else tuple(splits)
     if manifests:
         sources = [DataSource(m, splits, tuple(datasets) if datasets else None) for m in manifests]

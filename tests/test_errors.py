@@ -296,6 +296,12 @@ def test_zero_shot_evaluation_never_replaces_a_trained_run(capsys, run_dir, mani
         assert code == 0, err
 
 
+def test_evaluate_takes_the_prompts_file_for_its_run(capsys, run_dir, manifest):
+    code, _, err = evaluate(capsys, run_dir / PROMPTS_FILE, "--manifest", manifest)
+    assert code == 0, err
+    assert (run_dir / "eval" / "metrics.csv").is_file()
+
+
 def test_zero_shot_on_a_bad_manifest_leaves_no_folder_behind(capsys, tmp_path):
     face(tmp_path / "f.png")
     code, _, err = evaluate(capsys, "--zero-shot", "--backbone", "tiny-pe", "--manifest", tmp_path / "f.png",
