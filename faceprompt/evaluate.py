@@ -185,6 +185,9 @@ def evaluate(run_dir: str | os.PathLike | None = None, *, model: PromptModel | N
     check_face_files(list(frame["path"]), where=f"manifests {[s.manifest for s in sources]}")
     if model is None:
         model = load_prompts(run_dir, backbone=backbone, weights=weights, device=device, tasks=tasks)
+    if not any((_true_labels(frame, t) >= 0).any() for t in model.task_names):
+        raise ValueError(f"manifests: no row of {[s.manifest for s in sources]} (splits {list(splits)}) has a label "
+                         f"for the tasks {list(model.task_names)}: nothing to evaluate")
     if write_run:
         save_prompts(model, out_dir)
     probs = predict(model, frame, batch_size, cache_dir, num_workers, progress)

@@ -302,6 +302,13 @@ def test_evaluate_takes_the_prompts_file_for_its_run(capsys, run_dir, manifest):
     assert (run_dir / "eval" / "metrics.csv").is_file()
 
 
+def test_evaluate_refuses_a_manifest_without_labels_for_the_runs_tasks(capsys, tmp_path, run_dir):
+    rows = [{"path": str(face(tmp_path / f"e{i}.png")), "dataset": "d", "split": "test", "race": "x"} for i in range(2)]
+    code, out, err = evaluate(capsys, run_dir, "--manifest", write_manifest(rows, tmp_path / "unlabelled.csv"))
+    error_line(code, err, "unlabelled.csv", "nothing to evaluate")
+    assert not (run_dir / "eval").exists()
+
+
 def test_zero_shot_on_a_bad_manifest_leaves_no_folder_behind(capsys, tmp_path):
     face(tmp_path / "f.png")
     code, _, err = evaluate(capsys, "--zero-shot", "--backbone", "tiny-pe", "--manifest", tmp_path / "f.png",

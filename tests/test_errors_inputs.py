@@ -42,6 +42,15 @@ def test_manifest_accepts_consistent_and_partial_ages(tmp_path):
     assert list(zip(frame["age"], frame["age_bin"])) == pairs
 
 
+def test_manifest_refuses_a_row_without_an_image_path(tmp_path):
+    path = manifest_file(tmp_path / "m.csv", [("30", "30-39"), ("", "")])
+    frame = pd.read_csv(path, dtype=str, keep_default_na=False)
+    frame.loc[1, "path"] = " "
+    frame.to_csv(path, index=False)
+    with pytest.raises(ValueError, match=r"m.csv: line 3, field 'path': empty"):
+        read_manifest(path)
+
+
 def image(path, width, height):
     Image.fromarray(np.zeros((height, width, 3), dtype=np.uint8)).save(path)
     return path
@@ -74,3 +83,12 @@ def test_option_types_accept_the_range_and_name_what_they_want(parse, good, bad)
     for text in bad:
         with pytest.raises(argparse.ArgumentTypeError, match=rf"must be .*got {text!r}"):
             parse(text)
+
+
+def test_checking_files_refuses_what_loading_would(monkeypatch, tmp_path):
+    import faceprompt.data.images as images
+
+    monkeypatch.setattr(images, "DEFAULT_MAX_PIXELS", 1000)
+    path = image(tmp_path / "big.png", 40, 40)
+    with pytest.raises(ImageLoadError, match="big.png: 40x40 = 1,600 pixels exceeds the limit of 1,000"):
+        check_face_files([str(path)])

@@ -78,6 +78,7 @@ def check_face_files(paths: list[str], min_size: int = MIN_FACE_SIZE, where: str
         except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as err:
             raise ImageLoadError(f"{where}: {path}: unreadable image ({type(err).__name__}: {err})") from None
         try:
+            _check_size(img, Path(path), DEFAULT_MAX_PIXELS)  # what load_rgb refuses, refused now
             check_face_size(size, path, min_size)
         except ImageLoadError as err:
             raise ImageLoadError(f"{where}: {err}") from None

@@ -74,6 +74,9 @@ def read_manifest(path: str | os.PathLike, resolve_paths: bool = True) -> pd.Dat
 
 def validate_manifest(frame: pd.DataFrame, where: str = "manifest") -> None:
     """Raise ValueError naming the file, row (CSV line) and field of the first bad value."""
+    for i, path in enumerate(frame["path"].fillna("").astype(str)):
+        if not path.strip():
+            raise ValueError(f"{where}: line {i + 2}, field 'path': empty (every row names its image file)")
     for i, split in enumerate(frame["split"].astype(str)):
         if split not in SPLITS:
             raise ValueError(f"{where}: line {i + 2}, field 'split': {split!r} is not one of {list(SPLITS)}")
