@@ -27,8 +27,9 @@ from tqdm.auto import tqdm
 
 from faceprompt import metrics as M
 from faceprompt.backbones import load_backbone
-from faceprompt.checkpoint import load_prompts, save_prompts
+from faceprompt.checkpoint import CONFIG_FILE, load_prompts, read_run_config, run_paths, save_prompts
 from faceprompt.data.dataset import DataSource, ManifestDataset, load_sources
+from faceprompt.data.images import check_face_files
 from faceprompt.data.manifest import label_indices
 from faceprompt.features import cached_features
 from faceprompt.io import atomic_path, read_json, write_json_atomic
@@ -130,27 +131,44 @@ def write_tables(out_dir: Path, result: EvalResult) -> Path:
 # --- entry points --------------------------------------------------------------------------------
 
 def _default_sources(run_dir: Path, splits: tuple[str, ...]) -> list[DataSource]:
-    config = read_json(run_dir / "config.json").get("train_config") or {}
+    config_path = run_paths(run_dir)[0]
+    config = read_run_config(config_path).get("train_config") or {}
+    train = config.get("train") if isinstance(config, dict) else None
     manifests = []
-    for source in (config.get("train") or []):
-        if source["manifest"] not in manifests:
-            manifests.append(source["manifest"])
+    for i, source in enumerate(train if isinstance(train, list) else []):
+        manifest = DataSource.parse(source, splits, f"{config_path}: train_config.train[{i}]").manifest
+        if manifest not in manifests:
+            manifests.append(manifest)
     if not manifests:
-        raise ValueError(f"manifests: none given and {run_dir}/config.json names no training manifests")
+        raise ValueError(f"manifests: none given and {config_path} names no training manifests")
     return [DataSource(m, splits) for m in manifests]
+
+
+def _check_out_dir(out_dir: str | os.PathLike | None) -> None:
+    if out_dir is not None and Path(out_dir).exists() and not Path(out_dir).is_dir():
+        raise ValueError(f"out_dir: {out_dir} exists and is not a folder")
 
 
 def evaluate(run_dir: str | os.PathLike | None = None, *, model: PromptModel | None = None,
              manifests: list[str] | None = None, splits: tuple[str, ...] = ("test",),
              datasets: list[str] | None = None, out_dir: str | os.PathLike | None = None, batch_size: int = 64,
              device: str = "cpu", weights: str | None = None, cache_dir: str | os.PathLike | None = None,
-             num_workers: int = 0, progress: bool = True) -> EvalResult:
+             num_workers: int = 0, progress: bool = True, backbone: str | None = None,
+             tasks: tuple[str, ...] | None = None, write_run: bool = False) -> EvalResult:
     """Evaluate a run folder (or an in-memory ``model``) on manifests; write tables to ``out_dir`` (default
     ``run_dir``). Without ``manifests`` a run is evaluated on the ``splits`` of its training manifests;
-    ``datasets`` keeps only those values of the ``dataset`` column."""
+    ``datasets`` keeps only those values of the ``dataset`` column. ``backbone`` and ``tasks``, where given,
+    must be the run's (a run is evaluated on what it was trained for; anything else is refused).
+    Every image is checked (present, readable, big enough for a face) before the model loads.
+    ``write_run``: once the data checks pass, save the model's prompts and config.json to ``out_dir`` too."""
     if model is None and run_dir is None:
         raise ValueError("run_dir: give a run folder or a model")
-    run_dir = None if run_dir is None else Path(run_dir)
+    if batch_size < 1:
+        raise ValueError(f"batch_size: must be 1 or more, got {batch_size}")
+    if write_run and out_dir is None:
+        raise ValueError("out_dir: needed to write the run")
+    _check_out_dir(out_dir)
+    run_dir = None if run_dir is None else run_paths(run_dir)[0].parent  # a prompts file names its run folder
     splits = (splits,) if isinstance(splits, str) else tuple(splits)
     if manifests:
         sources = [DataSource(m, splits, tuple(datasets) if datasets else None) for m in manifests]
@@ -164,8 +182,14 @@ def evaluate(run_dir: str | os.PathLike | None = None, *, model: PromptModel | N
     frame = load_sources(sources, "manifests")  # fails on a missing manifest before weights load
     if len(frame) == 0:
         raise ValueError(f"splits: no rows with split {list(splits)} in {[s.manifest for s in sources]}")
+    check_face_files(list(frame["path"]), where=f"manifests {[s.manifest for s in sources]}")
     if model is None:
-        model = load_prompts(run_dir, weights=weights, device=device)
+        model = load_prompts(run_dir, backbone=backbone, weights=weights, device=device, tasks=tasks)
+    if not any((_true_labels(frame, t) >= 0).any() for t in model.task_names):
+        raise ValueError(f"manifests: no row of {[s.manifest for s in sources]} (splits {list(splits)}) has a label "
+                         f"for the tasks {list(model.task_names)}: nothing to evaluate")
+    if write_run:
+        save_prompts(model, out_dir)
     probs = predict(model, frame, batch_size, cache_dir, num_workers, progress)
     metrics, confusion, fairness = evaluation_tables(frame, probs)
     identity = {"method": model.method, "backbone": model.backbone.name, "added_parameters": added_parameters(model)}
@@ -182,6 +206,21 @@ def evaluate(run_dir: str | os.PathLike | None = None, *, model: PromptModel | N
     return result
 
 
+def _refuse_replacing_a_run(out_dir: Path) -> None:
+    """Zero-shot writes its own config.json and prompts file: never over a trained run's."""
+    config_path = out_dir / CONFIG_FILE
+    if not config_path.exists():
+        return
+    try:
+        config = read_json(config_path)
+    except (ValueError, OSError):
+        config = None
+    method = config.get("method") if isinstance(config, dict) else None
+    if method != "zero-shot":
+        raise ValueError(f"out_dir: {out_dir} holds a run ({method or 'unreadable config.json'}); zero-shot "
+                         f"evaluation would replace its files: choose another folder")
+
+
 def evaluate_zero_shot(backbone: str, manifests: list[str], out_dir: str | os.PathLike, *,
                        weights: str | None = None, tasks: tuple[str, ...] | None = None, device: str = "cpu",
                        **kwargs) -> EvalResult:
@@ -189,10 +228,8 @@ def evaluate_zero_shot(backbone: str, manifests: list[str], out_dir: str | os.Pa
     (config.json, an empty prompts file) and gets the same tables."""
     if not manifests:
         raise ValueError("manifests: zero-shot evaluation needs at least one manifest")
-    for manifest in manifests:
-        if not Path(manifest).is_file():
-            raise FileNotFoundError(f"manifests: {manifest} does not exist (run `faceprompt prepare`)")
+    _check_out_dir(out_dir)
+    _refuse_replacing_a_run(Path(out_dir))
     tower = load_backbone(backbone, weights, device=device)
     model = build_model("zero-shot", tower, tasks)
-    save_prompts(model, out_dir)
-    return evaluate(model=model, manifests=manifests, out_dir=out_dir, **kwargs)
+    return evaluate(model=model, manifests=manifests, out_dir=out_dir, write_run=True, **kwargs)

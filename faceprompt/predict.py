@@ -36,10 +36,7 @@ class FaceClassifier:
     def load(cls, backbone: str | Backbone | None = None, run_dir: str | os.PathLike | None = None,
              weights: str | None = None, device: str = "cpu", tasks=None) -> "FaceClassifier":
         if run_dir is not None:
-            bb = backbone if isinstance(backbone, Backbone) else None
-            if bb is None and backbone is not None:
-                bb = load_backbone(backbone, weights=weights, device=device)
-            return cls(load_prompts(Path(run_dir), backbone=bb, weights=weights, device=device))
+            return cls(load_prompts(Path(run_dir), backbone=backbone, weights=weights, device=device, tasks=tasks))
         if not isinstance(backbone, Backbone):
             backbone = load_backbone(backbone or default_backbone(), weights=weights, device=device)
         return cls(build_model("zero-shot", backbone, get_tasks(tasks)))
@@ -65,9 +62,10 @@ class FaceClassifier:
         return results
 
     def predict_file(self, path: str | os.PathLike) -> dict[str, TaskPrediction]:
-        from faceprompt.data.images import load_rgb
+        """Predictions for one face image file; one too small to show a face is refused, naming the file."""
+        from faceprompt.data.images import load_face
 
-        return self.predict([load_rgb(path)])[0]
+        return self.predict([load_face(path)])[0]
 
 
 def as_json(prediction: dict[str, TaskPrediction]) -> dict:

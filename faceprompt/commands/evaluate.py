@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import argparse
 
+from faceprompt.commands.options import device, positive_int
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("run_dir", nargs="?", help="a run folder written by `faceprompt train`")
@@ -13,11 +15,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="only these datasets (values of the manifest's dataset column)")
     parser.add_argument("--out", help="where to write eval/ (default: the run folder)")
     parser.add_argument("--zero-shot", action="store_true", help="evaluate zero-shot on --backbone instead of a run")
-    parser.add_argument("--backbone", help="zero-shot: backbone name")
+    parser.add_argument("--backbone", help="zero-shot: backbone name (with a run: must be the run's, which is fixed)")
     parser.add_argument("--weights", help="backbone weights: random, a file, local-dir:... (default: the usual)")
-    parser.add_argument("--tasks", nargs="+", default=None, help="zero-shot: tasks (default all)")
-    parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--tasks", nargs="+", default=None,
+                        help="zero-shot: tasks (default all); with a run: must be the run's tasks")
+    parser.add_argument("--batch-size", type=positive_int, default=64)
+    parser.add_argument("--device", type=device, default="cpu", help="cpu, cuda, cuda:1 or auto")
     parser.add_argument("--cache-dir", default=".cache/faceprompt/features",
                         help="image feature cache for frozen image paths ('' disables)")
     parser.add_argument("--quiet", action="store_true")
@@ -39,7 +42,7 @@ def run(args: argparse.Namespace) -> int:
         if not args.run_dir:
             raise ValueError("run_dir: give a run folder, or --zero-shot --backbone NAME")
         result = evaluate(args.run_dir, manifests=args.manifest, out_dir=args.out, device=args.device,
-                          weights=args.weights, **common)
+                          weights=args.weights, backbone=args.backbone, tasks=args.tasks, **common)
     columns = [c for c in ("dataset", "task", "n", "accuracy", "balanced_accuracy", "macro_f1", "ece",
                            "one_off_accuracy", "mean_abs_bin_error", "fairness_gap") if c in result.metrics]
     print(f"{result.summary['method']} on {result.summary['backbone']} "

@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import json
 
+from faceprompt.commands.options import device
 from faceprompt.predict import FaceClassifier, as_json, default_backbone
 
 
@@ -11,13 +12,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("image", help="a face image (already cropped to the face)")
     parser.add_argument("--backbone", default=None, help=f"backbone name (default: {default_backbone()})")
     parser.add_argument("--weights", default=None, help="'random', a weights file, or local-dir:FOLDER")
-    parser.add_argument("--prompts", default=None, metavar="RUN_DIR", help="a trained run (default: zero-shot)")
-    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--prompts", default=None, metavar="RUN_DIR",
+                        help="a trained run, or its prompts.safetensors (default: zero-shot)")
+    parser.add_argument("--device", type=device, default="cpu", help="cpu, cuda, cuda:1 or auto")
 
 
 def run(args: argparse.Namespace) -> int:
+    from faceprompt.data.images import load_face
+
+    face = load_face(args.image)  # a bad image fails in a second, before the model loads
     classifier = FaceClassifier.load(args.backbone, run_dir=args.prompts, weights=args.weights, device=args.device)
     result = {"image": args.image, "backbone": classifier.backbone.name, "method": classifier.model.method,
-              "predictions": as_json(classifier.predict_file(args.image))}
+              "predictions": as_json(classifier.predict([face])[0])}
     print(json.dumps(result, indent=2))
     return 0

@@ -91,7 +91,7 @@ class DataSource:
 
 def select_rows(source: DataSource, where: str = "data") -> pd.DataFrame:
     """The rows of one source; raises naming the field for a missing manifest or an unknown dataset."""
-    if not Path(source.manifest).is_file():
+    if not Path(source.manifest).exists():
         raise FileNotFoundError(f"{where}.manifest: {source.manifest} does not exist (run `faceprompt prepare`)")
     frame = read_manifest(source.manifest)
     if source.datasets is not None:

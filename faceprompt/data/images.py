@@ -17,6 +17,9 @@ from PIL import Image, ImageOps
 DEFAULT_MAX_PIXELS = 50_000_000
 # Background used when flattening transparency: white, as a viewer would show it.
 _BACKGROUND = (255, 255, 255)
+# Shortest side, in pixels, of an image that can show a face: the detectors find none smaller than 20 px.
+# Below it a classifier still answers (a 1x1 image comes out "99% male"), so such files are refused.
+MIN_FACE_SIZE = 16
 
 
 class ImageLoadError(ValueError):
@@ -32,6 +35,8 @@ def load_rgb(path: str | os.PathLike, max_pixels: int | None = DEFAULT_MAX_PIXEL
     - a missing file raises FileNotFoundError; a corrupt or truncated file raises ImageLoadError.
     """
     path = Path(path)
+    if path.is_dir():
+        raise ImageLoadError(f"{path}: is a folder, not an image file")
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such image file")
     try:
@@ -47,6 +52,36 @@ def load_rgb(path: str | os.PathLike, max_pixels: int | None = DEFAULT_MAX_PIXEL
         raise
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as err:
         raise ImageLoadError(f"{path}: unreadable image ({type(err).__name__}: {err})") from None
+
+
+def load_face(path: str | os.PathLike, min_size: int = MIN_FACE_SIZE) -> Image.Image:
+    """``load_rgb`` for a face crop: an image whose shortest side is under ``min_size`` raises ImageLoadError."""
+    image = load_rgb(path)
+    check_face_size(image.size, path, min_size)
+    return image
+
+
+def check_face_size(size: tuple[int, int], path: str | os.PathLike, min_size: int = MIN_FACE_SIZE) -> None:
+    if min(size) < min_size:
+        raise ImageLoadError(f"{path}: {size[0]}x{size[1]} pixels is too small to show a face "
+                             f"(at least {min_size}x{min_size} needed)")
+
+
+def check_face_files(paths: list[str], min_size: int = MIN_FACE_SIZE, where: str = "manifest") -> None:
+    """Before a long run: every path is an image file (header only, nothing decoded) big enough for a face."""
+    for path in paths:
+        if not Path(path).is_file():
+            raise FileNotFoundError(f"{where}: image {path} does not exist")
+        try:
+            with Image.open(path) as img:
+                size = img.size
+        except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as err:
+            raise ImageLoadError(f"{where}: {path}: unreadable image ({type(err).__name__}: {err})") from None
+        try:
+            _check_size(img, Path(path), DEFAULT_MAX_PIXELS)  # what load_rgb refuses, refused now
+            check_face_size(size, path, min_size)
+        except ImageLoadError as err:
+            raise ImageLoadError(f"{where}: {err}") from None
 
 
 def _check_size(img: Image.Image, path: Path, max_pixels: int | None) -> None:

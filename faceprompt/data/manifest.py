@@ -7,8 +7,8 @@ path        image file; relative paths are relative to the manifest's folder
 dataset     dataset key (``utkface``, ``fairface``, ``synthetic``, ...)
 split       ``train`` / ``val`` / ``test``
 gender      a class of ``tasks.GENDER`` or empty
-age         age in years where the dataset gives it, else empty
-age_bin     a class of ``tasks.AGE`` or empty
+age         age in years (0 to 150) where the dataset gives it, else empty
+age_bin     a class of ``tasks.AGE`` or empty; with an age, the age's bin
 emotion     a class of ``tasks.EMOTION`` or empty
 race        the dataset's own race label, or empty
 identity    person identifier (for identity-disjoint splits), or empty
@@ -23,7 +23,7 @@ from pathlib import Path
 import pandas as pd
 
 from faceprompt.io import atomic_path
-from faceprompt.tasks import TASKS
+from faceprompt.tasks import TASKS, age_to_bin
 
 MANIFEST_COLUMNS: tuple[str, ...] = (
     "path", "dataset", "split", "gender", "age", "age_bin", "emotion", "race", "identity", "source",
@@ -50,9 +50,18 @@ def write_manifest(rows: pd.DataFrame | list[dict], path: str | os.PathLike) -> 
 def read_manifest(path: str | os.PathLike, resolve_paths: bool = True) -> pd.DataFrame:
     """Read and validate a manifest; image paths become absolute when ``resolve_paths``."""
     path = Path(path)
+    if path.is_dir():
+        raise ValueError(f"manifest {path} is a folder; give its manifest.csv")
     if not path.is_file():
         raise FileNotFoundError(f"manifest {path} does not exist (run `faceprompt prepare` first)")
-    frame = pd.read_csv(path, dtype=str, keep_default_na=False)
+    try:
+        frame = pd.read_csv(path, dtype=str, keep_default_na=False)
+    except UnicodeDecodeError:
+        raise ValueError(f"manifest {path}: not a text CSV file (run `faceprompt prepare` to write one)") from None
+    except (pd.errors.EmptyDataError, pd.errors.ParserError) as err:
+        reason = " ".join(str(err).split())
+        raise ValueError(f"manifest {path}: not a readable CSV ({reason}); run `faceprompt prepare` to write one") \
+            from None
     missing = [c for c in MANIFEST_COLUMNS if c not in frame.columns]
     if missing:
         raise ValueError(f"manifest {path}: missing column(s) {missing}")
@@ -65,6 +74,9 @@ def read_manifest(path: str | os.PathLike, resolve_paths: bool = True) -> pd.Dat
 
 def validate_manifest(frame: pd.DataFrame, where: str = "manifest") -> None:
     """Raise ValueError naming the file, row (CSV line) and field of the first bad value."""
+    for i, path in enumerate(frame["path"].fillna("").astype(str)):
+        if not path.strip():
+            raise ValueError(f"{where}: line {i + 2}, field 'path': empty (every row names its image file)")
     for i, split in enumerate(frame["split"].astype(str)):
         if split not in SPLITS:
             raise ValueError(f"{where}: line {i + 2}, field 'split': {split!r} is not one of {list(SPLITS)}")
@@ -78,6 +90,22 @@ def validate_manifest(frame: pd.DataFrame, where: str = "manifest") -> None:
                 f"{where}: line {i + 2}, field {column!r}: {values.iloc[i]!r} is not a {task} class "
                 f"{sorted(allowed - {''})}"
             )
+    _validate_ages(frame, where)
+
+
+def _validate_ages(frame: pd.DataFrame, where: str) -> None:
+    """A given age is a number of years (0-150) whose bin is the row's ``age_bin`` (when that is given)."""
+    ages = frame["age"].fillna("").astype(str).str.strip()
+    bins = frame["age_bin"].fillna("").astype(str)
+    for i, (age, given) in enumerate(zip(ages, bins)):
+        if not age:
+            continue
+        expected = age_to_bin(age)
+        if expected is None:
+            raise ValueError(f"{where}: line {i + 2}, field 'age': {age!r} is not an age in years (0 to 150)")
+        if given and given != expected:
+            raise ValueError(f"{where}: line {i + 2}, field 'age_bin': {given!r} does not match age {age} "
+                             f"(which is in bin {expected!r})")
 
 
 def label_indices(frame: pd.DataFrame, task: str) -> list[int]:

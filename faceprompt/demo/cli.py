@@ -19,6 +19,7 @@ from pathlib import Path
 
 from PIL import Image
 
+from faceprompt.commands.options import device, margin, non_negative_int, port, positive_int
 from faceprompt.data.images import load_rgb
 from faceprompt.demo.media import VideoReadError, VideoWriter, folder_images, input_kind, iter_frames, open_video
 from faceprompt.demo.pipeline import DEFAULT_MAX_FACES, FacePipeline, FrameResult, draw
@@ -29,21 +30,26 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     from faceprompt.predict import default_backbone
 
     parser.add_argument("input", nargs="?", help="an image, a folder of images, or a video file")
-    parser.add_argument("--webcam", type=int, default=None, metavar="INDEX", help="read camera INDEX instead")
+    parser.add_argument("--webcam", type=non_negative_int, default=None, metavar="INDEX",
+                        help="read camera INDEX instead")
     parser.add_argument("--out", default=None, metavar="DIR", help="where annotated images/videos go")
     parser.add_argument("--json", action="store_true", help="also write DIR/<name>.json per input")
     parser.add_argument("--backbone", default=None, help=f"backbone name (default: {default_backbone()})")
     parser.add_argument("--weights", default=None, help="'random', a weights file, or local-dir:FOLDER")
-    parser.add_argument("--prompts", default=None, metavar="RUN_DIR", help="a trained run (default: zero-shot)")
+    parser.add_argument("--prompts", default=None, metavar="RUN_DIR",
+                        help="a trained run, or its prompts.safetensors (default: zero-shot)")
     parser.add_argument("--detector", default=DEFAULT_DETECTOR, help=f"face detector (default: {DEFAULT_DETECTOR})")
-    parser.add_argument("--margin", type=float, default=0.25, help="crop margin per side, fraction of the face")
-    parser.add_argument("--max-faces", type=int, default=DEFAULT_MAX_FACES, help="faces classified per frame")
-    parser.add_argument("--max-frames", type=int, default=None, help="stop a video or webcam after N frames")
-    parser.add_argument("--device", default="cpu")
-    parser.add_argument("--threads", type=int, default=None,
+    parser.add_argument("--margin", type=margin, default=0.25,
+                        help="crop margin per side, fraction of the face")
+    parser.add_argument("--max-faces", type=positive_int, default=DEFAULT_MAX_FACES,
+                        help="faces classified per frame")
+    parser.add_argument("--max-frames", type=positive_int, default=None,
+                        help="stop a video or webcam after N frames")
+    parser.add_argument("--device", type=device, default="cpu", help="cpu, cuda, cuda:1 or auto")
+    parser.add_argument("--threads", type=positive_int, default=None,
                         help="torch CPU threads (default: torch's choice; 1 is often faster on a busy machine)")
     parser.add_argument("--serve", action="store_true", help="serve the interactive app with Voila")
-    parser.add_argument("--port", type=int, default=8866, help="port for --serve (on 127.0.0.1)")
+    parser.add_argument("--port", type=port, default=8866, help="port for --serve (on 127.0.0.1)")
     parser.add_argument("--runs", default="runs", metavar="DIR", help="--serve: folder of trained runs to offer")
 
 
@@ -60,9 +66,9 @@ def run(args: argparse.Namespace) -> int:
     if out.exists() and not out.is_dir():
         raise ValueError(f"--out {out} exists and is not a folder")
     kind = "webcam" if args.webcam is not None else input_kind(args.input)
+    if kind != "webcam":
+        refuse_replacing_input(Path(args.input), kind, out)
     if args.threads is not None:
-        if args.threads < 1:
-            raise ValueError(f"--threads must be >= 1, got {args.threads}")
         import torch
 
         torch.set_num_threads(args.threads)
@@ -88,6 +94,18 @@ def run(args: argparse.Namespace) -> int:
     name = f"webcam{args.webcam}" if kind == "webcam" else Path(args.input).stem
     annotate_video(pipeline, video, name, out, args.json, args.max_frames)
     return 0
+
+
+def refuse_replacing_input(source: Path, kind: str, out: Path) -> None:
+    """Annotated files go to ``out/<name>.jpg|.mp4|.json``: refuse an ``out`` where one would replace an input."""
+    if kind == "folder":
+        clash = out.resolve() == source.resolve()
+    else:
+        suffixes = (".jpg", ".json") if kind == "image" else (".mp4", ".json")
+        clash = any((out / f"{source.stem}{suffix}").resolve() == source.resolve() for suffix in suffixes)
+    if clash:
+        raise ValueError(f"--out {out}: the annotated output would replace the input {source}; "
+                         f"choose another folder")
 
 
 def annotate_image(pipeline: FacePipeline, path: Path, out: Path, write_json: bool,

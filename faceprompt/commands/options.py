@@ -1,0 +1,48 @@
+"""Option types for commands: counts, sizes and margins are checked when the command line is parsed,
+so a bad value is a usage error naming the option, not a failure deep inside a run."""
+from __future__ import annotations
+
+import argparse
+import math
+
+
+def _bounded(text: str, kind: type, what: str, low: float, high: float = math.inf) -> int | float:
+    """``text`` as ``kind`` within [low, high], or the usage error argparse prints after the option's name."""
+    try:
+        value = kind(text)
+    except ValueError:
+        value = None
+    if value is None or not math.isfinite(value) or not low <= value <= high:
+        raise argparse.ArgumentTypeError(f"must be {what}, got {text!r}")
+    return value
+
+
+def positive_int(text: str) -> int:
+    """A count or size: 1 or more."""
+    return _bounded(text, int, "a whole number of 1 or more", 1)
+
+
+def non_negative_int(text: str) -> int:
+    """An index: 0 or more."""
+    return _bounded(text, int, "a whole number of 0 or more", 0)
+
+
+def margin(text: str) -> float:
+    """A crop margin per side, as a fraction of the face: up to 2 (a crop 5 times the face), since a larger one
+    pads the frame to a size that exhausts memory and shows no face anyway."""
+    return _bounded(text, float, "a fraction of the face from 0 to 2", 0.0, 2.0)
+
+
+def port(text: str) -> int:
+    """A TCP port."""
+    return _bounded(text, int, "a port number (1-65535)", 1, 65535)
+
+
+def device(text: str) -> str:
+    """A torch device this machine has ("auto": a GPU when there is one)."""
+    from faceprompt.backbones import resolve_device
+
+    try:
+        return str(resolve_device(text, "device"))
+    except (RuntimeError, ValueError) as err:
+        raise argparse.ArgumentTypeError(str(err).removeprefix("device: ")) from None
