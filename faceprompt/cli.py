@@ -28,7 +28,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "evaluate": ("faceprompt.commands.evaluate", "evaluate a run (or zero-shot) on prepared datasets"),
     "bench": ("faceprompt.bench", "latency, throughput and memory of methods against zero-shot"),
     "demo": ("faceprompt.demo.cli", "detect faces in images or videos and label each one"),
-    "pretrain": ("faceprompt.pretrain", "contrastive image-text pretraining of a small face model"),
+    "pretrain": ("faceprompt.commands.pretrain", "contrastive image-text pretraining of a small face model"),
 }
 PACKAGE_DIR = Path(__file__).resolve().parent
 

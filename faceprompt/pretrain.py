@@ -248,7 +248,3 @@ def pretrain(cfg: PretrainConfig, resume: bool = False, progress: bool = True, d
     state = _resume(run) if resume else {"epoch": 0, "step": 0, "seconds": 0.0, "history": []}
     _epochs(run, state, progress, resume_hint or "faceprompt pretrain --config <the same config> --resume")
     return _finish(run, rows, images, state, started)
-
-
-# The CLI table (faceprompt.cli) names this module; the command itself lives in faceprompt.commands.pretrain.
-from faceprompt.commands.pretrain import add_arguments, run  # noqa: E402,F401
