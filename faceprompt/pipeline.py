@@ -203,7 +203,7 @@ def _choose_data(path: Path, data: dict, root: Path) -> tuple[Path, dict, str]:
 
 
 def load_profile(path: str | os.PathLike, overrides: list[str] | None = None) -> Profile:
-    """A profile from YAML, with ``KEY=VALUE`` overrides (:func:`faceprompt.config.parse_overrides`): a
+    """A profile from YAML, with ``KEY=VALUE`` overrides (``faceprompt.config.parse_overrides``): a
     profile field by its name, any other key a shared notebook parameter (dotted keys reach into mappings)."""
     path = Path(path)
     if not path.is_file():

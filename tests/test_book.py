@@ -235,3 +235,21 @@ def test_savefig_writes_a_png(tmp_path):
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     with pytest.raises(ValueError):
         viz.savefig(fig, "../escape", tmp_path)
+
+
+def test_profile_is_a_config_and_defaults_to_the_registry(tmp_path):
+    from faceprompt.book.methods import trained_methods
+    from faceprompt.config import Config
+    from faceprompt.pipeline import Profile, load_profile
+
+    assert issubclass(Profile, Config)
+    assert list(Profile.from_dict({}).methods) == trained_methods()
+    with pytest.raises(ValueError, match=r"unknown field\(s\) \['paralel'\] for Profile"):
+        Profile.from_dict({"paralel": 2})
+    with pytest.raises(ValueError, match="'threads' must be an integer"):
+        Profile.from_dict({"threads": "two"})
+    path = tmp_path / "p.yaml"
+    path.write_text("name: small\nparameters: {work_dir: work/x}\n")
+    profile = load_profile(path, ["threads=3", "epochs=2", "notebooks.30_train.lr=1e-3"])
+    assert (profile.threads, profile.parameters) == (3, {"work_dir": "work/x", "epochs": 2})
+    assert profile.notebooks == {"30_train": {"lr": 1e-3}}
