@@ -46,7 +46,7 @@ def test_every_toc_chapter_exists():
             missing.append(name)
     assert not missing, f"toc names chapters that do not exist: {missing}"
     executed = {Path(f).name for f in files if f.startswith("book/_executed/")}
-    assert {"10_data_prep", "20_zero_shot", "40_evaluate", "50_attention", "60_demo"} <= executed
+    assert {"10_data_prep", "20_zero_shot", "40_evaluate", "50_attention", "60_demo", "70_recorded"} <= executed
     assert any(e.get("glob") == "book/_executed/30_train_*" for e in toc_entries(toc))
 
 
@@ -250,6 +250,6 @@ def test_profile_is_a_config_and_defaults_to_the_registry(tmp_path):
         Profile.from_dict({"threads": "two"})
     path = tmp_path / "p.yaml"
     path.write_text("name: small\nparameters: {work_dir: work/x}\n")
-    profile = load_profile(path, ["threads=3", "epochs=2", "notebooks.30_train.lr=1e-3"])
+    profile = load_profile(path, ["threads=3", "epochs=2", "notebooks.30_train.lr=0.001"])
     assert (profile.threads, profile.parameters) == (3, {"work_dir": "work/x", "epochs": 2})
-    assert profile.notebooks == {"30_train": {"lr": 1e-3}}
+    assert profile.notebooks == {"30_train": {"lr": 0.001}}

@@ -29,7 +29,7 @@ def _runs() -> list[str]:
 
 
 def _datasets() -> list[str]:
-    from data_prep import ADAPTERS
+    from faceprompt.prepare import ADAPTERS  # the dataset layouts `faceprompt prepare` reads
 
     return list(ADAPTERS)
 
