@@ -32,15 +32,15 @@ def inference_frames(results_dir: str | Path = RESULTS_DIR) -> dict[str, pd.Data
 
 def inference_table(frames: dict[str, pd.DataFrame]) -> pd.DataFrame:
     """Methods as rows (in the files' order), one column per tower and batch size, each cell
-    'median ms (ratio to zero-shot)'."""
+    'median ms (ratio to zero-shot)'; empty where a file lacks the method."""
     columns = {}
     for label, rows in frames.items():
         for batch, sub in rows.groupby("batch_size", sort=True):
             cells = sub.set_index("method")
-            columns[f"{label}, batch {batch}"] = [f"{m:.1f} ({r:.2f})" for m, r in
-                                                  zip(cells["median_ms"], cells["vs_zero_shot"])]
-            index = list(cells.index)
-    return pd.DataFrame(columns, index=pd.Index(index, name="method"))
+            columns[f"{label}, batch {batch}"] = pd.Series(
+                [f"{m:.1f} ({r:.2f})" for m, r in zip(cells["median_ms"], cells["vs_zero_shot"])], index=cells.index)
+    order = list(dict.fromkeys(m for rows in frames.values() for m in rows["method"]))
+    return pd.DataFrame(columns).reindex(order).fillna("").rename_axis("method")
 
 
 def ratios(frame: pd.DataFrame, method: str, large: bool) -> list[float]:

@@ -9,6 +9,7 @@ producing function and that the function's source glues that key.
 """
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 from typing import Callable
@@ -90,27 +91,31 @@ class GlueKey:
     notebook: str
     producer: str | None = None
 
-    def regex(self) -> re.Pattern:
-        parts, last = [], 0
-        for match in PLACEHOLDER.finditer(self.pattern):
-            parts.append(re.escape(self.pattern[last:match.start()]))
-            name = match.group(1)
-            if name == "batch":
-                parts.append(BATCH)
-            else:
-                values = sorted(PLACEHOLDERS[name](), key=len, reverse=True)
-                parts.append("(" + "|".join(map(re.escape, values)) + ")" + (RUN_SUFFIX if name == "run" else ""))
-            last = match.end()
-        parts.append(re.escape(self.pattern[last:]))
-        return re.compile("".join(parts))
-
     def matches(self, key: str) -> bool:
-        return self.regex().fullmatch(key) is not None
+        return pattern_regex(self.pattern).fullmatch(key) is not None
 
     @property
     def stem(self) -> str:
         """The literal start of the pattern, as the producer's source spells it."""
         return self.pattern.split("{")[0].rstrip("-")
+
+
+@functools.lru_cache(maxsize=None)
+def pattern_regex(pattern: str) -> re.Pattern:
+    """``pattern`` as a regular expression: literal text, and each placeholder as an alternation of its values
+    (cached: the registries are complete once the package is imported)."""
+    parts, last = [], 0
+    for match in PLACEHOLDER.finditer(pattern):
+        parts.append(re.escape(pattern[last:match.start()]))
+        name = match.group(1)
+        if name == "batch":
+            parts.append(BATCH)
+        else:
+            values = sorted(PLACEHOLDERS[name](), key=len, reverse=True)
+            parts.append("(" + "|".join(map(re.escape, values)) + ")" + (RUN_SUFFIX if name == "run" else ""))
+        last = match.end()
+    parts.append(re.escape(pattern[last:]))
+    return re.compile("".join(parts))
 
 
 def _family(notebook: str, producer: str | None, *patterns: str) -> list[GlueKey]:
