@@ -13,6 +13,7 @@ def test_lists_follow_the_registry():
     assert methods.trained_methods() == [m for m in methods.book_methods() if m != "zero-shot"]
     assert "zero-shot" in methods.attention_methods() and "coop" not in methods.attention_methods()
     assert not methods.trains("zero-shot") and methods.trains("softcpt+vpt")
+    assert methods.text_methods() == ["coop", "softcpt"]
 
 
 @pytest.fixture

@@ -11,11 +11,11 @@ from pathlib import Path
 import pandas as pd
 
 from faceprompt.book.glue import glue, span
+from faceprompt.book.methods import text_methods
 
 RESULTS_DIR = "benchmarks/results/h200-2026-11-27"
 INFERENCE_FILES = {"PE-Core": "bench_pe_core_b16.json", "SigLIP2": "bench_siglip2_b16.json"}
 EPOCH_CACHE_FILE = "epoch_cache_pe_core_b16.json"
-TEXT_METHODS = ("coop", "softcpt")  # class features computed once: inference is zero-shot's
 LOOPED_VPT_TS = "vpt-ts:batched=false"  # VPT-TS with one pass per task
 MIB_PER_GIB = 1024
 
@@ -58,7 +58,7 @@ def glue_inference(results_dir: str | Path = RESULTS_DIR) -> pd.DataFrame:
     both = pd.concat(frames.values())
     glue("speed-gpu-repeats", str(int(both["repeats"].max())))
     glue("speed-gpu-batches", ", ".join(str(b) for b in sorted(both["batch_size"].unique())))
-    text = both[both["method"].isin(TEXT_METHODS)]["vs_zero_shot"]
+    text = both[both["method"].isin(text_methods())]["vs_zero_shot"]  # inference is zero-shot's
     glue("speed-gpu-text-within", f"{100 * (text - 1).abs().max():.1f}%")
     glue("speed-gpu-vpt-pe", span([100 * (r - 1) for r in ratios(pe, "vpt", True)], unit="%"))
     glue("speed-gpu-vpt-siglip", span(ratios(siglip, "vpt", True), "{:.2f}"))

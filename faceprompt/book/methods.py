@@ -24,6 +24,11 @@ def trained_methods() -> list[str]:
     return [m for m in book_methods() if trains(m)]
 
 
+def text_methods() -> list[str]:
+    """The trained methods that leave the image path alone (their class features are computed once)."""
+    return [m for m in trained_methods() if resolve_method(m).visual == "none"]
+
+
 def attention_methods() -> list[str]:
     """What the attention chapter looks inside: zero-shot and every registered method with visual prompts
     only (the pooling head's weight on prompt tokens exists only there)."""
