@@ -71,10 +71,10 @@ for backbone in backbones:
         columns, maps = [], [[] for _ in paths]
         for name, model in models.items():
             attributions = explain.integrated_gradients(model, images, task, steps=ig_steps)
-            attention = explain.upsample(explain.method_attention(model, images, task).patches, size)
+            pooling = explain.upsample(explain.method_attention(model, images, task).patches, size)
             columns += [f"{name}: IG", f"{name}: attention"]
             for i in range(len(paths)):
-                maps[i] += [attributions[i], attention[i]]
+                maps[i] += [attributions[i], pooling[i]]
         titles = explain.predicted_labels(models[methods[-1]], images, task)
         fig = viz.overlay_grid(shown, maps, titles, columns)
         fig.suptitle(f"{backbone} ({tower.family}-shaped), {task}", y=1.02, fontsize=10)
