@@ -1,7 +1,6 @@
 """Fast checks of the book: table of contents, notebook sources, profiles, the figure helper."""
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
