@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 from pathlib import Path
 
 PLAIN, HTML = "text/plain", "text/html"
-RUN_TIME = re.compile(r"\d+(\.\d+)? ms|\d+\.\d+x")  # latency differs between any two runs
+# Wall-clock measurements of the build itself: they differ between any two runs.
+TIMED_KEYS = ("eval-latency-table", "demo-status")  # the demo's message reports its detect/classify times
 
 
 def glued_values(notebook: str | Path) -> dict[str, dict[str, str]]:
@@ -37,7 +37,7 @@ def build_values(folder: str | Path) -> dict[tuple[str, str], dict[str, str]]:
 
 def timed(key: str) -> bool:
     """Whether a key holds a wall-clock measurement of this build (latency tables and ratios)."""
-    return key.startswith(("latency-", "slowdown-")) or key == "eval-latency-table"
+    return key.startswith(("latency-", "slowdown-")) or key in TIMED_KEYS
 
 
 def compare(before: dict, after: dict) -> dict[str, list]:
