@@ -1,14 +1,17 @@
 """Run the book's notebooks with papermill on one profile, then build the book.
 
     python -m faceprompt.pipeline --profile configs/book_default.yaml
-    python -m faceprompt.pipeline --profile configs/book_gpu.yaml --set backbone=siglip2-b16 --set work_dir=work/gpu-siglip2
+    python -m faceprompt.pipeline --profile configs/book_gpu.yaml --set backbone=siglip2-b16 work_dir=work/gpu-siglip2
 
 A profile (YAML) gives the parameters every notebook receives (``parameters``), per-notebook extras
-(``notebooks: {30_train: {...}}``), the methods ``30_train`` is run for, a method's own ``30_train``
+(``notebooks: {30_train: {...}}``), the methods ``30_train`` is run for (default: every method of the
+registry that trains, :func:`faceprompt.book.methods.trained_methods`), a method's own ``30_train``
 parameters (``method_parameters: {v2pt: {train_options: {...}}}``: a mapping is merged into the shared
-one, any other value replaces it), and how many notebooks may run at once. Notebooks run in stages:
-data preparation, zero-shot, one training run per method (in parallel), then evaluation and attention
-(in parallel), then the demo. Each executed notebook lands in ``executed_dir`` (``book/_executed``)
+one, any other value replaces it), and how many notebooks may run at once. ``--set KEY=VALUE`` overrides
+a profile field by its name and any other key as a shared notebook parameter (``faceprompt.config``'s
+one override syntax). Notebooks run in stages: data preparation and the recorded measurements (in
+parallel), zero-shot, one training run per method (in parallel), then evaluation and attention (in
+parallel), then the demo. Each executed notebook lands in ``executed_dir`` (``book/_executed``)
 with a stamp of what produced it (its source, its parameters, the package code and the stamps of the
 stages before it); a notebook whose stamp is unchanged is skipped.
 Finally ``jupyter-book build`` runs with warnings as errors.
@@ -16,6 +19,7 @@ Finally ``jupyter-book build`` runs with warnings as errors.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import hashlib
 import json
 import os
@@ -27,32 +31,43 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-NOTEBOOKS = ("10_data_prep", "20_zero_shot", "30_train", "40_evaluate", "50_attention", "60_demo")
-STAGES: tuple[tuple[str, ...], ...] = (("10_data_prep",), ("20_zero_shot",), ("30_train",),
+from faceprompt.config import Config, add_set_argument, merge_overrides, parse_overrides, read_yaml
+from faceprompt.locations import project_root, shared_data_root
+
+NOTEBOOKS = ("10_data_prep", "20_zero_shot", "30_train", "40_evaluate", "50_attention", "60_demo", "70_recorded")
+STAGES: tuple[tuple[str, ...], ...] = (("10_data_prep", "70_recorded"), ("20_zero_shot",), ("30_train",),
                                        ("40_evaluate", "50_attention"), ("60_demo",))
-TRAINED_METHODS = ("coop", "softcpt", "vpt", "vpt-ts", "v2pt", "softcpt+vpt")
 STAMP_FILE = ".stamps.json"
 PLACEHOLDER_CHAPTERS = {
     "book/datasets.md": "# Datasets and face crops\n\nThis chapter is being written.\n",
     "book/demo.md": "# The demo\n\nThis chapter is being written.\n",
     "book/faceclip_tiny.md": "# faceclip-tiny: a small face model\n\nThis chapter is being written.\n",
 }
-PROFILE_KEYS = {"name", "description", "parameters", "notebooks", "methods", "seeds", "method_parameters",
-                "parallel", "threads", "executed_dir", "build_book", "real_data"}
-SHARED_DATA_ENV = "FACEPROMPT_SHARED_DATA"
+# What shapes a notebook's output besides its source and parameters (hashed into every stamp).
+FINGERPRINT_FOLDERS = ("faceprompt", "data_prep", "benchmarks/results", "book/_data")
 DATA_CHOICE_ENV = "FACEPROMPT_BOOK_DATA"  # "synthetic" forces the synthetic faces even when real data are here
 REAL_DATASETS = ("UTKFace", "facial_expressions", "LFW")  # folders the real-data profile reads
 
 
-@dataclass
-class Profile:
-    """A validated book profile (see the module docstring and ``configs/book_default.yaml``)."""
+def _trained_methods() -> tuple[str, ...]:
+    from faceprompt.book.methods import trained_methods
+
+    return tuple(trained_methods())
+
+
+@dataclass(frozen=True)
+class Profile(Config):
+    """A validated book profile (see the module docstring and ``configs/book_default.yaml``).
+
+    ``methods`` defaults to every method that trains (:func:`faceprompt.book.methods.trained_methods`);
+    ``data_source`` is set by :func:`load_profile` (which data the run uses, and why).
+    """
 
     name: str = "default"
     description: str = ""
     parameters: dict = field(default_factory=dict)
     notebooks: dict = field(default_factory=dict)
-    methods: tuple[str, ...] = TRAINED_METHODS
+    methods: tuple[str, ...] = field(default_factory=_trained_methods)
     seeds: dict = field(default_factory=dict)  # method -> training seeds (others train once, seed 0)
     method_parameters: dict = field(default_factory=dict)  # method -> its own 30_train parameters
     parallel: int = 2
@@ -63,49 +78,34 @@ class Profile:
     data_source: str = "as configured"
 
     @classmethod
-    def from_dict(cls, data: dict, where: str = "profile") -> "Profile":
-        if not isinstance(data, dict):
-            raise ValueError(f"{where}: expected a mapping, got {type(data).__name__}")
-        unknown = sorted(set(data) - PROFILE_KEYS)
-        if unknown:
-            raise ValueError(f"{where}: unknown field(s) {unknown}; allowed: {sorted(PROFILE_KEYS)}")
-        data = dict(data)
-        notebooks = data.get("notebooks") or {}
-        bad = sorted(set(notebooks) - set(NOTEBOOKS))
-        if bad:
-            raise ValueError(f"{where}.notebooks: unknown notebook(s) {bad}; known: {list(NOTEBOOKS)}")
-        for name, extra in notebooks.items():
-            if not isinstance(extra or {}, dict):
-                raise ValueError(f"{where}.notebooks.{name}: expected a mapping of parameters")
-        data["notebooks"] = {k: dict(v or {}) for k, v in notebooks.items()}
+    def convert(cls, data: dict, where: str) -> dict:
         data["parameters"] = dict(data.get("parameters") or {})
-        methods = data.get("methods", TRAINED_METHODS)
-        data["methods"] = tuple([methods] if isinstance(methods, str) else methods)
+        data["notebooks"] = _notebook_sections(data.get("notebooks") or {}, where)
+        data["seeds"] = {m: _seed_list(v, f"{where}.seeds.{m}") for m, v in _mapping(data, "seeds", where).items()}
+        data["method_parameters"] = dict(_mapping(data, "method_parameters", where))
+        return data
+
+    def validate(self, where: str = "profile") -> None:
+        from faceprompt.book.methods import trains
         from faceprompt.prompts import resolve_method
 
-        for method in data["methods"]:
+        for method in self.methods:
             resolve_method(method)  # "unknown method ..." names it
-            if method == "zero-shot":
-                raise ValueError(f"{where}.methods: zero-shot is not trained (20_zero_shot evaluates it)")
-        seeds = _per_method(data, "seeds", "list of seeds", where)
-        for method, values in seeds.items():
-            values = [values] if isinstance(values, int) else list(values)
-            if not values or not all(isinstance(v, int) and v >= 0 for v in values) or len(set(values)) != len(values):
-                raise ValueError(f"{where}.seeds.{method}: expected distinct integers >= 0, got {values!r}")
-            seeds[method] = tuple(values)
-        data["seeds"] = dict(seeds)
-        own = _per_method(data, "method_parameters", "30_train parameters", where)
-        for method, values in own.items():
+            if not trains(method):
+                raise ValueError(f"{where}.methods: {method} is not trained (20_zero_shot evaluates it)")
+        for key in ("seeds", "method_parameters"):
+            for method in getattr(self, key):
+                if method not in self.methods:
+                    raise ValueError(f"{where}.{key}: {method!r} is not among the profile's methods")
+        for method, values in self.method_parameters.items():
             if not isinstance(values, dict) or not values:
                 raise ValueError(f"{where}.method_parameters.{method}: expected a mapping of 30_train parameters")
             for reserved in ("method", "seed"):
                 if reserved in values:
                     raise ValueError(f"{where}.method_parameters.{method}: {reserved!r} is set by the pipeline")
-        data["method_parameters"] = {k: dict(v) for k, v in own.items()}
         for key in ("parallel", "threads"):
-            if key in data and (not isinstance(data[key], int) or data[key] < 1):
-                raise ValueError(f"{where}.{key}: must be an integer >= 1, got {data[key]!r}")
-        return cls(**data)
+            if getattr(self, key) < 1:
+                raise ValueError(f"{where}.{key}: must be an integer >= 1, got {getattr(self, key)!r}")
 
     def notebook_parameters(self, notebook: str, declared: set[str] | None = None) -> dict:
         """The parameters ``notebook`` receives: the shared ones it declares, then its own section."""
@@ -117,7 +117,8 @@ class Profile:
         return {**base, **own}
 
     def method_train_parameters(self, method: str, shared: dict, declared: set[str] | None = None) -> dict:
-        """``30_train``'s parameters for ``method``: ``shared`` with the method's own section laid over it."""
+        """``30_train``'s parameters for ``method``: ``shared`` with the method's own section laid over it
+        (a mapping is merged into the shared one, any other value replaces it)."""
         own = self.method_parameters.get(method, {})
         _check_declared(own, declared, f"method_parameters.{method}", "30_train")
         merged = dict(shared)
@@ -131,28 +132,38 @@ class Profile:
         return tuple(self.seeds.get(method, (0,)))
 
 
+def _mapping(data: dict, key: str, where: str) -> dict:
+    mapping = data.get(key) or {}
+    if not isinstance(mapping, dict):
+        raise ValueError(f"{where}.{key}: expected a mapping method -> value")
+    return mapping
+
+
+def _notebook_sections(notebooks: dict, where: str) -> dict:
+    """Per-notebook parameter sections, each naming a known notebook and holding a mapping."""
+    if not isinstance(notebooks, dict):
+        raise ValueError(f"{where}.notebooks: expected a mapping notebook -> parameters")
+    bad = sorted(set(notebooks) - set(NOTEBOOKS))
+    if bad:
+        raise ValueError(f"{where}.notebooks: unknown notebook(s) {bad}; known: {list(NOTEBOOKS)}")
+    for name, extra in notebooks.items():
+        if not isinstance(extra or {}, dict):
+            raise ValueError(f"{where}.notebooks.{name}: expected a mapping of parameters")
+    return {k: dict(v or {}) for k, v in notebooks.items()}
+
+
+def _seed_list(values: Any, where: str) -> tuple[int, ...]:
+    values = [values] if isinstance(values, int) else list(values or [])
+    if not values or not all(isinstance(v, int) and v >= 0 for v in values) or len(set(values)) != len(values):
+        raise ValueError(f"{where}: expected distinct integers >= 0, got {values!r}")
+    return tuple(values)
+
+
 def _check_declared(section: dict, declared: set[str] | None, where: str, notebook: str) -> None:
     """Refuse names in a profile section that the notebook's parameters cell does not declare."""
     unknown = sorted(set(section) - declared) if declared is not None else []
     if unknown:
         raise ValueError(f"{where}: {unknown} not parameters of {notebook} (it declares {sorted(declared)})")
-
-
-def _per_method(data: dict, key: str, what: str, where: str) -> dict:
-    """``data[key]``, a mapping from some of the profile's methods to ``what``; refused naming the key."""
-    mapping = data.get(key) or {}
-    if not isinstance(mapping, dict):
-        raise ValueError(f"{where}.{key}: expected a mapping method -> {what}")
-    for method in mapping:
-        if method not in data["methods"]:
-            raise ValueError(f"{where}.{key}: {method!r} is not among the profile's methods")
-    return mapping
-
-
-def shared_data_root(root: Path | None = None) -> Path:
-    """``$FACEPROMPT_SHARED_DATA``, else ``../shared/data`` next to the project root."""
-    env = os.environ.get(SHARED_DATA_ENV)
-    return Path(env).expanduser().resolve() if env else ((root or Path.cwd()) / ".." / "shared" / "data").resolve()
 
 
 def real_data_available(root: Path | None = None) -> bool:
@@ -172,50 +183,44 @@ def _expand_shared(value: Any, shared: Path) -> Any:
     return value
 
 
-def load_profile(path: str | os.PathLike, overrides: list[str] | None = None) -> Profile:
-    """A profile from YAML, with ``KEY=VALUE`` overrides of shared parameters (values parsed as YAML)."""
-    import yaml
+def _choose_data(path: Path, data: dict, root: Path) -> tuple[Path, dict, str]:
+    """The profile to run (``path`` or its ``real_data`` profile when the shared datasets are there),
+    its contents and a phrase on the data it uses."""
+    real = data.get("real_data")
+    if not real:
+        return path, data, "as configured"
+    shared = shared_data_root(root)
+    forced = os.environ.get(DATA_CHOICE_ENV, "").strip().lower()
+    if forced != "synthetic" and real_data_available(root):
+        real_path = Path(real) if Path(real).is_absolute() else root / real
+        if not real_path.is_file():
+            raise FileNotFoundError(f"profile {path}: real_data profile {real_path}: no such file")
+        chosen = dict(read_yaml(real_path) or {})
+        chosen.pop("real_data", None)
+        return real_path, chosen, f"real faces from {shared}"
+    why = f"{DATA_CHOICE_ENV}=synthetic" if forced == "synthetic" else f"{shared} lacks one of {list(REAL_DATASETS)}"
+    return path, data, f"synthetic faces ({why})"
 
+
+def load_profile(path: str | os.PathLike, overrides: list[str] | None = None) -> Profile:
+    """A profile from YAML, with ``KEY=VALUE`` overrides (``faceprompt.config.parse_overrides``): a
+    profile field by its name, any other key a shared notebook parameter (dotted keys reach into mappings)."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"profile {path}: no such file")
-    data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    source = "as configured"
-    real = data.get("real_data")
-    from faceprompt.report import project_root
-
     try:
         root = project_root(path.resolve().parent)
     except FileNotFoundError:
         root = Path.cwd()
-    if real:
-        shared = shared_data_root(root)
-        forced = os.environ.get(DATA_CHOICE_ENV, "").strip().lower()
-        if forced != "synthetic" and real_data_available(root):
-            real_path = Path(real) if Path(real).is_absolute() else root / real
-            if not real_path.is_file():
-                raise FileNotFoundError(f"profile {path}: real_data profile {real_path}: no such file")
-            path = real_path
-            data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-            data.pop("real_data", None)
-            source = f"real faces from {shared}"
-        else:
-            why = f"{DATA_CHOICE_ENV}=synthetic" if forced == "synthetic" else \
-                f"{shared} lacks one of {list(REAL_DATASETS)}"
-            source = f"synthetic faces ({why})"
+    path, data, source = _choose_data(path, dict(read_yaml(path) or {}), root)
     data = _expand_shared(data, shared_data_root(root))
-    for item in overrides or []:
-        name, sep, value = item.partition("=")
-        if not sep or not name:
-            raise ValueError(f"--set {item!r}: expected KEY=VALUE")
-        value = yaml.safe_load(value)
-        if name in PROFILE_KEYS - {"parameters", "notebooks"}:
-            data[name] = value
+    fields = {f.name for f in dataclasses.fields(Profile)} - {"data_source"}
+    for key, value in parse_overrides(overrides).items():
+        if key in fields:
+            data = merge_overrides(data, {key: value})
         else:
-            data.setdefault("parameters", {})[name] = value
-    profile = Profile.from_dict(data, where=f"profile {path}")
-    profile.data_source = source
-    return profile
+            data["parameters"] = merge_overrides(data.get("parameters") or {}, {key: value})
+    return dataclasses.replace(Profile.from_dict(data, where=f"profile {path}"), data_source=source)
 
 
 # --- jobs ----------------------------------------------------------------------------------------------
@@ -254,7 +259,7 @@ def plan(profile: Profile, root: Path) -> list[list[Job]]:
             declared = declared_parameters(root / "notebooks" / f"{notebook}.py")
             params = profile.notebook_parameters(notebook, declared)
             if notebook == "30_train":
-                from faceprompt.report import run_name
+                from faceprompt.book.methods import run_name
 
                 for method in profile.methods:
                     method_params = profile.method_train_parameters(method, params, declared)
@@ -273,7 +278,7 @@ def plan(profile: Profile, root: Path) -> list[list[Job]]:
 def code_fingerprint(root: Path) -> str:
     """A hash of the package and data-preparation sources (and embedded model files by name and size)."""
     h = hashlib.sha256()
-    for folder in ("faceprompt", "data_prep"):
+    for folder in FINGERPRINT_FOLDERS:
         for path in sorted((root / folder).rglob("*")):
             if not path.is_file() or "__pycache__" in path.parts or path.name == "pipeline.py":
                 continue  # the pipeline itself does not shape any notebook's output
@@ -425,16 +430,13 @@ def run(profile: Profile, root: Path, force: bool = False, only: list[str] | Non
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m faceprompt.pipeline", description=__doc__.split("\n\n")[0])
     parser.add_argument("--profile", default="configs/book_default.yaml", help="the profile YAML")
-    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                        help="override a shared notebook parameter or a profile field (repeatable)")
+    add_set_argument(parser, "a profile field (by its name) or a shared notebook parameter")
     parser.add_argument("--force", action="store_true", help="run every notebook, up to date or not")
     parser.add_argument("--only", nargs="+", help="run only these notebooks (e.g. 40_evaluate 30_train_vpt)")
     parser.add_argument("--no-book", action="store_true", help="run the notebooks, do not build the book")
     parser.add_argument("--book-only", action="store_true", help="only build the book from executed notebooks")
     parser.add_argument("--dry-run", action="store_true", help="print what would run")
     args = parser.parse_args(argv)
-    from faceprompt.report import project_root
-
     root = project_root()
     os.chdir(root)
     try:

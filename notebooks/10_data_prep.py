@@ -27,11 +27,14 @@ threads = 1
 workers = 2
 
 # %%
-from faceprompt import report, viz
+from faceprompt import viz
+from faceprompt.book import datasets as data
+from faceprompt.book import leakage, startup
+from faceprompt.book.glue import GLUED
 
-report.setup(threads)
-manifests = report.prepare_datasets(datasets, work_dir, workers=workers)
-frame = report.manifest_frame(manifests)
+startup.setup(threads)
+manifests = data.prepare_datasets(datasets, work_dir, workers=workers)
+frame = data.manifest_frame(manifests)
 manifests
 
 # %% [markdown]
@@ -40,11 +43,7 @@ manifests
 # masked out of the loss and of the metrics).
 
 # %%
-splits = report.split_table(frame)
-report.glue("data-rows", f"{len(frame):,}")
-report.glue("data-datasets", ", ".join(sorted(frame["dataset"].unique())))
-report.data_source(datasets)
-report.glue("data-splits-table", splits, display=False)
+splits = data.glue_data_summary(frame, datasets)
 splits
 
 # %% [markdown]
@@ -53,8 +52,8 @@ splits
 # this run may be among its training or validation images.
 
 # %%
-heldout = report.held_out_check(manifests, report.resolve_backbone(backbone))
-print(report.GLUED["heldout-summary"])
+heldout = leakage.held_out_check(manifests, startup.resolve_backbone(backbone))
+print(GLUED["heldout-summary"])
 heldout
 
 # %% [markdown]
@@ -62,7 +61,7 @@ heldout
 # Class counts per task, dataset and split.
 
 # %%
-counts = report.label_counts(frame)
+counts = data.label_counts(frame)
 fig = viz.label_distribution(counts)
 viz.savefig(fig, "label_distribution", figures_dir);
 
@@ -70,6 +69,6 @@ viz.savefig(fig, "label_distribution", figures_dir);
 # ## Some test faces
 
 # %%
-images, titles = report.sample_faces(frame, n=12)
+images, titles = data.sample_faces(frame, n=12)
 fig = viz.image_grid(images, titles, cols=6)
 viz.savefig(fig, "sample_faces", figures_dir);

@@ -28,26 +28,27 @@ device = "cpu"
 threads = 1
 
 # %%
-from faceprompt import report, viz
+from faceprompt import viz
+from faceprompt.book import datasets as data
+from faceprompt.book import results, runs, startup
+from faceprompt.book.glue import glue, show
 
-report.setup(threads)
-backbone = report.resolve_backbone(backbone)
-manifests = report.prepare_datasets(datasets, work_dir)
+startup.setup(threads)
+backbone = glue("zs-backbone", startup.resolve_backbone(backbone))
+manifests = data.prepare_datasets(datasets, work_dir)
 runs_dir, cache_dir = f"{work_dir}/runs", f"{work_dir}/cache"
-report.glue("zs-backbone", backbone)
 
 # %% [markdown]
 # ## Accuracy on every prepared dataset (test split)
 
 # %%
-result = report.zero_shot(backbone, manifests, runs_dir, weights=weights, device=device, cache_dir=cache_dir)
+result = runs.zero_shot(backbone, manifests, runs_dir, weights=weights, device=device, cache_dir=cache_dir)
 metrics = result.metrics
-for _, row in metrics.iterrows():
-    report.glue(report.key("zs", row["dataset"], row["task"]), report.percent(row["accuracy"]))
-report.show(metrics[["dataset", "task", "n", "accuracy", "balanced_accuracy", "macro_f1", "ece"]])
+runs.glue_zero_shot_scores(metrics)
+show(metrics[["dataset", "task", "n", "accuracy", "balanced_accuracy", "macro_f1", "ece"]])
 
 # %%
-fig = viz.accuracy_bars(metrics.assign(method="zero-shot"), chance=report.chance_levels())
+fig = viz.accuracy_bars(metrics.assign(method="zero-shot"), chance=results.chance_levels())
 viz.savefig(fig, "zero_shot_accuracy", figures_dir);
 
 # %% [markdown]
@@ -56,15 +57,12 @@ viz.savefig(fig, "zero_shot_accuracy", figures_dir);
 # per class; the other rows use one template alone.
 
 # %%
-templates = report.template_comparison(backbone, manifests, weights=weights, device=device, cache_dir=cache_dir)
-table = templates.pivot_table(index=["dataset", "task"], columns="prompts", values="accuracy", sort=False)
-ensemble_gain = (table["ensemble"] - table.drop(columns="ensemble").mean(axis=1)).mean()
-report.glue("zs-ensemble-gain", report.points(ensemble_gain))
-report.glue("zs-template-table", report.show(table), display=False)
-report.show(table)
+templates = runs.template_comparison(backbone, manifests, weights=weights, device=device, cache_dir=cache_dir)
+table = runs.glue_template_comparison(templates)
+show(table)
 
 # %%
-fig = viz.accuracy_bars(templates, hue="prompts", chance=report.chance_levels())
+fig = viz.accuracy_bars(templates, hue="prompts", chance=results.chance_levels())
 viz.savefig(fig, "zero_shot_templates", figures_dir);
 
 # %%

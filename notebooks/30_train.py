@@ -49,13 +49,17 @@ val_part = None         # e.g. [0.6, 1]: the rest of the same split, to choose t
 # %%
 import pandas as pd
 
-from faceprompt import report, viz
+from faceprompt import viz
+from faceprompt.book import datasets as data
+from faceprompt.book import runs, startup
+from faceprompt.book.glue import show
+from faceprompt.book.methods import run_name
 
-report.setup(threads)
-backbone = report.resolve_backbone(backbone)
-manifests = report.prepare_datasets(datasets, work_dir)
-options = report.method_options(method, context_tokens, visual_tokens, method_options, context_init)
-config = report.train_config(
+startup.setup(threads)
+backbone = startup.resolve_backbone(backbone)
+manifests = data.prepare_datasets(datasets, work_dir)
+options = runs.method_options(method, context_tokens, visual_tokens, method_options, context_init)
+config = runs.train_config(
     method, backbone, manifests, f"{work_dir}/runs", weights=weights, device=device,
     cache_dir=f"{work_dir}/cache", method_options=options, seed=seed,
     train={"epochs": epochs, "batch_size": batch_size, "lr": lr, **train_options},
@@ -64,11 +68,9 @@ config = report.train_config(
 pd.Series(config.to_dict(), dtype=object).drop(["train", "val"])
 
 # %%
-fit, evaluation = report.train_and_evaluate(config)
-name = report.run_name(method, seed)
-report.glue(report.key("train-epochs", name), str(len(fit.history)))
-report.glue(report.key("train-best-epoch", name), str(fit.best_epoch))
-report.glue(report.key("train-stopped", name), fit.stopped)
+fit, evaluation = runs.train_and_evaluate(config)
+name = run_name(method, seed)
+runs.glue_training(fit, evaluation.metrics, name)
 
 # %% [markdown]
 # ## Training curves
@@ -83,6 +85,4 @@ viz.savefig(fig, f"train_{name}", figures_dir);
 
 # %%
 metrics = evaluation.metrics
-for _, row in metrics.iterrows():
-    report.glue(report.key("train-acc", name, row["dataset"], row["task"]), report.percent(row["accuracy"]))
-report.show(metrics[["dataset", "task", "n", "accuracy", "balanced_accuracy", "macro_f1", "ece"]])
+show(metrics[["dataset", "task", "n", "accuracy", "balanced_accuracy", "macro_f1", "ece"]])

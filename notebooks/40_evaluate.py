@@ -26,7 +26,7 @@ backbone = "default"
 weights = None
 device = "cpu"
 threads = 1
-methods = ["zero-shot", "coop", "softcpt", "vpt", "vpt-ts", "v2pt", "softcpt+vpt"]
+methods = None         # None: every method of the book (faceprompt.book.methods.book_methods)
 param_backbones = ["siglip2-b16", "pe-core-b16", "pe-core-l14-336"]  # counted on the meta device
 bench_backbone = "default"      # latency is measured on this backbone
 bench_weights = None
@@ -34,37 +34,41 @@ bench_batch_sizes = [1, 16]
 bench_repeats = 3
 
 # %%
-from faceprompt import report, viz
+from faceprompt import viz
+from faceprompt.book import calibration, costs, results, seeds, startup
+from faceprompt.book import datasets as data
+from faceprompt.book.glue import count, glue, show
+from faceprompt.book.methods import book_methods, method_order
 from faceprompt.tasks import TASKS
 
-report.setup(threads)
-backbone = report.resolve_backbone(backbone)
-manifests = report.prepare_datasets(datasets, work_dir)
+startup.setup(threads)
+backbone = glue("eval-backbone", startup.resolve_backbone(backbone))
+methods = book_methods() if methods is None else methods
+manifests = data.prepare_datasets(datasets, work_dir)
 runs_dir, cache_dir = f"{work_dir}/runs", f"{work_dir}/cache"
-tables = report.collect(runs_dir)
+tables = results.collect(runs_dir)
 metrics = tables["metrics"]
-report.glue("eval-backbone", backbone)
 sorted(metrics["method"].unique())
 
 # %% [markdown]
 # ## Accuracy per task and dataset
 
 # %%
-accuracy = report.accuracy_table(metrics)
-report.glue("eval-accuracy-table", report.show(accuracy), display=False)
-report.show(accuracy)
+accuracy = results.accuracy_table(metrics)
+glue("eval-accuracy-table", show(accuracy), display=False)
+show(accuracy)
 
 # %%
-fig = viz.accuracy_bars(metrics, chance=report.chance_levels())
+fig = viz.accuracy_bars(metrics, chance=results.chance_levels())
 viz.savefig(fig, "accuracy_by_method", figures_dir);
 
 # %% [markdown]
 # ## Against zero-shot, and what each method adds
 
 # %%
-summary = report.glue_results(metrics)
-report.glue("eval-summary-table", report.show(summary), display=False)
-report.show(summary)
+summary = results.glue_results(metrics)
+glue("eval-summary-table", show(summary), display=False)
+show(summary)
 
 # %%
 fig = viz.tradeoff_scatter(summary, x="added", y="mean_accuracy")
@@ -78,7 +82,7 @@ viz.savefig(fig, "accuracy_vs_parameters", figures_dir);
 # `seed_table.csv`, `seed_verdicts.csv` and `seed_table.md`.
 
 # %%
-seed_scores, verdicts = report.glue_seed_results(metrics, work_dir)
+seed_scores, verdicts = seeds.glue_seed_results(metrics, work_dir)
 print(open(f"{work_dir}/seed_table.md").read())
 verdicts
 
@@ -88,11 +92,11 @@ verdicts
 # for the thesis's backbones even on a laptop.
 
 # %%
-params = report.parameter_table(param_backbones, methods)
+params = costs.parameter_table(param_backbones, methods)
 params_wide = params.pivot_table(index="method", columns="backbone", values="added", sort=False)
-params_wide = params_wide.reindex(report.method_order(params_wide.index))[param_backbones]
-report.glue("eval-params-table", params_wide.map(report.count), display=False)
-params_wide.map(report.count)
+params_wide = params_wide.reindex(method_order(params_wide.index))[param_backbones]
+glue("eval-params-table", params_wide.map(count), display=False)
+params_wide.map(count)
 
 # %% [markdown]
 # ## Inference latency
@@ -100,14 +104,14 @@ params_wide.map(report.count)
 # on the same backbone and device (text methods use their cached class features).
 
 # %%
-bench_name = report.resolve_backbone(bench_backbone)
-report.glue("bench-backbone", bench_name)
-latency = report.latency_table(bench_name, methods, bench_batch_sizes, repeats=bench_repeats,
-                               weights=bench_weights, device=device)
+bench_name = glue("bench-backbone", startup.resolve_backbone(bench_backbone))
+latency = costs.latency_table(bench_name, methods, bench_batch_sizes, repeats=bench_repeats,
+                              weights=bench_weights, device=device)
+costs.glue_latency(latency, device)
 latency_wide = latency.pivot_table(index="method", columns="batch_size", values=["median_ms", "vs_zero_shot"],
-                                   sort=False).reindex(report.method_order(latency["method"]))
-report.glue("eval-latency-table", report.show(latency_wide, 2), display=False)
-report.show(latency_wide, 2)
+                                   sort=False).reindex(method_order(latency["method"]))
+glue("eval-latency-table", show(latency_wide, 2), display=False)
+show(latency_wide, 2)
 
 # %% [markdown]
 # ## Age: which bins are confused
@@ -119,19 +123,19 @@ first = age_confusion["dataset"].iloc[0] if len(age_confusion) else None  # the 
 age_rows = age_confusion[age_confusion.dataset == first]
 fig = viz.confusion_grid(age_rows, "age", list(TASKS["age"].classes)) if len(age_rows) else viz.no_data("no age labels")
 viz.savefig(fig, "age_confusion", figures_dir)
-report.glue("age-confusion-dataset", str(first))
-age_metrics = report.glue_one_off(metrics)
-report.show(age_metrics)
+glue("age-confusion-dataset", str(first))
+age_metrics = results.glue_one_off(metrics)
+show(age_metrics)
 
 # %% [markdown]
 # ## Calibration
-# Expected calibration error (15 bins) per task, and a reliability diagram for emotion: how often the
+# Expected calibration error per task, and a reliability diagram for emotion: how often the
 # top class is right against how confident the model is.
 
 # %%
 ece = metrics.pivot_table(index="method", columns=["dataset", "task"], values="ece", sort=False)
-report.glue("eval-ece-table", report.show(ece.reindex(report.method_order(ece.index))), display=False)
-curves = report.reliability_curves(runs_dir, manifests, "emotion", device=device, cache_dir=cache_dir)
+glue("eval-ece-table", show(ece.reindex(method_order(ece.index))), display=False)
+curves = calibration.reliability_curves(runs_dir, manifests, "emotion", device=device, cache_dir=cache_dir)
 fig = viz.reliability_diagram(curves, "emotion")
 viz.savefig(fig, "reliability_emotion", figures_dir);
 
@@ -141,10 +145,10 @@ viz.savefig(fig, "reliability_emotion", figures_dir);
 
 # %%
 fairness = tables["fairness"]
-print(report.fairness_summary(fairness))
+print(results.fairness_summary(fairness))
 if len(fairness):
     for task in fairness["task"].unique():
         fig = viz.group_accuracy_bars(fairness, task)
         viz.savefig(fig, f"fairness_{task}", figures_dir)
     gaps = fairness.pivot_table(index="method", columns=["dataset", "task"], values="gap", sort=False)
-    report.glue("eval-fairness-table", report.show(gaps), display=False)
+    glue("eval-fairness-table", show(gaps), display=False)

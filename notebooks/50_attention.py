@@ -34,7 +34,7 @@ backbones = ["default", "tiny-vit"]   # one PE-Core-shaped, one SigLIP2-shaped t
 weights = None
 device = "cpu"
 threads = 1
-methods = ["zero-shot", "vpt", "vpt-ts"]
+methods = None       # None: zero-shot and every visual-prompt method (faceprompt.book.methods)
 faces = 3            # test faces shown
 ig_steps = 16        # integration steps
 epochs = 1           # for a backbone without trained runs in this work folder
@@ -44,20 +44,25 @@ train_options = {}
 import pandas as pd
 import torch
 
-from faceprompt import explain, report, viz
+from faceprompt import explain, viz
+from faceprompt.book import attention, startup
+from faceprompt.book import datasets as data
+from faceprompt.book.glue import glue, show
+from faceprompt.book.methods import attention_methods
 
-report.setup(threads)
-manifests = report.prepare_datasets(datasets, work_dir)
-frame = report.manifest_frame(manifests)
+startup.setup(threads)
+methods = attention_methods() if methods is None else methods
+manifests = data.prepare_datasets(datasets, work_dir)
+frame = data.manifest_frame(manifests)
 paths = list(frame[frame.split == "test"]["path"][:faces])
-backbones = [report.resolve_backbone(b) for b in backbones]
+backbones = [startup.resolve_backbone(b) for b in backbones]
 backbones
 
 # %%
 summary_rows = []
 for backbone in backbones:
-    models = report.attention_models(backbone, f"{work_dir}/runs", methods, manifests, work_dir, weights=weights,
-                                     device=device, epochs=epochs, train=train_options)
+    models = attention.attention_models(backbone, f"{work_dir}/runs", methods, manifests, work_dir, weights=weights,
+                                        device=device, epochs=epochs, train=train_options)
     tower = next(iter(models.values())).backbone
     images = explain.load_images(paths, tower)
     shown = explain.display_images(images, tower)
@@ -66,10 +71,10 @@ for backbone in backbones:
         columns, maps = [], [[] for _ in paths]
         for name, model in models.items():
             attributions = explain.integrated_gradients(model, images, task, steps=ig_steps)
-            attention = explain.upsample(explain.method_attention(model, images, task).patches, size)
+            pooling = explain.upsample(explain.method_attention(model, images, task).patches, size)
             columns += [f"{name}: IG", f"{name}: attention"]
             for i in range(len(paths)):
-                maps[i] += [attributions[i], attention[i]]
+                maps[i] += [attributions[i], pooling[i]]
         titles = explain.predicted_labels(models[methods[-1]], images, task)
         fig = viz.overlay_grid(shown, maps, titles, columns)
         fig.suptitle(f"{backbone} ({tower.family}-shaped), {task}", y=1.02, fontsize=10)
@@ -83,8 +88,6 @@ for backbone in backbones:
 
 # %%
 summary = pd.DataFrame(summary_rows)
-for _, row in summary.iterrows():
-    report.glue(report.key("prompt-share", row["family"], row["method"], row["task"]),
-                report.percent(row["prompt_share"]))
-report.glue("attention-table", report.show(summary), display=False)
-report.show(summary)
+attention.glue_prompt_shares(summary)
+glue("attention-table", show(summary), display=False)
+show(summary)

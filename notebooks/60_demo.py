@@ -29,12 +29,15 @@ threads = 1
 example_faces = 6    # test faces pasted into the example photo
 
 # %%
-from faceprompt import report, viz
+from faceprompt import viz
+from faceprompt.book import datasets as data
+from faceprompt.book import demo, startup
+from faceprompt.book.glue import glue
 from faceprompt.demo.app import build_app
 
-report.setup(threads)
-backbone = report.resolve_backbone(backbone)
-manifests = report.prepare_datasets(datasets, work_dir)
+startup.setup(threads)
+backbone = startup.resolve_backbone(backbone)
+manifests = data.prepare_datasets(datasets, work_dir)
 app = build_app(backbone=backbone, runs_dir=f"{work_dir}/runs", device=device)
 app
 
@@ -43,8 +46,8 @@ app
 # A photo made of test faces, run through the same path as an upload.
 
 # %%
-photo = report.example_photo(report.manifest_frame(manifests), example_faces)
-drawn = report.demo_example(app, photo)
-report.glue("demo-status", app.message)
+photo = demo.example_photo(data.manifest_frame(manifests), example_faces)
+drawn = demo.demo_example(app, photo)
+glue("demo-status", app.message)
 fig = viz.image_grid([drawn], [app.message], cols=1, size=6)
 viz.savefig(fig, "demo_example", figures_dir);

@@ -95,7 +95,7 @@ def held_out_faces(n: int, detector: str = "dlib") -> tuple[tuple[Path, ...], tu
     """``n`` adult UTKFace photos from faceclip-tiny's held-out test split in which ``detector`` finds one
     face, and their genders ("male"/"female", from the file names): faces the model never trained on."""
     from faceprompt.detect import get_detector
-    from faceprompt.report import model_splits
+    from faceprompt.book.leakage import model_splits
 
     folder = utkface_dir()
     if folder is None:

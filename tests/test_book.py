@@ -1,7 +1,6 @@
 """Fast checks of the book: table of contents, notebook sources, profiles, the figure helper."""
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
@@ -46,7 +45,7 @@ def test_every_toc_chapter_exists():
             missing.append(name)
     assert not missing, f"toc names chapters that do not exist: {missing}"
     executed = {Path(f).name for f in files if f.startswith("book/_executed/")}
-    assert {"10_data_prep", "20_zero_shot", "40_evaluate", "50_attention", "60_demo"} <= executed
+    assert {"10_data_prep", "20_zero_shot", "40_evaluate", "50_attention", "60_demo", "70_recorded"} <= executed
     assert any(e.get("glob") == "book/_executed/30_train_*" for e in toc_entries(toc))
 
 
@@ -55,9 +54,13 @@ def test_method_chapters_cover_every_method():
     assert {"zero_shot", "coop", "softcpt", "vpt", "v2pt", "combinations"} <= chapters
 
 
-def test_there_are_six_notebooks():
+def test_the_notebooks_are_the_pipelines():
+    from faceprompt.pipeline import NOTEBOOKS as RUN, STAGES
+
     assert [p.stem for p in NOTEBOOKS] == ["10_data_prep", "20_zero_shot", "30_train", "40_evaluate",
-                                          "50_attention", "60_demo"]
+                                          "50_attention", "60_demo", "70_recorded"]
+    assert tuple(p.stem for p in NOTEBOOKS) == RUN
+    assert sorted(n for stage in STAGES for n in stage) == sorted(RUN)
 
 
 @pytest.mark.parametrize("source", NOTEBOOKS, ids=lambda p: p.stem)
@@ -92,6 +95,7 @@ def test_notebook_parameters_are_declared_and_defaults_are_small(source):
 
 
 def test_profiles_parse_and_plan(tmp_path):
+    from faceprompt.book.methods import trained_methods
     from faceprompt.pipeline import STAGES, load_profile, plan
 
     for name in ("book_default", "book_gpu", "book_real"):
@@ -102,9 +106,15 @@ def test_profiles_parse_and_plan(tmp_path):
         assert [j.parameters["method"] for j in train_jobs] == [m for m in profile.methods
                                                                  for _ in profile.method_seeds(m)]
         assert len({j.output for j in train_jobs}) == len(train_jobs)
-        assert {"coop", "softcpt", "vpt", "vpt-ts", "v2pt", "softcpt+vpt"} <= set(profile.methods)
-    gpu = load_profile(ROOT / "configs" / "book_gpu.yaml", ["backbone=siglip2-b16", "parallel=1"])
+        assert list(profile.methods) == trained_methods()
+    gpu = load_profile(ROOT / "configs" / "book_gpu.yaml", ["backbone=siglip2-b16", "parallel=1",
+                                                            "notebooks.30_train.epochs=2"])
     assert gpu.parameters["backbone"] == "siglip2-b16" and gpu.parallel == 1
+    assert gpu.notebooks["30_train"]["epochs"] == 2 and gpu.notebooks["30_train"]["batch_size"] == 60
+    with pytest.raises(ValueError, match="expected KEY=VALUE"):
+        load_profile(ROOT / "configs" / "book_gpu.yaml", ["parallel"])
+    with pytest.raises(ValueError, match="parallel"):
+        load_profile(ROOT / "configs" / "book_gpu.yaml", ["parallel=two"])
 
 
 def _fake_shared(root: Path, names=("UTKFace", "facial_expressions", "LFW")) -> Path:
@@ -182,32 +192,6 @@ def test_a_method_can_have_its_own_train_parameters():
         plan(Profile.from_dict({"methods": ["vpt"], "method_parameters": {"vpt": {"learning_rate": 0.1}}}), ROOT)
 
 
-def test_seed_table_means_spreads_and_verdicts(tmp_path):
-    import pandas as pd
-
-    from faceprompt import report
-
-    assert report.run_name("softcpt+vpt", 0) == "softcpt_vpt" and report.run_name("vpt", 2) == "vpt-seed2"
-    cells = [("utkface", "gender"), ("utkface", "age"), ("facial_expressions", "gender"),
-             ("facial_expressions", "emotion")]
-    rows = [{"method": "zero-shot", "seed": 0, "dataset": d, "task": t, "accuracy": 0.5, "macro_f1": 0.4}
-            for d, t in cells]
-    for seed, shift in enumerate((0.1, 0.2, 0.3)):  # better on everything but age
-        rows += [{"method": "vpt", "seed": seed, "dataset": d, "task": t,
-                  "accuracy": 0.5 + (-shift if t == "age" else shift), "macro_f1": 0.4 + shift} for d, t in cells]
-    rows += [{"method": "coop", "seed": 0, "dataset": d, "task": t, "accuracy": 0.9, "macro_f1": 0.9}
-             for d, t in cells]  # one seed: not in the seed table
-    table, verdicts = report.glue_seed_results(pd.DataFrame(rows), tmp_path)
-    assert set(table["method"]) == {"zero-shot", "vpt"}
-    age = table[(table.method == "vpt") & (table.task == "age")].iloc[0]
-    assert age["mean"] == pytest.approx(0.3) and age["std"] == pytest.approx(0.1) and age["delta"] < 0
-    assert set(table[table.task == "emotion"]["metric"]) == {"accuracy", "macro_f1"}
-    row = verdicts.iloc[0]
-    assert row["method"] == "vpt" and row["verdict"] == "yes" and row["improved"] == "gender, emotion"
-    assert {"seed_table.csv", "seed_verdicts.csv", "seed_table.md"} <= {p.name for p in tmp_path.iterdir()}
-    assert "± 10.0" in (tmp_path / "seed_table.md").read_text()
-
-
 def test_profile_errors_name_the_field(tmp_path):
     from faceprompt.pipeline import Profile, load_profile, plan
 
@@ -252,59 +236,19 @@ def test_savefig_writes_a_png(tmp_path):
         viz.savefig(fig, "../escape", tmp_path)
 
 
-def test_glue_outside_a_kernel_keeps_the_value():
-    from faceprompt import report
+def test_profile_is_a_config_and_defaults_to_the_registry(tmp_path):
+    from faceprompt.book.methods import trained_methods
+    from faceprompt.config import Config
+    from faceprompt.pipeline import Profile, load_profile
 
-    assert report.glue("test-key", "61.2%") == "61.2%"
-    assert report.GLUED["test-key"] == "61.2%"
-    assert report.percent(0.6123) == "61.2%" and report.points(-0.031) == "-3.1 pp"
-    assert report.count(16809984) == "16.81 M" and report.count(7680) == "7,680"
-
-
-def test_method_options_route_tokens_by_method():
-    from faceprompt import report
-
-    assert report.method_options("coop", 8, 10) == {"context_tokens": 8}
-    assert report.method_options("vpt-ts", 8, 10) == {"tokens": 10}
-    assert report.method_options("softcpt+vpt", 8, 10, {"deep": True}) == {"context_tokens": 8, "tokens": 10,
-                                                                           "deep": True}
-    assert report.method_options("softcpt", 4, 10, context_init="a photo of a") == {"context_tokens": 4,
-                                                                                  "init": "a photo of a"}
-    assert report.method_options("v2pt", 4, 10, context_init="a photo of a") == {"tokens": 10}
-
-
-def test_train_config_takes_its_splits_from_the_notebook_parameters(tmp_path):
-    from faceprompt import report
-
-    manifests = {"utkface": str(tmp_path / "u.csv"), "facial_expressions": str(tmp_path / "f.csv")}
-    usual = report.train_config("vpt", "tiny-pe", manifests, tmp_path / "runs")
-    assert [s.splits for s in usual.train] == [("train",), ("train",)]
-    assert [s.splits for s in usual.val] == [("val",), ("val",)]
-    unseen = report.train_config("vpt", "tiny-pe", manifests, tmp_path / "runs", datasets=["utkface"],
-                                 train_splits=["val"], val_splits=[])
-    assert [(Path(s.manifest).name, s.splits) for s in unseen.train] == [("u.csv", ("val",))]
-    assert unseen.val == ()  # no validation: every epoch runs
-    with pytest.raises(ValueError, match="overlap"):
-        report.train_config("vpt", "tiny-pe", manifests, tmp_path / "runs", train_splits=["val"])
-    halves = report.train_config("vpt", "tiny-pe", manifests, tmp_path / "runs", train_splits=["val"],
-                                 train_part=[0, 0.6], val_part=[0.6, 1])
-    assert [(s.splits, s.part) for s in halves.train] == [(("val",), (0.0, 0.6))] * 2
-    assert [(s.splits, s.part) for s in halves.val] == [(("val",), (0.6, 1.0))] * 2
-    with pytest.raises(ValueError, match=r"val\[0\] .* overlaps train\[0\]"):
-        report.train_config("vpt", "tiny-pe", manifests, tmp_path / "runs", train_splits=["val"],
-                            train_part=[0, 0.6], val_part=[0.5, 1])
-
-
-def test_attention_runs_from_other_weights_are_not_reused(tmp_path, tiny_backbones):
-    from faceprompt import report
-
-    tower = tiny_backbones["tiny-pe"]
-    run = tmp_path / "vpt"
-    assert not report._trained_on(run, tower)  # nothing there yet
-    run.mkdir()
-    (run / "prompts.safetensors").write_bytes(b"")
-    for weights, reusable in ((tower.weights_id, True), (None, True), ("local-dir:older-model:0000", False)):
-        (run / "config.json").write_text(json.dumps({"backbone": "tiny-pe", "weights": weights}))
-        assert report._trained_on(run, tower) is reusable
-    (run / "config.json").write_text(json.dumps({"backbone": "tiny-vit", "weights": None}))
-    assert not report._trained_on(run, tower)
+    assert issubclass(Profile, Config)
+    assert list(Profile.from_dict({}).methods) == trained_methods()
+    with pytest.raises(ValueError, match=r"unknown field\(s\) \['paralel'\] for Profile"):
+        Profile.from_dict({"paralel": 2})
+    with pytest.raises(ValueError, match="'threads' must be an integer"):
+        Profile.from_dict({"threads": "two"})
+    path = tmp_path / "p.yaml"
+    path.write_text("name: small\nparameters: {work_dir: work/x}\n")
+    profile = load_profile(path, ["threads=3", "epochs=2", "notebooks.30_train.lr=0.001"])
+    assert (profile.threads, profile.parameters) == (3, {"work_dir": "work/x", "epochs": 2})
+    assert profile.notebooks == {"30_train": {"lr": 0.001}}

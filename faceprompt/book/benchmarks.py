@@ -1,0 +1,100 @@
+"""The numbers of the speed chapter, from the JSON that ``faceprompt bench`` wrote (``benchmarks/results/``).
+
+Keys start with ``speed-``; :mod:`faceprompt.book.keys` lists them. Each ``glue_*`` function reads one
+result file, so a rerun of the benchmarks changes the chapter without touching its text.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+
+from faceprompt.book.glue import glue, span
+from faceprompt.book.methods import text_methods
+
+RESULTS_DIR = "benchmarks/results/h200-2026-11-27"
+INFERENCE_FILES = {"PE-Core": "bench_pe_core_b16.json", "SigLIP2": "bench_siglip2_b16.json"}
+EPOCH_CACHE_FILE = "epoch_cache_pe_core_b16.json"
+LOOPED_VPT_TS = "vpt-ts:batched=false"  # VPT-TS with one pass per task
+MIB_PER_GIB = 1024
+
+
+def read_rows(path: str | Path) -> pd.DataFrame:
+    """A result file of ``faceprompt bench`` (a JSON list of rows) as a table."""
+    return pd.DataFrame(json.loads(Path(path).read_text(encoding="utf-8")))
+
+
+def inference_frames(results_dir: str | Path = RESULTS_DIR) -> dict[str, pd.DataFrame]:
+    """Tower label -> its inference rows (method, batch_size, median_ms, vs_zero_shot, peak_memory_mb ...)."""
+    return {label: read_rows(Path(results_dir) / name) for label, name in INFERENCE_FILES.items()}
+
+
+def inference_table(frames: dict[str, pd.DataFrame]) -> pd.DataFrame:
+    """Methods as rows (in the files' order), one column per tower and batch size, each cell
+    'median ms (ratio to zero-shot)'; empty where a file lacks the method."""
+    columns = {}
+    for label, rows in frames.items():
+        for batch, sub in rows.groupby("batch_size", sort=True):
+            cells = sub.set_index("method")
+            columns[f"{label}, batch {batch}"] = pd.Series(
+                [f"{m:.1f} ({r:.2f})" for m, r in zip(cells["median_ms"], cells["vs_zero_shot"])], index=cells.index)
+    order = list(dict.fromkeys(m for rows in frames.values() for m in rows["method"]))
+    return pd.DataFrame(columns).reindex(order).fillna("").rename_axis("method")
+
+
+def ratios(frame: pd.DataFrame, method: str, large: bool) -> list[float]:
+    """``method``'s ratios to zero-shot at batch 1 (``large`` False) or at every larger batch size."""
+    rows = frame[frame["method"] == method]
+    rows = rows[rows["batch_size"] > 1] if large else rows[rows["batch_size"] == 1]
+    return list(rows["vs_zero_shot"])
+
+
+def glue_inference(results_dir: str | Path = RESULTS_DIR) -> pd.DataFrame:
+    """Glue the GPU inference table (``speed-gpu-table``) and the sentences' numbers about it."""
+    frames = inference_frames(results_dir)
+    table = glue("speed-gpu-table", inference_table(frames), display=False)
+    pe, siglip = frames["PE-Core"], frames["SigLIP2"]
+    both = pd.concat(frames.values())
+    glue("speed-gpu-repeats", str(int(both["repeats"].max())))
+    glue("speed-gpu-batches", ", ".join(str(b) for b in sorted(both["batch_size"].unique())))
+    text = both[both["method"].isin(text_methods())]["vs_zero_shot"]  # inference is zero-shot's
+    glue("speed-gpu-text-within", f"{100 * (text - 1).abs().max():.1f}%")
+    glue("speed-gpu-vpt-pe", span([100 * (r - 1) for r in ratios(pe, "vpt", True)], unit="%"))
+    glue("speed-gpu-vpt-siglip", span(ratios(siglip, "vpt", True), "{:.2f}"))
+    glue("speed-gpu-vpt-ts-b1", span([r for f in frames.values() for r in ratios(f, "vpt-ts", False)], "{:.2f}"))
+    glue("speed-gpu-vpt-ts-looped-b1",
+         span([r for f in frames.values() for r in ratios(f, LOOPED_VPT_TS, False)], "{:.1f}", "×"))
+    glue("speed-gpu-vpt-ts-saving", span(batching_savings(both), unit="%"))
+    glue("speed-gpu-v2pt-pe", span([100 * (r - 1) for r in ratios(pe, "v2pt", True)], unit="%"))
+    largest = pe[pe["batch_size"] == pe["batch_size"].max()].set_index("method")["peak_memory_mb"]
+    glue("speed-gpu-vpt-ts-memory", f"{largest['vpt-ts'] / MIB_PER_GIB:.1f} against "
+                                    f"{largest['zero-shot'] / MIB_PER_GIB:.1f} GiB")
+    return table
+
+
+def batching_savings(rows: pd.DataFrame) -> list[float]:
+    """Per tower and batch size above 1: how much less time (%) VPT-TS's one batched pass takes than a
+    pass per task."""
+    saved = []
+    for (_, batch), sub in rows.groupby([rows["backbone"], "batch_size"]):
+        ms = sub.set_index("method")["median_ms"]
+        if batch > 1:
+            saved.append(100 * (1 - ms["vpt-ts"] / ms[LOOPED_VPT_TS]))
+    return saved
+
+
+def epoch_cache_table(rows: pd.DataFrame) -> pd.DataFrame:
+    """The epoch-cache benchmark as the chapter prints it: seconds per epoch without and with the cache."""
+    return pd.DataFrame({
+        "batch size": rows["batch_size"], "epoch without cache (s)": rows["epoch_without_cache_s"].map("{:.2f}".format),
+        "epoch on cached features (s)": rows["epoch_with_cache_s"].map("{:.2f}".format),
+        "speed-up": rows["speedup"].map("{:.1f}×".format)}).set_index("batch size")
+
+
+def glue_epoch_cache(results_dir: str | Path = RESULTS_DIR) -> pd.DataFrame:
+    """Glue the GPU epoch-cache table (``speed-gpu-cache-table``), the cache build time and image count."""
+    rows = read_rows(Path(results_dir) / EPOCH_CACHE_FILE)
+    glue("speed-gpu-cache-build", f"{rows['cache_build_s'].iloc[0]:.2f} s")
+    glue("speed-gpu-cache-images", str(int(rows["images"].iloc[0])))
+    return glue("speed-gpu-cache-table", epoch_cache_table(rows), display=False)

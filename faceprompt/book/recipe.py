@@ -1,0 +1,138 @@
+"""The numbers of the faceclip-tiny chapter: its recipe (``recipe.json``, written by ``faceprompt pretrain``),
+its model config and the GPU timing of the recipe (``benchmarks/bench_pretrain.py``'s JSON).
+
+Keys start with ``ftiny-``; :mod:`faceprompt.book.keys` lists them.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+
+from faceprompt.book.glue import count, glue, percent, span
+
+MODEL = "faceclip-tiny"
+RECIPE = f"faceprompt/pretrained/{MODEL}/recipe.json"
+PRETRAIN_GPU = "benchmarks/results/h200-2026-11-27/pretrain_gpu.json"
+SECONDS_PER_MINUTE = 60
+BYTES_PER_MB = 1e6
+
+
+def read_json(path: str | Path) -> dict:
+    return json.loads(Path(path).read_text(encoding="utf-8"))
+
+
+def split_rows(recipe: dict, split: str) -> int:
+    """Rows of ``split`` over every dataset the recipe records."""
+    return sum(int(d[split]["rows"]) for d in recipe["splits"].values())
+
+
+def emotion_counts(recipe: dict, splits=("train", "val", "test")) -> pd.Series:
+    """Emotion labels of facial_expressions summed over ``splits``."""
+    counts = [pd.Series(recipe["splits"]["facial_expressions"][s]["emotion"]) for s in splits]
+    return sum(counts[1:], counts[0]).astype(int)
+
+
+def steps_per_epoch(recipe: dict) -> int:
+    """Every train image without an emotion label once, plus ``emotion_samples`` draws, in full batches."""
+    cfg = recipe["config"]
+    plain = split_rows(recipe, "train") - int(emotion_counts(recipe, ("train",)).sum())
+    return (plain + int(cfg["emotion_samples"])) // int(cfg["batch_size"])
+
+
+def glue_recipe(recipe: dict) -> None:
+    """Glue the recipe's settings, data counts and time (``ftiny-*``)."""
+    cfg = recipe["config"]
+    glue("ftiny-train-rows", f"{split_rows(recipe, 'train'):,}")
+    glue("ftiny-all-rows", f"{sum(split_rows(recipe, s) for s in ('train', 'val', 'test')):,}")
+    glue("ftiny-image-size", str(cfg["image_size"]))
+    glue("ftiny-seed", str(cfg["seed"]))
+    glue("ftiny-parameters", count(recipe["parameters"]))
+    glue("ftiny-weights-mb", f"{recipe['weights_bytes'] / BYTES_PER_MB:.1f} MB")
+    glue("ftiny-split-percent", "/".join(f"{round(100 * f)}" for f in (
+        1 - cfg["val_fraction"] - cfg["test_fraction"], cfg["val_fraction"], cfg["test_fraction"])))
+    glue("ftiny-crop-scale", f"{100 * cfg['crop_scale'][0]:.0f}-{100 * cfg['crop_scale'][1]:.0f} %")
+    glue("ftiny-grayscale-p", f"{cfg['grayscale_p']:g}")
+    glue("ftiny-emotion-samples", f"{cfg['emotion_samples']:,}")
+    glue("ftiny-emotion-share", percent(cfg["emotion_samples"] / (steps_per_epoch(recipe) * cfg["batch_size"]), 0))
+    glue("ftiny-emotion-balance", f"{cfg['emotion_balance']:g}")
+    glue("ftiny-epochs", str(cfg["epochs"]))
+    glue("ftiny-steps", str(steps_per_epoch(recipe)))
+    glue("ftiny-batch", str(cfg["batch_size"]))
+    glue("ftiny-optimiser", f"lr {cfg['lr']:g}, weight decay {cfg['weight_decay']:g}, {cfg['warmup_steps']} "
+                            f"warm-up steps, cosine to {cfg['min_lr']:g}")
+    glue("ftiny-patch-drop", percent(cfg["patch_drop"], 0))
+    glue("ftiny-threads", str(recipe["threads"]))
+    glue("ftiny-torch", recipe["torch"])
+    glue("ftiny-train-seconds", f"{recipe['train_seconds']:,.0f} s")
+    glue("ftiny-total-seconds", f"{recipe['total_seconds']:,.0f} s")
+    glue("ftiny-minutes", f"{recipe['total_seconds'] / SECONDS_PER_MINUTE:.0f} minutes")
+    seconds = epoch_durations(recipe)
+    glue("ftiny-epoch-seconds", span(seconds[:-cfg["unmasked_epochs"]], unit=" s"))
+    glue("ftiny-last-epoch-seconds", span(seconds[-cfg["unmasked_epochs"]:], unit=" s"))
+
+
+def epoch_durations(recipe: dict) -> list[float]:
+    """Seconds per epoch (the history records the time elapsed at the end of each)."""
+    elapsed = [0.0] + [h["seconds"] for h in recipe["history"]]
+    return [b - a for a, b in zip(elapsed, elapsed[1:])]
+
+
+def glue_captions() -> None:
+    """Glue how many caption templates pretraining draws from and how close an exact age must be."""
+    from faceprompt.pretrain import AGE_TOLERANCE, TEMPLATES
+
+    glue("ftiny-templates", str(len(TEMPLATES)))
+    glue("ftiny-age-tolerance", str(AGE_TOLERANCE))
+
+
+def glue_emotion_data(recipe: dict) -> None:
+    """Glue facial_expressions' class balance: shares of neutral and happy faces, rare-class counts."""
+    counts = emotion_counts(recipe)
+    glue("ftiny-neutral-share", percent(counts["neutral"] / counts.sum(), 0))
+    glue("ftiny-happy-share", percent(counts["happiness"] / counts.sum(), 0))
+    glue("ftiny-neutral-happy", f"{counts['neutral'] + counts['happiness']:,}")
+    for emotion in ("fear", "disgust", "anger", "sadness"):
+        glue(f"ftiny-{emotion}-all", f"{counts[emotion]:,}")
+    test = emotion_counts(recipe, ("test",))
+    for emotion in ("fear", "anger"):
+        glue(f"ftiny-{emotion}-test", str(test[emotion]))
+    glue("ftiny-fear-train", str(emotion_counts(recipe, ("train",))["fear"]))
+
+
+def zero_shot_table(recipe: dict) -> pd.DataFrame:
+    """The recipe's zero-shot test numbers: test split, task, n, accuracy, and one-off or macro-F1."""
+    rows = []
+    for dataset, tasks in recipe["test_zero_shot"].items():
+        for task, scores in tasks.items():
+            other = (f"1-off {percent(scores['one_off'])}" if "one_off" in scores else
+                     f"macro-F1 {scores['macro_f1']:.3f}" if "macro_f1" in scores else "")
+            rows.append({"test split": dataset, "task": task, "n": int(scores["n"]),
+                         "accuracy": percent(scores["accuracy"]), "other": other})
+    return pd.DataFrame(rows).set_index(["test split", "task"])
+
+
+def glue_zero_shot(recipe: dict) -> pd.DataFrame:
+    """Glue each zero-shot test score (``ftiny-zs-<dataset>-<task>``, ``...-oneoff``, ``...-f1``) and the table."""
+    for dataset, tasks in recipe["test_zero_shot"].items():
+        for task, scores in tasks.items():
+            glue(f"ftiny-zs-{dataset}-{task}", percent(scores["accuracy"]))
+            glue(f"ftiny-zs-{dataset}-{task}-n", str(scores["n"]))
+            if "one_off" in scores:
+                glue(f"ftiny-zs-{dataset}-{task}-oneoff", percent(scores["one_off"]))
+            if "macro_f1" in scores:
+                glue(f"ftiny-zs-{dataset}-{task}-f1", f"{scores['macro_f1']:.3f}")
+    return glue("ftiny-zero-shot-table", zero_shot_table(recipe), display=False)
+
+
+def glue_pretrain_gpu(timing: dict, recipe: dict) -> None:
+    """Glue the GPU timing of the whole recipe on stand-in data (``ftiny-gpu-*``)."""
+    seconds = timing["epoch_seconds"]
+    glue("ftiny-gpu-device", timing["device"])
+    glue("ftiny-gpu-minutes", f"{timing['train_seconds'] / SECONDS_PER_MINUTE:.1f} minutes")
+    glue("ftiny-gpu-seconds", f"{timing['train_seconds']:.0f} s")
+    glue("ftiny-gpu-epoch-seconds", span(seconds, "{:.1f}", " s"))
+    glue("ftiny-gpu-rows", f"{timing['rows']:,}")
+    steps = timing["epochs"] * steps_per_epoch(recipe)
+    glue("ftiny-gpu-step-ms", f"{1000 * timing['train_seconds'] / steps:.0f} ms")

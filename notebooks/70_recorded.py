@@ -1,0 +1,69 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: ipynb,py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # Recorded measurements
+#
+# Numbers that no notebook of this build measures: the benchmarks of the thesis's backbones on one GPU
+# (`benchmarks/results/`, written by `faceprompt bench --json`), faceclip-tiny's pretraining record
+# (`recipe.json`, written by `faceprompt pretrain`), the shapes of the models, and the few measurements
+# that kept no JSON (`book/_data/logged_measurements.json`, each with the command that printed it).
+# This notebook reads those files and glues every number {doc}`../speed` and {doc}`../faceclip_tiny` quote.
+
+# %% tags=["parameters"]
+work_dir = "work/notebooks"    # unused: nothing is computed here (every notebook takes it)
+threads = 1
+results_dir = "benchmarks/results/h200-2026-11-27"
+recipe = "faceprompt/pretrained/faceclip-tiny/recipe.json"
+pretrain_gpu = "benchmarks/results/h200-2026-11-27/pretrain_gpu.json"
+logged = "book/_data/logged_measurements.json"
+shapes = {"faceclip-tiny": "FP-FaceCLIP-Tiny", "pe-core-b16": "PE-Core-B-16"}  # key label -> open_clip model
+
+# %%
+from faceprompt.book import architecture, benchmarks, startup
+from faceprompt.book import logged as logged_numbers
+from faceprompt.book import recipe as pretraining
+
+startup.setup(threads)
+
+# %% [markdown]
+# ## Inference and training cost on one GPU
+
+# %%
+benchmarks.glue_inference(results_dir)
+
+# %%
+benchmarks.glue_epoch_cache(results_dir)
+
+# %% [markdown]
+# ## faceclip-tiny's recipe and its zero-shot test scores
+
+# %%
+record = pretraining.read_json(recipe)
+pretraining.glue_recipe(record)
+pretraining.glue_captions()
+pretraining.glue_emotion_data(record)
+pretraining.glue_pretrain_gpu(pretraining.read_json(pretrain_gpu), record)
+pretraining.glue_zero_shot(record)
+
+# %% [markdown]
+# ## Model shapes (counted on the meta device)
+
+# %%
+architecture.glue_shapes(shapes)
+
+# %% [markdown]
+# ## Measurements without JSON
+
+# %%
+sorted(logged_numbers.glue_logged(logged))

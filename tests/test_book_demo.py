@@ -1,0 +1,32 @@
+"""The demo chapter's example photo (faceprompt.book.demo)."""
+from __future__ import annotations
+
+from book_runs import prepare_synthetic
+from faceprompt.book import datasets as data
+from faceprompt.book import demo
+
+
+def test_example_photo_lays_test_faces_out_three_to_a_row(tmp_path):
+    frame = data.manifest_frame(prepare_synthetic(tmp_path, n=60))
+    faces = min(4, int((frame.split == "test").sum()))
+    photo = demo.example_photo(frame, n=faces, face_size=40)
+    gap = 40 // 4
+    cols, rows = min(demo.MAX_COLUMNS, faces), -(-faces // demo.MAX_COLUMNS)
+    assert photo.size == (cols * (40 + gap) + gap, rows * (40 + gap) + gap)
+    assert photo.getpixel((1, 1)) == demo.BACKGROUND and photo.getpixel((gap + 20, gap + 20)) != demo.BACKGROUND
+
+
+def test_demo_example_draws_what_the_app_found():
+    from PIL import Image
+
+    class App:  # the demo app's upload path: process(name, bytes) -> result or None
+        def __init__(self, result):
+            self.result, self.seen = result, None
+
+        def process(self, name, payload):
+            self.seen = (name, payload[:8])
+            return self.result
+
+    photo = Image.new("RGB", (20, 20), (1, 2, 3))
+    app = App(None)
+    assert demo.demo_example(app, photo) is photo and app.seen == ("example.png", b"\x89PNG\r\n\x1a\n")

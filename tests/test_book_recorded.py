@@ -1,0 +1,89 @@
+"""Numbers of the speed and faceclip-tiny chapters, read from the recorded JSON (faceprompt.book.benchmarks,
+recipe, architecture, logged)."""
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import pytest
+
+from faceprompt.book import architecture, benchmarks, logged, recipe
+from faceprompt.book import glue as G
+from faceprompt.locations import project_root
+
+ROOT = project_root()
+RESULTS = ROOT / benchmarks.RESULTS_DIR
+RECIPE = recipe.read_json(ROOT / recipe.RECIPE)
+
+
+def test_gpu_inference_table_quotes_every_row_of_the_json():
+    table = benchmarks.glue_inference(RESULTS)
+    frames = benchmarks.inference_frames(RESULTS)
+    pe = frames["PE-Core"]
+    assert list(table.index) == list(dict.fromkeys(pe["method"]))
+    assert len(table.columns) == sum(f["batch_size"].nunique() for f in frames.values())
+    row = pe[(pe.method == "v2pt") & (pe.batch_size == 64)].iloc[0]
+    assert table.loc["v2pt", "PE-Core, batch 64"] == f"{row.median_ms:.1f} ({row.vs_zero_shot:.2f})"
+    both = pd.concat(frames.values())
+    text = both[both.method.isin(["coop", "softcpt"])]["vs_zero_shot"]
+    assert G.GLUED["speed-gpu-text-within"] == f"{100 * (text - 1).abs().max():.1f}%"
+
+
+def test_batching_savings_compare_one_pass_with_a_pass_per_task():
+    rows = pd.DataFrame([{"backbone": "b", "batch_size": s, "method": m, "median_ms": ms}
+                         for s, m, ms in ((1, "vpt-ts", 1.0), (1, benchmarks.LOOPED_VPT_TS, 3.0),
+                                          (64, "vpt-ts", 9.0), (64, benchmarks.LOOPED_VPT_TS, 10.0))])
+    assert benchmarks.batching_savings(rows) == [pytest.approx(10.0)]
+
+
+def test_epoch_cache_table_matches_the_json():
+    table = benchmarks.glue_epoch_cache(RESULTS)
+    rows = json.loads((RESULTS / benchmarks.EPOCH_CACHE_FILE).read_text())
+    assert list(table.index) == [r["batch_size"] for r in rows]
+    assert list(table["speed-up"]) == [f"{r['speedup']:.1f}×" for r in rows]
+
+
+def test_recipe_counts_steps_and_durations():
+    steps = recipe.steps_per_epoch(RECIPE)
+    cfg = RECIPE["config"]
+    assert steps * cfg["batch_size"] <= recipe.split_rows(RECIPE, "train") - int(
+        recipe.emotion_counts(RECIPE, ("train",)).sum()) + cfg["emotion_samples"] < (steps + 1) * cfg["batch_size"]
+    durations = recipe.epoch_durations(RECIPE)
+    assert len(durations) == cfg["epochs"] and sum(durations) == pytest.approx(RECIPE["history"][-1]["seconds"])
+    recipe.glue_recipe(RECIPE)
+    assert G.GLUED["ftiny-steps"] == str(steps) and G.GLUED["ftiny-epochs"] == str(cfg["epochs"])
+    assert G.GLUED["ftiny-train-rows"] == f"{recipe.split_rows(RECIPE, 'train'):,}"
+
+
+def test_zero_shot_table_has_a_row_per_recorded_score():
+    table = recipe.glue_zero_shot(RECIPE)
+    recorded = RECIPE["test_zero_shot"]
+    assert len(table) == sum(len(tasks) for tasks in recorded.values())
+    assert G.GLUED["ftiny-zs-utkface-age-oneoff"] == G.percent(recorded["utkface"]["age"]["one_off"])
+
+
+def test_gpu_pretraining_time_per_step():
+    timing = recipe.read_json(ROOT / recipe.PRETRAIN_GPU)
+    recipe.glue_pretrain_gpu(timing, RECIPE)
+    steps = timing["epochs"] * recipe.steps_per_epoch(RECIPE)
+    assert G.GLUED["ftiny-gpu-step-ms"] == f"{1000 * timing['train_seconds'] / steps:.0f} ms"
+    assert G.GLUED["ftiny-gpu-rows"] == G.GLUED["ftiny-all-rows"]  # stand-in data of the recorded size
+
+
+def test_the_shape_counted_on_the_meta_device_is_the_recorded_model():
+    shape = architecture.model_shape("FP-FaceCLIP-Tiny")
+    assert shape["parameters"] == RECIPE["parameters"]
+    assert shape["image_size"] == RECIPE["config"]["image_size"]
+    architecture.glue_shapes({"faceclip-tiny": "FP-FaceCLIP-Tiny"})
+    glued = {k.removeprefix("arch-faceclip-tiny-") for k in G.GLUED if k.startswith("arch-faceclip-tiny-")}
+    assert glued == set(architecture.SHAPE_FIELDS)
+    assert architecture.patch_tokens(shape) == (shape["image_size"] // shape["patch_size"]) ** 2 + 1
+
+
+def test_logged_entries_need_a_source(tmp_path):
+    glued = logged.glue_logged(ROOT / logged.LOGGED)
+    assert isinstance(glued["speed-cpu-table"], pd.DataFrame) and G.GLUED["speed-text-step-after"] == "10 s"
+    bad = tmp_path / "logged.json"
+    bad.write_text(json.dumps({"values": {"x": {"value": "1 s", "source": " "}}}))
+    with pytest.raises(ValueError, match="values.x names no source"):
+        logged.read_logged(bad)
