@@ -296,6 +296,8 @@ def prepare_dataset(name: str, root: str | os.PathLike | None, out: str | os.Pat
             raise ValueError(f"{name}: --root (the downloaded dataset folder) is required")
         root = out / "source"
     root = Path(root).expanduser()
+    if name != "synthetic" and not root.is_dir():  # before the lock creates --out: a typo leaves nothing behind
+        raise FileNotFoundError(f"{name}: dataset folder {root} does not exist")
     detect = adapter.DETECT_BY_DEFAULT if opts.detect is None else opts.detect
     if detect:
         from faceprompt.detect import get_detector

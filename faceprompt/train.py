@@ -37,6 +37,7 @@ from torch.utils.data import DataLoader
 from faceprompt import metrics
 from faceprompt.backbones import load_backbone
 from faceprompt.checkpoint import save_prompts
+from faceprompt.data.images import check_face_files
 from faceprompt.data.dataset import FeatureDataset, ManifestDataset, load_sources
 from faceprompt.engine import state as engine_state
 from faceprompt.engine.optim import make_optimizer, optimizer_step
@@ -73,6 +74,9 @@ def load_frames(cfg: TrainConfig):
     if len(train) == 0:
         raise ValueError(f"train: no rows in {[s.to_dict() for s in cfg.train]}")
     val = _subset(load_sources(cfg.val_sources(), "val"), cfg.max_val_samples, cfg.seed)
+    # Every image present, readable and big enough for a face, before the model loads (headers only).
+    check_face_files(list(train["path"]), where="train")
+    check_face_files(list(val["path"]), where="val")
     probe = ManifestDataset(train, None, cfg.tasks)
     for task, count in probe.labelled_counts().items():
         if count == 0:

@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).parent))
-from data_fixtures import face, write_bad_images, write_lfw, write_rafdb, write_utkface  # noqa: E402
+from data_fixtures import face, write_bad_images, write_ferplus, write_lfw, write_rafdb, write_utkface  # noqa: E402
 
 from faceprompt.cli import main  # noqa: E402
 from faceprompt.data.manifest import read_manifest  # noqa: E402
@@ -262,3 +262,17 @@ def test_data_prep_prepares_what_the_shared_folder_holds(utk, tmp_path, capsys):
     assert len(frame) == len(UTK) and {Image.open(p).size for p in frame.path} == {(32, 32)}
     assert not (out / "rafdb").exists()
     assert prepare_all(["--shared", str(tmp_path / "empty"), "--profile", str(profile), "--out", str(out)]) == 1
+
+
+def test_ferplus_keeps_its_official_splits_through_prepare(tmp_path):
+    box = '"(0, 0, 48, 48)"'
+    votes = {"happiness": "0,9,0,0,0,0,0,0,1,0", "anger": "0,0,0,0,7,0,0,0,0,0", "neutral": "8,0,0,0,0,0,0,0,2,0"}
+    lines = {split: [f"{split[:2].lower()}{i}.png,{box},{v}" for i, v in enumerate(votes.values())]
+             for split in ("Train", "Valid", "Test")}
+    root = write_ferplus(tmp_path / "FERPlus", lines)
+    report = prepare_dataset("ferplus", root, tmp_path / "out", size=48, workers=1, progress=False)
+    frame = read_manifest(report.manifest)
+    assert not report.detect and len(frame) == 9
+    assert frame.groupby("split").size().to_dict() == {"test": 3, "train": 3, "val": 3}
+    assert sorted(frame["emotion"].unique()) == ["anger", "happiness", "neutral"]
+    assert (frame["gender"].fillna("") == "").all() and (frame["age_bin"].fillna("") == "").all()

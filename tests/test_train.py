@@ -76,6 +76,21 @@ def test_a_task_without_labelled_samples_is_refused(synthetic_manifest, tmp_path
     assert not (tmp_path / "runs").exists()
 
 
+def test_an_image_too_small_for_a_face_is_refused_before_training(synthetic_manifest, tmp_path):  # noqa: F811
+    from PIL import Image
+
+    from faceprompt.data.manifest import read_manifest, write_manifest
+
+    frame = read_manifest(synthetic_manifest)
+    tiny = tmp_path / "tiny.png"
+    Image.new("RGB", (1, 1)).save(tiny)
+    frame.loc[frame.index[frame["split"] == "train"][3], "path"] = str(tiny)
+    manifest = write_manifest(frame, tmp_path / "with_tiny.csv")
+    with pytest.raises(ValueError, match=r"train: .*tiny\.png"):
+        fit(quick_config(manifest, tmp_path), progress=False)
+    assert not (tmp_path / "runs").exists()
+
+
 # --- data ------------------------------------------------------------------------------------------
 
 def test_dataset_returns_image_and_labels_with_missing_as_minus_one(synthetic_manifest, tiny_backbones):  # noqa: F811
