@@ -41,3 +41,11 @@ def read_json(path: str | os.PathLike) -> Any:
         raise FileNotFoundError(f"{path}: no such file") from None
     except json.JSONDecodeError as err:
         raise ValueError(f"{path}: invalid JSON at line {err.lineno}, column {err.colno}: {err.msg}") from None
+
+
+def check_is_file(path: Path, folder_error: Exception, missing_error: Exception) -> None:
+    """Raise ``folder_error`` when ``path`` is a folder, ``missing_error`` when nothing is there."""
+    if path.is_dir():
+        raise folder_error
+    if not path.is_file():
+        raise missing_error

@@ -32,6 +32,12 @@ class Registry(Mapping[str, T], Generic[T]):
         self._entries[name] = entry
         return entry
 
+    def remove(self, name: str) -> T:
+        """Take an entry out (a plugin unloading, a test cleaning up); an unknown name is an error."""
+        entry = self.get_or_raise(name)
+        del self._entries[name]
+        return entry
+
     def get_or_raise(self, name: str) -> T:
         try:
             return self._entries[name]

@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 
 from faceprompt.book import methods
-from faceprompt.prompts import METHODS, MethodPreset, list_methods
+from faceprompt.prompts import METHODS, MethodPreset, list_methods, register_method
 
 
 def test_lists_follow_the_registry():
@@ -19,9 +19,9 @@ def test_lists_follow_the_registry():
 @pytest.fixture
 def extra_method():
     preset = MethodPreset("vpt-wide", "templates", "vpt", summary="a method registered by a test")
-    METHODS[preset.name] = preset
+    register_method(preset)
     yield preset.name
-    del METHODS[preset.name]
+    METHODS.remove(preset.name)
 
 
 def test_a_newly_registered_method_joins_every_list(extra_method):

@@ -13,6 +13,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps
 
+from faceprompt.io import check_is_file
+
 # 50 megapixels: far above any face dataset (CelebA-HQ is 1 MP), far below a decompression bomb.
 DEFAULT_MAX_PIXELS = 50_000_000
 # Background used when flattening transparency: white, as a viewer would show it.
@@ -35,10 +37,8 @@ def load_rgb(path: str | os.PathLike, max_pixels: int | None = DEFAULT_MAX_PIXEL
     - a missing file raises FileNotFoundError; a corrupt or truncated file raises ImageLoadError.
     """
     path = Path(path)
-    if path.is_dir():
-        raise ImageLoadError(f"{path}: is a folder, not an image file")
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: no such image file")
+    check_is_file(path, ImageLoadError(f"{path}: is a folder, not an image file"),
+                  FileNotFoundError(f"{path}: no such image file"))
     try:
         with Image.open(path) as img:
             _check_size(img, path, max_pixels)

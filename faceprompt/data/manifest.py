@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from faceprompt.io import atomic_path
+from faceprompt.io import atomic_path, check_is_file
 from faceprompt.tasks import TASKS, age_to_bin
 
 MANIFEST_COLUMNS: tuple[str, ...] = (
@@ -50,10 +50,8 @@ def write_manifest(rows: pd.DataFrame | list[dict], path: str | os.PathLike) -> 
 def read_manifest(path: str | os.PathLike, resolve_paths: bool = True) -> pd.DataFrame:
     """Read and validate a manifest; image paths become absolute when ``resolve_paths``."""
     path = Path(path)
-    if path.is_dir():
-        raise ValueError(f"manifest {path} is a folder; give its manifest.csv")
-    if not path.is_file():
-        raise FileNotFoundError(f"manifest {path} does not exist (run `faceprompt prepare` first)")
+    check_is_file(path, ValueError(f"manifest {path} is a folder; give its manifest.csv"),
+                  FileNotFoundError(f"manifest {path} does not exist (run `faceprompt prepare` first)"))
     try:
         frame = pd.read_csv(path, dtype=str, keep_default_na=False)
     except UnicodeDecodeError:
