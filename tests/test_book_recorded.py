@@ -87,3 +87,11 @@ def test_logged_entries_need_a_source(tmp_path):
     bad.write_text(json.dumps({"values": {"x": {"value": "1 s", "source": " "}}}))
     with pytest.raises(ValueError, match="values.x names no source"):
         logged.read_logged(bad)
+
+
+def test_caption_numbers_come_from_the_caption_module():
+    from faceprompt.pretraining.captions import AGE_TOLERANCE, TEMPLATES
+
+    recipe.glue_captions()
+    assert G.GLUED["ftiny-templates"] == str(len(TEMPLATES))
+    assert G.GLUED["ftiny-age-tolerance"] == str(AGE_TOLERANCE)

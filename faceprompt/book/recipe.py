@@ -81,7 +81,7 @@ def epoch_durations(recipe: dict) -> list[float]:
 
 def glue_captions() -> None:
     """Glue how many caption templates pretraining draws from and how close an exact age must be."""
-    from faceprompt.pretrain import AGE_TOLERANCE, TEMPLATES
+    from faceprompt.pretraining.captions import AGE_TOLERANCE, TEMPLATES
 
     glue("ftiny-templates", str(len(TEMPLATES)))
     glue("ftiny-age-tolerance", str(AGE_TOLERANCE))
