@@ -139,7 +139,8 @@ def test_bench_corrupt_weights_file_is_one_line_naming_it(capsys, tmp_path, cont
 
 def test_gflops_per_image_follow_what_each_method_adds_to_the_image_path(tiny_backbones):
     tower = tiny_backbones["tiny-pe"]
-    rows = bench_methods(tower, ["coop", "vpt:tokens=2", "vpt:tokens=20", "vpt-ts:tokens=2"], batch_sizes=[2], repeats=1, warmup=1)
+    methods = ["coop", "vpt:tokens=2", "vpt:tokens=20", "vpt-ts:tokens=2"]
+    rows = bench_methods(tower, methods, batch_sizes=[2], repeats=1, warmup=1)
     gflops = {r.method: r.gflops_per_image for r in rows}
     assert gflops["zero-shot"] > 0
     # CoOp's context lives in cached class features: at inference it runs exactly zero-shot's operations

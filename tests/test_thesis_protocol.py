@@ -179,7 +179,8 @@ def test_logits_are_computed_in_fp32_under_bf16_autocast(tiny_backbones):
 
 def test_protocol_thesis_fills_every_thesis_choice_and_each_stays_overridable(synthetic_manifest):  # noqa: F811
     cfg = TrainConfig.from_dict({"protocol": "thesis", "train": [str(synthetic_manifest)], "patience": 5})
-    assert (cfg.age_ordinal, cfg.age_ordinal_weight, cfg.age_ordinal_omega, cfg.age_ordinal_mu) == ("hou", 30.0, 3.0, 0.0)
+    assert (cfg.age_ordinal, cfg.age_ordinal_weight, cfg.age_ordinal_omega, cfg.age_ordinal_mu) == \
+        ("hou", 30.0, 3.0, 0.0)
     assert (cfg.task_weighting, cfg.task_weight_ema, cfg.best_rule) == ("loss_ema", 0.95, "loss_or_accuracy")
     assert (cfg.class_balance, cfg.class_balance_power, cfg.class_balance_task_powers) == ("weights", 0.5, {"age": 1.0})
     assert (cfg.precision, cfg.grad_clip, cfg.batch_size, cfg.lr, cfg.min_lr) == ("fp16", None, 64, 2e-3, 2e-3)
