@@ -4,7 +4,9 @@
 class features) for every method and batch size, with warm-up calls, device synchronisation and
 the median and spread over repeats. Methods are timed round-robin (one call of each per repeat),
 so slow drift of a shared machine hits all of them alike. Every row carries its ratio to zero-shot
-at the same batch size. ``bench_epoch_cache`` times one training epoch of a text method with and
+at the same batch size, and the GFLOPs per image of one call as PyTorch's own counter
+(``torch.utils.flop_counter.FlopCounterMode``) counts them: matrix products and attention, the
+operations that dominate a transformer (the thesis reported GFLOPs, not latency). ``bench_epoch_cache`` times one training epoch of a text method with and
 without cached image features.
 
 A method spec may carry options: ``vpt-ts:batched=false``, ``vpt:tokens=10,deep=true``.
@@ -54,6 +56,7 @@ class BenchRow:
     vs_zero_shot: float  # median / zero-shot median at this batch size
     added_parameters: int
     peak_memory_mb: float | None  # where the device reports it (CUDA)
+    gflops_per_image: float | None = None  # FlopCounterMode over one call, divided by the batch size
 
 
 def parse_method_spec(spec: str) -> tuple[str, dict]:
@@ -126,6 +129,16 @@ def time_once(fn: Callable[[], object], device: torch.device) -> float:
     return time.perf_counter() - start
 
 
+def count_gflops(fn: Callable[[], object]) -> float:
+    """GFLOPs of one call of ``fn`` as ``FlopCounterMode`` counts them (a multiply-add is 2 FLOPs)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    counter = FlopCounterMode(display=False)
+    with counter:
+        fn()
+    return counter.get_total_flops() / 1e9
+
+
 def _quantile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     pos = q * (len(ordered) - 1)
@@ -157,10 +170,11 @@ def bench_methods(backbone: str | Backbone, methods: list[str], batch_sizes: lis
         images = torch.randn(batch, 3, tower.image_size, tower.image_size, device=dev)
         calls = {spec: _inference_call(model, images, dev, torch_dtype) for spec, model in models.items()}
         times = {spec: [] for spec in specs}
-        peaks = {}
+        peaks, gflops = {}, {}
         for spec, call in calls.items():  # warm-up also fills the class-feature caches
             for _ in range(warmup):
                 call()
+            gflops[spec] = count_gflops(_inference_call(models[spec], images, dev, torch_dtype, counting=True)) / batch
             if dev.type == "cuda":
                 torch.cuda.reset_peak_memory_stats(dev)
                 call()
@@ -176,7 +190,8 @@ def bench_methods(backbone: str | Backbone, methods: list[str], batch_sizes: lis
                 median_ms=1e3 * median, p25_ms=1e3 * _quantile(times[spec], 0.25),
                 p75_ms=1e3 * _quantile(times[spec], 0.75), ms_per_image=1e3 * median / batch,
                 images_per_s=batch / median, vs_zero_shot=median / base,
-                added_parameters=added_parameters(models[spec]), peak_memory_mb=peaks.get(spec)))
+                added_parameters=added_parameters(models[spec]), peak_memory_mb=peaks.get(spec),
+                gflops_per_image=gflops[spec]))
     return rows
 
 
@@ -198,9 +213,13 @@ def _fill_class_feature_caches(models: dict) -> None:
             model._class_feature_cache = shared[key]
 
 
-def _inference_call(model, images, device, dtype) -> Callable[[], object]:
+def _inference_call(model, images, device, dtype, counting: bool = False) -> Callable[[], object]:
+    # the FLOP counter hooks modules through autograd, which inference mode and no_grad switch off:
+    # it counts with a graph built (one call; gradients never run)
+    grad_mode = torch.enable_grad if counting else torch.inference_mode
+
     def call():
-        with torch.inference_mode(), _autocast(device, dtype):
+        with grad_mode(), _autocast(device, dtype):
             return model(images)
     return call
 
@@ -284,7 +303,7 @@ def format_table(rows: list[BenchRow]) -> str:
 
     frame = pd.DataFrame([asdict(r) for r in rows])
     columns = ["method", "batch_size", "median_ms", "p25_ms", "p75_ms", "ms_per_image", "images_per_s",
-               "vs_zero_shot", "added_parameters", "peak_memory_mb"]
+               "vs_zero_shot", "gflops_per_image", "added_parameters", "peak_memory_mb"]
     if frame["peak_memory_mb"].isna().all():
         columns.remove("peak_memory_mb")
     return frame[columns].to_string(index=False, float_format=lambda v: f"{v:.3f}")

@@ -115,6 +115,29 @@ def evaluation_tables(frame: pd.DataFrame, probs: dict[str, np.ndarray],
     return pd.DataFrame(metric_rows), pd.DataFrame(confusion_rows), pd.DataFrame(fairness_rows, columns=columns)
 
 
+# --- analysis of the tables -----------------------------------------------------------------------
+
+def confusion_tables(confusion: pd.DataFrame) -> dict[tuple[str, str], pd.DataFrame]:
+    """The long ``confusion`` table as one [true x predicted] count table per (dataset, task), class order kept."""
+    out = {}
+    for (dataset, task), cells in confusion.groupby(["dataset", "task"], sort=True):
+        classes = list(TASKS[task].classes)
+        table = cells.pivot(index="true", columns="predicted", values="count").reindex(index=classes, columns=classes)
+        table.index.name, table.columns.name = "true", "predicted"
+        out[(dataset, task)] = table.fillna(0).astype(int)
+    return out
+
+
+def age_offset_table(frame: pd.DataFrame, probs: dict[str, np.ndarray]) -> pd.DataFrame:
+    """Counts of (predicted bin - true bin) per true age bin over the age-labelled rows of ``frame``:
+    rows are the bins, columns the offsets -(K-1) .. K-1 (0: correct)."""
+    classes = TASKS["age"].classes
+    y_true, p = M.labelled(_true_labels(frame, "age"), probs["age"])
+    counts = M.offset_counts(y_true, p.argmax(axis=1) if len(y_true) else y_true, len(classes))
+    offsets = range(-(len(classes) - 1), len(classes))
+    return pd.DataFrame(counts, index=pd.Index(classes, name="true"), columns=pd.Index(list(offsets), name="offset"))
+
+
 def write_tables(out_dir: Path, result: EvalResult) -> Path:
     """``out_dir/eval/{metrics,confusion,fairness}.{csv,json}`` and ``summary.json``, atomically."""
     folder = Path(out_dir) / EVAL_DIR

@@ -5,10 +5,13 @@ for that task is -1 and it contributes exactly zero to that task's loss and grad
 Age may add an ordinal term, the squared earth mover's distance between the predicted
 distribution over the ordered bins and the one-hot target (Hou et al., 2016); with
 one-hot targets it is the squared distance between the two cumulative distributions.
+The thesis used instead Hou et al.'s Eq. 16 regulariser (:func:`hou_penalty`), which weighs the
+squared probability of each bin by its distance in years from the true bin.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Callable
 
 import torch
 import torch.nn.functional as F
@@ -44,6 +47,53 @@ def squared_emd(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     return (probs.cumsum(-1) - target.cumsum(-1)).pow(2).sum(-1).mean()
 
 
+AGE_PLUS_CAP = 90.0  # the upper end the thesis gives the open "70+" bin when taking its midpoint
+
+
+def age_bin_distances(bins: tuple[str, ...], plus_cap: float = AGE_PLUS_CAP) -> torch.Tensor:
+    """[K, K] distances between the bins' midpoints in years, divided by the largest one.
+
+    ``"3-9"`` has midpoint 6; an open bin ``"70+"`` ends at ``plus_cap`` (midpoint 80 with 90).
+    """
+    mids = []
+    for label in bins:
+        low, _, high = label.partition("-")
+        mids.append((float(low.rstrip("+")) + (plus_cap if label.endswith("+") else float(high))) / 2)
+    mids_t = torch.tensor(mids, dtype=torch.float32)
+    distances = (mids_t[:, None] - mids_t[None, :]).abs()
+    return distances / distances.max()
+
+
+def hou_penalty(logits: torch.Tensor, targets: torch.Tensor, distances: torch.Tensor,
+                omega: float = 3.0, mu: float = 0.0) -> torch.Tensor:
+    """Mean over labelled samples of sum_i p_i^2 * (D[i, y]^omega + mu) (Hou et al., Eq. 16); 0 when none.
+
+    ``distances`` is :func:`age_bin_distances`; ``mu < 0`` rewards mass on the true bin and its neighbours.
+    """
+    mask = targets >= 0
+    if not bool(mask.any()):
+        return logits.sum() * 0.0
+    probs = logits[mask].float().softmax(dim=-1)
+    cost = distances.to(probs.device)[:, targets[mask]].T.pow(omega) + mu  # [B, K]: bin i vs the true bin
+    return (probs.pow(2) * cost).sum(-1).mean()
+
+
+ORDINAL_PENALTIES = ("emd", "hou")
+
+
+def ordinal_penalty(kind: str, omega: float = 3.0, mu: float = 0.0,
+                    bins: tuple[str, ...] | None = None) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+    """The age penalty by name: ``emd`` (squared EMD) or ``hou`` (Eq. 16 over ``bins``' midpoints)."""
+    if kind == "emd":
+        return squared_emd
+    if kind == "hou":
+        from faceprompt.tasks import AGE_BINS
+
+        distances = age_bin_distances(bins or AGE_BINS)
+        return lambda logits, targets: hou_penalty(logits, targets, distances, omega, mu)
+    raise ValueError(f"age_ordinal: {kind!r} must be one of {list(ORDINAL_PENALTIES)}")
+
+
 def inverse_frequency_weights(targets: torch.Tensor, num_classes: int, power: float = 1.0) -> torch.Tensor:
     """Class weights proportional to count ** -power over the labelled targets, mean 1 over present classes.
 
@@ -75,34 +125,40 @@ class LossParts:
 
     total: torch.Tensor
     terms: dict[str, torch.Tensor] = field(default_factory=dict)
+    per_task: dict[str, torch.Tensor] = field(default_factory=dict)  # each task's unweighted loss
 
 
 def multitask_loss(logits: dict[str, torch.Tensor], targets: dict[str, torch.Tensor],
                    task_weights: dict[str, float] | None = None,
                    class_weights: dict[str, torch.Tensor] | None = None,
                    age_ordinal_weight: float = 0.0,
-                   aux: dict[str, torch.Tensor] | None = None) -> LossParts:
-    """sum_t w_t * CE_t (+ age_ordinal_weight * EMD^2 on 'age') + sum of auxiliary losses.
+                   aux: dict[str, torch.Tensor] | None = None,
+                   age_ordinal: Callable | None = None, age_ordinal_name: str = "emd") -> LossParts:
+    """sum_t w_t * L_t + sum of auxiliary losses, L_t = CE_t (+ age_ordinal_weight * penalty on 'age').
 
+    The age penalty is ``age_ordinal`` (default :func:`squared_emd`; see :func:`ordinal_penalty`).
     ``aux`` holds the method's own terms, already weighted (e.g. V2PT's ``kl``).
-    Terms are named ``ce_<task>``, ``emd_age`` and ``aux_<name>``.
+    Terms are named ``ce_<task>``, ``<age_ordinal_name>_age`` and ``aux_<name>``.
     """
     task_weights = task_weights or {}
     class_weights = class_weights or {}
     terms: dict[str, torch.Tensor] = {}
+    per_task: dict[str, torch.Tensor] = {}
     total = None
     for task, task_logits in logits.items():
         ce = masked_cross_entropy(task_logits, targets[task], class_weights.get(task))
         terms[f"ce_{task}"] = ce
+        per_task[task] = ce
         term = task_weights.get(task, 1.0) * ce
         if task == "age" and age_ordinal_weight:
-            emd = squared_emd(task_logits, targets[task])
-            terms["emd_age"] = emd
-            term = term + task_weights.get(task, 1.0) * age_ordinal_weight * emd
+            penalty = (age_ordinal or squared_emd)(task_logits, targets[task])
+            terms[f"{age_ordinal_name}_age"] = penalty
+            per_task[task] = ce + age_ordinal_weight * penalty
+            term = term + task_weights.get(task, 1.0) * age_ordinal_weight * penalty
         total = term if total is None else total + term
     for name, value in (aux or {}).items():
         terms[f"aux_{name}"] = value
         total = value if total is None else total + value
     if total is None:
         raise ValueError("multitask_loss: no task logits and no auxiliary losses")
-    return LossParts(total, terms)
+    return LossParts(total, terms, per_task)

@@ -83,6 +83,18 @@ def mean_absolute_bin_error(y_true: np.ndarray, y_pred: np.ndarray) -> float:
     return float(np.mean(np.abs(y_true - y_pred))) if len(y_true) else float("nan")
 
 
+def offset_counts(y_true: np.ndarray, y_pred: np.ndarray, num_classes: int) -> np.ndarray:
+    """[C, 2C - 1] counts of (predicted bin - true bin) per true bin; column j is offset j - (C - 1).
+
+    The age error analysis: a row's mass off the centre column shows how far, and to which side,
+    the errors on that bin fall.
+    """
+    y_true, y_pred = np.asarray(y_true, dtype=np.int64), np.asarray(y_pred, dtype=np.int64)
+    counts = np.zeros((num_classes, 2 * num_classes - 1), dtype=np.int64)
+    np.add.at(counts, (y_true, y_pred - y_true + num_classes - 1), 1)
+    return counts
+
+
 def group_accuracy(y_true: np.ndarray, y_pred: np.ndarray, groups: np.ndarray) -> dict[str, tuple[int, float]]:
     """{group: (n, accuracy)} for every non-empty group label (empty strings are skipped)."""
     y_true, y_pred, groups = np.asarray(y_true), np.asarray(y_pred), np.asarray(groups, dtype=str)

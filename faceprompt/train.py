@@ -45,10 +45,13 @@ from faceprompt.engine.progress import bar, interruptible
 from faceprompt.engine.runtime import LocalRuntime, make_runtime
 from faceprompt.engine.schedule import warmup_cosine
 from faceprompt.engine.seeding import EpochSampler, seed_everything
+from faceprompt.engine.selection import judge_epoch
 from faceprompt.features import cached_features
 from faceprompt.io import atomic_path, read_json, write_json_atomic
-from faceprompt.losses import anchor_divergence, inverse_frequency_weights, multitask_loss
+from faceprompt.losses import LossParts, anchor_divergence, inverse_frequency_weights, multitask_loss, ordinal_penalty
 from faceprompt.prompts import PromptModel, build_model
+from faceprompt.sampling import balanced_sample_weights
+from faceprompt.task_weights import LossEMATaskWeights, data_task_weights
 from faceprompt.tasks import TASKS
 from faceprompt.train_config import (MONITORS, RESUMABLE_CHANGES, TrainConfig, absolute_paths,  # noqa: F401
                                      load_config, resume_config)
@@ -83,24 +86,6 @@ def load_frames(cfg: TrainConfig):
             raise ValueError(f"tasks: {task!r} has no labelled samples in the training data "
                              f"({len(train)} rows); drop it from 'tasks' or add a manifest that labels it")
     return train, val
-
-
-def balanced_sample_weights(labels: torch.Tensor, columns: list[int] | None = None,
-                            power: float = 1.0) -> torch.Tensor:
-    """Per-sample draw weight: the mean over its labelled (balanced) tasks of (size of its class) ** -power,
-    scaled to mean 1 over the samples labelled for that task; 1 for a sample with none of those labels, so
-    balancing one dataset's task leaves the other datasets' share of the draws as it was."""
-    total = torch.zeros(len(labels))
-    count = torch.zeros(len(labels))
-    for j in range(labels.shape[1]) if columns is None else columns:
-        column = labels[:, j]
-        has = column >= 0
-        if has.any():
-            freq = torch.bincount(column[has]).float()
-            per_sample = freq[column[has]] ** -power
-            total[has] += per_sample / per_sample.mean()
-            count[has] += 1
-    return torch.where(count > 0, total / count.clamp(min=1), torch.ones_like(total))
 
 
 # --- the model step --------------------------------------------------------------------------------
@@ -148,6 +133,8 @@ class TrainerState:
     best_epoch: int = 0
     bad_epochs: int = 0
     history: list = field(default_factory=list)
+    best_loss: float = float("inf")  # tracked under best_rule loss_or_accuracy
+    task_loss_ema: dict = field(default_factory=dict)  # task_weighting loss_ema: each task's running loss
 
 
 def _resume_advice(run_dir: Path) -> str:
@@ -235,12 +222,25 @@ def _balanced_tasks(cfg: TrainConfig) -> list[int]:
     return [j for j, t in enumerate(cfg.tasks) if t in chosen]
 
 
+def _balance_power(cfg: TrainConfig, task: str) -> float:
+    return float(cfg.class_balance_task_powers.get(task, cfg.class_balance_power))
+
+
 def _class_weights(cfg: TrainConfig, labels: torch.Tensor, device) -> dict[str, torch.Tensor] | None:
     if cfg.class_balance != "weights":
         return None
     return {cfg.tasks[j]: inverse_frequency_weights(labels[:, j], TASKS[cfg.tasks[j]].num_classes,
-                                                    cfg.class_balance_power).to(device)
+                                                    _balance_power(cfg, cfg.tasks[j])).to(device)
             for j in _balanced_tasks(cfg)}
+
+
+def training_loss(cfg: TrainConfig, logits, targets, task_weights: dict | None = None, class_weights=None,
+                  aux=None) -> LossParts:
+    """The configured multitask loss (age penalty, its weight) with the epoch's ``task_weights``."""
+    penalty = ordinal_penalty(cfg.age_ordinal, cfg.age_ordinal_omega, cfg.age_ordinal_mu)
+    weights = cfg.task_weights if task_weights is None else task_weights
+    return multitask_loss(logits, targets, weights, class_weights, cfg.age_ordinal_weight, aux, penalty,
+                          cfg.age_ordinal)
 
 
 def rescale_logits(logits: dict[str, torch.Tensor], factor: float) -> dict[str, torch.Tensor]:
@@ -255,8 +255,11 @@ def loss_logit_factor(cfg: TrainConfig, model: PromptModel) -> float:
 
 
 def train_epoch(step_module, loader, optimizer, scheduler, runtime, cfg, class_weights, epoch: int,
-                progress: bool, logit_factor: float = 1.0) -> dict[str, float]:
-    """One pass over the training loader; mean loss terms weighted by batch size."""
+                progress: bool, logit_factor: float = 1.0, task_weights: dict | None = None,
+                loss_ema: LossEMATaskWeights | None = None) -> dict[str, float]:
+    """One pass over the training loader; mean loss terms weighted by batch size.
+
+    ``task_weights`` replace the config's for this epoch; ``loss_ema`` is fed every step's task losses."""
     step_module.train()
     params = [p for p in step_module.parameters() if p.requires_grad]
     sums: dict[str, float] = {}
@@ -270,11 +273,13 @@ def train_epoch(step_module, loader, optimizer, scheduler, runtime, cfg, class_w
         if anchor_logits is not None:
             aux = {**aux, "anchor": cfg.anchor_weight * anchor_divergence(
                 logits, rescale_logits(anchor_logits, logit_factor))}
-        parts = multitask_loss(logits, targets, cfg.task_weights, class_weights, cfg.age_ordinal_weight, aux)
+        parts = training_loss(cfg, logits, targets, task_weights, class_weights, aux)
         if not torch.isfinite(parts.total):
             terms = {k: round(float(v.detach()), 4) for k, v in parts.terms.items()}
             raise NonFiniteLossError(f"loss is {float(parts.total.detach())} at epoch {epoch}, step {step} (terms {terms})")
         optimizer_step(parts.total, optimizer, scheduler, runtime, params, cfg.grad_clip)
+        if loss_ema is not None:
+            loss_ema.update({task: float(value.detach()) for task, value in parts.per_task.items()})
         n = len(inputs)
         seen += n
         for key, value in {"loss": parts.total, **parts.terms}.items():
@@ -285,7 +290,7 @@ def train_epoch(step_module, loader, optimizer, scheduler, runtime, cfg, class_w
 
 @torch.no_grad()
 def validate(model: PromptModel, loader, runtime, cfg: TrainConfig, on_features: bool,
-             logit_factor: float = 1.0) -> dict[str, float]:
+             logit_factor: float = 1.0, task_weights: dict | None = None) -> dict[str, float]:
     """Validation loss and per-task accuracy over labelled samples; their mean is the monitored metric."""
     model.eval()
     truth: dict[str, list[torch.Tensor]] = {t: [] for t in cfg.tasks}
@@ -295,8 +300,7 @@ def validate(model: PromptModel, loader, runtime, cfg: TrainConfig, on_features:
         inputs, targets = _to_device(batch, runtime.device)
         with runtime.autocast():
             out = model.forward_features(inputs) if on_features else model(inputs)
-        parts = multitask_loss(rescale_logits(out.logits, logit_factor), targets, cfg.task_weights, None,
-                               cfg.age_ordinal_weight)
+        parts = training_loss(cfg, rescale_logits(out.logits, logit_factor), targets, task_weights)
         loss_sum += float(parts.total) * len(inputs)
         seen += len(inputs)
         for task, logits in out.logits.items():
@@ -349,6 +353,7 @@ class _Session:
     scheduler: torch.optim.lr_scheduler.LRScheduler
     class_weights: dict | None
     logit_factor: float
+    loss_ema: LossEMATaskWeights | None  # task_weighting loss_ema
 
 
 def _start(cfg: TrainConfig, run_dir: Path, train_frame, val_frame, progress: bool) -> _Session:
@@ -360,7 +365,8 @@ def _start(cfg: TrainConfig, run_dir: Path, train_frame, val_frame, progress: bo
         raise ValueError(f"method: {cfg.method!r} trains nothing; evaluate it with `faceprompt evaluate --zero-shot`")
     run_dir.mkdir(parents=True, exist_ok=True)
     train_ds, val_ds, on_features = _datasets(cfg, model, runtime, train_frame, val_frame, progress)
-    weights = balanced_sample_weights(train_ds.labels, _balanced_tasks(cfg), cfg.class_balance_power) \
+    columns = _balanced_tasks(cfg)
+    weights = balanced_sample_weights(train_ds.labels, columns, [_balance_power(cfg, cfg.tasks[j]) for j in columns]) \
         if cfg.class_balance == "sampler" else None
     sampler = EpochSampler(len(train_ds), cfg.seed, weights)
     workers = 0 if on_features else cfg.num_workers
@@ -375,7 +381,13 @@ def _start(cfg: TrainConfig, run_dir: Path, train_frame, val_frame, progress: bo
                               cfg.lr, cfg.min_lr)
     return _Session(cfg, run_dir, runtime, model, step_module, sampler, train_loader, val_loader, on_features,
                     optimizer, scheduler, _class_weights(cfg, train_ds.labels, runtime.device),
-                    loss_logit_factor(cfg, model))
+                    loss_logit_factor(cfg, model), _loss_ema(cfg, train_ds.labels))
+
+
+def _loss_ema(cfg: TrainConfig, labels: torch.Tensor) -> LossEMATaskWeights | None:
+    if cfg.task_weighting != "loss_ema":
+        return None
+    return LossEMATaskWeights(data_task_weights(labels, cfg.tasks), cfg.task_weight_ema)
 
 
 def _run_epoch(s: _Session, state: TrainerState, epoch: int, progress: bool) -> dict:
@@ -384,22 +396,23 @@ def _run_epoch(s: _Session, state: TrainerState, epoch: int, progress: bool) -> 
     started = time.perf_counter()
     s.sampler.set_epoch(epoch)
     record = {"epoch": epoch, "lr": s.optimizer.param_groups[0]["lr"]}
+    task_weights = None if s.loss_ema is None else s.loss_ema.weights()
+    record.update({f"task_weight_{task}": w for task, w in (task_weights or {}).items()})
     try:
         record.update(train_epoch(s.step_module, s.train_loader, s.optimizer, s.scheduler, s.runtime, cfg,
-                                  s.class_weights, epoch, progress and s.runtime.is_main, s.logit_factor))
+                                  s.class_weights, epoch, progress and s.runtime.is_main, s.logit_factor,
+                                  task_weights, s.loss_ema))
     except NonFiniteLossError as err:
         kept = f"the last good checkpoint ({run_dir / CHECKPOINT_FILE}, epoch {state.epoch})" if state.epoch \
             else "no checkpoint was written yet"
         raise NonFiniteLossError(f"training stopped: {err}; {kept} is kept. Lower lr or set grad_clip, "
                                  f"then resume with --resume") from None
     if s.val_loader is not None:
-        record.update(validate(s.model, s.val_loader, s.runtime, cfg, s.on_features, s.logit_factor))
+        record.update(validate(s.model, s.val_loader, s.runtime, cfg, s.on_features, s.logit_factor, task_weights))
     metric = record.get(MONITORS[cfg.monitor], -record["train_loss"])
-    improved = state.best_epoch == 0 or metric > state.best_metric
-    if improved:
-        state.best_metric, state.best_epoch, state.bad_epochs = metric, epoch, 0
-    else:
-        state.bad_epochs += 1
+    improved = judge_epoch(state, epoch, metric, record.get("val_loss", record["train_loss"]), cfg.best_rule)
+    if s.loss_ema is not None:
+        state.task_loss_ema = s.loss_ema.state()
     record["seconds"] = round(time.perf_counter() - started, 3)
     state.epoch = epoch
     state.history.append(record)
@@ -440,6 +453,8 @@ def fit(config: TrainConfig | dict | str | os.PathLike, *, resume: bool = False,
     session = _start(cfg, run_dir, train_frame, val_frame, progress)
     state = load_checkpoint(run_dir, session.model, session.optimizer, session.scheduler) if resume \
         else TrainerState()
+    if session.loss_ema is not None:
+        session.loss_ema.load(state.task_loss_ema)
     if progress and session.runtime.is_main and not resume:
         session.model.print_trainable_parameters()
     stopped = "completed"

@@ -15,7 +15,9 @@ from faceprompt.config import Config, coerce
 from faceprompt.data.dataset import DataSource
 from faceprompt.engine.optim import OPTIMIZERS
 from faceprompt.engine.runtime import PRECISIONS
+from faceprompt.engine.selection import BEST_RULES
 from faceprompt.io import read_json
+from faceprompt.losses import ORDINAL_PENALTIES
 from faceprompt.prompts import method_configs, resolve_method
 from faceprompt.prompts.base import TEXT_PROMPTS, VISUAL_PROMPTS
 from faceprompt.tasks import DEFAULT_TASKS, TASKS
@@ -25,6 +27,19 @@ MONITORS = {"accuracy": "val_mean_accuracy", "balanced_accuracy": "val_mean_bala
 # Fields a resumed run may change: where and how fast it runs, where it lives, and how long it goes on.
 # Every other field is the recipe, and a resume that changes one is refused naming it.
 RESUMABLE_CHANGES = ("device", "precision", "num_workers", "accelerate", "cache_dir", "run_dir", "run_id", "epochs")
+TASK_WEIGHTINGS = ("fixed", "loss_ema")
+# ``protocol: thesis`` fills these fields (any of them still set in the config wins): the choices the
+# thesis's multitask script (train_multitask.py, training/loss.py) makes; book/protocol.md lists each one.
+THESIS_PROTOCOL: dict[str, Any] = {
+    "age_ordinal": "hou", "age_ordinal_weight": 30.0, "age_ordinal_omega": 3.0, "age_ordinal_mu": 0.0,
+    "class_balance": "weights", "class_balance_power": 0.5, "class_balance_task_powers": {"age": 1.0},
+    "task_weighting": "loss_ema", "task_weight_ema": 0.95,
+    "best_rule": "loss_or_accuracy", "patience": 14,
+    "precision": "fp16", "grad_clip": None,
+    "optimizer": "adamw", "lr": 2e-3, "min_lr": 2e-3, "weight_decay": 0.0, "warmup_epochs": 0.0,
+    "epochs": 50, "batch_size": 64,
+}
+PROTOCOLS = {"faceprompt": {}, "thesis": THESIS_PROTOCOL}
 
 
 @dataclass(frozen=True)
@@ -35,6 +50,7 @@ class TrainConfig(Config):
     ``val=None`` validates on the ``val`` split of the training manifests; ``val=()`` skips validation.
     """
 
+    protocol: str = "faceprompt"  # "thesis": defaults from THESIS_PROTOCOL for every field not set
     method: str = "softcpt"
     method_options: dict = field(default_factory=dict)  # flat, e.g. {"tokens": 10, "context_tokens": 16}
     backbone: str = "tiny-pe"
@@ -59,7 +75,14 @@ class TrainConfig(Config):
     class_balance: str = "none"  # none | weights (inverse-frequency CE weights) | sampler (balanced draws)
     class_balance_tasks: tuple[str, ...] | None = None  # the tasks balanced (None: all)
     class_balance_power: float = 1.0  # weight ~ count ** -power: 1 fully balanced, 0.5 half-way (in log terms)
+    class_balance_task_powers: dict = field(default_factory=dict)  # per-task power, e.g. {"age": 1.0}
     age_ordinal_weight: float = 0.0
+    age_ordinal: str = "emd"  # emd: squared EMD over the bins; hou: Hou et al.'s Eq. 16 over bin midpoints
+    age_ordinal_omega: float = 3.0  # hou only: exponent of the normalised midpoint distance
+    age_ordinal_mu: float = 0.0  # hou only: offset added to every distance (< 0 rewards near bins)
+    # fixed: task_weights as given; loss_ema: each epoch from an EMA of every task's loss (task_weights.py)
+    task_weighting: str = "fixed"
+    task_weight_ema: float = 0.95
     # gamma in  CE + gamma * KL(zero-shot || tuned), every task on every image (the frozen model's
     # zero-shot predictions as the anchor; costs one more frozen image pass per step)
     anchor_weight: float = 0.0
@@ -68,6 +91,7 @@ class TrainConfig(Config):
     # a tower trained with a small scale gives near-uniform softmaxes that barely tell right from wrong.
     loss_logit_scale: float | None = None
     monitor: str = "accuracy"  # early stopping and best epoch: mean over tasks of "accuracy" or "balanced_accuracy"
+    best_rule: str = "monitor"  # monitor: the metric rises; loss_or_accuracy: val loss falls or the metric rises
     run_dir: str = "runs"
     run_id: str | None = None  # None: <method>-<backbone>-<time>
     cache_dir: str | None = ".cache/faceprompt/features"  # None: never cache image features
@@ -81,11 +105,15 @@ class TrainConfig(Config):
 
     @classmethod
     def convert(cls, data: dict[str, Any], where: str) -> dict[str, Any]:
+        protocol = data.get("protocol", cls.protocol)
+        if protocol not in PROTOCOLS:
+            raise ValueError(f"{where}: field 'protocol': {protocol!r} must be one of {list(PROTOCOLS)}")
+        data = {**PROTOCOLS[protocol], **data}
         if "train" in data:
             data["train"] = _sources(data["train"], ("train",), "train")
         if data.get("val") is not None:
             data["val"] = _sources(data["val"], ("val",), "val")
-        for key in ("method_options", "task_weights"):
+        for key in ("method_options", "task_weights", "class_balance_task_powers"):
             if key in data and data[key] is None:
                 data[key] = {}
         if isinstance(data.get("method_options"), dict):
@@ -106,6 +134,14 @@ class TrainConfig(Config):
         for task, weight in self.task_weights.items():
             if task not in self.tasks or not isinstance(weight, (int, float)) or weight < 0:
                 raise ValueError(f"task_weights: {task!r}: {weight!r} must be a weight >= 0 for one of {self.tasks}")
+        for task, power in self.class_balance_task_powers.items():
+            if task not in self.tasks or isinstance(power, bool) or not isinstance(power, (int, float)) \
+                    or not 0 < power <= 4:
+                raise ValueError(f"class_balance_task_powers: {task!r}: {power!r} must be a power in (0, 4] "
+                                 f"for one of {self.tasks}")
+        if self.task_weighting == "loss_ema" and self.task_weights:
+            raise ValueError(f"task_weights: {self.task_weights} can't be combined with task_weighting loss_ema, "
+                             f"which sets the weights every epoch; leave one of them out")
         for i, source in enumerate(self.train):
             source.check(f"train[{i}]")
         for i, source in enumerate(self.val or ()):
@@ -136,6 +172,12 @@ class TrainConfig(Config):
             ("patience", self.patience is None or self.patience >= 1, "must be >= 1 or null"),
             ("num_workers", self.num_workers >= 0, "must be >= 0"),
             ("age_ordinal_weight", self.age_ordinal_weight >= 0, "must be >= 0"),
+            ("age_ordinal", self.age_ordinal in ORDINAL_PENALTIES, f"must be one of {list(ORDINAL_PENALTIES)}"),
+            ("age_ordinal_omega", 0 < self.age_ordinal_omega < math.inf, "must be > 0"),
+            ("age_ordinal_mu", math.isfinite(self.age_ordinal_mu), "must be a finite number"),
+            ("task_weighting", self.task_weighting in TASK_WEIGHTINGS, f"must be one of {list(TASK_WEIGHTINGS)}"),
+            ("task_weight_ema", 0 <= self.task_weight_ema < 1, "must be in [0, 1)"),
+            ("best_rule", self.best_rule in BEST_RULES, f"must be one of {list(BEST_RULES)}"),
             ("anchor_weight", self.anchor_weight >= 0 and math.isfinite(self.anchor_weight), "must be >= 0"),
             ("loss_logit_scale", self.loss_logit_scale is None or 0 < self.loss_logit_scale < math.inf,
              "must be > 0 or null"),

@@ -135,3 +135,24 @@ def test_bench_corrupt_weights_file_is_one_line_naming_it(capsys, tmp_path, cont
     code, out, err = run_cli(capsys, "bench", "--backbone", "tiny-vit", "--weights", str(weights),
                              "--methods", "coop", "--batch-sizes", "1", "--repeats", "1")
     assert_one_line_error(code, err, str(weights), "tiny-vit", "Replace it")
+
+
+def test_gflops_per_image_follow_what_each_method_adds_to_the_image_path(tiny_backbones):
+    tower = tiny_backbones["tiny-pe"]
+    methods = ["coop", "vpt:tokens=2", "vpt:tokens=20", "vpt-ts:tokens=2"]
+    rows = bench_methods(tower, methods, batch_sizes=[2], repeats=1, warmup=1)
+    gflops = {r.method: r.gflops_per_image for r in rows}
+    assert gflops["zero-shot"] > 0
+    # CoOp's context lives in cached class features: at inference it runs exactly zero-shot's operations
+    assert gflops["coop"] == gflops["zero-shot"]
+    # VPT lengthens the token sequence: every block costs more, and more so with more tokens
+    assert gflops["zero-shot"] < gflops["vpt:tokens=2"] < gflops["vpt:tokens=20"]
+    # VPT-TS runs the tower once per task (three tasks)
+    assert gflops["vpt-ts:tokens=2"] > 2 * gflops["vpt:tokens=2"]
+
+
+def test_count_gflops_counts_a_matrix_product_as_two_flops_per_multiply_add():
+    from faceprompt.bench import count_gflops
+
+    a, b = torch.randn(8, 16), torch.randn(16, 4)
+    assert count_gflops(lambda: a @ b) == 2 * 8 * 16 * 4 / 1e9

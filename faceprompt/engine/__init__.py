@@ -5,7 +5,8 @@ schedule    linear warm-up then cosine decay, as a LambdaLR over every parameter
 optim       optimizers by name, weight-decay groups, one optimizer step (backward, clip, step)
 seeding     seeding every random source, seeds derived per epoch
 state       checkpoints (safetensors + JSON, never pickle) with every random state; recipe checks
-runtime     one process in plain PyTorch, or data-parallel through Hugging Face Accelerate
+selection   which epoch's prompts are kept and when patience runs out (metric, or loss or metric)
+runtime     one process in plain PyTorch, or data-parallel through Hugging Face Accelerate; fp16 scaler
 progress    progress bars, and Ctrl-C / SIGTERM turned into errors.Interrupted with a resume hint
 ==========  ====================================================================================
 """

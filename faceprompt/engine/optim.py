@@ -31,10 +31,14 @@ def decay_groups(named_params: Iterable[tuple[str, nn.Parameter]], weight_decay:
 
 def optimizer_step(loss: torch.Tensor, optimizer: torch.optim.Optimizer, scheduler, runtime,
                    params: list[nn.Parameter], grad_clip: float | None) -> None:
-    """Backward, clip the gradient norm (when ``grad_clip``), step the optimizer and then the schedule."""
+    """Backward, clip the gradient norm (when ``grad_clip``), step the optimizer and then the schedule.
+
+    Under a gradient scaler (fp16) the gradients are unscaled before clipping and an overflowing step is
+    skipped by the runtime."""
     optimizer.zero_grad(set_to_none=True)
     runtime.backward(loss)
     if grad_clip:
+        runtime.unscale(optimizer)
         runtime.clip(params, grad_clip)
-    optimizer.step()
+    runtime.step(optimizer)
     scheduler.step()

@@ -9,27 +9,50 @@ from torch import nn
 
 from faceprompt.backbones import resolve_device
 
-PRECISIONS = ("auto", "fp32", "bf16")
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
 
 class LocalRuntime:
-    """One process, plain PyTorch: the simple, deterministic path."""
+    """One process, plain PyTorch: the simple, deterministic path.
+
+    ``precision`` fp16 autocasts to float16 and scales the loss with a gradient scaler (float16's
+    range is too small for small gradients); it needs CUDA.
+    """
 
     is_main = True
     num_processes = 1
 
-    def __init__(self, device: torch.device, bf16: bool):
-        self.device, self.bf16 = device, bf16
-        self.dtype = torch.bfloat16 if bf16 else torch.float32  # what features are computed in
+    def __init__(self, device: torch.device, bf16: bool = False, precision: str | None = None):
+        self.device = device
+        self.precision = precision or ("bf16" if bf16 else "fp32")
+        self.bf16 = self.precision == "bf16"
+        self.dtype = AUTOCAST_DTYPES.get(self.precision, torch.float32)  # what features are computed in
+        self.scaler = torch.amp.GradScaler(device.type) if self.precision == "fp16" else None
 
     def autocast(self):
-        return torch.autocast(self.device.type, dtype=torch.bfloat16) if self.bf16 else contextlib.nullcontext()
+        if self.precision == "fp32":
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=self.dtype)
 
     def prepare(self, module: nn.Module, optimizer, loader):
         return module, optimizer, loader
 
     def backward(self, loss: torch.Tensor) -> None:
-        loss.backward()
+        (loss if self.scaler is None else self.scaler.scale(loss)).backward()
+
+    def unscale(self, optimizer) -> None:
+        """Gradients back to their true size before clipping (a no-op without a scaler)."""
+        if self.scaler is not None:
+            self.scaler.unscale_(optimizer)
+
+    def step(self, optimizer) -> None:
+        """The optimizer step; with a scaler, skipped when a gradient overflowed, and the scale updated."""
+        if self.scaler is None:
+            optimizer.step()
+            return
+        self.scaler.step(optimizer)
+        self.scaler.update()
 
     def clip(self, params, max_norm: float) -> None:
         torch.nn.utils.clip_grad_norm_(params, max_norm)
@@ -49,12 +72,14 @@ class LocalRuntime:
 class AccelerateRuntime(LocalRuntime):
     """Data-parallel over the processes ``accelerate launch`` started (or one, on a GPU)."""
 
-    def __init__(self, bf16: bool, cpu: bool):
+    def __init__(self, bf16: bool, cpu: bool, precision: str | None = None):
         from accelerate import Accelerator
 
-        self.accelerator = Accelerator(mixed_precision="bf16" if bf16 else "no", cpu=cpu)
-        super().__init__(self.accelerator.device, False)  # Accelerate applies the autocast itself
-        self.dtype = torch.bfloat16 if bf16 else torch.float32
+        precision = precision or ("bf16" if bf16 else "fp32")
+        # Accelerate applies the autocast and, for fp16, its own gradient scaler inside backward/step
+        self.accelerator = Accelerator(mixed_precision="no" if precision == "fp32" else precision, cpu=cpu)
+        super().__init__(self.accelerator.device, False)
+        self.dtype = AUTOCAST_DTYPES.get(precision, torch.float32)
         self.is_main = self.accelerator.is_main_process
         self.num_processes = self.accelerator.num_processes
 
@@ -67,6 +92,12 @@ class AccelerateRuntime(LocalRuntime):
     def backward(self, loss):
         self.accelerator.backward(loss)
 
+    def unscale(self, optimizer):
+        pass  # Accelerate's clip_grad_norm_ unscales
+
+    def step(self, optimizer):
+        optimizer.step()
+
     def clip(self, params, max_norm):
         self.accelerator.clip_grad_norm_(params, max_norm)
 
@@ -78,12 +109,17 @@ class AccelerateRuntime(LocalRuntime):
 
 
 def make_runtime(device: str, precision: str = "auto", accelerate: bool | None = None) -> LocalRuntime:
-    """``precision`` auto: bf16 autocast on a GPU, fp32 on a CPU; ``accelerate`` None: Accelerate when
-    ``accelerate launch`` started several processes or the device is a GPU."""
+    """``precision`` auto: bf16 autocast on a GPU, fp32 on a CPU; fp16 (autocast + gradient scaler) only
+    on CUDA. ``accelerate`` None: Accelerate when ``accelerate launch`` started several processes or the
+    device is a GPU."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
     resolved = resolve_device(device)
-    bf16 = precision == "bf16" or (precision == "auto" and resolved.type == "cuda")
+    if precision == "fp16" and resolved.type != "cuda":
+        raise ValueError(f"precision: fp16 needs a CUDA device (this run is on {resolved.type}); its gradient "
+                         f"scaler and float16 kernels are a GPU path. Use precision bf16 or fp32 here")
+    if precision == "auto":
+        precision = "bf16" if resolved.type == "cuda" else "fp32"
     use_accelerate = accelerate if accelerate is not None else (world > 1 or resolved.type == "cuda")
     if use_accelerate:
-        return AccelerateRuntime(bf16, cpu=resolved.type == "cpu")
-    return LocalRuntime(resolved, bf16)
+        return AccelerateRuntime(precision == "bf16", cpu=resolved.type == "cpu", precision=precision)
+    return LocalRuntime(resolved, precision=precision)
