@@ -34,12 +34,18 @@ class VPTConfig(PromptConfig):
     batched: bool = True  # VPT-TS: all tasks' passes as one batch of B x T
     pool_prompts: bool = True  # whether the attention-pool head sees the prompt tokens
     dropout: float = 0.0
+    # VPT's uniform Xavier; "normal": a standard normal, as the thesis's prompts. Not "init": a flat
+    # option reaches the visual part first, and "init" already names the text context's start.
+    prompt_init: str = "xavier"
+    train_logit_scale: bool = False  # learn t in exp(t) * cos, starting from the tower's own
 
     def validate(self, where: str = "config") -> None:
         if self.tokens < 1:
             raise ValueError(f"{where}: field 'tokens' must be >= 1, got {self.tokens}")
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"{where}: field 'dropout' must be in [0, 1), got {self.dropout}")
+        if self.prompt_init not in ("xavier", "normal"):
+            raise ValueError(f"{where}: field 'prompt_init' must be 'xavier' or 'normal', got {self.prompt_init!r}")
 
 
 def _xavier_prompts(sets: int, layers: int, tokens: int, width: int, patch_dim: int) -> torch.Tensor:
@@ -61,9 +67,17 @@ class VPTPrompt(VisualPrompt):
         patch = backbone.patch_size
         patch_dim = 3 * patch[0] * patch[1]
         # [sets, layers, P, W]
-        self.prompts = nn.Parameter(
-            _xavier_prompts(sets, layers, cfg.tokens, backbone.width, patch_dim).to(backbone.device))
+        if cfg.prompt_init == "normal":
+            prompts = torch.randn(sets, layers, cfg.tokens, backbone.width)
+        else:
+            prompts = _xavier_prompts(sets, layers, cfg.tokens, backbone.width, patch_dim)
+        self.prompts = nn.Parameter(prompts.to(backbone.device))
         self.drop = nn.Dropout(cfg.dropout)
+        if cfg.train_logit_scale:
+            self.log_scale = nn.Parameter(backbone.log_logit_scale.detach().clone())
+
+    def logit_log_scale(self) -> torch.Tensor | None:
+        return self.log_scale if self.cfg.train_logit_scale else None
 
     def prompt_set(self, index: int) -> torch.Tensor:
         p = self.drop(self.prompts[index])
