@@ -66,9 +66,10 @@ def expected_added(model) -> int:
         n += per_set * (len(tasks) if visual.task_specific else 1) + int(visual.train_logit_scale)
     elif model.visual.kind == "v2pt":
         p, h, z = visual.tokens, visual.hidden, visual.latent
-        n += p * w * (bb.depth if visual.deep else 1)  # learned prompts
+        g = visual.instance_tokens if visual.combine == "split" else p  # generated tokens
+        n += (p - g if visual.combine == "split" else p) * w * (bb.depth if visual.deep else 1)  # learned
         n += 2 * w + (w * h + h) + (h * 2 * z + 2 * z)  # encoder: LayerNorm, Linear, Linear -> (mu, logvar)
-        n += (z * h + h) + (h * p * w + p * w)  # decoder
+        n += (z * h + h) + (h * g * w + g * w)  # decoder
     return n
 
 
@@ -231,6 +232,7 @@ VARIANTS = [(m, None) for m in METHODS] + [
     ("vpt", {"prompt_init": "normal", "train_logit_scale": True}),
     ("vpt-ts", {"deep": True, "tokens": 5}),
     ("v2pt", {"deep": False, "latent": 4, "hidden": 8}),
+    ("v2pt", {"combine": "split", "tokens": 6, "instance_tokens": 2, "hidden": 8}),
     ("softcpt+vpt", {"deep": True, "context_tokens": 8}),
 ]
 

@@ -8,6 +8,7 @@ import torch.nn.functional as F
 from faceprompt.backbones import load_backbone
 from faceprompt.prompts import added_parameters, build_model, method_configs
 from faceprompt.tasks import get_tasks
+from test_prompts import images
 
 BACKBONES = ["tiny-vit", "tiny-pe"]
 # The thesis's SoftCPT: one n_ctx for the task context and the generated context (15, 20 or 25).
@@ -19,10 +20,6 @@ THESIS_SOFTCPT = {"context_tokens": 15, "task_context_tokens": 15, "task_context
 @pytest.fixture(params=BACKBONES)
 def backbone(request, tiny_backbones):
     return tiny_backbones[request.param]
-
-
-def images(backbone, n: int = 2) -> torch.Tensor:
-    return torch.randn(n, 3, backbone.image_size, backbone.image_size)
 
 
 # --- SoftCPT-CATS as the thesis builds it --------------------------------------------------------

@@ -110,18 +110,28 @@ class VPTPrompt(VisualPrompt):
 
 @dataclass(frozen=True)
 class V2PTConfig(PromptConfig):
-    tokens: int = 10
+    tokens: int = 10  # P: prompt tokens per layer, learned and generated together
     deep: bool = True  # the paper adds the per-image prompts at each layer
     latent: int = 16  # VAE latent size
     hidden: int = 128  # encoder / decoder hidden width
     kl_weight: float = 1e-3  # beta in  CE + beta * KL(q || N(0, I))
     pool_prompts: bool = True
+    # "add": one generated [P, W] offset added to the P learned prompts of every layer;
+    # "split": the paper's form, P - P_ins learned domain prompts followed by P_ins generated instance
+    # prompts, so the token count stays P.
+    combine: str = "add"
+    instance_tokens: int = 5  # P_ins ("split" only)
 
     def validate(self, where: str = "config") -> None:
         if self.tokens < 1 or self.latent < 1 or self.hidden < 1:
             raise ValueError(f"{where}: fields 'tokens', 'latent' and 'hidden' must be >= 1")
         if self.kl_weight < 0:
             raise ValueError(f"{where}: field 'kl_weight' must be >= 0, got {self.kl_weight}")
+        if self.combine not in ("add", "split"):
+            raise ValueError(f"{where}: field 'combine' must be 'add' or 'split', got {self.combine!r}")
+        if self.combine == "split" and not 1 <= self.instance_tokens < self.tokens:
+            raise ValueError(f"{where}: field 'instance_tokens' must be in [1, tokens - 1] = "
+                             f"[1, {self.tokens - 1}], got {self.instance_tokens}")
 
 
 @register_visual_prompt("v2pt")
@@ -129,8 +139,10 @@ class V2PTPrompt(VisualPrompt):
     """Learned prompts + VAE prompts generated from the image's frozen patch embeddings.
 
     encoder: mean patch embedding -> MLP -> (mu, log sigma^2); z = mu + sigma * eps while training,
-    z = mu at evaluation (deterministic); decoder: z -> MLP -> [P, W] added to the learned prompts
-    at every layer. The KL term, already weighted by ``kl_weight``, is returned as ``aux['kl']``.
+    z = mu at evaluation (deterministic); decoder: z -> MLP -> generated prompts, either added to the
+    P learned prompts at every layer (``combine="add"``) or placed after P - P_ins learned domain
+    prompts at every layer (``combine="split"``, the paper's: still P tokens). The KL term, already
+    weighted by ``kl_weight``, is returned as ``aux['kl']``.
     """
 
     config_class = V2PTConfig
@@ -140,12 +152,15 @@ class V2PTPrompt(VisualPrompt):
         width = backbone.width
         layers = backbone.depth if cfg.deep else 1
         patch = backbone.patch_size
+        split = cfg.combine == "split"
+        self.generated_tokens = cfg.instance_tokens if split else cfg.tokens
+        learned = cfg.tokens - cfg.instance_tokens if split else cfg.tokens
         self.prompts = nn.Parameter(
-            _xavier_prompts(1, layers, cfg.tokens, width, 3 * patch[0] * patch[1])[0].to(backbone.device))
+            _xavier_prompts(1, layers, learned, width, 3 * patch[0] * patch[1])[0].to(backbone.device))
         self.encoder = nn.Sequential(nn.LayerNorm(width), nn.Linear(width, cfg.hidden), nn.GELU(),
                                      nn.Linear(cfg.hidden, 2 * cfg.latent))
         self.decoder = nn.Sequential(nn.Linear(cfg.latent, cfg.hidden), nn.GELU(),
-                                     nn.Linear(cfg.hidden, cfg.tokens * width))
+                                     nn.Linear(cfg.hidden, self.generated_tokens * width))
         # Start with near-zero generated prompts: training begins from plain VPT.
         nn.init.zeros_(self.decoder[-1].weight)
         nn.init.zeros_(self.decoder[-1].bias)
@@ -159,8 +174,13 @@ class V2PTPrompt(VisualPrompt):
 
     def image_prompts(self, z: torch.Tensor) -> torch.Tensor:
         """Learned + generated prompts per image from latents ``z``: [B, (layers,) P, W]."""
-        generated = self.decoder(z).view(z.shape[0], 1, self.cfg.tokens, self.backbone.width)
-        prompts = self.prompts.unsqueeze(0) + generated  # [B, layers, P, W]
+        batch, learned = z.shape[0], self.prompts.unsqueeze(0)  # [1, layers, learned, W]
+        generated = self.decoder(z).view(batch, 1, self.generated_tokens, self.backbone.width)
+        if self.cfg.combine == "add":
+            prompts = learned + generated  # [B, layers, P, W]
+        else:  # domain prompts, then the instance prompts (the same generated set at every layer)
+            layers = learned.shape[1]
+            prompts = torch.cat([learned.expand(batch, -1, -1, -1), generated.expand(-1, layers, -1, -1)], dim=2)
         return prompts if self.cfg.deep else prompts[:, 0]
 
     def prompts_for(self, images: torch.Tensor, task: str) -> tuple[torch.Tensor, bool]:
