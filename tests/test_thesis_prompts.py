@@ -226,3 +226,15 @@ def test_phrase_context_never_holds_the_end_of_sequence_token(siglip_like, metho
         context = model.text.generator.bias.detach().view(6, -1)
         torch.testing.assert_close(context[2:], bb.token_embeddings(word_ids))  # ending next to the class
     assert not any(torch.allclose(row, eos) for row in context)
+
+
+@pytest.mark.parametrize("method", ["softcpt+vpt", "zero-shot", "coop"])
+def test_param_groups_split_what_trains_into_text_and_visual(tiny_backbones, method):
+    model = build_model(method, tiny_backbones["tiny-pe"], config={"train_logit_scale": True}
+                        if method == "softcpt+vpt" else None)
+    groups = model.param_groups()
+    ids = lambda params: {id(p) for p in params}  # noqa: E731
+    assert ids(groups["text"]) == ids(model.text.parameters())
+    assert ids(groups["visual"]) == ids(model.visual.parameters())
+    assert ids(groups["text"]) | ids(groups["visual"]) == ids(model.trainable_parameters())
+    assert sum(p.numel() for g in groups.values() for p in g) == added_parameters(model)

@@ -202,6 +202,12 @@ class PromptModel(nn.Module):
     def trainable_parameters(self) -> list[nn.Parameter]:
         return [p for p in self.parameters() if p.requires_grad]
 
+    def param_groups(self) -> dict[str, list[nn.Parameter]]:
+        """Trainable parameters by part, "text" and "visual": what a per-part learning rate or a staged
+        schedule (text first, then both, as the thesis trained SoftCPT + VPT) needs."""
+        return {"text": [p for p in self.text.parameters() if p.requires_grad],
+                "visual": [p for p in self.visual.parameters() if p.requires_grad]}
+
     def named_trainable_parameters(self) -> dict[str, nn.Parameter]:
         return {n: p for n, p in self.named_parameters() if p.requires_grad}
 
