@@ -238,3 +238,27 @@ def test_param_groups_split_what_trains_into_text_and_visual(tiny_backbones, met
     assert ids(groups["visual"]) == ids(model.visual.parameters())
     assert ids(groups["text"]) | ids(groups["visual"]) == ids(model.trainable_parameters())
     assert sum(p.numel() for g in groups.values() for p in g) == added_parameters(model)
+
+
+@pytest.mark.parametrize("method, config", [
+    ("softcpt+vpt", {**THESIS_SOFTCPT, "context_tokens": 4, "task_context_tokens": 4, "prompt_init": "normal",
+                     "train_logit_scale": True}),
+    ("coop+v2pt", {"class_specific": True, "wording": "thesis", "combine": "split", "tokens": 4,
+                   "instance_tokens": 2}),
+], ids=["thesis-softcpt+vpt", "csc-coop+split-v2pt"])
+def test_thesis_variants_save_and_load_to_the_same_logits(tiny_backbones, method, config, tmp_path):
+    from faceprompt.checkpoint import load_prompts, save_prompts
+
+    bb = tiny_backbones["tiny-vit"]
+    model = build_model(method, bb, config=config)
+    with torch.no_grad():
+        for p in model.trainable_parameters():
+            p.add_(torch.randn_like(p) * 0.05)
+    model.eval()
+    x = images(bb, 2)
+    expected = model(x).logits
+    save_prompts(model, tmp_path)
+    loaded = load_prompts(tmp_path, backbone=bb)
+    assert loaded.method_config() == model.method_config()
+    for task, logits in loaded(x).logits.items():
+        assert torch.equal(logits, expected[task])
