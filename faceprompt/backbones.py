@@ -439,6 +439,11 @@ class Backbone(nn.Module):
         return self.model.logit_scale.exp()
 
     @property
+    def log_logit_scale(self) -> torch.Tensor:
+        """The tower's own t in exp(t) * cos (the stored parameter, before exp)."""
+        return self.model.logit_scale
+
+    @property
     def logit_bias(self) -> torch.Tensor | None:
         return self.model.logit_bias
 
@@ -481,6 +486,23 @@ class Backbone(nn.Module):
         ids = torch.as_tensor(ids, dtype=torch.long, device=self.device)
         with torch.no_grad():
             return self.text_tower.token_embedding.weight[ids].clone()
+
+    def special_token_ids(self) -> set[int]:
+        """Ids of the tokenizer's structural tokens (start, end, padding, ...), never words.
+
+        open_clip's SimpleTokenizer lists its start/end ids; HF tokenizers (SigLIP2's Gemma, wrapped
+        by open_clip's HFTokenizer) list theirs, end-of-sequence included, on the wrapped tokenizer.
+        """
+        tokenizer = self.tokenizer
+        ids = set()
+        for source in (tokenizer, getattr(tokenizer, "tokenizer", None)):
+            ids.update(int(i) for i in (getattr(source, "all_special_ids", None) or ()))
+            for name in ("sot_token_id", "eot_token_id", "eos_token_id", "bos_token_id", "pad_token_id"):
+                if isinstance(getattr(source, name, None), int):
+                    ids.add(getattr(source, name))
+        if getattr(tokenizer, "pad_id", None) is not None:
+            ids.add(int(tokenizer.pad_id))
+        return ids
 
     @property
     def context_start(self) -> int:
@@ -656,14 +678,29 @@ class Backbone(nn.Module):
         features = self.pool_tokens(tokens, prompts.shape[-2], pool_prompts)
         return F.normalize(features, dim=-1) if normalize else features
 
-    def logits(self, image_features: torch.Tensor, text_features: torch.Tensor) -> torch.Tensor:
-        """exp(t) * cos(image, text) (+ b on sigmoid-trained towers): [B, C]."""
-        img = F.normalize(image_features, dim=-1)
-        txt = F.normalize(text_features, dim=-1)
-        out = self.logit_scale * img @ txt.transpose(-1, -2)
-        if self.logit_bias is not None:
-            out = out + self.logit_bias
+    def logits(self, image_features: torch.Tensor, text_features: torch.Tensor,
+               log_scale: torch.Tensor | None = None) -> torch.Tensor:
+        """exp(t) * cos(image, text) (+ b on sigmoid-trained towers): [B, C], always in fp32.
+
+        ``log_scale``: a learned t in place of the tower's own. Under bf16/fp16 autocast the
+        features arrive in half precision; the cosine, the scale (~100) and the bias are computed
+        in fp32, as half precision keeps ~3 digits and the scale multiplies the rounding error.
+        """
+        with _full_precision(image_features.device):
+            img = F.normalize(image_features.float(), dim=-1)
+            txt = F.normalize(text_features.float(), dim=-1)
+            scale = self.logit_scale if log_scale is None else log_scale.exp()
+            out = scale.float() * img @ txt.transpose(-1, -2)
+            if self.logit_bias is not None:
+                out = out + self.logit_bias.float()
         return out
+
+
+def _full_precision(device: torch.device):
+    """A context where autocast is off on ``device`` (a no-op on devices autocast does not know)."""
+    if device.type in ("cpu", "cuda", "xpu", "mps"):
+        return torch.autocast(device_type=device.type, enabled=False)
+    return contextlib.nullcontext()
 
 
 def resolve_device(name: str | torch.device, field: str = "device") -> torch.device:

@@ -71,6 +71,64 @@ TASKS: dict[str, Task] = {t.name: t for t in (GENDER, AGE, EMOTION)}
 DEFAULT_TASKS: tuple[str, ...] = tuple(TASKS)
 
 
+# --- the thesis's own prompt text (AngeloMolinario/Codice-Tesi) -------------------------------------
+# Its configs (config/softpe_*.json) name the classes raw, emotions as adjectives, and the tasks by
+# these phrases; its prompts end in "." (wrappers/promptopt/prompt_learner.py).
+THESIS_CLASS_WORDS: dict[str, dict[str, str]] = {
+    "age": {b: b for b in AGE_BINS},
+    "gender": {g: g for g in GENDERS},
+    "emotion": {"surprise": "surprise", "fear": "fear", "disgust": "disgust", "happiness": "happy",
+                "sadness": "sad", "anger": "angry", "neutral": "neutral"},
+}
+THESIS_DESCRIPTIONS: dict[str, str] = {
+    "age": "age estimation from face picture.",
+    "gender": "gender recognition from facial features.",
+    "emotion": "emotion classification from facial expression.",
+}
+WORDINGS: tuple[str, ...] = ("faceprompt", "thesis")
+
+# Named sets of one hand-written sentence per class (no template, no ensembling).
+# "thesis": the zero-shot baseline's sentences, verbatim (baseline.py, TEXT_PROMPTS).
+CLASS_SENTENCES: dict[str, dict[str, dict[str, str]]] = {
+    "thesis": {
+        "age": {
+            **{b: f"a photo of a person between {b.split('-')[0]} and {b.split('-')[1]} years old"
+               for b in AGE_BINS[:-1]},
+            "70+": "a photo of a person 70 years old or older",
+        },
+        "gender": {"male": "a photo of a male person", "female": "a photo of a female person"},
+        "emotion": {
+            "surprise": "a photo of a surprised person", "fear": "a photo of a fearful person",
+            "disgust": "a photo of a disgusted person", "happiness": "a photo of a happy person",
+            "sadness": "a photo of a sad person", "anger": "a photo of an angry person",
+            "neutral": "a photo of a neutral person",
+        },
+    },
+}
+
+
+def worded(task: Task, wording: str = "faceprompt") -> Task:
+    """``task`` with the class words and description of a wording: faceprompt's own, or the thesis's."""
+    if wording == "faceprompt":
+        return task
+    if wording != "thesis":
+        raise ValueError(f"unknown wording {wording!r}; known: {list(WORDINGS)}")
+    if task.name not in THESIS_CLASS_WORDS:
+        raise ValueError(f"the thesis has no wording for task {task.name!r}")
+    return replace(task, wording=THESIS_CLASS_WORDS[task.name], description=THESIS_DESCRIPTIONS[task.name])
+
+
+def class_sentences(name: str, task: Task) -> list[str]:
+    """The sentence set ``name``'s sentence for each of ``task``'s classes, in class order."""
+    if name not in CLASS_SENTENCES:
+        raise ValueError(f"unknown sentence set {name!r}; known: {sorted(CLASS_SENTENCES)}")
+    sentences = CLASS_SENTENCES[name].get(task.name, {})
+    missing = [c for c in task.classes if c not in sentences]
+    if missing:
+        raise ValueError(f"sentence set {name!r} has no sentence for {task.name} classes {missing}")
+    return [sentences[c] for c in task.classes]
+
+
 def get_tasks(names: tuple[str, ...] | list[str] | None = None) -> tuple[Task, ...]:
     """Tasks by name, in the order given (all three by default)."""
     names = tuple(names or DEFAULT_TASKS)

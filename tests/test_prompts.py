@@ -55,19 +55,21 @@ def expected_added(model) -> int:
         n += sum(t.num_classes for t in tasks) * m * wt if text.class_specific else len(tasks) * m * wt
     elif model.text.kind == "softcpt":
         m, l_ = text.context_tokens, text.task_context_tokens
-        n += l_ * wt
+        n += l_ * wt * (len(tasks) if text.task_context == "per_task" else 1)
+        bias = m * wt if text.generator_bias else 0
         if text.generator == "linear":
-            n += e * m * wt + m * wt
+            n += e * m * wt + bias
         else:
-            n += e * text.hidden + text.hidden + text.hidden * m * wt + m * wt
+            n += e * text.hidden + text.hidden + text.hidden * m * wt + bias
     if model.visual.kind == "vpt":
         per_set = visual.tokens * w * (bb.depth if visual.deep else 1)
-        n += per_set * (len(tasks) if visual.task_specific else 1)
+        n += per_set * (len(tasks) if visual.task_specific else 1) + int(visual.train_logit_scale)
     elif model.visual.kind == "v2pt":
         p, h, z = visual.tokens, visual.hidden, visual.latent
-        n += p * w * (bb.depth if visual.deep else 1)  # learned prompts
+        g = visual.instance_tokens if visual.combine == "split" else p  # generated tokens
+        n += (p - g if visual.combine == "split" else p) * w * (bb.depth if visual.deep else 1)  # learned
         n += 2 * w + (w * h + h) + (h * 2 * z + 2 * z)  # encoder: LayerNorm, Linear, Linear -> (mu, logvar)
-        n += (z * h + h) + (h * p * w + p * w)  # decoder
+        n += (z * h + h) + (h * g * w + g * w)  # decoder
     return n
 
 
@@ -224,9 +226,13 @@ VARIANTS = [(m, None) for m in METHODS] + [
     ("coop", {"init": "a photo of a", "context_tokens": 6}),
     ("softcpt", {"init": "a photo of a", "context_tokens": 6}),
     ("softcpt", {"generator": "mlp", "hidden": 32, "task_context_tokens": 0}),
+    ("softcpt", {"task_context": "per_task", "generator_bias": False, "task_context_tokens": 3}),
+    ("softcpt", {"generator": "mlp", "hidden": 16, "generator_bias": False, "task_context": "per_task"}),
     ("vpt", {"deep": True, "tokens": 3}),
+    ("vpt", {"prompt_init": "normal", "train_logit_scale": True}),
     ("vpt-ts", {"deep": True, "tokens": 5}),
     ("v2pt", {"deep": False, "latent": 4, "hidden": 8}),
+    ("v2pt", {"combine": "split", "tokens": 6, "instance_tokens": 2, "hidden": 8}),
     ("softcpt+vpt", {"deep": True, "context_tokens": 8}),
 ]
 

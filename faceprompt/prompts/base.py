@@ -74,6 +74,10 @@ class VisualPrompt(nn.Module):
         self.task_index(task)
         return None, False
 
+    def logit_log_scale(self) -> torch.Tensor | None:
+        """A learned t for exp(t) * cos in place of the tower's own; None: the tower's."""
+        return None
+
     def task_index(self, task: str) -> int:
         names = [t.name for t in self.tasks]
         if task not in names:
@@ -177,10 +181,12 @@ class PromptModel(nn.Module):
 
     def logits_from_features(self, image_features: torch.Tensor | dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         text = self.class_features()
+        log_scale = self.visual.logit_log_scale()
         out = {}
         for task in self.task_names:
             img = image_features[task] if isinstance(image_features, dict) else image_features
-            out[task] = self.backbone.logits(img, text[task].to(img.dtype))
+            # No cast to the image features' dtype: the logits are computed in fp32 (Backbone.logits).
+            out[task] = self.backbone.logits(img, text[task], log_scale)
         return out
 
     def forward(self, images: torch.Tensor) -> Output:
@@ -195,6 +201,12 @@ class PromptModel(nn.Module):
 
     def trainable_parameters(self) -> list[nn.Parameter]:
         return [p for p in self.parameters() if p.requires_grad]
+
+    def param_groups(self) -> dict[str, list[nn.Parameter]]:
+        """Trainable parameters by part, "text" and "visual": what a per-part learning rate or a staged
+        schedule (text first, then both, as the thesis trained SoftCPT + VPT) needs."""
+        return {"text": [p for p in self.text.parameters() if p.requires_grad],
+                "visual": [p for p in self.visual.parameters() if p.requires_grad]}
 
     def named_trainable_parameters(self) -> dict[str, nn.Parameter]:
         return {n: p for n, p in self.named_parameters() if p.requires_grad}

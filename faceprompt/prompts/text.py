@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from faceprompt.prompts.base import PromptConfig, TextPrompt, register_text_prompt
+from faceprompt.tasks import CLASS_SENTENCES, WORDINGS, class_sentences, worded
 
 
 @dataclass(frozen=True)
@@ -20,10 +21,17 @@ class TemplatesConfig(PromptConfig):
 
     templates: tuple[str, ...] | None = None  # None: each task's own templates
     ensemble: bool = True  # False: only the first template
+    sentences: str | None = None  # a named set of one sentence per class instead ("thesis")
 
     def validate(self, where: str = "config") -> None:
         if self.templates is not None and (not self.templates or any("{}" not in t for t in self.templates)):
             raise ValueError(f"{where}: field 'templates': every template needs a '{{}}' placeholder")
+        if self.sentences is not None:
+            if self.sentences not in CLASS_SENTENCES:
+                raise ValueError(f"{where}: field 'sentences' must be one of {sorted(CLASS_SENTENCES)}, "
+                                 f"got {self.sentences!r}")
+            if self.templates is not None:
+                raise ValueError(f"{where}: fields 'sentences' and 'templates' exclude each other")
 
 
 @register_text_prompt("templates")
@@ -37,6 +45,10 @@ class TemplatePrompt(TextPrompt):
         return templates if self.cfg.ensemble else templates[:1]
 
     def class_features(self) -> dict[str, torch.Tensor]:
+        if self.cfg.sentences is not None:
+            return {task.name: self.backbone.encode_text(
+                self.backbone.tokenize(class_sentences(self.cfg.sentences, task)), normalize=True)
+                for task in self.tasks}
         out = {}
         for task in self.tasks:
             per_template = []
@@ -55,10 +67,17 @@ class CoOpConfig(PromptConfig):
     init: str = "random"  # "random" (N(0, 0.02)) or a phrase such as "a photo of a"
     class_specific: bool = False  # one context per class instead of one per task
     suffix: str = "."  # what follows the class words
+    wording: str = "faceprompt"  # class words: faceprompt's, or "thesis" (its raw class names)
 
     def validate(self, where: str = "config") -> None:
         if self.context_tokens < 1:
             raise ValueError(f"{where}: field 'context_tokens' must be >= 1, got {self.context_tokens}")
+        _check_wording(self.wording, where)
+
+
+def _check_wording(wording: str, where: str) -> None:
+    if wording not in WORDINGS:
+        raise ValueError(f"{where}: field 'wording' must be one of {list(WORDINGS)}, got {wording!r}")
 
 
 class _ContextPrompt(TextPrompt):
@@ -70,7 +89,8 @@ class _ContextPrompt(TextPrompt):
         key = f"_tokens_{task.name}"
         tokens = getattr(self, key, None)
         if tokens is None or tokens.device != self.backbone.device:
-            texts = [f"{task.words(c)}{self.cfg.suffix}" for c in task.classes]
+            words = worded(task, self.cfg.wording)
+            texts = [f"{words.words(c)}{self.cfg.suffix}" for c in task.classes]
             tokens = self.backbone.tokenize_with_context(texts, self.n_ctx)
             setattr(self, key, tokens)
         return tokens
@@ -85,10 +105,10 @@ def _phrase_embedding(backbone, phrase: str, n_ctx: int, align: str = "left") ->
     ``align="right"`` puts the padding first, so the phrase ends next to the class words."""
     # Token ids stay on the CPU: the backbone may live on "meta" (parameter counting) or a GPU.
     tokens = backbone.tokenizer([phrase], context_length=backbone.context_length)[0]
-    start = backbone.context_start
-    ids = [int(t) for t in tokens[start:] if int(t) != 0]
-    end_id = int(tokens.max()) if backbone.context_start else None
-    ids = [i for i in ids if i != end_id]
+    # Only the phrase's words: SigLIP2's tokenizer ends a text with an end-of-sequence token that a
+    # context must not carry into the middle of a prompt; PE-Core's has start and end tokens.
+    special = backbone.special_token_ids()
+    ids = [int(t) for t in tokens[backbone.context_start:] if int(t) != 0 and int(t) not in special]
     ids = ids[-n_ctx:] if align == "right" else ids[:n_ctx]
     emb = backbone.token_embeddings(ids)
     if emb.shape[0] < n_ctx:
@@ -122,20 +142,38 @@ class CoOpPrompt(_ContextPrompt):
 
 @dataclass(frozen=True)
 class SoftCPTConfig(PromptConfig):
-    """SoftCPT-CATS: a shared meta-network turns each task description into that task's context."""
+    """SoftCPT-CATS: a shared meta-network turns each task description into that task's context.
+
+    The defaults are faceprompt's form; the thesis's form (Codice-Tesi, wrappers/promptopt/
+    prompt_learner.py) is ``task_context="per_task", generator_bias=False, generator_init="normal",
+    normalize_task_features=False, wording="thesis"`` with ``context_tokens == task_context_tokens``
+    (its one n_ctx, 15/20/25).
+    """
 
     context_tokens: int = 16  # M: context vectors generated per task, shared by its classes
     task_context_tokens: int = 16  # L: learnable tokens before the task description
+    task_context: str = "shared"  # "shared": one [L, W] set for all tasks; "per_task": [T, L, W]
     generator: str = "linear"  # "linear" (official code, thesis) or "mlp"
     hidden: int = 512  # MLP hidden width
+    generator_bias: bool = True  # False: the last layer has no bias (the thesis's bias-free map)
+    generator_init: str = "scaled"  # last layer N(0, 0.02/sqrt(E)); "normal": N(0, 0.02), the thesis's
+    normalize_task_features: bool = True  # False: the generator reads the raw (unnormalised) features
+    wording: str = "faceprompt"  # class words and task descriptions: faceprompt's or "thesis"
     init: str = "random"  # "random", or a phrase such as "a photo of a" that every task's context starts from
     suffix: str = "."
 
     def validate(self, where: str = "config") -> None:
         if self.context_tokens < 1 or self.task_context_tokens < 0:
             raise ValueError(f"{where}: fields 'context_tokens' >= 1 and 'task_context_tokens' >= 0 required")
-        if self.generator not in ("linear", "mlp"):
-            raise ValueError(f"{where}: field 'generator' must be 'linear' or 'mlp', got {self.generator!r}")
+        choices = {"generator": ("linear", "mlp"), "task_context": ("shared", "per_task"),
+                   "generator_init": ("scaled", "normal")}
+        for name, allowed in choices.items():
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"{where}: field {name!r} must be one of {list(allowed)}, got {getattr(self, name)!r}")
+        if self.init != "random" and not self.generator_bias:
+            raise ValueError(f"{where}: field 'init': a phrase start lives in the generator's bias; "
+                             f"it needs generator_bias: true")
+        _check_wording(self.wording, where)
 
 
 @register_text_prompt("softcpt")
@@ -143,7 +181,7 @@ class SoftCPTPrompt(_ContextPrompt):
     """Meta-network = frozen text encoder over [task-context tokens; task description] + learnable generator.
 
     Class-agnostic, task-specific (CATS): one generated context per task, shared by all its
-    classes. Only the task-context tokens (shared by all tasks) and the generator train.
+    classes. Only the task-context tokens (one set, or one per task) and the generator train.
     """
 
     config_class = SoftCPTConfig
@@ -152,32 +190,44 @@ class SoftCPTPrompt(_ContextPrompt):
         super().__init__(cfg, backbone, tasks)
         self.n_ctx = cfg.context_tokens
         width, embed = backbone.text_width, backbone.embed_dim
-        self.task_context = nn.Parameter(torch.randn(cfg.task_context_tokens, width, device=backbone.device) * 0.02)
+        shape = (len(tasks),) if cfg.task_context == "per_task" else ()
+        self.task_context = nn.Parameter(
+            torch.randn(*shape, cfg.task_context_tokens, width, device=backbone.device) * 0.02)
         out = cfg.context_tokens * width
         if cfg.generator == "linear":
-            self.generator = nn.Linear(embed, out)
+            self.generator = nn.Linear(embed, out, bias=cfg.generator_bias)
         else:
-            self.generator = nn.Sequential(nn.Linear(embed, cfg.hidden), nn.GELU(), nn.Linear(cfg.hidden, out))
-        # Small initial contexts: the class words dominate at the start, as in zero-shot. With a phrase,
-        # the bias holds its word embeddings, so training starts from that hand-written prompt.
-        last = self.generator if cfg.generator == "linear" else self.generator[-1]
-        nn.init.normal_(last.weight, std=0.02 / embed ** 0.5)
-        if cfg.init == "random":
+            self.generator = nn.Sequential(nn.Linear(embed, cfg.hidden), nn.GELU(),
+                                           nn.Linear(cfg.hidden, out, bias=cfg.generator_bias))
+        self._init_generator(embed)
+        self.generator.to(backbone.device)
+
+    def _init_generator(self, embed: int) -> None:
+        last = self.generator if self.cfg.generator == "linear" else self.generator[-1]
+        if self.cfg.generator_init == "normal":
+            nn.init.normal_(last.weight, std=0.02)  # the thesis's PromptGen: N(0, 0.02), no bias
+        else:
+            # Small initial contexts: the class words dominate at the start, as in zero-shot.
+            nn.init.normal_(last.weight, std=0.02 / embed ** 0.5)
+        if last.bias is None:
+            return
+        if self.cfg.init == "random":
             nn.init.normal_(last.bias, std=0.02)
         else:
+            # With a phrase, the bias holds its word embeddings: training starts from that prompt.
             with torch.no_grad():
-                last.bias.copy_(_phrase_embedding(backbone, cfg.init, self.n_ctx, align="right").flatten())
-        self.generator.to(backbone.device)
+                last.bias.copy_(_phrase_embedding(self.backbone, self.cfg.init, self.n_ctx, align="right").flatten())
 
     def task_features(self) -> torch.Tensor:
         """Meta-network input: frozen-encoder features of '[task context] description' per task [T, E]."""
         tokens = getattr(self, "_description_tokens", None)
         if tokens is None or tokens.device != self.backbone.device:
             tokens = self.backbone.tokenize_with_context(
-                [t.description for t in self.tasks], self.cfg.task_context_tokens)
+                [worded(t, self.cfg.wording).description for t in self.tasks], self.cfg.task_context_tokens)
             self._description_tokens = tokens
         context = self.task_context if self.cfg.task_context_tokens else None
-        return F.normalize(self.backbone.encode_text(tokens, context), dim=-1)
+        features = self.backbone.encode_text(tokens, context)
+        return F.normalize(features, dim=-1) if self.cfg.normalize_task_features else features
 
     def contexts(self) -> torch.Tensor:
         """Generated context vectors per task [T, M, W]."""

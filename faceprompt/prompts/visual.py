@@ -34,12 +34,18 @@ class VPTConfig(PromptConfig):
     batched: bool = True  # VPT-TS: all tasks' passes as one batch of B x T
     pool_prompts: bool = True  # whether the attention-pool head sees the prompt tokens
     dropout: float = 0.0
+    # VPT's uniform Xavier; "normal": a standard normal, as the thesis's prompts. Not "init": a flat
+    # option reaches the visual part first, and "init" already names the text context's start.
+    prompt_init: str = "xavier"
+    train_logit_scale: bool = False  # learn t in exp(t) * cos, starting from the tower's own
 
     def validate(self, where: str = "config") -> None:
         if self.tokens < 1:
             raise ValueError(f"{where}: field 'tokens' must be >= 1, got {self.tokens}")
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"{where}: field 'dropout' must be in [0, 1), got {self.dropout}")
+        if self.prompt_init not in ("xavier", "normal"):
+            raise ValueError(f"{where}: field 'prompt_init' must be 'xavier' or 'normal', got {self.prompt_init!r}")
 
 
 def _xavier_prompts(sets: int, layers: int, tokens: int, width: int, patch_dim: int) -> torch.Tensor:
@@ -61,9 +67,17 @@ class VPTPrompt(VisualPrompt):
         patch = backbone.patch_size
         patch_dim = 3 * patch[0] * patch[1]
         # [sets, layers, P, W]
-        self.prompts = nn.Parameter(
-            _xavier_prompts(sets, layers, cfg.tokens, backbone.width, patch_dim).to(backbone.device))
+        if cfg.prompt_init == "normal":
+            prompts = torch.randn(sets, layers, cfg.tokens, backbone.width)
+        else:
+            prompts = _xavier_prompts(sets, layers, cfg.tokens, backbone.width, patch_dim)
+        self.prompts = nn.Parameter(prompts.to(backbone.device))
         self.drop = nn.Dropout(cfg.dropout)
+        if cfg.train_logit_scale:
+            self.log_scale = nn.Parameter(backbone.log_logit_scale.detach().clone())
+
+    def logit_log_scale(self) -> torch.Tensor | None:
+        return self.log_scale if self.cfg.train_logit_scale else None
 
     def prompt_set(self, index: int) -> torch.Tensor:
         p = self.drop(self.prompts[index])
@@ -96,18 +110,28 @@ class VPTPrompt(VisualPrompt):
 
 @dataclass(frozen=True)
 class V2PTConfig(PromptConfig):
-    tokens: int = 10
+    tokens: int = 10  # P: prompt tokens per layer, learned and generated together
     deep: bool = True  # the paper adds the per-image prompts at each layer
     latent: int = 16  # VAE latent size
     hidden: int = 128  # encoder / decoder hidden width
     kl_weight: float = 1e-3  # beta in  CE + beta * KL(q || N(0, I))
     pool_prompts: bool = True
+    # "add": one generated [P, W] offset added to the P learned prompts of every layer;
+    # "split": the paper's form, P - P_ins learned domain prompts followed by P_ins generated instance
+    # prompts, so the token count stays P.
+    combine: str = "add"
+    instance_tokens: int = 5  # P_ins ("split" only)
 
     def validate(self, where: str = "config") -> None:
         if self.tokens < 1 or self.latent < 1 or self.hidden < 1:
             raise ValueError(f"{where}: fields 'tokens', 'latent' and 'hidden' must be >= 1")
         if self.kl_weight < 0:
             raise ValueError(f"{where}: field 'kl_weight' must be >= 0, got {self.kl_weight}")
+        if self.combine not in ("add", "split"):
+            raise ValueError(f"{where}: field 'combine' must be 'add' or 'split', got {self.combine!r}")
+        if self.combine == "split" and not 1 <= self.instance_tokens < self.tokens:
+            raise ValueError(f"{where}: field 'instance_tokens' must be in [1, tokens - 1] = "
+                             f"[1, {self.tokens - 1}], got {self.instance_tokens}")
 
 
 @register_visual_prompt("v2pt")
@@ -115,8 +139,10 @@ class V2PTPrompt(VisualPrompt):
     """Learned prompts + VAE prompts generated from the image's frozen patch embeddings.
 
     encoder: mean patch embedding -> MLP -> (mu, log sigma^2); z = mu + sigma * eps while training,
-    z = mu at evaluation (deterministic); decoder: z -> MLP -> [P, W] added to the learned prompts
-    at every layer. The KL term, already weighted by ``kl_weight``, is returned as ``aux['kl']``.
+    z = mu at evaluation (deterministic); decoder: z -> MLP -> generated prompts, either added to the
+    P learned prompts at every layer (``combine="add"``) or placed after P - P_ins learned domain
+    prompts at every layer (``combine="split"``, the paper's: still P tokens). The KL term, already
+    weighted by ``kl_weight``, is returned as ``aux['kl']``.
     """
 
     config_class = V2PTConfig
@@ -126,12 +152,15 @@ class V2PTPrompt(VisualPrompt):
         width = backbone.width
         layers = backbone.depth if cfg.deep else 1
         patch = backbone.patch_size
+        split = cfg.combine == "split"
+        self.generated_tokens = cfg.instance_tokens if split else cfg.tokens
+        learned = cfg.tokens - cfg.instance_tokens if split else cfg.tokens
         self.prompts = nn.Parameter(
-            _xavier_prompts(1, layers, cfg.tokens, width, 3 * patch[0] * patch[1])[0].to(backbone.device))
+            _xavier_prompts(1, layers, learned, width, 3 * patch[0] * patch[1])[0].to(backbone.device))
         self.encoder = nn.Sequential(nn.LayerNorm(width), nn.Linear(width, cfg.hidden), nn.GELU(),
                                      nn.Linear(cfg.hidden, 2 * cfg.latent))
         self.decoder = nn.Sequential(nn.Linear(cfg.latent, cfg.hidden), nn.GELU(),
-                                     nn.Linear(cfg.hidden, cfg.tokens * width))
+                                     nn.Linear(cfg.hidden, self.generated_tokens * width))
         # Start with near-zero generated prompts: training begins from plain VPT.
         nn.init.zeros_(self.decoder[-1].weight)
         nn.init.zeros_(self.decoder[-1].bias)
@@ -145,8 +174,13 @@ class V2PTPrompt(VisualPrompt):
 
     def image_prompts(self, z: torch.Tensor) -> torch.Tensor:
         """Learned + generated prompts per image from latents ``z``: [B, (layers,) P, W]."""
-        generated = self.decoder(z).view(z.shape[0], 1, self.cfg.tokens, self.backbone.width)
-        prompts = self.prompts.unsqueeze(0) + generated  # [B, layers, P, W]
+        batch, learned = z.shape[0], self.prompts.unsqueeze(0)  # [1, layers, learned, W]
+        generated = self.decoder(z).view(batch, 1, self.generated_tokens, self.backbone.width)
+        if self.cfg.combine == "add":
+            prompts = learned + generated  # [B, layers, P, W]
+        else:  # domain prompts, then the instance prompts (the same generated set at every layer)
+            layers = learned.shape[1]
+            prompts = torch.cat([learned.expand(batch, -1, -1, -1), generated.expand(-1, layers, -1, -1)], dim=2)
         return prompts if self.cfg.deep else prompts[:, 0]
 
     def prompts_for(self, images: torch.Tensor, task: str) -> tuple[torch.Tensor, bool]:
