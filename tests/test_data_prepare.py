@@ -31,7 +31,7 @@ def test_utkface_end_to_end(utk, tmp_path):
     assert set(frame.split) <= {"train", "val", "test"} and (frame.split == "train").sum() > len(UTK) / 2
     assert all(Image.open(p).size == (48, 48) for p in frame.path)
     raw = pd.read_csv(out / "manifest.csv", dtype=str, keep_default_na=False)
-    assert all(not Path(p).is_absolute() and p.startswith("crops/full_m0.25_s48/") for p in raw.path)
+    assert all(not Path(p).is_absolute() and p.startswith("crops/full_aligned_m0.25_s48/") for p in raw.path)
     assert report.counts["train"]["rows"]["all"] == (frame.split == "train").sum()
     assert json.loads((out / "prepare.json").read_text())["rows"] == len(UTK)
     assert "skipped: 0" in report.summary()
@@ -44,10 +44,10 @@ def test_rerun_is_cached_and_interruption_resumes(utk, tmp_path):
     again = prepare_dataset("utkface", utk, out, size=48, workers=2, progress=False)
     assert again.crops["cached"] == len(UTK) and "new" not in again.crops
     # Simulate an interruption: some crops never written, the log cut mid-line.
-    crops = sorted((out / "crops" / "full_m0.25_s48").glob("*.jpg"))
+    crops = sorted((out / "crops" / "full_aligned_m0.25_s48").glob("*.jpg"))
     for path in crops[:4]:
         path.unlink()
-    log = out / "crops" / "full_m0.25_s48" / "_log.jsonl"
+    log = out / "crops" / "full_aligned_m0.25_s48" / "_log.jsonl"
     log.write_text(log.read_text()[:-20])
     resumed = prepare_dataset("utkface", utk, out, size=48, workers=1, progress=False)
     assert resumed.crops["new"] == 5 and resumed.crops["cached"] == len(UTK) - 5  # 4 deleted + the cut line
