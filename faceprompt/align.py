@@ -12,17 +12,17 @@ therefore passes through the aligned crop almost unchanged, and an in-the-wild f
 the chips the model learnt from.
 
 Landmarks come from facenet-pytorch's MTCNN (weights ship in the package; ``pip install --no-deps
-facenet-pytorch``). Measured on 200 random images per folder of the shared data (success = 5 points found;
-CPU, one thread, detection included)::
+facenet-pytorch``). ``benchmarks/bench_landmarks.py``: 200 seeded images per folder of the shared data,
+one CPU thread, finding the face included; success = five points found::
 
     dataset              MTCNN              dlib 5-point (face-recognition-models)
-    UTKFace chips        99.5%  40.0 ms     97.5%  22.2 ms
-    facial_expressions   98.0%  20.3 ms     92.0%   9.5 ms
-    FER+ Test (48 px)    87.0%  11.2 ms     70.5%   5.5 ms
+    UTKFace chips        100.0%  55.5 ms    97.5%  17.8 ms
+    facial_expressions   100.0%  35.4 ms    95.0%   9.8 ms
+    FER+ Test (48 px)     89.5%  16.7 ms    67.0%   4.8 ms
 
 MTCNN finds landmarks on more faces in every set, most of all on small, low-resolution faces, and its five
 points are the ones a template needs (eye centres, nose tip, mouth corners), where dlib's 5-point model
-gives eye corners and the nose base only. It costs about twice dlib's time, a few tens of ms per face.
+gives eye corners and the nose base only. It costs two to four times dlib's time, tens of ms per face.
 MediaPipe was not measured (not installed here). A face where landmarks fail falls back to the box crop,
 and the result says so.
 """
