@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import random
 import time
 from pathlib import Path
@@ -27,6 +26,7 @@ from PIL import Image
 
 from faceprompt.book.leakage import model_splits
 from faceprompt.data.images import load_rgb
+from faceprompt.locations import shared_data_root
 from faceprompt.datasets import get_adapter
 from faceprompt.demo.pipeline import FacePipeline
 from faceprompt.predict import default_backbone
@@ -100,7 +100,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--json", dest="json_out", default=None)
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
-    data = Path(os.environ.get("FACEPROMPT_SHARED_DATA", Path(__file__).resolve().parents[1] / "../shared/data"))
+    data = shared_data_root(Path(__file__).resolve().parents[1])
     backbone = args.backbone or default_backbone()
     pipeline = FacePipeline.load(backbone, detector=args.detector, crop=args.crop, min_score=args.min_score)
     pipeline.warm_up()

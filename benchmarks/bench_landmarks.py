@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
-import os
 import random
 import time
 from pathlib import Path
@@ -21,6 +20,7 @@ import numpy as np
 import torch
 
 from faceprompt.data.images import load_rgb
+from faceprompt.locations import shared_data_root
 
 FOLDERS = {"UTKFace chips": ("UTKFace", "*.jpg"), "facial_expressions": ("facial_expressions/images", "*.jpg"),
            "FER+ Test (48 px)": ("FERPlus/FER2013Test", "*.png")}
@@ -58,7 +58,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--per-dataset", type=int, default=200)
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
-    data = Path(os.environ.get("FACEPROMPT_SHARED_DATA", Path(__file__).resolve().parents[1] / "../shared/data"))
+    data = shared_data_root(Path(__file__).resolve().parents[1])
     models = {"MTCNN": mtcnn_five_point(), "dlib 5-point": dlib_five_point()}
     print(f"{'dataset':20s} " + "  ".join(f"{m:>24s}" for m in models))
     for title, (folder, pattern) in FOLDERS.items():

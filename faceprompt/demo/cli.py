@@ -28,6 +28,14 @@ from faceprompt.demo.pipeline import (DEFAULT_MAX_FACES, DEFAULT_MIN_SIZE, DEFAU
 from faceprompt.predict import DEFAULT_CROP
 
 
+# What the demo declines to label, or marks uncertain (see book/demo.md).
+LABEL_RULES = (
+    ("--min-score", None, "detections scored lower are not labelled; None: the detector's calibrated value"),
+    ("--min-size", DEFAULT_MIN_SIZE, "faces whose box is smaller (pixels) are not labelled"),
+    ("--uncertain-below", DEFAULT_UNCERTAIN_BELOW, "a top class probability below this marks the label uncertain"),
+)
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     from faceprompt.detect import DEFAULT_DETECTOR
     from faceprompt.predict import default_backbone
@@ -47,13 +55,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--crop", choices=CROP_MODES, default=DEFAULT_CROP,
                         help=f"aligned: landmarks onto the face template; box: detection box + margin "
                              f"(default {DEFAULT_CROP})")
-    parser.add_argument("--min-score", type=float, default=None,
-                        help="detections scored lower are not labelled (default: the detector's calibrated value)")
-    parser.add_argument("--min-size", type=float, default=DEFAULT_MIN_SIZE,
-                        help=f"faces smaller than this many pixels are not labelled (default {DEFAULT_MIN_SIZE})")
-    parser.add_argument("--uncertain-below", type=float, default=DEFAULT_UNCERTAIN_BELOW,
-                        help=f"a top probability below this marks the label uncertain "
-                             f"(default {DEFAULT_UNCERTAIN_BELOW})")
+    for flag, default, meaning in LABEL_RULES:
+        parser.add_argument(flag, type=float, default=default, help=f"{meaning} (default {default})")
     parser.add_argument("--max-faces", type=positive_int, default=DEFAULT_MAX_FACES,
                         help="faces classified per frame")
     parser.add_argument("--max-frames", type=positive_int, default=None,
