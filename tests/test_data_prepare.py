@@ -37,6 +37,27 @@ def test_utkface_end_to_end(utk, tmp_path):
     assert "skipped: 0" in report.summary()
 
 
+def test_crop_modes_are_kept_apart_and_fallbacks_counted(utk, tmp_path):
+    """--crop box writes the plain crops under their own setting; an aligned crop with no landmarks (these
+    drawn fixture faces have none MTCNN accepts) falls back to the box crop and is counted."""
+    pytest.importorskip("facenet_pytorch")
+    out = tmp_path / "out"
+    aligned = prepare_dataset("utkface", utk, out, size=48, workers=1, progress=False, limit=6)
+    boxed = prepare_dataset("utkface", utk, out, size=48, workers=1, progress=False, limit=6, crop="box")
+    assert "aligned fallback" not in boxed.crops and boxed.crops["new"] == 6
+    raw = pd.read_csv(out / "manifest.csv", dtype=str, keep_default_na=False)
+    assert all(p.startswith("crops/full_m0.25_s48/") for p in raw.path)
+    logged = [json.loads(line) for line in (out / "crops" / "full_aligned_m0.25_s48" / "_log.jsonl").open()]
+    assert aligned.crops["aligned fallback"] == sum(bool(e["fallback"]) for e in logged)
+    assert all(e["crop"] == ("full" if e["fallback"] else "aligned") for e in logged)
+    for entry in logged:
+        a = Image.open(out / "crops" / "full_aligned_m0.25_s48" / entry["key"])
+        b = Image.open(out / "crops" / "full_m0.25_s48" / entry["key"])
+        assert (list(a.getdata()) == list(b.getdata())) == bool(entry["fallback"])
+    with pytest.raises(ValueError, match="crop must be one of"):
+        prepare_dataset("utkface", utk, out, crop="tilted")
+
+
 def test_rerun_is_cached_and_interruption_resumes(utk, tmp_path):
     out = tmp_path / "out"
     first = prepare_dataset("utkface", utk, out, size=48, workers=2, progress=False)

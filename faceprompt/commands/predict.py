@@ -17,7 +17,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="a trained run, or its prompts.safetensors (default: zero-shot)")
     parser.add_argument("--device", type=device, default="cpu", help="cpu, cuda, cuda:1 or auto")
     parser.add_argument("--crop", choices=CROP_MODES, default=DEFAULT_CROP,
-                        help=f"aligned: landmarks onto the face template; box: the image as given (default {DEFAULT_CROP})")
+                        help=f"aligned: landmarks onto the face template; box: the image as given "
+                             f"(default {DEFAULT_CROP})")
 
 
 def run(args: argparse.Namespace) -> int:
