@@ -1,8 +1,11 @@
-"""Face detectors behind one interface, plus the crop that turns a detection into a training image.
+"""Face detectors behind one interface, plus the plain box crop.
 
     detector = get_detector("haar")
     faces = detector.detect(rgb)            # rgb: H x W x 3 uint8 numpy array
     crop = crop_face(image, faces[0].box, margin=0.25, size=224)
+
+Training, evaluation and the demo crop through ``align.face_crop``, which aligns by landmarks and uses
+``crop_face`` as its box mode and fallback.
 
 Every backend ships its weights inside a package from the registry (nothing is downloaded at run time):
 
