@@ -34,7 +34,8 @@ DEFAULT_MAX_FACES = 32
 NO_FACE_MESSAGE = "no face found"
 # Lowest detector score labelled: about the 1% quantile of the largest detection's score on held-out
 # single-face photos (benchmarks/bench_in_the_wild.py: UTKFace 0.045, facial_expressions 0.078), so 99% of
-# true faces stay. Only dlib is calibrated; other detectors keep their own threshold.
+# true faces stay. Only dlib is calibrated; other detectors keep their own threshold. Those photos held no
+# false boxes to calibrate against (the bench's "other boxes 0").
 MIN_SCORES = {"dlib": 0.05}
 # Faces smaller than this (box side, pixels) carry too little detail to label.
 DEFAULT_MIN_SIZE = 20
