@@ -52,6 +52,7 @@ class FaceResult:
     predictions: dict[str, TaskPrediction]
     uncertain: list[str] = field(default_factory=list)  # tasks whose top probability is below the threshold
     crop: str = "box"  # how the classifier's crop was made: "aligned", or "box" (also after a fallback)
+    landmarks: tuple | None = None  # the detector's five points, when it gives them (thumbnails reuse them)
 
     def caption(self) -> str:
         """Short label drawn above the box, e.g. ``female 91% | 20-29 48% ? | happiness 77%`` (? = uncertain)."""
@@ -182,7 +183,7 @@ class FacePipeline:
         crops = self.face_crops(Image.fromarray(rgb), kept)
         predictions = self.classifier.predict([c.image for c in crops])
         classify_ms = (time.perf_counter() - start) * 1000 if kept else 0.0
-        faces = [FaceResult(d.box, d.score, p, self.uncertain_tasks(p), c.mode)
+        faces = [FaceResult(d.box, d.score, p, self.uncertain_tasks(p), c.mode, d.landmarks)
                  for d, p, c in zip(kept, predictions, crops)]
         return FrameResult(width, height, faces, detect_ms, classify_ms, len(detections) - len(kept), dropped,
                            sum(c.fell_back for c in crops))
@@ -217,7 +218,7 @@ class FacePipeline:
     def crops(self, image: Image.Image | np.ndarray, result: FrameResult) -> list[Image.Image]:
         """The face crops of ``result`` as the classifier saw them (for thumbnails)."""
         frame = Image.fromarray(as_rgb_array(image, self.max_pixels))
-        faces = [Detection(f.box, f.score) for f in result.faces]
+        faces = [Detection(f.box, f.score, f.landmarks) for f in result.faces]
         return [c.image for c in self.face_crops(frame, faces)]
 
 
