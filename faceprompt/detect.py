@@ -1,8 +1,11 @@
-"""Face detectors behind one interface, plus the crop that turns a detection into a training image.
+"""Face detectors behind one interface, plus the plain box crop.
 
     detector = get_detector("haar")
     faces = detector.detect(rgb)            # rgb: H x W x 3 uint8 numpy array
     crop = crop_face(image, faces[0].box, margin=0.25, size=224)
+
+Training, evaluation and the demo crop through ``align.face_crop``, which aligns by landmarks and uses
+``crop_face`` as its box mode and fallback.
 
 Every backend ships its weights inside a package from the registry (nothing is downloaded at run time):
 
@@ -32,10 +35,12 @@ DEFAULT_DETECTOR = "dlib"
 
 @dataclass(frozen=True)
 class Detection:
-    """One face: ``box`` = (x0, y0, x1, y1) in pixels of the input image, ``score`` higher = surer."""
+    """One face: ``box`` = (x0, y0, x1, y1) in pixels of the input image, ``score`` higher = surer;
+    ``landmarks`` = five (x, y) points (eyes, nose, mouth corners) when the detector finds them (MTCNN)."""
 
     box: tuple[float, float, float, float]
     score: float
+    landmarks: tuple[tuple[float, float], ...] | None = None
 
     @property
     def width(self) -> float:
@@ -187,13 +192,14 @@ class MTCNNDetector:
         rgb = _check_rgb(rgb)
         h, w = rgb.shape[:2]
         with torch.inference_mode():
-            boxes, probs = self._model.detect(Image.fromarray(rgb))
+            boxes, probs, points = self._model.detect(Image.fromarray(rgb), landmarks=True)
         if boxes is None:
             return []
         # MTCNN boxes may overhang the image (tight chips); clip so every box is a valid region.
         return _sorted([
-            Detection((float(max(x0, 0)), float(max(y0, 0)), float(min(x1, w)), float(min(y1, h))), float(p))
-            for (x0, y0, x1, y1), p in zip(boxes, probs)
+            Detection((float(max(x0, 0)), float(max(y0, 0)), float(min(x1, w)), float(min(y1, h))), float(p),
+                      tuple((float(x), float(y)) for x, y in np.asarray(marks, float)))
+            for (x0, y0, x1, y1), p, marks in zip(boxes, probs, points)
         ])
 
 

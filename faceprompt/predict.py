@@ -13,6 +13,10 @@ from faceprompt.checkpoint import load_prompts
 from faceprompt.prompts import PromptModel, build_model
 from faceprompt.tasks import get_tasks
 
+# The crop the shipped model scores best with on held-out photos through the demo's detector
+# (benchmarks/bench_in_the_wild.py: gender and age better aligned, emotion ~3 points worse; see book/demo.md).
+DEFAULT_CROP = "aligned"
+
 
 def default_backbone() -> str:
     """The embedded face model when it ships with the package, else the PE-shaped test tower."""
@@ -61,11 +65,17 @@ class FaceClassifier:
                     task.classes[best], float(row[best]), {c: float(p) for c, p in zip(task.classes, row)})
         return results
 
-    def predict_file(self, path: str | os.PathLike) -> dict[str, TaskPrediction]:
+    def predict_image(self, image: Image.Image, crop: str = DEFAULT_CROP) -> dict[str, TaskPrediction]:
+        """Predictions for one single-face image, cropped as training data is (``align.face_crop``)."""
+        from faceprompt.align import face_crop
+
+        return self.predict([face_crop(image.convert("RGB"), None, self.backbone.image_size, crop).image])[0]
+
+    def predict_file(self, path: str | os.PathLike, crop: str = DEFAULT_CROP) -> dict[str, TaskPrediction]:
         """Predictions for one face image file; one too small to show a face is refused, naming the file."""
         from faceprompt.data.images import load_face
 
-        return self.predict([load_face(path)])[0]
+        return self.predict_image(load_face(path), crop)
 
 
 def as_json(prediction: dict[str, TaskPrediction]) -> dict:

@@ -6,7 +6,10 @@
 Steps: the dataset's adapter (``faceprompt.datasets``) reads the labels in the published layout; ``--limit`` takes a
 seeded subset; rows without an official split get a seeded identity-disjoint one (stored in
 ``DIR/splits.csv`` and reused); every image is loaded robustly (``load_rgb``), the largest detected face
-is cropped with a margin to a square of ``--size`` pixels and cached under ``DIR/crops/<setting>/``.
+is cropped to a square of ``--size`` pixels by ``align.face_crop`` and cached under ``DIR/crops/<setting>/``:
+``--crop aligned`` (default) maps five facial landmarks onto one template, as the published chips were made,
+and falls back to the box crop where landmarks fail (counted as ``aligned fallback``); ``--crop box`` takes
+the detection box plus ``--margin``.
 Crops are written atomically and logged, so a re-run skips finished work and an interrupted run resumes.
 An image where the detector finds no face is kept as a centred square crop by default (``--no-face
 keep``, counted and noted in the row's ``source``) or dropped (``--no-face drop``, counted as a skip).
@@ -32,6 +35,7 @@ from tqdm import tqdm
 from faceprompt.data.manifest import SPLITS, TASK_COLUMNS, write_manifest
 from faceprompt.data.splits import SPLIT_FILE, assign_splits, read_splits, write_splits
 from faceprompt.datasets import ADAPTERS, Skip, get_adapter, has_label
+from faceprompt.align import CROP_MODES
 from faceprompt.detect import DEFAULT_DETECTOR
 from faceprompt.io import atomic_path, write_json_atomic
 from faceprompt.lockfile import FolderLock
@@ -49,6 +53,7 @@ class PrepareOptions:
     detect: bool | None = None  # None: the adapter's DETECT_BY_DEFAULT
     margin: float = 0.25  # added on each side, as a fraction of the face box's larger side
     size: int = 224
+    crop: str = "aligned"  # or "box"; see align.face_crop
     limit: int | None = None
     seed: int = 0
     workers: int = 2
@@ -61,6 +66,8 @@ class PrepareOptions:
     adapter_options: dict = field(default_factory=dict)
 
     def validate(self) -> None:
+        if self.crop not in CROP_MODES:
+            raise ValueError(f"crop must be one of {CROP_MODES}, got {self.crop!r}")
         if self.no_face not in NO_FACE_POLICIES:
             raise ValueError(f"no_face must be one of {NO_FACE_POLICIES}, got {self.no_face!r}")
         if not 16 <= self.size <= 2048:
@@ -84,7 +91,7 @@ class PrepareReport:
     counts: dict[str, dict[str, dict[str, int]]]  # split -> column -> class -> count
     skipped: list[Skip]
     warnings: list[str]
-    crops: Counter  # outcome -> count: face, no_face, full (detection off), cached
+    crops: Counter  # outcome -> count: face, no_face, full (detection off), cached, aligned fallback
     detect: bool
     seconds: float
 
@@ -132,6 +139,7 @@ class CropJob:
     detector: str
     margin: float
     size: int
+    crop: str = "aligned"
 
 
 _WORKER_DETECTOR = {}
@@ -160,13 +168,14 @@ def _init_worker(detector: str | None = None) -> None:
 def crop_one(job: CropJob) -> dict:
     """Load, detect, crop and save one image; never raises (the outcome says what happened)."""
     from faceprompt.data.images import load_rgb
-    from faceprompt.detect import crop_face, pick_face
+    from faceprompt.align import face_crop
+    from faceprompt.detect import pick_face
 
     try:
         image = load_rgb(job.src)
     except (OSError, ValueError) as err:  # ImageLoadError is a ValueError; FileNotFoundError an OSError
         return {"key": job.key, "status": "error", "reason": str(err)}
-    box, score, status = None, None, "full"
+    face, status = None, "full"
     if job.detect:
         import numpy as np
 
@@ -175,12 +184,11 @@ def crop_one(job: CropJob) -> dict:
         except Exception as err:  # a backend failing on one odd image must not end the run
             return {"key": job.key, "status": "error", "reason": f"{job.src}: detector failed: {err}"}
         status = "no_face" if face is None else "face"
-        if face is not None:
-            box, score = face.box, face.score
-    crop = crop_face(image, box, job.margin, job.size)
+    crop = face_crop(image, face, job.size, job.crop, job.margin)
     with atomic_path(job.dst) as tmp:
-        crop.save(tmp, format="JPEG", quality=95)
-    return {"key": job.key, "status": status, "score": score, "box": box}
+        crop.image.save(tmp, format="JPEG", quality=95)
+    return {"key": job.key, "status": status, "score": None if face is None else face.score,
+            "box": None if face is None else face.box, "crop": crop.mode, "fallback": crop.reason}
 
 
 def _read_log(path: Path) -> dict[str, dict]:
@@ -238,7 +246,8 @@ def run_crops(jobs: list[CropJob], log_path: Path, workers: int, progress: bool,
 # ---------------------------------------------------------------------------------------------- driver
 
 def _crop_dir(out: Path, options: PrepareOptions, detect: bool) -> Path:
-    setting = f"{options.detector if detect else 'full'}_m{options.margin:g}_s{options.size}"
+    aligned = "_aligned" if options.crop == "aligned" else ""
+    setting = f"{options.detector if detect else 'full'}{aligned}_m{options.margin:g}_s{options.size}"
     return out / "crops" / setting  # a new setting never reuses crops made under another
 
 
@@ -334,8 +343,10 @@ def _prepare_locked(name: str, adapter, root: Path, out: Path, opts: PrepareOpti
 
     crop_dir = _crop_dir(out, opts, detect)
     jobs = [CropJob(r["key"], r["path"], str(crop_dir / _crop_name(r["key"])), detect, opts.detector,
-                    opts.margin, opts.size) for r in rows]
-    outcomes = run_crops(jobs, crop_dir / _LOG, opts.workers, opts.progress, opts.detector if detect else None)
+                    opts.margin, opts.size, opts.crop) for r in rows]
+    # The landmark model is torch's MTCNN: workers then need torch pinned to one thread like that detector.
+    uses_torch = "mtcnn" if opts.crop == "aligned" else (opts.detector if detect else None)
+    outcomes = run_crops(jobs, crop_dir / _LOG, opts.workers, opts.progress, uses_torch)
 
     manifest_rows, crops = [], Counter()
     for row, job in zip(rows, jobs):
@@ -345,6 +356,8 @@ def _prepare_locked(name: str, adapter, root: Path, out: Path, opts: PrepareOpti
             skipped.append(Skip(row["path"], outcome["reason"].replace(f"{row['path']}: ", "")))
             continue
         crops[outcome["status"]] += 1
+        if outcome.get("fallback"):
+            crops["aligned fallback"] += 1
         if outcome["status"] == "no_face":
             if opts.no_face == "drop":
                 skipped.append(Skip(row["path"], "no face detected (--no-face drop)"))
@@ -381,6 +394,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     detect.add_argument("--detect", dest="detect", action="store_true", help="detect faces even where off by default")
     parser.add_argument("--margin", type=float, default=0.25, help="margin around the face, fraction of its size")
     parser.add_argument("--size", type=int, default=224, help="crop side in pixels (default 224)")
+    parser.add_argument("--crop", choices=CROP_MODES, default="aligned",
+                        help="aligned: landmarks onto the face template (default); box: detection box + margin")
     parser.add_argument("--limit", type=int, help="prepare a seeded random subset of N images")
     parser.add_argument("--seed", type=int, default=0, help="seed of the split and of --limit")
     parser.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1), help="processes for cropping")
@@ -403,7 +418,7 @@ def run(args: argparse.Namespace) -> int:
         adapter_options["n"] = args.n
     report = prepare_dataset(
         args.dataset, args.root, args.out, detector=args.detector, detect=args.detect, margin=args.margin,
-        size=args.size, limit=args.limit, seed=args.seed, workers=args.workers, no_face=args.no_face,
+        size=args.size, crop=args.crop, limit=args.limit, seed=args.seed, workers=args.workers, no_face=args.no_face,
         val_fraction=args.val_fraction, test_fraction=args.test_fraction,
         keep_official_splits=args.keep_official_splits, resplit=args.resplit, progress=not args.quiet,
         **{k: v for k, v in adapter_options.items() if v is not None},

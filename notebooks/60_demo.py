@@ -27,6 +27,7 @@ backbone = "default"
 device = "cpu"
 threads = 1
 example_faces = 6    # test faces pasted into the example photo
+crop_examples = 4    # photos shown with their box and aligned crops
 
 # %%
 from faceprompt import viz
@@ -51,3 +52,13 @@ drawn = demo.demo_example(app, photo)
 glue("demo-status", app.message)
 fig = viz.image_grid([drawn], [app.message], cols=1, size=6)
 viz.savefig(fig, "demo_example", figures_dir);
+
+# %% [markdown]
+# ## Box crop and aligned crop
+# Each photo's largest face as the detection box plus margin, and aligned by five landmarks onto the
+# face template (`faceprompt.align`), the crop that training, evaluation and the demo share.
+
+# %%
+crops, crop_titles = demo.crop_comparison(demo.crop_example_paths(data.manifest_frame(manifests), crop_examples))
+fig = viz.image_grid(crops, crop_titles, cols=3, size=2.0)
+viz.savefig(fig, "crop_comparison", figures_dir);

@@ -30,3 +30,15 @@ def test_demo_example_draws_what_the_app_found():
     photo = Image.new("RGB", (20, 20), (1, 2, 3))
     app = App(None)
     assert demo.demo_example(app, photo) is photo and app.seen == ("example.png", b"\x89PNG\r\n\x1a\n")
+
+
+def test_crop_comparison_shows_photo_box_and_aligned_crop_per_photo(tmp_path):
+    import numpy as np
+    from PIL import Image
+
+    flat = tmp_path / "flat.png"
+    Image.new("RGB", (90, 70), (120, 120, 120)).save(flat)  # no face: both crops are the centred square
+    images, titles = demo.crop_comparison([flat, flat], size=32, detector="haar")
+    assert len(images) == len(titles) == 6 and all(im.size == (32, 32) for im in images)
+    assert titles[:2] == ["photo", "box crop"] and titles[2].startswith("aligned")
+    assert np.array_equal(np.asarray(images[1]), np.asarray(images[2]))  # the fallback is the box crop

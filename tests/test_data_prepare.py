@@ -31,10 +31,31 @@ def test_utkface_end_to_end(utk, tmp_path):
     assert set(frame.split) <= {"train", "val", "test"} and (frame.split == "train").sum() > len(UTK) / 2
     assert all(Image.open(p).size == (48, 48) for p in frame.path)
     raw = pd.read_csv(out / "manifest.csv", dtype=str, keep_default_na=False)
-    assert all(not Path(p).is_absolute() and p.startswith("crops/full_m0.25_s48/") for p in raw.path)
+    assert all(not Path(p).is_absolute() and p.startswith("crops/full_aligned_m0.25_s48/") for p in raw.path)
     assert report.counts["train"]["rows"]["all"] == (frame.split == "train").sum()
     assert json.loads((out / "prepare.json").read_text())["rows"] == len(UTK)
     assert "skipped: 0" in report.summary()
+
+
+def test_crop_modes_are_kept_apart_and_fallbacks_counted(utk, tmp_path):
+    """--crop box writes the plain crops under their own setting; an aligned crop with no landmarks (these
+    drawn fixture faces have none MTCNN accepts) falls back to the box crop and is counted."""
+    pytest.importorskip("facenet_pytorch")
+    out = tmp_path / "out"
+    aligned = prepare_dataset("utkface", utk, out, size=48, workers=1, progress=False, limit=6)
+    boxed = prepare_dataset("utkface", utk, out, size=48, workers=1, progress=False, limit=6, crop="box")
+    assert "aligned fallback" not in boxed.crops and boxed.crops["new"] == 6
+    raw = pd.read_csv(out / "manifest.csv", dtype=str, keep_default_na=False)
+    assert all(p.startswith("crops/full_m0.25_s48/") for p in raw.path)
+    logged = [json.loads(line) for line in (out / "crops" / "full_aligned_m0.25_s48" / "_log.jsonl").open()]
+    assert aligned.crops["aligned fallback"] == sum(bool(e["fallback"]) for e in logged)
+    assert all(e["crop"] == ("full" if e["fallback"] else "aligned") for e in logged)
+    for entry in logged:
+        a = Image.open(out / "crops" / "full_aligned_m0.25_s48" / entry["key"])
+        b = Image.open(out / "crops" / "full_m0.25_s48" / entry["key"])
+        assert (list(a.getdata()) == list(b.getdata())) == bool(entry["fallback"])
+    with pytest.raises(ValueError, match="crop must be one of"):
+        prepare_dataset("utkface", utk, out, crop="tilted")
 
 
 def test_rerun_is_cached_and_interruption_resumes(utk, tmp_path):
@@ -44,10 +65,10 @@ def test_rerun_is_cached_and_interruption_resumes(utk, tmp_path):
     again = prepare_dataset("utkface", utk, out, size=48, workers=2, progress=False)
     assert again.crops["cached"] == len(UTK) and "new" not in again.crops
     # Simulate an interruption: some crops never written, the log cut mid-line.
-    crops = sorted((out / "crops" / "full_m0.25_s48").glob("*.jpg"))
+    crops = sorted((out / "crops" / "full_aligned_m0.25_s48").glob("*.jpg"))
     for path in crops[:4]:
         path.unlink()
-    log = out / "crops" / "full_m0.25_s48" / "_log.jsonl"
+    log = out / "crops" / "full_aligned_m0.25_s48" / "_log.jsonl"
     log.write_text(log.read_text()[:-20])
     resumed = prepare_dataset("utkface", utk, out, size=48, workers=1, progress=False)
     assert resumed.crops["new"] == 5 and resumed.crops["cached"] == len(UTK) - 5  # 4 deleted + the cut line

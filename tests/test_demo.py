@@ -13,7 +13,8 @@ import demo_helpers as h  # noqa: E402
 
 from faceprompt.cli import main  # noqa: E402
 from faceprompt.data.images import ImageLoadError  # noqa: E402
-from faceprompt.demo.pipeline import PALETTE, FacePipeline, FrameResult, draw  # noqa: E402
+from faceprompt.demo.pipeline import MIN_SCORES, PALETTE, FacePipeline, FrameResult, draw  # noqa: E402
+from faceprompt.detect import Detection  # noqa: E402
 from faceprompt.predict import default_backbone  # noqa: E402
 from faceprompt.tasks import get_tasks  # noqa: E402
 
@@ -141,6 +142,57 @@ def test_draw_boxes_and_labels_in_face_colours(pipeline):
     # Label pixels lie above each box (there is room in this photo).
     top = min(int(f.box[1]) for f in result.faces)
     assert (out[:top] != before[:top]).any()
+
+
+class FixedDetector:
+    """A detector that returns the detections it was given: the screening rules tested on known boxes."""
+
+    name = "fixed"
+
+    def __init__(self, detections):
+        self.detections = detections
+
+    def detect(self, rgb):
+        return list(self.detections)
+
+
+def test_weak_and_small_detections_are_dropped_and_counted(pipeline):
+    photo, regions = h.group_photo(2)
+    real = pipeline.detect(np.asarray(photo))
+    assert len(real) == 2
+    weak = Detection(real[1].box, -0.3)  # a face-sized box the detector barely believes in
+    tiny = Detection((600.0, 440.0, 612.0, 452.0), 5.0)  # sure, but 12 px: too small to label
+    screened = FacePipeline(FixedDetector([real[0], weak, tiny]), pipeline.classifier, min_score=0.0, min_size=20)
+    result = screened.annotate(photo)
+    assert [f.box for f in result.faces] == [real[0].box]
+    reasons = [d["reason"] for d in result.dropped]
+    assert len(reasons) == 2 and reasons[0].startswith("score -0.300 < 0") and reasons[1].startswith("size 12 px")
+    listed = json.loads(json.dumps(result.to_json()))["dropped"]
+    assert [d["box"] for d in listed] == [list(weak.box), list(tiny.box)]
+    assert "2 dropped" in result.summary()
+    kept_all = FacePipeline(FixedDetector([real[0], weak, tiny]), pipeline.classifier, min_score=-1.0, min_size=0)
+    assert len(kept_all.annotate(photo).faces) == 3 and kept_all.annotate(photo).dropped == []
+
+
+def test_default_min_score_is_the_detectors_calibrated_one(pipeline):
+    assert pipeline.min_score == MIN_SCORES[pipeline.detector.name]
+
+
+def test_uncertain_faces_are_flagged_in_json_and_drawing(pipeline):
+    photo, _ = h.group_photo(1)
+    sure = FacePipeline(pipeline.detector, pipeline.classifier, uncertain_below=0.0).annotate(photo)
+    doubtful = FacePipeline(pipeline.detector, pipeline.classifier, uncertain_below=1.01).annotate(photo)
+    assert sure.faces[0].uncertain == [] and set(doubtful.faces[0].uncertain) == set(TASKS)
+    face_json = doubtful.to_json()["faces"][0]
+    assert face_json["uncertain"] is True and all(p["uncertain"] for p in face_json["predictions"].values())
+    assert sure.to_json()["faces"][0]["uncertain"] is False
+    assert doubtful.faces[0].caption().count("?") == len(TASKS) and "?" not in sure.faces[0].caption()
+    assert not np.array_equal(np.asarray(draw(photo, sure)), np.asarray(draw(photo, doubtful)))
+    # Only tasks below the threshold are flagged: a threshold between two confidences splits them.
+    confidences = sorted(p.confidence for p in sure.faces[0].predictions.values())
+    middle = FacePipeline(pipeline.detector, pipeline.classifier, uncertain_below=confidences[-1])
+    flagged = middle.annotate(photo).faces[0].uncertain
+    assert len(flagged) == sum(c < confidences[-1] for c in confidences)
 
 
 # --- the command line ------------------------------------------------------------------------------------

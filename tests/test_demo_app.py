@@ -87,6 +87,20 @@ def test_upload_shows_annotated_photo_and_bars_per_face(app):
     assert cards.count("data:image/jpeg;base64,") == 2  # each face's thumbnail
 
 
+def test_uncertain_labels_are_marked_on_the_cards():
+    from faceprompt.demo.app import face_card
+    from faceprompt.demo.pipeline import FaceResult
+    from faceprompt.predict import TaskPrediction
+
+    predictions = {"gender": TaskPrediction("female", 0.9, {"female": 0.9, "male": 0.1}),
+                   "age": TaskPrediction("30-39", 0.4, {"20-29": 0.35, "30-39": 0.4, "40-49": 0.25})}
+    doubtful = face_card(0, FaceResult((0, 0, 10, 10), 1.0, predictions, uncertain=["age"]))
+    sure = face_card(0, FaceResult((0, 0, 10, 10), 1.0, predictions))
+    assert 'class="fp-uncertain"' in doubtful and "uncertain: age" in doubtful and "<b>age ?</b>" in doubtful
+    assert "<b>gender</b>" in doubtful
+    assert "uncertain" not in sure and "?" not in sure
+
+
 def test_bad_uploads_show_a_message_and_the_app_keeps_working(app, tmp_path):
     photo, _ = h.group_photo(1)
     bad = {

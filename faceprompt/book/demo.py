@@ -37,3 +37,39 @@ def demo_example(app, photo):
     photo.save(buffer, format="PNG")
     result = app.process("example.png", buffer.getvalue())
     return photo if result is None else draw(photo, result)
+
+
+def crop_comparison(paths: list, size: int = 160, detector: str | None = None) -> tuple[list, list[str]]:
+    """For each photo: the photo, its box crop and its aligned crop (``align.face_crop``), with titles;
+    for ``viz.image_grid(images, titles, cols=3)``. The largest detected face is cropped; a photo
+    without one is cropped whole. An aligned crop that fell back is titled so."""
+    import numpy as np
+
+    from faceprompt.align import face_crop
+    from faceprompt.data.images import load_rgb
+    from faceprompt.detect import DEFAULT_DETECTOR, get_detector, pick_face
+
+    find = get_detector(detector or DEFAULT_DETECTOR)
+    images, titles = [], []
+    for path in paths:
+        photo = load_rgb(path)
+        face = pick_face(find.detect(np.asarray(photo)))
+        aligned = face_crop(photo, face, size, "aligned")
+        images += [photo.resize((size, size)), face_crop(photo, face, size, "box").image, aligned.image]
+        titles += ["photo", "box crop",
+                   "aligned crop" if not aligned.fell_back else f"aligned: fell back ({aligned.reason})"]
+    return images, titles
+
+
+def crop_example_paths(frame: pd.DataFrame, n: int = 4, seed: int = 0) -> list:
+    """``n`` held-out photos from the shared facial_expressions folder when it is here (real photos, faces
+    at many angles), else ``n`` test images of the prepared datasets."""
+    from faceprompt.locations import shared_dataset
+
+    folder = shared_dataset("facial_expressions") / "images"
+    photos = sorted(folder.glob("*.jpg")) if folder.is_dir() else []
+    if photos:
+        import random
+
+        return random.Random(seed).sample(photos, min(n, len(photos)))
+    return list(test_rows(frame).sample(min(n, len(test_rows(frame))), random_state=seed)["path"])

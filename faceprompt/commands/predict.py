@@ -5,7 +5,8 @@ import argparse
 import json
 
 from faceprompt.commands.options import device
-from faceprompt.predict import FaceClassifier, as_json, default_backbone
+from faceprompt.align import CROP_MODES
+from faceprompt.predict import DEFAULT_CROP, FaceClassifier, as_json, default_backbone
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -15,6 +16,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--prompts", default=None, metavar="RUN_DIR",
                         help="a trained run, or its prompts.safetensors (default: zero-shot)")
     parser.add_argument("--device", type=device, default="cpu", help="cpu, cuda, cuda:1 or auto")
+    parser.add_argument("--crop", choices=CROP_MODES, default=DEFAULT_CROP,
+                        help=f"aligned: landmarks onto the face template; box: the image as given "
+                             f"(default {DEFAULT_CROP})")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -23,6 +27,6 @@ def run(args: argparse.Namespace) -> int:
     face = load_face(args.image)  # a bad image fails in a second, before the model loads
     classifier = FaceClassifier.load(args.backbone, run_dir=args.prompts, weights=args.weights, device=args.device)
     result = {"image": args.image, "backbone": classifier.backbone.name, "method": classifier.model.method,
-              "predictions": as_json(classifier.predict([face])[0])}
+              "crop": args.crop, "predictions": as_json(classifier.predict_image(face, args.crop))}
     print(json.dumps(result, indent=2))
     return 0

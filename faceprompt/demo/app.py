@@ -103,6 +103,8 @@ def face_card(index: int, face: FaceResult, crop: Image.Image | None = None) -> 
         data = base64.b64encode(_jpeg_bytes(crop.resize((96, 96)))).decode()
         thumb = f'<img src="data:image/jpeg;base64,{data}" width="96" height="96" style="border-radius:4px">'
     tables = []
+    doubt = ('<br><span class="fp-uncertain" style="color:#b35900">uncertain: '
+             f'{html.escape(", ".join(face.uncertain))}</span>') if face.uncertain else ""
     for task, pred in face.predictions.items():
         rows = []
         for cls, p in pred.probabilities.items():
@@ -112,11 +114,12 @@ def face_card(index: int, face: FaceResult, crop: Image.Image | None = None) -> 
                 f'<td style="width:120px"><div style="background:#e6e6e6;height:10px;width:120px">'
                 f'<div style="background:#0072b2;height:10px;width:{100 * p:.1f}%"></div></div></td>'
                 f'<td style="text-align:right;padding-left:6px">{100 * p:.1f}%</td></tr>')
-        tables.append(f'<div style="margin-right:18px"><b>{html.escape(task)}</b>'
+        mark = " ?" if task in face.uncertain else ""
+        tables.append(f'<div style="margin-right:18px"><b>{html.escape(task)}{mark}</b>'
                       f'<table style="font-size:12px">{"".join(rows)}</table></div>')
     return (f'<div class="fp-face" style="display:flex;align-items:flex-start;margin:8px 0;padding:6px;'
             f'border:1px solid #ccc;border-radius:6px"><div style="margin-right:12px;text-align:center">'
-            f'{thumb}<div>face {index + 1}<br>score {face.score:.2f}</div></div>{"".join(tables)}</div>')
+            f'{thumb}<div>face {index + 1}<br>score {face.score:.2f}{doubt}</div></div>{"".join(tables)}</div>')
 
 
 class DemoApp:

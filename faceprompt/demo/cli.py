@@ -22,7 +22,18 @@ from PIL import Image
 from faceprompt.commands.options import device, margin, non_negative_int, port, positive_int
 from faceprompt.data.images import load_rgb
 from faceprompt.demo.media import VideoReadError, VideoWriter, folder_images, input_kind, iter_frames, open_video
-from faceprompt.demo.pipeline import DEFAULT_MAX_FACES, FacePipeline, FrameResult, draw
+from faceprompt.align import CROP_MODES
+from faceprompt.demo.pipeline import (DEFAULT_MAX_FACES, DEFAULT_MIN_SIZE, DEFAULT_UNCERTAIN_BELOW, FacePipeline,
+                                     FrameResult, draw)
+from faceprompt.predict import DEFAULT_CROP
+
+
+# What the demo declines to label, or marks uncertain (see book/demo.md).
+LABEL_RULES = (
+    ("--min-score", None, "detections scored lower are not labelled; None: the detector's calibrated value"),
+    ("--min-size", DEFAULT_MIN_SIZE, "faces whose box is smaller (pixels) are not labelled"),
+    ("--uncertain-below", DEFAULT_UNCERTAIN_BELOW, "a top class probability below this marks the label uncertain"),
+)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -41,6 +52,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--detector", default=DEFAULT_DETECTOR, help=f"face detector (default: {DEFAULT_DETECTOR})")
     parser.add_argument("--margin", type=margin, default=0.25,
                         help="crop margin per side, fraction of the face")
+    parser.add_argument("--crop", choices=CROP_MODES, default=DEFAULT_CROP,
+                        help=f"aligned: landmarks onto the face template; box: detection box + margin "
+                             f"(default {DEFAULT_CROP})")
+    for flag, default, meaning in LABEL_RULES:
+        parser.add_argument(flag, type=float, default=default, help=f"{meaning} (default {default})")
     parser.add_argument("--max-faces", type=positive_int, default=DEFAULT_MAX_FACES,
                         help="faces classified per frame")
     parser.add_argument("--max-frames", type=positive_int, default=None,
@@ -82,7 +98,8 @@ def run(args: argparse.Namespace) -> int:
         folder_images(args.input)
     pipeline = FacePipeline.load(args.backbone, run_dir=args.prompts, detector=args.detector,
                                  weights=args.weights, device=args.device, margin=args.margin,
-                                 max_faces=args.max_faces).warm_up()
+                                 max_faces=args.max_faces, crop=args.crop, min_score=args.min_score,
+                                 min_size=args.min_size, uncertain_below=args.uncertain_below).warm_up()
     out.mkdir(parents=True, exist_ok=True)
     print(f"backbone {pipeline.classifier.backbone.name}, {pipeline.classifier.model.method}, "
           f"detector {pipeline.detector.name}", file=sys.stderr)

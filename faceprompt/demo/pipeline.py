@@ -6,8 +6,13 @@
     print(result.faces[0].predictions["age"].label, result.detect_ms, result.classify_ms)
 
 The steps are the ones every face-attribute demo takes (detect -> crop -> classify -> draw box + label +
-confidence); the crop is the training crop (``detect.crop_face``), so the classifier sees faces framed
+confidence); the crop is the training crop (``align.face_crop``), so the classifier sees faces framed
 the way it was trained on.
+
+Honesty rules: a detection scored below ``min_score`` (calibrated per detector on the shared photos, see
+``benchmarks/bench_in_the_wild.py``) or smaller than ``min_size`` pixels is not labelled; each one
+is listed under ``dropped`` with the reason. A task whose top probability is below ``uncertain_below`` is
+marked uncertain (a ``?`` in the drawing, ``"uncertain": true`` in the JSON).
 """
 from __future__ import annotations
 
@@ -20,12 +25,22 @@ from PIL import Image, ImageDraw, ImageFont
 
 from faceprompt.backbones import Backbone
 from faceprompt.data.images import DEFAULT_MAX_PIXELS, ImageLoadError, to_rgb
-from faceprompt.detect import DEFAULT_DETECTOR, Detection, Detector, crop_face, get_detector
-from faceprompt.predict import FaceClassifier, TaskPrediction, as_json
+from faceprompt.align import face_crop
+from faceprompt.detect import DEFAULT_DETECTOR, Detection, Detector, get_detector
+from faceprompt.predict import DEFAULT_CROP, FaceClassifier, TaskPrediction, as_json
 
 # Faces classified per frame at most: a crowd photo stays one bounded batch (the best-scored faces win).
 DEFAULT_MAX_FACES = 32
 NO_FACE_MESSAGE = "no face found"
+# Lowest detector score labelled: about the 1% quantile of the largest detection's score on held-out
+# single-face photos (benchmarks/bench_in_the_wild.py: UTKFace 0.045, facial_expressions 0.078), so 99% of
+# true faces stay. Only dlib is calibrated; other detectors keep their own threshold. Those photos held no
+# false boxes to calibrate against (the bench's "other boxes 0").
+MIN_SCORES = {"dlib": 0.05}
+# Faces smaller than this (box side, pixels) carry too little detail to label.
+DEFAULT_MIN_SIZE = 20
+# A task whose top class probability is below this is shown as uncertain.
+DEFAULT_UNCERTAIN_BELOW = 0.5
 
 
 @dataclass
@@ -35,14 +50,21 @@ class FaceResult:
     box: tuple[float, float, float, float]
     score: float
     predictions: dict[str, TaskPrediction]
+    uncertain: list[str] = field(default_factory=list)  # tasks whose top probability is below the threshold
+    crop: str = "box"  # how the classifier's crop was made: "aligned", or "box" (also after a fallback)
+    landmarks: tuple | None = None  # the detector's five points, when it gives them (thumbnails reuse them)
 
     def caption(self) -> str:
-        """Short label drawn above the box, e.g. ``female 91% | 20-29 48% | happiness 77%``."""
-        return " | ".join(f"{p.label} {p.confidence:.0%}" for p in self.predictions.values())
+        """Short label drawn above the box, e.g. ``female 91% | 20-29 48% ? | happiness 77%`` (? = uncertain)."""
+        return " | ".join(f"{p.label} {p.confidence:.0%}" + (" ?" if task in self.uncertain else "")
+                          for task, p in self.predictions.items())
 
     def to_json(self) -> dict:
-        return {"box": [round(v, 1) for v in self.box], "score": round(self.score, 4),
-                "predictions": as_json(self.predictions)}
+        predictions = as_json(self.predictions)
+        for task, entry in predictions.items():
+            entry["uncertain"] = task in self.uncertain
+        return {"box": [round(v, 1) for v in self.box], "score": round(self.score, 4), "crop": self.crop,
+                "uncertain": bool(self.uncertain), "predictions": predictions}
 
 
 @dataclass
@@ -55,6 +77,8 @@ class FrameResult:
     detect_ms: float = 0.0
     classify_ms: float = 0.0
     skipped_faces: int = 0  # detections beyond ``max_faces``, left unclassified
+    dropped: list[dict] = field(default_factory=list)  # detections not labelled: box, score, reason
+    crop_fallbacks: int = 0  # faces meant to be aligned that got the box crop (no landmarks found)
 
     @property
     def total_ms(self) -> float:
@@ -66,6 +90,8 @@ class FrameResult:
             found = f"{len(self.faces)} face{'s' if len(self.faces) != 1 else ''}"
             if self.skipped_faces:
                 found += f" (+{self.skipped_faces} not classified: over the per-frame limit)"
+            if self.dropped:
+                found += f" (+{len(self.dropped)} dropped: low score or too small)"
         else:
             found = NO_FACE_MESSAGE
         return (f"{found} | detect {self.detect_ms:.1f} ms | classify {self.classify_ms:.1f} ms "
@@ -74,6 +100,7 @@ class FrameResult:
     def to_json(self) -> dict:
         return {"width": self.width, "height": self.height, "detect_ms": round(self.detect_ms, 2),
                 "classify_ms": round(self.classify_ms, 2), "skipped_faces": self.skipped_faces,
+                "crop_fallbacks": self.crop_fallbacks, "dropped": self.dropped,
                 "faces": [f.to_json() for f in self.faces]}
 
 
@@ -104,14 +131,22 @@ def _check_pixels(width: int, height: int, max_pixels: int | None) -> None:
 
 
 class FacePipeline:
-    """detector -> square crops with ``margin`` -> one batched classifier forward per frame."""
+    """detector -> drop weak or tiny detections -> face crops -> one batched classifier forward per frame.
+
+    ``min_score`` None takes the detector's calibrated ``MIN_SCORES`` entry; ``crop`` is "box" or "aligned"
+    (see ``align.face_crop``)."""
 
     def __init__(self, detector: Detector, classifier: FaceClassifier, margin: float = 0.25,
-                 max_faces: int = DEFAULT_MAX_FACES, max_pixels: int | None = DEFAULT_MAX_PIXELS):
+                 max_faces: int = DEFAULT_MAX_FACES, max_pixels: int | None = DEFAULT_MAX_PIXELS,
+                 crop: str = DEFAULT_CROP, min_score: float | None = None, min_size: float = DEFAULT_MIN_SIZE,
+                 uncertain_below: float = DEFAULT_UNCERTAIN_BELOW):
         if max_faces < 1:
             raise ValueError(f"max_faces must be >= 1, got {max_faces}")
         self.detector, self.classifier = detector, classifier
         self.margin, self.max_faces, self.max_pixels = margin, max_faces, max_pixels
+        self.crop_mode, self.min_size, self.uncertain_below = crop, min_size, uncertain_below
+        self.min_score = MIN_SCORES.get(getattr(detector, "name", ""), float("-inf")) if min_score is None \
+            else min_score
 
     @classmethod
     def load(cls, backbone: str | Backbone | None = None, run_dir: str | os.PathLike | None = None,
@@ -142,25 +177,49 @@ class FacePipeline:
         start = time.perf_counter()
         detections = self.detect(rgb)
         detect_ms = (time.perf_counter() - start) * 1000
+        detections, dropped = self.screen(detections)
         kept = detections[: self.max_faces]  # detectors return best first
         start = time.perf_counter()
-        predictions = self.classify(rgb, kept)
+        crops = self.face_crops(Image.fromarray(rgb), kept)
+        predictions = self.classifier.predict([c.image for c in crops])
         classify_ms = (time.perf_counter() - start) * 1000 if kept else 0.0
-        faces = [FaceResult(d.box, d.score, p) for d, p in zip(kept, predictions)]
-        return FrameResult(width, height, faces, detect_ms, classify_ms, len(detections) - len(kept))
+        faces = [FaceResult(d.box, d.score, p, self.uncertain_tasks(p), c.mode, d.landmarks)
+                 for d, p, c in zip(kept, predictions, crops)]
+        return FrameResult(width, height, faces, detect_ms, classify_ms, len(detections) - len(kept), dropped,
+                           sum(c.fell_back for c in crops))
+
+    def screen(self, detections: list[Detection]) -> tuple[list[Detection], list[dict]]:
+        """The detections to label, and the dropped ones with why (score below ``min_score``, or a box side
+        below ``min_size`` pixels)."""
+        kept, dropped = [], []
+        for d in detections:
+            side = min(d.width, d.height)
+            reason = (f"score {d.score:.3f} < {self.min_score:g}" if d.score < self.min_score else
+                      f"size {side:.0f} px < {self.min_size:g} px" if side < self.min_size else "")
+            if reason:
+                dropped.append({"box": [round(v, 1) for v in d.box], "score": round(d.score, 4), "reason": reason})
+            else:
+                kept.append(d)
+        return kept, dropped
+
+    def uncertain_tasks(self, prediction: dict[str, TaskPrediction]) -> list[str]:
+        return [task for task, p in prediction.items() if p.confidence < self.uncertain_below]
+
+    def face_crops(self, frame: Image.Image, detections: list[Detection]):
+        """``align.FaceCrop`` per detection, made the way ``prepare`` makes training crops."""
+        return [face_crop(frame, d, self.crop_size, self.crop_mode, self.margin) for d in detections]
 
     def classify(self, rgb: np.ndarray, detections: list[Detection]) -> list[dict[str, TaskPrediction]]:
         """All faces of a frame in one batched forward (every task, and every VPT-TS prompt set, at once)."""
         if not detections:
             return []
-        frame = Image.fromarray(rgb)
-        crops = [crop_face(frame, d.box, self.margin, self.crop_size) for d in detections]
-        return self.classifier.predict(crops)
+        return self.classifier.predict([c.image for c in self.face_crops(Image.fromarray(rgb), detections)])
 
     def crops(self, image: Image.Image | np.ndarray, result: FrameResult) -> list[Image.Image]:
         """The face crops of ``result`` as the classifier saw them (for thumbnails)."""
         frame = Image.fromarray(as_rgb_array(image, self.max_pixels))
-        return [crop_face(frame, f.box, self.margin, self.crop_size) for f in result.faces]
+        faces = [Detection(f.box, f.score, f.landmarks) for f in result.faces]
+        return [c.image for c in self.face_crops(frame, faces)]
 
 
 # --- drawing ----------------------------------------------------------------------------------------
@@ -189,7 +248,8 @@ def draw(image: Image.Image | np.ndarray, result: FrameResult, max_pixels: int |
         x0, y0, x1, y1 = face.box
         pen.rectangle((x0, y0, x1, y1), outline=colour, width=line)
         # One task per line keeps the label about as wide as the face, so neighbours' labels don't collide.
-        text = f"{i + 1}: " + face.caption().replace(" | ", "\n")
+        heading = f"{i + 1} (uncertain): " if face.uncertain else f"{i + 1}: "
+        text = heading + face.caption().replace(" | ", "\n")
         left, top, right, bottom = pen.multiline_textbbox((0, 0), text, font=font, spacing=line)
         tw, th = right - left + 2 * line, bottom - top + 2 * line
         ty = _label_top(y0, y1, th, canvas.height)

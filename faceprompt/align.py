@@ -1,0 +1,180 @@
+"""One face crop for training, evaluation and the demo: 5 landmarks -> similarity transform -> template.
+
+    crop = face_crop(image, detection, size=224, mode="aligned")   # detection: detect.Detection or None
+    crop.image        # size x size PIL image
+    crop.mode         # "aligned", or "box" / "full" when it fell back (crop.reason says why)
+
+The published face datasets are landmark-aligned chips (UTKFace; FairFace used dlib's face chips with
+padding 0.25): every face is rotated, scaled and shifted so its eyes, nose tip and mouth corners land on one
+canonical template. ``TEMPLATE`` is that template measured on UTKFace itself: the median MTCNN landmarks of
+299 of 300 random chips (x, y as fractions of the chip side), made left-right symmetric. A UTKFace chip
+therefore passes through the aligned crop almost unchanged, and an in-the-wild face comes out framed like
+the chips the model learnt from.
+
+Landmarks come from facenet-pytorch's MTCNN (weights ship in the package; ``pip install --no-deps
+facenet-pytorch``). ``benchmarks/bench_landmarks.py``: 200 seeded images per folder of the shared data,
+one CPU thread, finding the face included; success = five points found::
+
+    dataset              MTCNN              dlib 5-point (face-recognition-models)
+    UTKFace chips        100.0%  55.5 ms    97.5%  17.8 ms
+    facial_expressions   100.0%  35.4 ms    95.0%   9.8 ms
+    FER+ Test (48 px)     89.5%  16.7 ms    67.0%   4.8 ms
+
+MTCNN finds landmarks on more faces in every set, most of all on small, low-resolution faces, and its five
+points are the ones a template needs (eye centres, nose tip, mouth corners), where dlib's 5-point model
+gives eye corners and the nose base only. It costs two to four times dlib's time, tens of ms per face.
+MediaPipe was not measured (not installed here). A face where landmarks fail falls back to the box crop,
+and the result says so.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+
+import numpy as np
+from PIL import Image
+
+CROP_MODES = ("aligned", "box")
+
+# Left eye, right eye (as seen in the image), nose tip, left and right mouth corner; fractions of the side.
+TEMPLATE = np.array([[0.3028, 0.2954], [0.6972, 0.2954], [0.5000, 0.5246], [0.3217, 0.6935],
+                     [0.6783, 0.6935]])
+
+
+@dataclass
+class FaceCrop:
+    """A crop and how it was made: ``mode`` is "aligned", "box" or "full" (no box: centred square);
+    ``reason`` says why an aligned crop fell back; ``landmarks`` are in input-image pixels (or None)."""
+
+    image: Image.Image
+    mode: str
+    reason: str = ""
+    landmarks: np.ndarray | None = None
+
+    @property
+    def fell_back(self) -> bool:
+        return bool(self.reason)
+
+
+def similarity_transform(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
+    """The 2 x 3 matrix of rotation, uniform scale and shift that maps ``src`` points closest onto ``dst``
+    in least squares (Umeyama's closed form; the determinant check rules out a reflection)."""
+    src, dst = np.asarray(src, float), np.asarray(dst, float)
+    if src.shape != dst.shape or src.ndim != 2 or src.shape[1] != 2 or len(src) < 2:
+        raise ValueError(f"need two matching N x 2 point sets (N >= 2), got {src.shape} and {dst.shape}")
+    src_mean, dst_mean = src.mean(0), dst.mean(0)
+    src_c, dst_c = src - src_mean, dst - dst_mean
+    variance = (src_c ** 2).sum() / len(src)
+    if variance <= 0:
+        raise ValueError("source points all coincide: no transform is defined")
+    cov = dst_c.T @ src_c / len(src)
+    u, s, vt = np.linalg.svd(cov)
+    sign = np.ones(2)
+    if np.linalg.det(u) * np.linalg.det(vt) < 0:
+        sign[-1] = -1
+    rotation = u @ np.diag(sign) @ vt
+    scale = (s * sign).sum() / variance
+    shift = dst_mean - scale * rotation @ src_mean
+    return np.hstack([scale * rotation, shift[:, None]])
+
+
+def apply_transform(matrix: np.ndarray, points: np.ndarray) -> np.ndarray:
+    """``points`` (N x 2) mapped by a 2 x 3 affine ``matrix``."""
+    points = np.asarray(points, float)
+    return points @ matrix[:, :2].T + matrix[:, 2]
+
+
+class Landmarker:
+    """MTCNN's five points for the face in ``box`` (or the largest face of the image when ``box`` is None)."""
+
+    # The region around a box is shrunk to at most this side first: MTCNN's cost grows with the pixels.
+    max_side = 256
+    border = 0.25  # fraction of the region's side added on each side before the search
+
+    def __init__(self):
+        try:
+            from facenet_pytorch import MTCNN
+        except ImportError:
+            raise ImportError("aligned crops need facenet-pytorch: pip install --no-deps facenet-pytorch") from None
+        self._model = MTCNN(keep_all=True, device="cpu", post_process=False, min_face_size=12)
+
+    def locate(self, rgb: np.ndarray, box: tuple[float, float, float, float] | None = None) -> np.ndarray | None:
+        """5 x 2 landmark pixels in ``rgb``, or None when MTCNN finds no face there."""
+        import torch
+
+        height, width = rgb.shape[:2]
+        left, top = 0, 0
+        region = rgb
+        if box is not None:  # look only around the given face, so the landmarks belong to it
+            x0, y0, x1, y1 = box
+            pad = 0.5 * max(x1 - x0, y1 - y0)
+            left, top = int(max(x0 - pad, 0)), int(max(y0 - pad, 0))
+            region = rgb[top:int(min(y1 + pad, height)), left:int(min(x1 + pad, width))]
+        if region.size == 0:
+            return None
+        # A grey border: on a tight chip the face overhangs the frame and MTCNN's points drift by tens of pixels.
+        border = int(self.border * max(region.shape[:2]))
+        region = np.pad(region, ((border, border), (border, border), (0, 0)), constant_values=128)
+        left, top = left - border, top - border
+        factor = min(1.0, self.max_side / max(region.shape[:2]))
+        picture = Image.fromarray(np.ascontiguousarray(region))
+        if factor < 1:
+            picture = picture.resize((max(round(picture.width * factor), 1), max(round(picture.height * factor), 1)),
+                                     Image.BILINEAR)
+        with torch.inference_mode():
+            boxes, _, points = self._model.detect(picture, landmarks=True)
+        if boxes is None:
+            return None
+        boxes = np.asarray(boxes, float)
+        best = int(np.argmax((boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])))
+        return np.asarray(points[best], float) / factor + np.array([left, top], float)
+
+
+@lru_cache(maxsize=1)
+def get_landmarker() -> Landmarker:
+    """One landmark model per process (each worker of ``prepare`` builds its own)."""
+    return Landmarker()
+
+
+def align(image: Image.Image, landmarks: np.ndarray, size: int) -> Image.Image:
+    """``image`` warped so ``landmarks`` land on ``TEMPLATE`` in a ``size`` x ``size`` crop."""
+    import cv2
+
+    matrix = similarity_transform(landmarks, TEMPLATE * size)
+    # Edge pixels, as in the box crop: black corners would be a cue a model could learn.
+    warped = cv2.warpAffine(np.asarray(image), matrix, (size, size), flags=cv2.INTER_CUBIC,
+                            borderMode=cv2.BORDER_REPLICATE)
+    return Image.fromarray(warped)
+
+
+def face_crop(image: Image.Image, detection=None, size: int = 224, mode: str = "aligned",
+              margin: float = 0.25, landmarker: Landmarker | None = None) -> FaceCrop:
+    """The crop every path uses: training data (``prepare``), evaluation, ``predict`` and the demo.
+
+    image:      RGB PIL image (a whole photo, or a chip a dataset ships already cropped).
+    detection:  a ``detect.Detection`` (its ``landmarks`` are used when the detector gave them), or None
+                for a single-face image: the landmarks are then searched in the whole image.
+    size:       side of the square output in pixels (the backbone's input size).
+    mode:       "aligned" (landmarks -> ``TEMPLATE``) or "box" (the detection box plus ``margin`` on each
+                side, a fraction of the box's larger side; no box: the centred square).
+    Where landmarks fail (or facenet-pytorch is missing) an aligned crop falls back to the box crop and
+    ``FaceCrop.reason`` says why, so callers can count it.
+    """
+    from faceprompt.detect import crop_face
+
+    if mode not in CROP_MODES:
+        raise ValueError(f"crop mode must be one of {CROP_MODES}, got {mode!r}")
+    box = None if detection is None else detection.box
+    fallback = "box" if box is not None else "full"
+    reason = ""
+    if mode == "aligned":
+        points = getattr(detection, "landmarks", None)
+        if points is None:
+            try:
+                points = (landmarker or get_landmarker()).locate(np.asarray(image), box)
+            except ImportError as err:
+                points, reason = None, str(err)
+        if points is not None:
+            return FaceCrop(align(image, points, size), "aligned", landmarks=np.asarray(points, float))
+        reason = reason or "no landmarks found"
+    return FaceCrop(crop_face(image, box, margin, size), fallback, reason)
