@@ -16,6 +16,8 @@ $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q -e '.[book,test]'
+	# MTCNN's landmarks align every face crop; the package's own pins are stale, so it comes without them.
+	$(BIN)/python -m pip install -q --no-deps facenet-pytorch==2.6.0
 	@touch $(STAMP)
 
 install: $(STAMP)
