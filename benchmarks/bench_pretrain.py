@@ -4,7 +4,9 @@
                                                          [--config FILE] [--json FILE]
 
 It runs ``faceprompt pretrain``'s own loop with the recipe's config on stand-in data: as many rows per
-dataset, split and label as the embedded model's ``recipe.json`` records, with random pixels. Every epoch
+dataset, split and label as the embedded model's ``recipe.json`` records (or, with ``--counts-from-data``,
+as the config's datasets hold in the shared data folder: labels only, no images are read), with random
+pixels. Every epoch
 takes the same steps, at the same batch size, over captions drawn from the same labels as the real run,
 so its time is the real run's time; the model it trains is meaningless and goes to a temporary folder.
 With ``--epochs`` below the recipe's, the full-length time is extrapolated from the measured epochs (the
@@ -26,7 +28,7 @@ from faceprompt.pretrain import pretrain  # noqa: E402
 from faceprompt.backbones import PRETRAINED_DIR  # noqa: E402
 from faceprompt.io import write_json_atomic  # noqa: E402
 from faceprompt.pretraining.config import PretrainConfig  # noqa: E402
-from faceprompt.pretraining.data import stand_in_data  # noqa: E402
+from faceprompt.pretraining.data import collect_rows, split_counts, stand_in_data  # noqa: E402
 
 
 def epoch_seconds(history: list[dict]) -> list[float]:
@@ -39,6 +41,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--config", default=str(ROOT / "configs/pretrain_faceclip_tiny.yaml"))
     parser.add_argument("--recipe", default=str(PRETRAINED_DIR / "faceclip-tiny/recipe.json"),
                         help="recipe.json whose split and label counts the stand-in data copies")
+    parser.add_argument("--counts-from-data", action="store_true",
+                        help="count rows per split and label in the config's datasets instead of --recipe's")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--epochs", type=int, default=None, help="epochs to run (default: the config's)")
     parser.add_argument("--threads", type=int, default=None, help="CPU threads (default: the config's)")
@@ -47,7 +51,10 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
 
     cfg = PretrainConfig.load(args.config)
-    recipe = json.loads(Path(args.recipe).read_text(encoding="utf-8"))
+    if args.counts_from_data:
+        splits = split_counts(collect_rows(cfg))
+    else:
+        splits = json.loads(Path(args.recipe).read_text(encoding="utf-8"))["splits"]
     full_epochs = cfg.epochs
     epochs = min(args.epochs or full_epochs, full_epochs)
     if epochs < full_epochs and epochs <= cfg.unmasked_epochs:
@@ -55,7 +62,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="bench-pretrain-") as tmp:
         cfg = cfg.replace(device=args.device, epochs=epochs, threads=args.threads or cfg.threads,
                           out=f"{tmp}/model", work_dir=f"{tmp}/work")
-        data = stand_in_data(recipe["splits"], cfg.image_size, seed=cfg.seed)
+        data = stand_in_data(splits, cfg.image_size, seed=cfg.seed)
         result = pretrain(cfg, progress=False, data=data)
         history = json.loads((Path(cfg.out) / "recipe.json").read_text(encoding="utf-8"))["history"]
     per_epoch = epoch_seconds(history)
