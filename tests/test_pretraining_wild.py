@@ -188,3 +188,20 @@ def test_prompt_methods_apply_to_the_wild_model(method):
     assert trainable and not any(p.requires_grad for p in backbone.parameters())
     sum(v.sum() for v in out.logits.values()).backward()
     assert all(p.grad is not None for p in trainable)
+
+
+def test_the_benchmark_scales_the_data_and_keeps_every_row_labelled():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("bench_pretrain", REPO_ROOT / "benchmarks" / "bench_pretrain.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    splits = {"utkface": {"train": {"rows": 1000, "gender": {"female": 480, "male": 520},
+                                    "age_bin": {"20-29": 333, "70+": 667}}},
+              "ferplus": {"train": {"rows": 400, "emotion": {"neutral": 390, "disgust": 10}}}}
+    small = bench.scaled_counts(splits, 0.05)
+    assert small["utkface"]["train"]["gender"] == {"female": 24, "male": 26}
+    assert small["ferplus"]["train"] == {"rows": 19, "emotion": {"neutral": 19}}
+    data = pdata.stand_in_data(small, 8)
+    labels = pdata.Labels.from_rows(data.rows)
+    assert ((labels.gender >= 0) | ~np.isnan(labels.age) | (labels.emotion >= 0)).all()
