@@ -15,7 +15,8 @@ epoch's expression draws) is scaled by F and the times by 1/F: a quick estimate 
 
 On a shared machine the wall clock measures the neighbours too. The script also reports the share of the
 cores the run got (its CPU seconds over wall seconds x threads) and the load average, and scales the
-estimate by that share to what the same run would take on free cores (assuming the threads keep busy).
+estimate by that share to what the same run would take on free cores (assuming the threads keep busy). With
+``--fraction`` the per-epoch zero-shot check is scaled down too.
 """
 from __future__ import annotations
 
@@ -93,8 +94,10 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="bench-pretrain-") as tmp:
         cfg = cfg.replace(device=args.device, epochs=epochs, threads=args.threads or cfg.threads,
                           out=f"{tmp}/model", work_dir=f"{tmp}/work")
-        if args.fraction < 1 and cfg.emotion_samples:
-            cfg = cfg.replace(emotion_samples=max(cfg.batch_size, round(cfg.emotion_samples * args.fraction)))
+        if args.fraction < 1:  # the per-epoch zero-shot check shrinks with the data, as the draws do
+            cfg = cfg.replace(val_limit=round(cfg.val_limit * args.fraction),
+                              emotion_samples=cfg.emotion_samples and max(cfg.batch_size,
+                                                                          round(cfg.emotion_samples * args.fraction)))
         data = stand_in_data(splits, cfg.image_size, seed=cfg.seed)
         cpu_start, wall_start = _cpu_seconds(), time.perf_counter()
         result = pretrain(cfg, progress=False, data=data)
