@@ -90,6 +90,12 @@ def faceprompt_faceclip_tiny_eva(pretrained: bool = False, **kwargs) -> Eva:
     return Eva(**{**_pe_core_layout(160, 4), **_tiny_kwargs(kwargs)})
 
 
+@register_model
+def faceprompt_faceclip_wild_eva(pretrained: bool = False, **kwargs) -> Eva:
+    """The in-the-wild retraining's vision tower: faceclip-tiny's at 80 px (10 x 10 patches)."""
+    return Eva(**{**_pe_core_layout(160, 4), "img_size": 80, "ref_feat_shape": (10, 10), **_tiny_kwargs(kwargs)})
+
+
 open_clip.add_model_config(MODEL_CONFIG_DIR)
 
 

@@ -7,13 +7,17 @@ method's hooks apply) and whose text tower is open_clip's causal transformer wit
 
 Recipe, in order (each step's code is in ``faceprompt.pretraining``):
 
-1. **Rows and splits** (``data``). The dataset adapters (``data_prep``) read UTKFace and facial_expressions
-   in their published layouts (gender for facial_expressions from the LFW lists); splits are assigned
-   exactly as ``faceprompt prepare`` assigns them (same keys, seed and fractions), so ``prepare``'s held-out
-   test set is this model's held-out test set. Only ``train`` rows are trained on; the split of every row is
+1. **Rows and splits** (``data``). The dataset adapters (``data_prep``) read UTKFace, facial_expressions
+   and (in the in-the-wild recipe) FER+ in their published layouts (gender for facial_expressions from the
+   LFW lists); splits are assigned exactly as ``faceprompt prepare`` assigns them (same keys, seed and
+   fractions; FER+ keeps its official Train/Valid/Test), so ``prepare``'s held-out test set is this model's
+   held-out test set. Only ``train`` rows are trained on; the split of every row is
    written next to the weights (``splits.csv.gz``).
 2. **Image cache** (``cache``). Every image is decoded and resized once into one uint8 safetensors file
-   (``work_dir``), so an epoch reads memory, not JPEGs.
+   (``work_dir``), so an epoch reads memory, not JPEGs. Every image is read through
+   ``cache.load_face`` (one function, so a different face crop changes every image at once). Each step
+   augments the batch on the cache's uint8 pixels (``augment``: crop, shift, rotation, flip, colour, white
+   balance, grayscale, blur, JPEG), every draw from the epoch's seeded generator.
 3. **Captions from labels** (``captions``). Each step writes a fresh caption per image from a random subset
    of its labels and a random template ("a photo of a 34 year old woman.", "a face of a happy man.", "a
    close-up photo of a sad face."), including the wording the zero-shot prompts in ``tasks.py`` use.
@@ -25,8 +29,8 @@ Recipe, in order (each step's code is in ``faceprompt.pretraining``):
    more of all pairs are positive, so identical features for every image cost little: started at the
    usual logit scale (10 for SigLIP, 14 for CLIP) both losses collapsed to that within ten steps. The
    recipe starts at scale 1 (``init_logit_scale: 0``) and lets the scale grow.
-5. **Sampling** (``data.epoch_order``). facial_expressions is almost all neutral and happy faces: its images
-   are drawn with probability ``count(class) ** -emotion_balance`` (0 = as found, 1 = class-balanced).
+5. **Sampling** (``data.epoch_order``). facial_expressions and FER+ are mostly neutral and happy faces: their
+   images are pooled and drawn with probability ``count(class) ** -emotion_balance`` (0 = as found, 1 = class-balanced).
 6. **Speed** (``model``). Training drops a share of the patch tokens (FLIP-style ``patch_drop``) except in
    the last ``unmasked_epochs``, which close the gap to full-token inference.
 
@@ -72,6 +76,7 @@ CHECKPOINT_FILE = engine_state.CHECKPOINT_FILE
 LEGACY_CHECKPOINT = "last.pt"  # an earlier version's pickle checkpoint: never loaded
 SEED_STRIDE = 1000  # epoch e of seed s draws its captions, crops and order from seed s * 1000 + e
 GRAD_CLIP = 1.0
+DEFAULT_COMMAND = "faceprompt pretrain --config configs/pretrain_faceclip_tiny.yaml"
 MAX_LOGIT_SCALE = math.log(100)
 
 
@@ -203,7 +208,7 @@ def _resume(run: _Run) -> dict:
     return {k: saved.info[k] for k in ("epoch", "step", "seconds", "history")}
 
 
-def _finish(run: _Run, rows, images: torch.Tensor, state: dict, started: float) -> PretrainResult:
+def _finish(run: _Run, rows, images: torch.Tensor, state: dict, started: float, command: str) -> PretrainResult:
     """Export the model, record the recipe and score the held-out test split zero-shot."""
     cfg, out = run.cfg, Path(run.cfg.out)
     export_local_dir(run.model, cfg, out)
@@ -215,7 +220,7 @@ def _finish(run: _Run, rows, images: torch.Tensor, state: dict, started: float) 
     params = sum(p.numel() for p in run.model.parameters())
     device = run.runtime.describe()
     write_json_atomic(out / "recipe.json", {
-        "command": "faceprompt pretrain --config configs/pretrain_faceclip_tiny.yaml",
+        "command": command,
         "config": cfg.to_dict(), "train_seconds": round(state["seconds"], 1),
         "total_seconds": round(time.perf_counter() - started, 1), "threads": cfg.threads, "device": device,
         "parameters": params, "weights_bytes": size, "splits": split_counts(rows),
@@ -225,12 +230,13 @@ def _finish(run: _Run, rows, images: torch.Tensor, state: dict, started: float) 
 
 
 def pretrain(cfg: PretrainConfig, resume: bool = False, progress: bool = True, data: PretrainData | None = None,
-             resume_hint: str | None = None) -> PretrainResult:
+             resume_hint: str | None = None, command: str = DEFAULT_COMMAND) -> PretrainResult:
     """Run the whole recipe; returns where the model went, how long it took and its test numbers.
 
     ``data``: rows and images to train on instead of the shared data folder's (benchmarks, tests).
     ``resume=True`` continues from ``work_dir``'s checkpoint and refuses a changed recipe, before any work.
     ``resume_hint``: the command an interruption message tells the user to run.
+    ``command``: the command that reproduces the run, recorded in ``recipe.json``.
     """
     cfg.validate()
     check_image_size(cfg)
@@ -247,4 +253,4 @@ def pretrain(cfg: PretrainConfig, resume: bool = False, progress: bool = True, d
     run = _start(cfg, runtime, rows, images)
     state = _resume(run) if resume else {"epoch": 0, "step": 0, "seconds": 0.0, "history": []}
     _epochs(run, state, progress, resume_hint or "faceprompt pretrain --config <the same config> --resume")
-    return _finish(run, rows, images, state, started)
+    return _finish(run, rows, images, state, started, command)

@@ -322,6 +322,10 @@ def test_zero_shot_gender_on_held_out_utkface_is_well_above_chance(shared_data, 
 
 # --- nothing lost, nothing executed, every bad input a clear error -------------------------------
 
+EVERY_AUGMENTATION = dict(color_p=0.5, color_strength=0.3, white_balance_p=0.5, white_balance_strength=0.2,
+                          blur_p=0.5, jpeg_p=0.5, rotate_p=0.5, rotate_degrees=10.0, shift=0.05)
+
+
 def _history(out: Path) -> list[dict]:
     """recipe.json's epochs minus wall-clock time (timings differ between runs; nothing else may)."""
     import json
@@ -336,8 +340,9 @@ def test_an_interrupted_pretraining_resumes_to_the_uninterrupted_result(tmp_path
     from engine_helpers import interruption_message
 
     data = pdata.stand_in_data(SMALL_SPLITS, 64)
-    # Patch dropping in every epoch but the last: its draws come from torch's global generator.
-    options = dict(epochs=3, val_limit=4)
+    # Patch dropping in every epoch but the last: its draws come from torch's global generator. Every
+    # augmentation is on: their draws come from the epoch's generator.
+    options = dict(epochs=3, val_limit=4, **EVERY_AUGMENTATION)
     whole = fp.pretrain(_small_config(tmp_path / "whole", **options), progress=False, data=data)
     real_loss, calls = fp.step_loss, {"n": 0}
 

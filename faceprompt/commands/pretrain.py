@@ -31,7 +31,8 @@ def run(args: argparse.Namespace) -> int:
     hint = " ".join(["faceprompt pretrain --config", args.config, "--resume",
                      *(["--set", *args.set] if args.set else []), *(["--out", args.out] if args.out else []),
                      *(["--device", args.device] if args.device else [])])
-    result = pretrain(cfg, resume=args.resume, progress=not args.quiet, resume_hint=hint)
+    result = pretrain(cfg, resume=args.resume, progress=not args.quiet, resume_hint=hint,
+                      command=f"faceprompt pretrain --config {args.config}")
     print(f"faceclip: {result.parameters / 1e6:.2f}M parameters, {result.size_bytes / 1e6:.1f} MB, "
           f"trained in {result.seconds / 60:.1f} min on {result.device} -> {result.out}")
     print("held-out test zero-shot:\n" + format_report(result.test))

@@ -24,17 +24,23 @@ class ImageCacheError(ValueError):
     """An image cache file that cannot be read."""
 
 
-def _decode(args: tuple[str, int]) -> np.ndarray:
+def load_face(path: str, size: int) -> np.ndarray:
+    """The face in the image at ``path`` as uint8 [3, size, size]: every image pretraining reads comes
+    through here (the datasets' images are face crops already; an aligned crop would replace the centre
+    square below)."""
     from PIL import Image
 
     from faceprompt.data.images import load_rgb
 
-    path, size = args
     image = load_rgb(path)
     side = min(image.size)  # centre square (the datasets' faces are already square crops)
     left, top = (image.width - side) // 2, (image.height - side) // 2
     image = image.crop((left, top, left + side, top + side)).resize((size, size), Image.BILINEAR)
     return np.asarray(image, dtype=np.uint8).transpose(2, 0, 1).copy()
+
+
+def _decode(args: tuple[str, int]) -> np.ndarray:
+    return load_face(*args)
 
 
 def read_image_cache(path: Path) -> tuple[list[str], torch.Tensor]:

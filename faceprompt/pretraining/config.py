@@ -11,10 +11,18 @@ from faceprompt.config import Config, coerce
 
 LOSSES = ("sigmoid", "clip")
 POSITIVES = ("labels", "pairs")
-DATASETS = ("utkface", "facial_expressions")
+DATASETS = ("utkface", "facial_expressions", "ferplus")
+DEFAULT_DATASETS = ("utkface", "facial_expressions")
 STORAGE_DTYPES = ("float16", "float32")
 # Fields a resumed run may change: where it runs and where the finished model goes. The rest is the recipe.
 RESUMABLE_CHANGES = ("device", "threads", "out")
+
+
+_PROBABILITIES = ("grayscale_p", "flip_p", "color_p", "white_balance_p", "blur_p", "jpeg_p", "rotate_p")
+
+
+def _ordered(pair, low, high) -> bool:
+    return len(pair) == 2 and low <= pair[0] <= pair[1] <= high
 
 
 @dataclass(frozen=True)
@@ -23,7 +31,7 @@ class PretrainConfig(Config):
 
     model: str = "FP-FaceCLIP-Tiny"  # open_clip config name
     data_root: str | None = None  # None: the shared data folder (faceprompt.locations)
-    datasets: tuple[str, ...] = DATASETS
+    datasets: tuple[str, ...] = DEFAULT_DATASETS
     out: str = "faceprompt/pretrained/faceclip-tiny"  # the exported local-dir folder
     work_dir: str = "cache/pretrain/faceclip-tiny"  # checkpoints, logs, the image cache
     seed: int = 0  # training seed (init, sampling, captions, augmentation)
@@ -53,6 +61,20 @@ class PretrainConfig(Config):
     emotion_samples: int | None = 3000  # expression images drawn per epoch (None: as many as there are)
     crop_scale: tuple[float, float] = (0.75, 1.0)
     grayscale_p: float = 0.2  # facial_expressions is grayscale: don't let colour stand in for the dataset
+    # Photometric and geometric changes real photos bring (see augment.Augmentation); all off by default,
+    # so a config written before they existed trains as it did.
+    flip_p: float = 0.5
+    color_p: float = 0.0  # brightness, contrast, saturation jitter ...
+    color_strength: float = 0.0  # ... each factor drawn from [1 - s, 1 + s]
+    white_balance_p: float = 0.0  # per-channel gains ...
+    white_balance_strength: float = 0.0  # ... drawn from [1 - s, 1 + s]
+    blur_p: float = 0.0  # Gaussian blur ...
+    blur_sigma: tuple[float, float] = (0.3, 1.2)  # ... sigma in pixels drawn from this range
+    jpeg_p: float = 0.0  # JPEG re-encoding ...
+    jpeg_quality: tuple[int, int] = (30, 90)  # ... at a quality drawn from this range
+    rotate_p: float = 0.0  # small rotation ...
+    rotate_degrees: float = 0.0  # ... drawn from [-d, d]
+    shift: float = 0.0  # extra translation, as a fraction of the image side, drawn from [-s, s]
     threads: int = 2
     device: str = "cpu"  # "cuda" trains on a GPU (images, model and augmentation all live there)
     val_limit: int = 400  # per dataset, for the per-epoch zero-shot check (0: none)
@@ -85,7 +107,13 @@ class PretrainConfig(Config):
             ("val_fraction", 0 <= self.val_fraction < 1, "must be in [0, 1)"),
             ("test_fraction", 0 <= self.test_fraction < 1 - self.val_fraction, "must be in [0, 1 - val_fraction)"),
             ("crop_scale", len(self.crop_scale) == 2 and 0 < low <= high <= 1, "must be [low, high] in (0, 1]"),
-            ("grayscale_p", 0 <= self.grayscale_p <= 1, "must be in [0, 1]"),
+            *[(name, 0 <= getattr(self, name) <= 1, "must be in [0, 1]") for name in _PROBABILITIES],
+            ("color_strength", 0 <= self.color_strength < 1, "must be in [0, 1)"),
+            ("white_balance_strength", 0 <= self.white_balance_strength < 1, "must be in [0, 1)"),
+            ("blur_sigma", _ordered(self.blur_sigma, 0.1, 10.0), "must be [low, high] in [0.1, 10]"),
+            ("jpeg_quality", _ordered(self.jpeg_quality, 1, 100), "must be [low, high] in [1, 100]"),
+            ("rotate_degrees", 0 <= self.rotate_degrees <= 45, "must be in [0, 45]"),
+            ("shift", 0 <= self.shift <= 0.25, "must be in [0, 0.25]"),
             ("threads", self.threads >= 1, "must be >= 1"),
             ("val_limit", self.val_limit >= 0, "must be >= 0"),
             ("storage_dtype", self.storage_dtype in STORAGE_DTYPES, f"must be one of {list(STORAGE_DTYPES)}"),

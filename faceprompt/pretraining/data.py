@@ -21,7 +21,7 @@ from faceprompt.tasks import EMOTIONS, GENDERS, age_to_bin
 log = logging.getLogger(__name__)
 
 # Where each dataset lives under the shared data folder.
-_DATASET_DIRS = {"utkface": "UTKFace", "facial_expressions": "facial_expressions"}
+_DATASET_DIRS = {"utkface": "UTKFace", "facial_expressions": "facial_expressions", "ferplus": "FERPlus"}
 
 
 @dataclass
@@ -74,6 +74,7 @@ def collect_rows(cfg: PretrainConfig) -> pd.DataFrame:
         if cfg.limit is not None and cfg.limit < len(rows):
             picked = random.Random(cfg.split_seed).sample(range(len(rows)), cfg.limit)
             rows = [rows[i] for i in sorted(picked)]
+        # An official split (FER+'s Train/Valid/Test folders) is kept: its Valid and Test stay held out.
         assign_splits(rows, cfg.split_seed, cfg.val_fraction, cfg.test_fraction)
         log.info("%s: %d labelled rows (%d skipped by the adapter)", name, len(rows), len(scan.skipped))
         frames.append(pd.DataFrame(rows))

@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from faceprompt.pretraining.augment import augment, normalize
+from faceprompt.pretraining.augment import Augmentation, augment, normalize
 from faceprompt.pretraining.config import PretrainConfig
 from faceprompt.pretraining.captions import caption_batch, caption_targets, pair_targets
 from faceprompt.pretraining.data import Labels
@@ -88,7 +88,7 @@ def prepare_step(images_u8: torch.Tensor, labels: Labels, tokens: TokenCache, cf
         targets, mask = caption_targets([by_text[t] for t in unique], labels)
     else:
         targets, mask = pair_targets(captions, unique)
-    images = augment(images_u8, gen, cfg.crop_scale, cfg.grayscale_p) if train else normalize(images_u8)
+    images = augment(images_u8, gen, Augmentation.from_config(cfg)) if train else normalize(images_u8)
     return StepInputs(images, tokens(unique), targets, mask)
 
 
