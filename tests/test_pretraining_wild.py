@@ -205,3 +205,27 @@ def test_the_benchmark_scales_the_data_and_keeps_every_row_labelled():
     data = pdata.stand_in_data(small, 8)
     labels = pdata.Labels.from_rows(data.rows)
     assert ((labels.gender >= 0) | ~np.isnan(labels.age) | (labels.emotion >= 0)).all()
+
+
+def test_the_aligned_pretraining_crop_is_the_demos_crop(tmp_path):
+    """Pretraining reads a face through faceprompt.align, so the model learns the framing the demo gives it."""
+    pytest.importorskip("facenet_pytorch")
+    import numpy as np
+    from PIL import Image
+
+    from faceprompt.align import face_crop
+    from faceprompt.pretraining.cache import load_face
+    from faceprompt.pretraining.config import PretrainConfig
+    from faceprompt.pretraining.data import image_cache_path
+
+    face_path = tmp_path / "face.jpg"
+    from data_fixtures import face
+
+    face(face_path, seed=3, size=120)
+    expected = np.asarray(face_crop(Image.open(face_path).convert("RGB"), None, size=48, mode="aligned").image)
+    assert np.array_equal(load_face(str(face_path), 48, "aligned").transpose(1, 2, 0), expected)
+    assert not np.array_equal(load_face(str(face_path), 48, "center"), load_face(str(face_path), 48, "aligned"))
+    centre, aligned = PretrainConfig(crop="center"), PretrainConfig(crop="aligned")
+    assert image_cache_path(centre) != image_cache_path(aligned)  # one cache per crop
+    with pytest.raises(ValueError, match="crop"):
+        PretrainConfig.from_dict({"crop": "square"})

@@ -24,22 +24,29 @@ class ImageCacheError(ValueError):
     """An image cache file that cannot be read."""
 
 
-def load_face(path: str, size: int) -> np.ndarray:
+def load_face(path: str, size: int, crop: str = "center") -> np.ndarray:
     """The face in the image at ``path`` as uint8 [3, size, size]: every image pretraining reads comes
-    through here (the datasets' images are face crops already; an aligned crop would replace the centre
-    square below)."""
+    through here. ``center``: the centre square; ``aligned``: :func:`faceprompt.align.face_crop` of the
+    whole image as one face, the crop predict and the demo use (the box crop where landmarks fail)."""
     from PIL import Image
 
     from faceprompt.data.images import load_rgb
 
     image = load_rgb(path)
-    side = min(image.size)  # centre square (the datasets' faces are already square crops)
-    left, top = (image.width - side) // 2, (image.height - side) // 2
-    image = image.crop((left, top, left + side, top + side)).resize((size, size), Image.BILINEAR)
+    if crop == "aligned":
+        from faceprompt.align import face_crop
+
+        image = face_crop(image, None, size=size, mode="aligned").image
+    else:
+        side = min(image.size)  # centre square (the datasets' faces are already square crops)
+        left, top = (image.width - side) // 2, (image.height - side) // 2
+        image = image.crop((left, top, left + side, top + side)).resize((size, size), Image.BILINEAR)
     return np.asarray(image, dtype=np.uint8).transpose(2, 0, 1).copy()
 
 
-def _decode(args: tuple[str, int]) -> np.ndarray:
+def _decode(args: tuple[str, int, str]) -> np.ndarray:
+    if args[2] == "aligned":
+        torch.set_num_threads(1)  # the landmark network in each worker: one thread apiece, not oversubscribed
     return load_face(*args)
 
 
@@ -56,7 +63,8 @@ def write_image_cache(path: Path, paths: Sequence[str], images: torch.Tensor) ->
     write_tensor_file(path, {"images": images.contiguous()}, [str(p) for p in paths], _PATHS_KEY)
 
 
-def build_image_cache(paths: Sequence[str], size: int, path: Path, workers: int = 2) -> torch.Tensor:
+def build_image_cache(paths: Sequence[str], size: int, path: Path, workers: int = 2,
+                      crop: str = "center") -> torch.Tensor:
     """Decode + resize every image once into a uint8 [N, 3, S, S] tensor stored at ``path`` (reused if there)."""
     if path.is_file():
         cached_paths, images = read_image_cache(path)
@@ -67,7 +75,7 @@ def build_image_cache(paths: Sequence[str], size: int, path: Path, workers: int 
 
     from tqdm import tqdm
 
-    jobs = [(str(p), size) for p in paths]
+    jobs = [(str(p), size, crop) for p in paths]
     start = time.perf_counter()
     with mp.get_context("fork" if "fork" in mp.get_all_start_methods() else "spawn").Pool(workers) as pool:
         arrays = list(tqdm(pool.imap(_decode, jobs, chunksize=64), total=len(jobs), desc="decoding", unit="img"))

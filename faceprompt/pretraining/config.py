@@ -13,6 +13,7 @@ LOSSES = ("sigmoid", "clip")
 POSITIVES = ("labels", "pairs")
 DATASETS = ("utkface", "facial_expressions", "ferplus")
 DEFAULT_DATASETS = ("utkface", "facial_expressions")
+CROPS = ("center", "aligned")
 STORAGE_DTYPES = ("float16", "float32")
 # Fields a resumed run may change: where it runs and where the finished model goes. The rest is the recipe.
 RESUMABLE_CHANGES = ("device", "threads", "out")
@@ -39,6 +40,9 @@ class PretrainConfig(Config):
     val_fraction: float = 0.1
     test_fraction: float = 0.1
     image_size: int = 64  # must equal the model config's vision_cfg.image_size
+    # How each image becomes the model's input: "center" (the centre square, as the shipped model learned) or
+    # "aligned" (faceprompt.align's landmark crop, the framing predict and the demo give the model).
+    crop: str = "center"
     epochs: int = 10
     batch_size: int = 64
     lr: float = 5e-4
@@ -116,6 +120,7 @@ class PretrainConfig(Config):
             ("shift", 0 <= self.shift <= 0.25, "must be in [0, 0.25]"),
             ("threads", self.threads >= 1, "must be >= 1"),
             ("val_limit", self.val_limit >= 0, "must be >= 0"),
+            ("crop", self.crop in CROPS, f"must be one of {list(CROPS)}"),
             ("storage_dtype", self.storage_dtype in STORAGE_DTYPES, f"must be one of {list(STORAGE_DTYPES)}"),
             ("limit", self.limit is None or self.limit >= 1, "must be >= 1 or null"),
             ("emotion_samples", self.emotion_samples is None or self.emotion_samples >= 1, "must be >= 1 or null"),

@@ -53,7 +53,8 @@ def data_root(cfg: PretrainConfig) -> Path:
 
 
 def image_cache_path(cfg: PretrainConfig) -> Path:
-    return Path(cfg.work_dir) / f"images_{cfg.image_size}.safetensors"
+    crop = "" if cfg.crop == "center" else f"_{cfg.crop}"  # the shipped recipe keeps its cache name
+    return Path(cfg.work_dir) / f"images_{cfg.image_size}{crop}.safetensors"
 
 
 def collect_rows(cfg: PretrainConfig) -> pd.DataFrame:
@@ -114,7 +115,8 @@ class PretrainData:
 
 def load_data(cfg: PretrainConfig) -> PretrainData:
     rows = collect_rows(cfg)
-    images = build_image_cache(list(rows["path"]), cfg.image_size, image_cache_path(cfg), workers=cfg.threads)
+    images = build_image_cache(list(rows["path"]), cfg.image_size, image_cache_path(cfg), workers=cfg.threads,
+                               crop=cfg.crop)
     return PretrainData(rows, images)
 
 
