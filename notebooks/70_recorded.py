@@ -26,6 +26,7 @@ threads = 1
 results_dir = "benchmarks/results/h200-2026-11-27"
 recipe = "faceprompt/pretrained/faceclip-tiny/recipe.json"
 pretrain_gpu = "benchmarks/results/h200-2026-11-27/pretrain_gpu.json"
+releases_dir = "benchmarks/results/faceclip-tiny-releases"  # earlier releases' recipe.json
 logged = "book/_data/logged_measurements.json"
 shapes = {"faceclip-tiny": "FP-FaceCLIP-Tiny", "pe-core-b16": "PE-Core-B-16"}  # key label -> open_clip model
 
@@ -55,6 +56,8 @@ pretraining.glue_captions()
 pretraining.glue_emotion_data(record)
 pretraining.glue_pretrain_gpu(pretraining.read_json(pretrain_gpu), record)
 pretraining.glue_zero_shot(record)
+for release in pretraining.RELEASES:
+    pretraining.glue_release(pretraining.read_json(f"{releases_dir}/{release}.json"), release)
 
 # %% [markdown]
 # ## Model shapes (counted on the meta device)

@@ -95,3 +95,15 @@ def test_caption_numbers_come_from_the_caption_module():
     recipe.glue_captions()
     assert G.GLUED["ftiny-templates"] == str(len(TEMPLATES))
     assert G.GLUED["ftiny-age-tolerance"] == str(AGE_TOLERANCE)
+
+
+@pytest.mark.parametrize("release, expected", [
+    ("48px", {"f1": "0.309", "emotion": "63.0%", "age": "43.9%", "oneoff": "76.5%", "fe-gender": "89.5%",
+              "utk-gender": "87.8%"}),
+    ("20ep", {"f1": "0.337", "emotion": "67.5%", "age": "45.2%", "oneoff": "80.1%", "fe-gender": "90.9%",
+              "utk-gender": "87.7%", "epochs": "20", "draws": "8,000"}),
+])
+def test_earlier_releases_are_read_from_their_recipe_records(release, expected):
+    """The numbers the chapter compares with come from each release's own recipe.json."""
+    recipe.glue_release(recipe.read_json(ROOT / recipe.RELEASES_DIR / f"{release}.json"), release)
+    assert {field: G.GLUED[f"ftiny-{release}-{field}"] for field in expected} == expected

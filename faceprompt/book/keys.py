@@ -65,6 +65,12 @@ def _shape_fields() -> list[str]:
     return list(SHAPE_FIELDS)
 
 
+def _releases() -> list[str]:
+    from faceprompt.book.recipe import RELEASES
+
+    return list(RELEASES)
+
+
 def _logged() -> list[str]:
     from faceprompt.book.logged import LOGGED, read_logged
     from faceprompt.locations import project_root
@@ -77,6 +83,7 @@ def _logged() -> list[str]:
 PLACEHOLDERS: dict[str, Callable[[], list[str]]] = {
     "method": _methods, "run": _runs, "dataset": _datasets, "task": _tasks, "emotion": _emotions,
     "backbone": _backbones, "family": _families, "field": _shape_fields, "logged": _logged,
+    "release": _releases,
 }
 RUN_SUFFIX = r"(-seed\d+)?"
 BATCH = r"(b\d+|max)"  # {batch}: a batch size timed, or the largest one
@@ -168,6 +175,8 @@ KEYS: tuple[GlueKey, ...] = tuple(
     + _family("70_recorded", "recipe.glue_pretrain_gpu", "ftiny-gpu-device", "ftiny-gpu-minutes", "ftiny-gpu-seconds",
               "ftiny-gpu-epoch-seconds", "ftiny-gpu-rows", "ftiny-gpu-step-ms")
     + _family("70_recorded", "architecture.glue_shapes", "arch-{backbone}-{field}", "arch-table")
+    + _family("70_recorded", "recipe.glue_release", *(f"ftiny-{{release}}-{field}" for field in (
+        "f1", "emotion", "fe-gender", "age", "oneoff", "utk-gender", "epochs", "draws")))
     + _family("70_recorded", "logged.glue_logged", "{logged}")
 )
 

@@ -126,6 +126,24 @@ def glue_zero_shot(recipe: dict) -> pd.DataFrame:
     return glue("ftiny-zero-shot-table", zero_shot_table(recipe), display=False)
 
 
+RELEASES_DIR = "benchmarks/results/faceclip-tiny-releases"
+RELEASES = ("48px", "20ep")  # earlier releases whose recipe.json the book compares with
+
+
+def glue_release(recipe: dict, release: str) -> None:
+    """Glue an earlier release's recipe and zero-shot test scores as ``ftiny-<release>-*``."""
+    scores = recipe["test_zero_shot"]
+    expressions, utk = scores["facial_expressions"], scores["utkface"]
+    glue(f"ftiny-{release}-f1", f"{expressions['emotion']['macro_f1']:.3f}")
+    glue(f"ftiny-{release}-emotion", percent(expressions["emotion"]["accuracy"]))
+    glue(f"ftiny-{release}-fe-gender", percent(expressions["gender"]["accuracy"]))
+    glue(f"ftiny-{release}-age", percent(utk["age"]["accuracy"]))
+    glue(f"ftiny-{release}-oneoff", percent(utk["age"]["one_off"]))
+    glue(f"ftiny-{release}-utk-gender", percent(utk["gender"]["accuracy"]))
+    glue(f"ftiny-{release}-epochs", str(recipe["config"]["epochs"]))
+    glue(f"ftiny-{release}-draws", f"{recipe['config']['emotion_samples']:,}")
+
+
 def glue_pretrain_gpu(timing: dict, recipe: dict) -> None:
     """Glue the GPU timing of the whole recipe on stand-in data (``ftiny-gpu-*``)."""
     seconds = timing["epoch_seconds"]
