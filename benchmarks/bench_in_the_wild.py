@@ -16,8 +16,8 @@ the other boxes found in these single-face photos (nearly all false).
 from __future__ import annotations
 
 import argparse
-import json
 import random
+import sys
 import time
 from pathlib import Path
 
@@ -30,6 +30,7 @@ from faceprompt.data.images import load_rgb
 from faceprompt.locations import shared_data_root
 from faceprompt.datasets import get_adapter
 from faceprompt.demo.pipeline import FacePipeline
+from faceprompt.io import run_record, write_json_atomic
 from faceprompt.predict import default_backbone
 
 DATASETS = {"utkface": "UTKFace", "facial_expressions": "facial_expressions", "ferplus": "FERPlus"}
@@ -119,8 +120,11 @@ def main(argv: list[str] | None = None) -> None:
         results[dataset] = score(pipeline, test_rows(dataset, data / folder, backbone, args.per_dataset))
     print_report(args.crop, pipeline.detector.name, results)
     if args.json_out:
-        Path(args.json_out).write_text(json.dumps({"crop": args.crop, "detector": pipeline.detector.name,
-                                                   "backbone": backbone, "results": results}, indent=1))
+        argv = sys.argv if argv is None else ["benchmarks/bench_in_the_wild.py", *argv]
+        write_json_atomic(args.json_out, {**run_record(argv), "crop": args.crop, "detector": pipeline.detector.name,
+                                          "backbone": backbone, "per_dataset": args.per_dataset,
+                                          "min_score": pipeline.min_score, "threads": args.threads,
+                                          "results": results})
 
 
 if __name__ == "__main__":

@@ -18,7 +18,10 @@
 # (`benchmarks/results/`, written by `faceprompt bench --json`), faceclip-tiny's pretraining record
 # (`recipe.json`, written by `faceprompt pretrain`), the shapes of the models, and the few measurements
 # that kept no JSON (`book/_data/logged_measurements.json`, each with the command that printed it).
-# This notebook reads those files and glues every number {doc}`../speed` and {doc}`../faceclip_tiny` quote.
+# It also reads the CPU benchmarks of the face crop and the demo
+# (`benchmarks/results/cpu-*/`) and the demo's default settings from the code. This notebook glues every
+# number {doc}`../speed`, {doc}`../faceclip_tiny`, the face-crop section of {doc}`../datasets` and
+# {doc}`../demo` quote.
 
 # %% tags=["parameters"]
 work_dir = "work/notebooks"    # unused: nothing is computed here (every notebook takes it)
@@ -28,12 +31,14 @@ recipe = "faceprompt/pretrained/faceclip-tiny/recipe.json"
 pretrain_gpu = "benchmarks/results/h200-2026-11-27/pretrain_gpu.json"
 releases_dir = "benchmarks/results/faceclip-tiny-releases"  # earlier releases' recipe.json
 logged = "book/_data/logged_measurements.json"
+cpu_results_dir = "benchmarks/results/cpu-2026-12-03"  # bench_landmarks.py and bench_in_the_wild.py --json
 shapes = {"faceclip-tiny": "FP-FaceCLIP-Tiny", "pe-core-b16": "PE-Core-B-16"}  # key label -> open_clip model
 
 # %%
 from faceprompt.book import architecture, benchmarks, startup
 from faceprompt.book import logged as logged_numbers
 from faceprompt.book import recipe as pretraining
+from faceprompt.book import wild
 
 startup.setup(threads)
 
@@ -70,3 +75,15 @@ architecture.glue_shapes(shapes)
 
 # %%
 sorted(logged_numbers.glue_logged(logged))
+
+# %% [markdown]
+# ## The face crop and the demo on held-out photos (CPU)
+
+# %%
+wild.glue_landmarks(cpu_results_dir)
+
+# %%
+wild.glue_wild(cpu_results_dir)
+
+# %%
+wild.glue_demo_settings()

@@ -178,6 +178,13 @@ KEYS: tuple[GlueKey, ...] = tuple(
     + _family("70_recorded", "recipe.glue_release", *(f"ftiny-{{release}}-{field}" for field in (
         "f1", "emotion", "fe-gender", "age", "oneoff", "utk-gender", "epochs", "draws")))
     + _family("70_recorded", "logged.glue_logged", "{logged}")
+    + _family("70_recorded", "wild.glue_landmarks", "crop-landmarks-table", "crop-landmarks-n", "crop-landmarks-run",
+              "crop-landmarks-cost")
+    + _family("70_recorded", "wild.glue_wild", "wild-table", "wild-n", "wild-images", "wild-runs", "wild-detector",
+              "wild-other-boxes", "wild-interval", "wild-speed-box", "wild-speed-aligned", "wild-gain-{task}",
+              "wild-q1")
+    + _family("70_recorded", "wild.glue_demo_settings", "demo-min-score", "demo-min-size", "demo-uncertain-below",
+              "demo-margin", "demo-crop", "demo-max-megapixels")
 )
 
 

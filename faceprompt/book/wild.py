@@ -1,0 +1,130 @@
+"""The numbers of the face-crop and demo chapters: the CPU benchmarks' JSON and the demo's settings.
+
+``benchmarks/bench_landmarks.py --json`` and ``benchmarks/bench_in_the_wild.py --json`` (one file per crop)
+write the files read here; the demo's thresholds come from :mod:`faceprompt.demo.pipeline`'s constants, so
+the chapters quote what the code does. Keys start with ``crop-``, ``wild-`` or ``demo-``.
+"""
+from __future__ import annotations
+
+import inspect
+import json
+import math
+from pathlib import Path
+
+import pandas as pd
+
+from faceprompt.book.glue import glue, percent, points, span
+
+CPU_RESULTS_DIR = "benchmarks/results/cpu-2026-12-03"
+LANDMARKS_FILE = "landmarks.json"
+WILD_FILES = {"box": "in_the_wild_box.json", "aligned": "in_the_wild_aligned.json"}
+QUANTILES = {"0.01": "q1", "0.05": "q5", "0.5": "q50"}  # as the JSON spells them -> column
+TASKS = ("gender", "age", "emotion")
+Z95 = 1.96  # normal quantile of a two-sided 95% interval
+
+
+def read_record(path: str | Path) -> dict:
+    """One benchmark record (a JSON object with ``command``, ``date``, ``load_average``, ``results``)."""
+    return json.loads(Path(path).read_text(encoding="utf-8"))
+
+
+def run_line(record: dict) -> str:
+    """'python COMMAND on DATE (load average A B C, N cores)'."""
+    load = " ".join(f"{v:.1f}" for v in record["load_average"])
+    return f"python {record['command']} on {record['date'][:10]} (load average {load}, {record['cpus']} cores)"
+
+
+def landmark_table(record: dict) -> pd.DataFrame:
+    """Folders as rows; per model the faces with five points found (of the sample) and ms per image."""
+    rows = {}
+    for folder, result in record["results"].items():
+        n, cells = result["images"], {}
+        for model, cell in result["models"].items():
+            cells[f"{model}: found"] = f"{cell['found']}/{n} ({percent(cell['found'] / n)})"
+            cells[f"{model}: ms per image"] = f"{cell['ms_per_image']:.1f}"
+        rows[folder] = cells
+    return pd.DataFrame.from_dict(rows, orient="index").rename_axis("images")
+
+
+def glue_landmarks(results_dir: str | Path = CPU_RESULTS_DIR) -> pd.DataFrame:
+    """Glue the landmark-model table (``crop-landmarks-table``), its sample and run, and MTCNN's time
+    relative to dlib's."""
+    record = read_record(Path(results_dir) / LANDMARKS_FILE)
+    results = record["results"].values()
+    glue("crop-landmarks-n", span([r["images"] for r in results]))
+    glue("crop-landmarks-run", run_line(record))
+    glue("crop-landmarks-cost", span([r["models"]["MTCNN"]["ms_per_image"] / r["models"]["dlib 5-point"]["ms_per_image"]
+                                      for r in results], "{:.1f}", "×"))
+    return glue("crop-landmarks-table", landmark_table(record), display=False)
+
+
+def wild_records(results_dir: str | Path = CPU_RESULTS_DIR) -> dict[str, dict]:
+    """Crop mode -> its in-the-wild record."""
+    return {crop: read_record(Path(results_dir) / name) for crop, name in WILD_FILES.items()}
+
+
+def wild_row(result: dict) -> dict:
+    """One dataset of one run as the chapter prints it."""
+    row = {"n": result["images"], "detected": percent(result["detection_rate"]), "fallbacks": result["crop_fallbacks"],
+           "img/s": f"{result['faces_per_s']:.1f}"}
+    for task in TASKS:
+        if task in result["accuracy"]:
+            row[task] = f"{percent(result['accuracy'][task])} (crop {percent(result['crop_level_accuracy'][task])})"
+    for q, column in QUANTILES.items():
+        row[f"score {column}"] = f"{result['score_quantiles'][q]:.3f}" if q in result["score_quantiles"] else ""
+    return row
+
+
+def wild_table(records: dict[str, dict]) -> pd.DataFrame:
+    """Rows (dataset, crop); columns n, detection rate, fallbacks, speed, accuracy per task through the
+    detector with the crop-level accuracy in brackets, and the quantiles of the surest detection's score."""
+    datasets = dict.fromkeys(d for record in records.values() for d in record["results"])
+    rows = {(dataset, crop): wild_row(record["results"][dataset])
+            for dataset in datasets for crop, record in records.items() if dataset in record["results"]}
+    table = pd.DataFrame.from_dict(rows, orient="index")
+    columns = ["n", "detected", "fallbacks", "img/s", *(t for t in TASKS if t in table),
+               *(f"score {c}" for c in QUANTILES.values())]
+    return table[columns].fillna("").rename_axis(["dataset", "crop"])
+
+
+def gains(records: dict[str, dict], task: str) -> list[float]:
+    """Per dataset labelled for ``task``: aligned accuracy minus box accuracy (through the detector)."""
+    box, aligned = records["box"]["results"], records["aligned"]["results"]
+    return [aligned[d]["accuracy"][task] - box[d]["accuracy"][task]
+            for d in box if d in aligned and task in box[d]["accuracy"]]
+
+
+def glue_wild(results_dir: str | Path = CPU_RESULTS_DIR) -> pd.DataFrame:
+    """Glue the in-the-wild table (``wild-table``), its sample, the aligned crop's gain per task, the 95%
+    interval of one accuracy at that sample and the score quantiles the demo's threshold is set from."""
+    records = wild_records(results_dir)
+    results = [r for record in records.values() for r in record["results"].values()]
+    sizes = [r["images"] for r in records["box"]["results"].values()]
+    glue("wild-n", span(sizes))
+    glue("wild-images", str(sum(sizes)))
+    glue("wild-runs", "; ".join(run_line(r) for r in records.values()))
+    glue("wild-detector", records["box"]["detector"])
+    glue("wild-other-boxes", str(max(len(r["other_box_scores"]) for r in results)))
+    glue("wild-interval", f"±{100 * Z95 * math.sqrt(0.25 / min(sizes)):.0f} pp")
+    glue("wild-speed-box", span([r["faces_per_s"] for r in records["box"]["results"].values()], "{:.1f}"))
+    glue("wild-speed-aligned", span([r["faces_per_s"] for r in records["aligned"]["results"].values()], "{:.1f}"))
+    for task in TASKS:
+        glue(f"wild-gain-{task}", " and ".join(dict.fromkeys(points(g) for g in gains(records, task))))
+    box = records["box"]["results"]
+    glue("wild-q1", ", ".join(f"{d} {r['score_quantiles']['0.01']:.3f}" for d, r in box.items() if r["score_quantiles"]))
+    return glue("wild-table", wild_table(records), display=False)
+
+
+def glue_demo_settings() -> dict:
+    """Glue the demo's defaults from the code: dlib's score threshold, the smallest face, the uncertainty
+    level, the box-crop margin, the default crop and the image size limit."""
+    from faceprompt.demo.pipeline import DEFAULT_MIN_SIZE, DEFAULT_UNCERTAIN_BELOW, MIN_SCORES, FacePipeline
+    from faceprompt.data.images import DEFAULT_MAX_PIXELS
+    from faceprompt.predict import DEFAULT_CROP
+
+    return {"demo-min-score": glue("demo-min-score", f"{MIN_SCORES['dlib']:g}"),
+            "demo-min-size": glue("demo-min-size", f"{DEFAULT_MIN_SIZE:g}"),
+            "demo-uncertain-below": glue("demo-uncertain-below", f"{DEFAULT_UNCERTAIN_BELOW:g}"),
+            "demo-margin": glue("demo-margin", f"{inspect.signature(FacePipeline).parameters['margin'].default:g}"),
+            "demo-crop": glue("demo-crop", DEFAULT_CROP),
+            "demo-max-megapixels": glue("demo-max-megapixels", f"{DEFAULT_MAX_PIXELS / 1e6:g}")}

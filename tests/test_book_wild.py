@@ -1,0 +1,72 @@
+"""The face-crop and demo chapters' numbers: read from the recorded CPU benchmarks' JSON and the demo's
+constants (faceprompt.book.wild)."""
+from __future__ import annotations
+
+import pytest
+
+from faceprompt.book import glue as G
+from faceprompt.book import keycheck, wild
+from faceprompt.demo.pipeline import DEFAULT_MIN_SIZE, DEFAULT_UNCERTAIN_BELOW, MIN_SCORES
+from faceprompt.locations import project_root
+
+ROOT = project_root()
+RESULTS = ROOT / wild.CPU_RESULTS_DIR
+
+
+def test_landmark_table_quotes_every_row_of_the_json():
+    table = wild.glue_landmarks(RESULTS)
+    record = wild.read_record(RESULTS / wild.LANDMARKS_FILE)
+    assert list(table.index) == list(record["results"])
+    for folder, result in record["results"].items():
+        n = result["images"]
+        for model, cell in result["models"].items():
+            assert table.loc[folder, f"{model}: found"] == f"{cell['found']}/{n} ({100 * cell['found'] / n:.1f}%)"
+            assert table.loc[folder, f"{model}: ms per image"] == f"{cell['ms_per_image']:.1f}"
+    assert G.GLUED["crop-landmarks-n"] == str(record["per_dataset"])
+    assert record["command"] in G.GLUED["crop-landmarks-run"]
+
+
+def test_the_recorded_landmarks_bear_out_the_chapter():
+    """datasets.md says MTCNN finds five points on more faces than dlib in every folder."""
+    for result in wild.read_record(RESULTS / wild.LANDMARKS_FILE)["results"].values():
+        assert result["models"]["MTCNN"]["found"] >= result["models"]["dlib 5-point"]["found"]
+
+
+def test_wild_table_quotes_every_dataset_of_both_runs():
+    table = wild.glue_wild(RESULTS)
+    records = wild.wild_records(RESULTS)
+    assert len(table) == sum(len(r["results"]) for r in records.values())
+    for crop, record in records.items():
+        assert record["crop"] == crop
+        for dataset, result in record["results"].items():
+            row = table.loc[(dataset, crop)]
+            assert row["n"] == result["images"] and row["fallbacks"] == result["crop_fallbacks"]
+            assert row["detected"] == f"{100 * result['detection_rate']:.1f}%"
+            assert row["img/s"] == f"{result['faces_per_s']:.1f}"
+            for task, accuracy in result["accuracy"].items():
+                crop_level = result["crop_level_accuracy"][task]
+                assert row[task] == f"{100 * accuracy:.1f}% (crop {100 * crop_level:.1f}%)"
+            assert row["score q1"] == f"{result['score_quantiles']['0.01']:.3f}"
+    assert G.GLUED["wild-images"] == str(sum(r["images"] for r in records["box"]["results"].values()))
+
+
+def test_gains_are_aligned_minus_box_per_dataset():
+    def record(accuracy):
+        return {"results": {"a": {"accuracy": {"gender": accuracy}}, "b": {"accuracy": {"emotion": 0.3}}}}
+
+    records = {"box": record(0.70), "aligned": record(0.85)}
+    assert wild.gains(records, "gender") == [pytest.approx(0.15)]
+    assert wild.gains(records, "age") == []
+
+
+def test_demo_settings_are_the_code_constants():
+    settings = wild.glue_demo_settings()
+    assert float(settings["demo-min-score"]) == MIN_SCORES["dlib"]
+    assert float(settings["demo-min-size"]) == DEFAULT_MIN_SIZE
+    assert float(settings["demo-uncertain-below"]) == DEFAULT_UNCERTAIN_BELOW
+
+
+def test_the_chapters_quote_only_declared_keys():
+    uses = {u.key for u in keycheck.book_uses(ROOT / "book")}
+    assert {"crop-landmarks-table", "wild-table", "demo-min-score", "wild-gain-gender"} <= uses
+    assert keycheck.check(ROOT / "book", ROOT / "notebooks") == []
