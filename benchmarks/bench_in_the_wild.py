@@ -30,7 +30,8 @@ from faceprompt.data.images import load_rgb
 from faceprompt.locations import shared_data_root
 from faceprompt.datasets import get_adapter
 from faceprompt.demo.pipeline import FacePipeline
-from faceprompt.io import run_record, write_json_atomic
+from faceprompt.io import write_json_atomic
+from faceprompt.provenance import run_record
 from faceprompt.predict import default_backbone
 
 DATASETS = {"utkface": "UTKFace", "facial_expressions": "facial_expressions", "ferplus": "FERPlus"}

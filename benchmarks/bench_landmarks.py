@@ -21,7 +21,8 @@ import numpy as np
 import torch
 
 from faceprompt.data.images import load_rgb
-from faceprompt.io import run_record, write_json_atomic
+from faceprompt.io import write_json_atomic
+from faceprompt.provenance import run_record
 from faceprompt.locations import shared_data_root
 
 FOLDERS = {"UTKFace chips": ("UTKFace", "*.jpg"), "facial_expressions": ("facial_expressions/images", "*.jpg"),

@@ -49,12 +49,3 @@ def check_is_file(path: Path, folder_error: Exception, missing_error: Exception)
         raise folder_error
     if not path.is_file():
         raise missing_error
-
-
-def run_record(argv: list[str]) -> dict:
-    """What a recorded benchmark ran and when: its command line, the UTC date, cores and load average."""
-    import datetime
-    import shlex
-
-    return {"command": shlex.join(argv), "date": datetime.datetime.now(datetime.timezone.utc).isoformat(
-                timespec="seconds"), "cpus": os.cpu_count(), "load_average": list(os.getloadavg())}
