@@ -14,7 +14,7 @@ checkpoint.json         the same epoch's counters, readable
 Determinism: the shuffling of epoch ``e`` comes from a generator seeded by ``(seed, e)``, and the
 global RNG states (used by dropout and V2PT's sampling) are saved with every checkpoint, so a run
 interrupted after any epoch and resumed ends, on CPU, with exactly the metrics of an
-uninterrupted one. A resume keeps the recipe: only :data:`RESUMABLE_CHANGES` may differ.
+uninterrupted one. A resume keeps the recipe: only the fields in ``train_config.RESUMABLE_CHANGES`` may differ.
 Methods whose image path is frozen train on cached image features.
 One process is the default; ``accelerate launch -m faceprompt train ...`` runs data-parallel
 through Hugging Face Accelerate with no change to the config.
