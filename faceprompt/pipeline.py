@@ -342,7 +342,9 @@ def ensure_chapters(root: Path) -> list[str]:
 
 def build_book(root: Path, strict: bool = True) -> float:
     """``jupyter-book build`` of the project root into ``_build/html`` (warnings as errors when ``strict``)."""
-    command = [str(Path(sys.executable).parent / "jupyter-book"), "build", str(root), "--builder", "html"]
+    # --all: a chapter quotes glued numbers that Sphinx does not track, so an incremental build could keep
+    # the numbers of an older notebook run
+    command = [str(Path(sys.executable).parent / "jupyter-book"), "build", str(root), "--builder", "html", "--all"]
     if strict:
         command += ["-W", "-n", "--keep-going"]
     start = time.perf_counter()
