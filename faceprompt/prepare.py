@@ -9,7 +9,9 @@ seeded subset; rows without an official split get a seeded identity-disjoint one
 is cropped to a square of ``--size`` pixels by ``align.face_crop`` and cached under ``DIR/crops/<setting>/``:
 ``--crop aligned`` (default) maps five facial landmarks onto one template, as the published chips were made,
 and falls back to the box crop where landmarks fail (counted as ``aligned fallback``); ``--crop box`` takes
-the detection box plus ``--margin``.
+the detection box plus ``--margin``. A row whose adapter gives the face ``box`` (a dataset annotating several
+people per photo) is cropped around that box instead of a detected face (counted as ``box``); each such face is
+its own crop, and the faces of one photo share one split.
 Crops are written atomically and logged, so a re-run skips finished work and an interrupted run resumes.
 An image where the detector finds no face is kept as a centred square crop by default (``--no-face
 keep``, counted and noted in the row's ``source``) or dropped (``--no-face drop``, counted as a skip).
@@ -91,7 +93,7 @@ class PrepareReport:
     counts: dict[str, dict[str, dict[str, int]]]  # split -> column -> class -> count
     skipped: list[Skip]
     warnings: list[str]
-    crops: Counter  # outcome -> count: face, no_face, full (detection off), cached, aligned fallback
+    crops: Counter  # outcome -> count: face, no_face, full (detection off), box (given), cached, aligned fallback
     detect: bool
     seconds: float
 
@@ -140,6 +142,7 @@ class CropJob:
     margin: float
     size: int
     crop: str = "aligned"
+    box: tuple[int, int, int, int] | None = None  # the dataset's face box: used instead of detection
 
 
 _WORKER_DETECTOR = {}
@@ -176,7 +179,11 @@ def crop_one(job: CropJob) -> dict:
     except (OSError, ValueError) as err:  # ImageLoadError is a ValueError; FileNotFoundError an OSError
         return {"key": job.key, "status": "error", "reason": str(err)}
     face, status = None, "full"
-    if job.detect:
+    if job.box is not None:
+        from faceprompt.detect import Detection
+
+        face, status = Detection(tuple(map(float, job.box)), 1.0), "box"
+    elif job.detect:
         import numpy as np
 
         try:
@@ -263,6 +270,11 @@ def _relative_key(path: Path, root: Path) -> str:
         return path.resolve().relative_to(root.resolve()).as_posix()
 
 
+def _face_key(image_key: str, box) -> str:
+    """One face of a photo: the photo's key and the face box, so every face gets its own crop."""
+    return f"{image_key}.face{'_'.join(str(int(v)) for v in box)}"
+
+
 def _take_limit(rows: list[dict], limit: int | None, seed: int) -> list[dict]:
     if limit is None or limit >= len(rows):
         return rows
@@ -323,7 +335,8 @@ def _labelled_rows(scan, root: Path, opts: PrepareOptions, skipped: list[Skip]) 
         if not has_label(row):
             skipped.append(Skip(row["path"], "no gender, age or emotion label"))
             continue
-        row["key"] = _relative_key(Path(row["path"]), root)
+        row["image_key"] = _relative_key(Path(row["path"]), root)
+        row["key"] = row["image_key"] if row.get("box") is None else _face_key(row["image_key"], row["box"])
         if not opts.keep_official_splits:
             row["split"] = ""
         rows.append(row)
@@ -338,12 +351,13 @@ def _prepare_locked(name: str, adapter, root: Path, out: Path, opts: PrepareOpti
 
     split_file = out / SPLIT_FILE
     stored = {} if opts.resplit else read_splits(split_file)
-    assign_splits(rows, opts.seed, opts.val_fraction, opts.test_fraction, stored)
-    write_splits(split_file, rows, stored)
+    # Keyed by the image: the faces of one photo land in one split.
+    assign_splits(rows, opts.seed, opts.val_fraction, opts.test_fraction, stored, key="image_key")
+    write_splits(split_file, rows, stored, key="image_key")
 
     crop_dir = _crop_dir(out, opts, detect)
     jobs = [CropJob(r["key"], r["path"], str(crop_dir / _crop_name(r["key"])), detect, opts.detector,
-                    opts.margin, opts.size, opts.crop) for r in rows]
+                    opts.margin, opts.size, opts.crop, r.get("box")) for r in rows]
     # The landmark model is torch's MTCNN: workers then need torch pinned to one thread like that detector.
     uses_torch = "mtcnn" if opts.crop == "aligned" else (opts.detector if detect else None)
     outcomes = run_crops(jobs, crop_dir / _LOG, opts.workers, opts.progress, uses_torch)

@@ -6,7 +6,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 from data_fixtures import (face, write_celebahq, write_facial_expressions, write_fairface, write_ferplus,  # noqa: E402
-                           write_lfw, write_rafdb, write_utkface, write_vggface2)
+                           write_lagenda, write_lfw, write_rafdb, write_utkface, write_vggface2)
 
 from faceprompt.datasets import ADAPTERS, get_adapter  # noqa: E402
 from faceprompt.datasets.fairface import parse_age  # noqa: E402
@@ -22,8 +22,8 @@ def _by_name(result):
 
 
 def test_registry_has_every_dataset():
-    assert set(ADAPTERS) == {"celebahq", "lfw", "rafdb", "vggface2", "utkface", "fairface", "facial_expressions",
-                             "ferplus", "synthetic"}
+    assert set(ADAPTERS) == {"celebahq", "lfw", "rafdb", "vggface2", "utkface", "fairface", "lagenda",
+                             "facial_expressions", "ferplus", "synthetic"}
     for name in ADAPTERS:
         module = get_adapter(name)
         assert module.NAME == name and isinstance(module.DETECT_BY_DEFAULT, bool)
@@ -284,3 +284,47 @@ def test_ferplus_without_split_folders_is_one_clear_error(tmp_path):
     (tmp_path / "FERPlus").mkdir()
     with pytest.raises(FileNotFoundError, match="none of FER2013Train"):
         get_adapter("ferplus").scan(tmp_path / "FERPlus")
+
+
+def test_lagenda_labels_boxes_and_skips(tmp_path):
+    person = "5,5,90,150"
+    root = write_lagenda(tmp_path / "LAGENDA", [
+        f"lag_benchmark/a.jpg,25,M,10,20,50,60,{person}",
+        f"lag_benchmark/a.jpg,71,F,60,20,100,70,{person}",    # a second person in the same photo
+        f"lag_benchmark/b.jpg,-1,F,0,0,40,40,{person}",       # age unknown: gender kept
+        f"lag_benchmark/b.jpg,8.0,-1,40,40,80,80,{person}",   # gender unknown: age kept
+        f"lag_benchmark/c.jpg,-1,-1,0,0,40,40,{person}",      # nothing known
+        f"lag_benchmark/c.jpg,30,X,0,0,40,40,{person}",       # unknown gender value
+        f"lag_benchmark/c.jpg,old,M,0,0,40,40,{person}",      # unknown age value
+        f"lag_benchmark/c.jpg,30,M,-1,-1,-1,-1,{person}",     # no face box
+        f"lag_benchmark/c.jpg,30,M,50,10,20,40,{person}",     # x1 < x0
+        "lag_benchmark/c.jpg,30,M,0,0",                       # cut short
+        f"lag_benchmark/gone.jpg,40,F,0,0,40,40,{person}",    # image not there
+    ], missing=("lag_benchmark/gone.jpg",))
+    result = get_adapter("lagenda").scan(root)
+    rows = [(Path(r["path"]).name, r["age"], r["age_bin"], r["gender"], r["box"], r["split"]) for r in result.rows]
+    assert rows == [("a.jpg", "25", "20-29", "male", (10, 20, 50, 60), ""),
+                    ("a.jpg", "71", "70+", "female", (60, 20, 100, 70), ""),
+                    ("b.jpg", "", "", "female", (0, 0, 40, 40), ""),
+                    ("b.jpg", "8.0", "3-9", "", (40, 40, 80, 80), "")]
+    assert [r["source"] for r in result.rows] == [f"lagenda_annotation.csv:{n}" for n in (2, 3, 4, 5)]
+    assert all(r["emotion"] == "" and r["race"] == "" and r["identity"] == "" for r in result.rows)
+    skips = {s.line: s.reason for s in result.skipped if s.line is not None}
+    assert set(skips) == {6, 7, 8, 9, 10, 11}
+    assert "neither age nor gender" in skips[6] and "unknown gender value 'X'" in skips[7]
+    assert "unknown age value 'old'" in skips[8] and "no face box" in skips[9]
+    assert "malformed face box" in skips[10] and "malformed line" in skips[11]
+    assert all(s.file.endswith("lagenda_annotation.csv") for s in result.skipped if s.line is not None)
+    missing = [s for s in result.skipped if s.line is None]
+    assert len(missing) == 1 and missing[0].file.endswith("gone.jpg")
+    assert "missing image file (named at lagenda_annotation.csv:12)" in missing[0].reason
+
+
+def test_lagenda_missing_columns_refused(tmp_path):
+    root = tmp_path / "LAGENDA"
+    root.mkdir()
+    (root / "lagenda_annotation.csv").write_text("img_name,age,gender\nlag_benchmark/a.jpg,25,M\n")
+    with pytest.raises(ValueError, match="lacks column"):
+        get_adapter("lagenda").scan(root)
+    with pytest.raises(FileNotFoundError, match="lagenda_annotation.csv"):
+        get_adapter("lagenda").scan(tmp_path)

@@ -9,7 +9,8 @@ import pytest
 from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).parent))
-from data_fixtures import face, write_bad_images, write_ferplus, write_lfw, write_rafdb, write_utkface  # noqa: E402
+from data_fixtures import (face, write_bad_images, write_ferplus, write_lagenda, write_lfw, write_rafdb,  # noqa: E402
+                           write_utkface)
 
 from faceprompt.cli import main  # noqa: E402
 from faceprompt.data.manifest import read_manifest  # noqa: E402
@@ -297,3 +298,29 @@ def test_ferplus_keeps_its_official_splits_through_prepare(tmp_path):
     assert frame.groupby("split").size().to_dict() == {"test": 3, "train": 3, "val": 3}
     assert sorted(frame["emotion"].unique()) == ["anger", "happiness", "neutral"]
     assert (frame["gender"].fillna("") == "").all() and (frame["age_bin"].fillna("") == "").all()
+
+
+def test_lagenda_boxes_are_cropped_instead_of_detected(tmp_path):
+    """Each annotated face is its own crop, cut from the CSV's box; the faces of one photo share a split."""
+    lines = [f"lag_benchmark/p{i}.jpg,{20 + i},{'MF'[i % 2]},0,0,40,40,-1,-1,-1,-1" for i in range(12)]
+    lines += [f"lag_benchmark/p{i}.jpg,{50 + i},F,40,0,80,40,-1,-1,-1,-1" for i in range(12)]
+    root = write_lagenda(tmp_path / "LAGENDA", lines, size=80)
+    red, blue = Image.new("RGB", (40, 40), (255, 0, 0)), Image.new("RGB", (40, 40), (0, 0, 255))
+    for i in range(12):  # left half red, right half blue: a crop shows which box it came from
+        photo = Image.new("RGB", (80, 40))
+        photo.paste(red, (0, 0))
+        photo.paste(blue, (40, 0))
+        photo.save(root / "lag_benchmark" / f"p{i}.jpg", quality=100)
+    report = prepare_dataset("lagenda", root, tmp_path / "out", size=32, margin=0, crop="box", workers=1,
+                             progress=False)
+    frame = read_manifest(report.manifest)
+    assert not report.detect and report.rows == 24 and report.crops["box"] == 24 and not report.skipped
+    assert frame.path.is_unique
+    for row in frame.itertuples():
+        pixel = Image.open(row.path).convert("RGB").getpixel((16, 16))
+        left = int(row.age) < 50
+        assert (pixel[0] > 200 and pixel[2] < 50) if left else (pixel[2] > 200 and pixel[0] < 50), row.path
+    frame["photo"] = frame.path.map(lambda p: Path(p).name.split(".jpg")[0])
+    assert (frame.groupby("photo").split.nunique() == 1).all()
+    stored = pd.read_csv(tmp_path / "out" / "splits.csv", dtype=str)
+    assert sorted(stored.key) == sorted(f"lag_benchmark/p{i}.jpg" for i in range(12))

@@ -22,8 +22,8 @@ def register_adapter(name: str, module: str) -> str:
     return ADAPTERS.add(name, module)
 
 
-for _name in ("celebahq", "lfw", "rafdb", "vggface2", "utkface", "fairface", "facial_expressions", "ferplus",
-              "synthetic"):
+for _name in ("celebahq", "lfw", "rafdb", "vggface2", "utkface", "fairface", "lagenda", "facial_expressions",
+              "ferplus", "synthetic"):
     register_adapter(_name, f"faceprompt.datasets.{_name}")
 
 

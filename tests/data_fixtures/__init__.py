@@ -174,3 +174,20 @@ def write_ferplus(root: Path, splits: dict[str, list[str]], missing: tuple[str, 
             if name and name not in missing:
                 face(folder / name, seed=i, size=48, fmt="PNG")
     return root
+
+
+LAGENDA_HEADER = ("img_name,age,gender,face_x0,face_y0,face_x1,face_y1,person_x0,person_y0,person_x1,person_y1")
+
+
+def write_lagenda(root: Path, lines: list[str], missing: tuple[str, ...] = (), size: int = 160) -> Path:
+    """LAGENDA's layout: ``lagenda_annotation.csv`` (one line per person) beside ``lag_benchmark/`` photos.
+
+    Every photo named on a line is drawn ``size`` pixels square, except those named in ``missing``.
+    """
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "lagenda_annotation.csv").write_text("\n".join([LAGENDA_HEADER, *lines]) + "\n")
+    names = dict.fromkeys(line.split(",", 1)[0] for line in lines)
+    for i, name in enumerate(names):
+        if name and name not in missing:
+            face(root / name, seed=i, size=size)
+    return root
