@@ -53,9 +53,9 @@ from faceprompt.prompts import PromptModel, build_model
 from faceprompt.sampling import balanced_sample_weights
 from faceprompt.task_weights import LossEMATaskWeights, data_task_weights
 from faceprompt.tasks import TASKS
-from faceprompt.warm_start import load_text_part
 from faceprompt.train_config import (MONITORS, RESUMABLE_CHANGES, TrainConfig, absolute_paths,  # noqa: F401
                                      load_config, resume_config)
+from faceprompt.warm_start import load_text_part
 
 log = logging.getLogger(__name__)
 

@@ -10,10 +10,12 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from faceprompt.backbones import load_backbone
+from faceprompt.prompts import build_model
 from faceprompt.train import fit
 from faceprompt.train_config import STAND_IN_CONTEXT_TOKENS, STAND_INS, TrainConfig, load_config, stand_in
 from faceprompt.warm_start import load_text_part
-from tests.engine_helpers import quick_config, synthetic_manifest  # noqa: F401
+from engine_helpers import quick_config, synthetic_manifest  # noqa: F401
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = sorted((ROOT / "configs" / "thesis").rglob("*.yaml"))
@@ -74,8 +76,6 @@ def test_init_from_loads_the_earlier_runs_text_tensors(synthetic_manifest, tmp_p
     second = quick_config(synthetic_manifest, tmp_path, method="softcpt+vpt", run_id="stage2", epochs=1,
                           method_options={"context_tokens": 4, "task_context_tokens": 4, "tokens": 2},
                           init_from=str(first.run_dir))
-    from faceprompt.backbones import load_backbone
-    from faceprompt.prompts import build_model
     model = build_model(second.method, load_backbone(second.backbone), second.tasks, second.method_options)
     loaded = load_text_part(model, first.run_dir)
     assert set(loaded) == {n for n in saved if n.startswith("text.")} and loaded
