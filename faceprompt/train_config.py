@@ -254,7 +254,8 @@ def absolute_paths(cfg: TrainConfig) -> TrainConfig:
                                cache_dir=absolute(cfg.cache_dir), init_from=absolute(cfg.init_from))
 
 
-def stand_in(cfg: TrainConfig, manifest: str | os.PathLike, run_dir: str | os.PathLike | None = None) -> TrainConfig:
+def stand_in(cfg: TrainConfig, manifest: str | os.PathLike,
+             run_dir: str | os.PathLike | None = None) -> TrainConfig:
     """``cfg`` made to run in seconds without weights or datasets: the backbone swapped for the random tiny
     tower of its family (``STAND_INS``), the data for ``manifest`` (its train split; val from its val split),
     one epoch, precision and workers left to the machine, context lengths capped at ``STAND_IN_CONTEXT_TOKENS``

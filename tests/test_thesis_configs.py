@@ -3,6 +3,7 @@ epoch through ``stand_in`` on a tiny tower; ``init_from`` starts the second stag
 from __future__ import annotations
 
 import dataclasses
+import json
 import re
 from pathlib import Path
 
@@ -11,6 +12,7 @@ import torch
 from safetensors.torch import load_file
 
 from faceprompt.backbones import load_backbone
+from faceprompt.cli import main
 from faceprompt.prompts import build_model
 from faceprompt.train import fit
 from faceprompt.train_config import STAND_IN_CONTEXT_TOKENS, STAND_INS, TrainConfig, load_config, stand_in
@@ -64,6 +66,16 @@ def test_stand_in_swaps_the_tower_by_family_and_moves_init_from(synthetic_manife
                                       "task_context_tokens": STAND_IN_CONTEXT_TOKENS}
     assert swapped.age_ordinal_omega == cfg.age_ordinal_omega and swapped.protocol == "thesis"
     assert stand_in(load_config(ROOT / "configs/thesis/softsiglip2.yaml"), synthetic_manifest).backbone == "tiny-vit"
+
+
+def test_train_command_stand_in_runs_a_thesis_config(synthetic_manifest, tmp_path, monkeypatch, capsys):  # noqa: F811
+    monkeypatch.chdir(tmp_path)
+    config = ROOT / "configs/thesis/coop/emotion/PE_coop_15.yaml"
+    assert main(["train", "--config", str(config), "--stand-in", str(synthetic_manifest), "--quiet",
+                 "--set", "max_train_samples=16"]) == 0
+    stored = json.loads((tmp_path / "runs/thesis/coop-emotion-15/config.json").read_text())
+    assert stored["backbone"] == "tiny-pe" and stored["train_config"]["epochs"] == 1
+    assert "completed after epoch 1" in capsys.readouterr().out
 
 
 def _first_stage(manifest, root, **overrides) -> TrainConfig:
