@@ -55,6 +55,7 @@ from faceprompt.task_weights import LossEMATaskWeights, data_task_weights
 from faceprompt.tasks import TASKS
 from faceprompt.train_config import (MONITORS, RESUMABLE_CHANGES, TrainConfig, absolute_paths,  # noqa: F401
                                      load_config, resume_config)
+from faceprompt.warm_start import load_text_part
 
 log = logging.getLogger(__name__)
 
@@ -363,6 +364,8 @@ def _start(cfg: TrainConfig, run_dir: Path, train_frame, val_frame, progress: bo
     model = build_model(cfg.method, backbone, cfg.tasks, cfg.method_options)
     if not model.trainable_parameters():
         raise ValueError(f"method: {cfg.method!r} trains nothing; evaluate it with `faceprompt evaluate --zero-shot`")
+    if cfg.init_from is not None:
+        load_text_part(model, cfg.init_from)
     run_dir.mkdir(parents=True, exist_ok=True)
     train_ds, val_ds, on_features = _datasets(cfg, model, runtime, train_frame, val_frame, progress)
     columns = _balanced_tasks(cfg)

@@ -40,6 +40,11 @@ THESIS_PROTOCOL: dict[str, Any] = {
     "epochs": 50, "batch_size": 64,
 }
 PROTOCOLS = {"faceprompt": {}, "thesis": THESIS_PROTOCOL}
+# The random tiny tower that stands in for each backbone family (``stand_in``): same text-context
+# placement and image path as the real towers, so every method and option runs unchanged.
+STAND_INS = {"pe-core": "tiny-pe", "siglip2": "tiny-vit"}
+# The tiny towers read 32 text tokens: a stand-in caps every context length at this many.
+STAND_IN_CONTEXT_TOKENS = 12
 
 
 @dataclass(frozen=True)
@@ -98,6 +103,9 @@ class TrainConfig(Config):
     max_train_samples: int | None = None  # a seeded subset, for quick runs
     max_val_samples: int | None = None
     accelerate: bool | None = None  # None: Accelerate when several processes or a GPU
+    # An earlier run folder whose trained text prompt starts this run (same backbone, tasks, text method and
+    # options, else refused): the thesis's second stage, text and visual prompts trained together.
+    init_from: str | None = None
 
     @classmethod
     def from_dict(cls, data: dict[str, Any] | None, where: str = "train config") -> "TrainConfig":
@@ -183,6 +191,7 @@ class TrainConfig(Config):
              "must be > 0 or null"),
             ("max_train_samples", self.max_train_samples is None or self.max_train_samples >= 1, "must be >= 1"),
             ("max_val_samples", self.max_val_samples is None or self.max_val_samples >= 1, "must be >= 1"),
+            ("init_from", self.init_from is None or bool(str(self.init_from).strip()), "must be a run folder or null"),
             ("device", self.device in ("auto", "cpu") or self.device.startswith("cuda"), "must be auto, cpu or cuda"),
         ]
 
@@ -242,7 +251,28 @@ def absolute_paths(cfg: TrainConfig) -> TrainConfig:
     fix = lambda sources: None if sources is None else tuple(  # noqa: E731
         dataclasses.replace(s, manifest=absolute(s.manifest)) for s in sources)
     return dataclasses.replace(cfg, train=fix(cfg.train), val=fix(cfg.val), run_dir=absolute(cfg.run_dir),
-                               cache_dir=absolute(cfg.cache_dir))
+                               cache_dir=absolute(cfg.cache_dir), init_from=absolute(cfg.init_from))
+
+
+def stand_in(cfg: TrainConfig, manifest: str | os.PathLike,
+             run_dir: str | os.PathLike | None = None) -> TrainConfig:
+    """``cfg`` made to run in seconds without weights or datasets: the backbone swapped for the random tiny
+    tower of its family (``STAND_INS``), the data for ``manifest`` (its train split; val from its val split),
+    one epoch, precision and workers left to the machine, context lengths capped at ``STAND_IN_CONTEXT_TOKENS``
+    (the tiny towers' text is short). The method, its other options and the protocol's loss choices stay. ``run_dir``: where the run goes instead; an ``init_from`` under the old run_dir
+    moves with it, so a two-stage recipe still finds its first stage.
+    """
+    family = get_spec(cfg.backbone).family
+    changes: dict[str, Any] = dict(
+        backbone=STAND_INS[family], weights=None, train=(DataSource(str(manifest), ("train",)),), val=None,
+        epochs=1, warmup_epochs=0.0, precision="auto", num_workers=0,
+        method_options={k: min(v, STAND_IN_CONTEXT_TOKENS) if k.endswith("context_tokens") else v
+                        for k, v in cfg.method_options.items()})
+    if run_dir is not None:
+        changes["run_dir"] = str(run_dir)
+        if cfg.init_from is not None and Path(cfg.init_from).parent == Path(cfg.run_dir):
+            changes["init_from"] = str(Path(run_dir) / Path(cfg.init_from).name)
+    return dataclasses.replace(cfg, **changes)
 
 
 def resume_config(run_dir: str | os.PathLike) -> TrainConfig:

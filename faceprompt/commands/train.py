@@ -14,11 +14,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--run-id", help="name of the run folder under run_dir (overrides the config)")
     add_set_argument(parser, "train config fields (on --resume only device, precision, num_workers, "
                              "accelerate, cache_dir and epochs)")
+    parser.add_argument("--stand-in", metavar="MANIFEST",
+                        help="run the config's recipe on the tiny random tower of its backbone family and on "
+                             "MANIFEST for one epoch (a check that a real-backbone config runs, in seconds)")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
 def run(args: argparse.Namespace) -> int:
     from faceprompt.train import TrainConfig, fit, load_config, resume_config
+    from faceprompt.train_config import stand_in
 
     overrides = parse_overrides(args.set)
     if args.run_id:
@@ -31,6 +35,10 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError("--config: a config file is required (or --resume RUN_DIR)")
     if overrides:
         cfg = TrainConfig.from_dict(merge_overrides(cfg.to_dict(), overrides), where="--set")
+    if args.stand_in:
+        if args.resume:
+            raise ValueError("--stand-in: a stand-in run starts afresh; leave out --resume")
+        cfg = stand_in(cfg, args.stand_in)
     result = fit(cfg, resume=bool(args.resume), progress=not args.quiet)
     last = result.history[-1] if result.history else {}
     print(f"run {result.run_dir}: {result.stopped} after epoch {last.get('epoch', 0)}; "
