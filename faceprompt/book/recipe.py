@@ -5,22 +5,16 @@ Keys start with ``ftiny-``; :mod:`faceprompt.book.keys` lists them.
 """
 from __future__ import annotations
 
-import json
-from pathlib import Path
-
 import pandas as pd
 
 from faceprompt.book.glue import count, glue, percent, span
+from faceprompt.io import read_json  # noqa: F401  (the notebook reads records through this module)
 
 MODEL = "faceclip-tiny"
 RECIPE = f"faceprompt/pretrained/{MODEL}/recipe.json"
 PRETRAIN_GPU = "benchmarks/results/h200-2026-11-27/pretrain_gpu.json"
 SECONDS_PER_MINUTE = 60
 BYTES_PER_MB = 1e6
-
-
-def read_json(path: str | Path) -> dict:
-    return json.loads(Path(path).read_text(encoding="utf-8"))
 
 
 def split_rows(recipe: dict, split: str) -> int:

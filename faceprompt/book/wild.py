@@ -7,13 +7,13 @@ the chapters quote what the code does. Keys start with ``crop-``, ``wild-`` or `
 from __future__ import annotations
 
 import inspect
-import json
 import math
 from pathlib import Path
 
 import pandas as pd
 
 from faceprompt.book.glue import glue, percent, points, span
+from faceprompt.io import read_json
 
 CPU_RESULTS_DIR = "benchmarks/results/cpu-2026-12-03"
 LANDMARKS_FILE = "landmarks.json"
@@ -25,7 +25,7 @@ Z95 = 1.96  # normal quantile of a two-sided 95% interval
 
 def read_record(path: str | Path) -> dict:
     """One benchmark record (a JSON object with ``command``, ``date``, ``load_average``, ``results``)."""
-    return json.loads(Path(path).read_text(encoding="utf-8"))
+    return read_json(path)
 
 
 def run_line(record: dict) -> str:
