@@ -5,13 +5,13 @@ result file, so a rerun of the benchmarks changes the chapter without touching i
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pandas as pd
 
 from faceprompt.book.glue import glue, span
 from faceprompt.book.methods import text_methods
+from faceprompt.io import read_json
 
 RESULTS_DIR = "benchmarks/results/h200-2026-11-27"
 INFERENCE_FILES = {"PE-Core": "bench_pe_core_b16.json", "SigLIP2": "bench_siglip2_b16.json"}
@@ -22,7 +22,7 @@ MIB_PER_GIB = 1024
 
 def read_rows(path: str | Path) -> pd.DataFrame:
     """A result file of ``faceprompt bench`` (a JSON list of rows) as a table."""
-    return pd.DataFrame(json.loads(Path(path).read_text(encoding="utf-8")))
+    return pd.DataFrame(read_json(path))
 
 
 def inference_frames(results_dir: str | Path = RESULTS_DIR) -> dict[str, pd.DataFrame]:

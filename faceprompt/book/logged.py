@@ -2,19 +2,19 @@
 with the command that printed them; glued under their own keys so no chapter types a number."""
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pandas as pd
 
 from faceprompt.book.glue import glue
+from faceprompt.io import read_json
 
 LOGGED = "book/_data/logged_measurements.json"
 
 
 def read_logged(path: str | Path = LOGGED) -> dict:
     """The file's tables and values; refuses an entry without a source."""
-    data = json.loads(Path(path).read_text(encoding="utf-8"))
+    data = read_json(path)
     for section in ("tables", "values"):
         for name, entry in data.get(section, {}).items():
             if not str(entry.get("source", "")).strip():
