@@ -90,10 +90,27 @@ def faceprompt_faceclip_tiny_eva(pretrained: bool = False, **kwargs) -> Eva:
     return Eva(**{**_pe_core_layout(160, 4), **_tiny_kwargs(kwargs)})
 
 
+def convolutional_stem(embed_dim: int, widths: tuple[int, ...] = (32, 64)) -> nn.Sequential:
+    """3x3 stride-2 convolutions that reach a patch grid of 8 px, then a 1x1 projection to the width.
+
+    Early convolutions make a small transformer learn faster and better from little data (Xiao et al., 2021);
+    the token grid stays the patch embedding's, so every prompt method's hooks apply unchanged.
+    """
+    layers: list[nn.Module] = []
+    channels = 3
+    for width in (*widths, embed_dim):
+        layers += [nn.Conv2d(channels, width, 3, stride=2, padding=1), nn.GELU()]
+        channels = width
+    layers.append(nn.Conv2d(embed_dim, embed_dim, 1))
+    return nn.Sequential(*layers)
+
+
 @register_model
 def faceprompt_faceclip_wild_eva(pretrained: bool = False, **kwargs) -> Eva:
-    """The in-the-wild retraining's vision tower: faceclip-tiny's at 80 px (10 x 10 patches)."""
-    return Eva(**{**_pe_core_layout(160, 4), "img_size": 80, "ref_feat_shape": (10, 10), **_tiny_kwargs(kwargs)})
+    """The in-the-wild retraining's vision tower: faceclip-tiny's at 80 px (10 x 10 patches), convolutional stem."""
+    tower = Eva(**{**_pe_core_layout(160, 4), "img_size": 80, "ref_feat_shape": (10, 10), **_tiny_kwargs(kwargs)})
+    tower.patch_embed.proj = convolutional_stem(tower.embed_dim)
+    return tower
 
 
 open_clip.add_model_config(MODEL_CONFIG_DIR)

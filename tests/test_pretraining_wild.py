@@ -190,6 +190,24 @@ def test_prompt_methods_apply_to_the_wild_model(method):
     assert all(p.grad is not None for p in trainable)
 
 
+def test_the_convolutional_stem_keeps_the_patch_grid_and_each_token_sees_only_its_patch_neighbourhood():
+    from faceprompt.backbones import load_backbone
+    from faceprompt.pretraining.model import backbone_name
+
+    backbone = load_backbone(backbone_name(pconfig.PretrainConfig.load(WILD_CONFIG)), weights="random")
+    assert backbone.patch_grid == (10, 10) and backbone.patch_size == (8, 8)
+    images = torch.zeros(1, 3, 80, 80, requires_grad=True)
+    import open_clip
+
+    stem = open_clip.create_model(backbone.spec.model_name).visual.trunk.patch_embed
+    tokens = stem(images)
+    assert tokens.shape == (1, 100, 160)
+    tokens[0, 0].sum().backward()  # the top-left token
+    reached = images.grad[0].abs().sum(0).nonzero()
+    # three 3x3 stride-2 convolutions: a receptive field of 15 px, starting at the image corner
+    assert reached[:, 0].max() < 16 and reached[:, 1].max() < 16 and reached.min() == 0
+
+
 def test_the_benchmark_scales_the_data_and_keeps_every_row_labelled():
     import importlib.util
 
