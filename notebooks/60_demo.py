@@ -28,11 +28,12 @@ device = "cpu"
 threads = 1
 example_faces = 6    # test faces pasted into the example photo
 crop_examples = 4    # photos shown with their box and aligned crops
+photo_side = 480     # longest side of the photos from outside the datasets
 
 # %%
 from faceprompt import viz
 from faceprompt.book import datasets as data
-from faceprompt.book import demo, startup
+from faceprompt.book import demo, photos, startup
 from faceprompt.book.glue import glue
 from faceprompt.demo.app import build_app
 
@@ -62,3 +63,20 @@ viz.savefig(fig, "demo_example", figures_dir);
 crops, crop_titles = demo.crop_comparison(demo.crop_example_paths(data.manifest_frame(manifests), crop_examples))
 fig = viz.image_grid(crops, crop_titles, cols=3, size=2.0)
 viz.savefig(fig, "crop_comparison", figures_dir);
+
+# %% [markdown]
+# ## Photos from outside the datasets
+# matplotlib's sample portrait as shipped and under the conditions real photos bring, each through the
+# demo's own path (detect, align, classify, draw), with the aligned crops the classifier saw.
+
+# %%
+import pandas as pd
+
+outside = photos.condition_photos(photo_side)
+panels, panel_titles, cols, face_rows = photos.annotated_with_crops(app.pipeline(), outside)
+glue("demo-photos-count", len(outside))
+glue("demo-photos-table", pd.DataFrame(face_rows), display=False)
+if panels:
+    fig = viz.image_grid(panels, panel_titles, cols=cols, size=2.4)
+    viz.savefig(fig, "demo_photos", figures_dir);
+pd.DataFrame(face_rows)
