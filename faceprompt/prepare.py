@@ -64,6 +64,7 @@ class PrepareOptions:
     test_fraction: float = 0.1
     keep_official_splits: bool = True
     resplit: bool = False  # ignore DIR/splits.csv from earlier runs
+    splits: tuple[str, ...] | None = None  # crop only these splits' images (every row is still split)
     progress: bool = True
     adapter_options: dict = field(default_factory=dict)
 
@@ -78,6 +79,8 @@ class PrepareOptions:
             raise ValueError(f"margin must be 0..2 (a fraction of the face size), got {self.margin}")
         if self.limit is not None and self.limit < 1:
             raise ValueError(f"limit must be >= 1, got {self.limit}")
+        if self.splits is not None and (not self.splits or set(self.splits) - set(SPLITS)):
+            raise ValueError(f"splits must name some of {list(SPLITS)}, got {list(self.splits)}")
         if self.workers < 1:
             raise ValueError(f"workers must be >= 1, got {self.workers}")
 
@@ -354,6 +357,8 @@ def _prepare_locked(name: str, adapter, root: Path, out: Path, opts: PrepareOpti
     # Keyed by the image: the faces of one photo land in one split.
     assign_splits(rows, opts.seed, opts.val_fraction, opts.test_fraction, stored, key="image_key")
     write_splits(split_file, rows, stored, key="image_key")
+    if opts.splits is not None:  # split first, so the rows left out keep their split for a later run
+        rows = [r for r in rows if r["split"] in opts.splits]
 
     crop_dir = _crop_dir(out, opts, detect)
     jobs = [CropJob(r["key"], r["path"], str(crop_dir / _crop_name(r["key"])), detect, opts.detector,
@@ -420,6 +425,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--ignore-official-splits", dest="keep_official_splits", action="store_false",
                         help="split every row by seed, even where the dataset has an official split")
     parser.add_argument("--resplit", action="store_true", help="ignore splits stored by earlier runs in --out")
+    parser.add_argument("--splits", type=lambda v: tuple(s.strip() for s in v.split(",")),
+                        help="crop only these splits, e.g. val,test (every image is still assigned its split)")
     parser.add_argument("--ages", help="vggface2: CSV with columns path,age")
     parser.add_argument("--lfw-lists", help="facial_expressions: folder with LFW male_names.txt / female_names.txt")
     parser.add_argument("--n", type=int, default=1500, help="synthetic: how many faces to generate")
@@ -434,7 +441,8 @@ def run(args: argparse.Namespace) -> int:
         args.dataset, args.root, args.out, detector=args.detector, detect=args.detect, margin=args.margin,
         size=args.size, crop=args.crop, limit=args.limit, seed=args.seed, workers=args.workers, no_face=args.no_face,
         val_fraction=args.val_fraction, test_fraction=args.test_fraction,
-        keep_official_splits=args.keep_official_splits, resplit=args.resplit, progress=not args.quiet,
+        keep_official_splits=args.keep_official_splits, resplit=args.resplit, splits=args.splits,
+        progress=not args.quiet,
         **{k: v for k, v in adapter_options.items() if v is not None},
     )
     print(report.summary())

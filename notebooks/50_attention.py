@@ -39,6 +39,7 @@ faces = 3            # test faces shown
 ig_steps = 16        # integration steps
 epochs = 1           # for a backbone without trained runs in this work folder
 train_options = {}
+splits = {}          # where that run trains and stops: train_config's train_splits, val_splits, train_part, val_part
 
 # %%
 import pandas as pd
@@ -62,7 +63,7 @@ backbones
 summary_rows = []
 for backbone in backbones:
     models = attention.attention_models(backbone, f"{work_dir}/runs", methods, manifests, work_dir, weights=weights,
-                                        device=device, epochs=epochs, train=train_options)
+                                        device=device, epochs=epochs, train=train_options, splits=splits)
     tower = next(iter(models.values())).backbone
     images = explain.load_images(paths, tower)
     shown = explain.display_images(images, tower)

@@ -56,6 +56,8 @@ def test_dataset_specs_and_the_data_source_phrase():
         data.DatasetSpec.parse({"root": "/x"})
     assert data.data_source(["utkface", {"name": "facial_expressions"}]) == "real faces: utkface, facial_expressions"
     assert data.data_source(["utkface", "synthetic"]) == "real faces: utkface and synthetic faces"
+    assert data.data_source([{"name": "utkface", "splits": ["val", "test"]}]) == \
+        "real faces: utkface (val and test splits)"
 
 
 def test_split_table_orders_splits_within_datasets():

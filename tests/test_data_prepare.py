@@ -93,6 +93,22 @@ def test_split_is_stored_and_reused(utk, tmp_path):
     assert not resplit.split.equals(full.split)
 
 
+def test_only_the_asked_splits_are_cropped_and_every_image_keeps_its_split(utk, tmp_path):
+    full = read_manifest(prepare_dataset("utkface", utk, tmp_path / "full", size=32, workers=1,
+                                         progress=False).manifest)
+    out = tmp_path / "part"
+    report = prepare_dataset("utkface", utk, out, size=32, workers=1, progress=False, splits=("val", "test"))
+    part = read_manifest(report.manifest)
+    wanted = full[full.split.isin(["val", "test"])]
+    assert 0 < len(part) == len(wanted) == report.rows < len(full) and not report.skipped
+    assert sorted(Path(p).name for p in part.path) == sorted(Path(p).name for p in wanted.path)
+    assert len(pd.read_csv(out / "splits.csv")) == len(UTK)  # the train rows are split too, for a later run
+    assert not (out / "crops").exists() or len(list((out / "crops").rglob("*.jpg"))) + len(
+        list((out / "crops").rglob("*.png"))) == len(part)
+    with pytest.raises(ValueError, match="splits must name some of"):
+        prepare_dataset("utkface", utk, tmp_path / "bad", splits=("holdout",))
+
+
 def test_identity_disjoint_split_for_lfw(tmp_path):
     male = [f"Person_{p}_{i:04d}.jpg" for p in "ABCDEFGHIJ" for i in range(1, 4)]
     write_lfw(tmp_path / "lfw_root", male, [])

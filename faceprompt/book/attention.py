@@ -24,9 +24,10 @@ def trained_on(run: Path, tower) -> bool:
 
 def attention_models(backbone: str, runs_dir: str | os.PathLike, methods: list[str], manifests: dict[str, str],
                      work_dir: str | os.PathLike, weights: str | None = None, device: str = "cpu",
-                     epochs: int = 1, train: dict | None = None) -> dict:
+                     epochs: int = 1, train: dict | None = None, splits: dict | None = None) -> dict:
     """Models to look inside: each method's trained run on ``backbone`` from ``runs_dir`` when there is
-    one, else a short training run into ``work_dir/attention/<backbone>`` (zero-shot needs none)."""
+    one, else a short training run into ``work_dir/attention/<backbone>`` (zero-shot needs none).
+    ``splits``: ``train_config``'s ``train_splits``, ``val_splits``, ``train_part``, ``val_part`` for that run."""
     from faceprompt.backbones import load_backbone
     from faceprompt.checkpoint import load_prompts
     from faceprompt.prompts import build_model
@@ -42,7 +43,8 @@ def attention_models(backbone: str, runs_dir: str | os.PathLike, methods: list[s
             run = Path(work_dir) / "attention" / backbone / run_name(method)
             if not trained_on(run, tower):  # absent, or left from other weights (an updated model)
                 config = train_config(method, backbone, manifests, run.parent, weights=weights, device=device,
-                                      train={"epochs": epochs, "batch_size": ATTENTION_BATCH, **dict(train or {})})
+                                      train={"epochs": epochs, "batch_size": ATTENTION_BATCH, **dict(train or {})},
+                                      **dict(splits or {}))
                 train_and_evaluate(config)
         models[method] = load_prompts(run, backbone=tower)
     return models

@@ -131,8 +131,10 @@ def glue_data_summary(frame: pd.DataFrame, datasets: list) -> pd.DataFrame:
 
 def data_source(datasets: list) -> str:
     """One phrase on the run's data ('synthetic faces' or 'real faces: utkface, facial_expressions')."""
-    names = [spec.name for spec in parse_datasets(datasets)]
-    real = [n for n in names if n != "synthetic"]
+    specs = parse_datasets(datasets)
+    names = [spec.name for spec in specs]
+    real = [n + (f" ({' and '.join(spec.options['splits'])} splits)" if spec.options.get("splits") else "")
+            for n, spec in zip(names, specs) if n != "synthetic"]
     text = ("real faces: " + ", ".join(real) + (" and synthetic faces" if "synthetic" in names else "")
             if real else "synthetic faces")
     return text
