@@ -172,7 +172,7 @@ def write_figures(folder: Path, confusion: pd.DataFrame, offsets: pd.DataFrame |
     from faceprompt import viz
 
     written = []
-    for task, cells in confusion.groupby("task", sort=False):
+    for task, cells in (confusion.groupby("task", sort=False) if len(confusion) else ()):
         classes = list(TASKS[task].classes)
         counts = cells.groupby(["true", "predicted"])["count"].sum()
         matrix = np.array([[counts.get((t, p), 0) for p in classes] for t in classes])
