@@ -120,6 +120,7 @@ def offset_heatmap(offsets: pd.DataFrame, title: str = "") -> plt.Figure:
     fig, ax = plt.subplots(figsize=(1.5 + 0.5 * matrix.shape[1], 1.2 + 0.4 * matrix.shape[0]))
     sns.heatmap(matrix, annot=True, fmt=".2f", cmap="Blues", vmin=0, vmax=1, cbar=False, ax=ax,
                 xticklabels=list(offsets.columns), yticklabels=list(offsets.index), annot_kws={"size": 6})
+    ax.tick_params(axis="y", rotation=0)
     ax.set_xlabel("predicted - true")
     ax.set_ylabel("true")
     ax.set_title(title)
