@@ -11,6 +11,8 @@ metrics            dataset, task, n, accuracy, balanced_accuracy, macro_f1, ece,
 confusion          dataset, task, true, predicted, count (every cell, zeros included)
 fairness           dataset, task, group, n, accuracy, gap (largest minus smallest group accuracy)
 summary.json       method, backbone, weights, added parameters, what was evaluated
+confusion_<task>   a PNG per task: its confusion matrix over every dataset, each row normalised
+age_offsets        age_offsets.csv and .png: per true age bin, predictions by bins off (the thesis's analysis)
 =================  =========================================================================
 """
 from __future__ import annotations
@@ -151,6 +153,39 @@ def write_tables(out_dir: Path, result: EvalResult) -> Path:
     return folder
 
 
+def _save_png(fig, path: Path) -> Path:
+    import matplotlib.pyplot as plt
+
+    from faceprompt.viz import DPI
+
+    try:
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, format="png", dpi=DPI, bbox_inches="tight")
+    finally:
+        plt.close(fig)
+    return path
+
+
+def write_figures(folder: Path, confusion: pd.DataFrame, offsets: pd.DataFrame | None, method: str) -> list[Path]:
+    """``confusion_<task>.png`` per task (every dataset's counts added, rows normalised) and, with age,
+    ``age_offsets.png`` (and its table as CSV), atomically."""
+    from faceprompt import viz
+
+    written = []
+    for task, cells in (confusion.groupby("task", sort=False) if len(confusion) else ()):
+        classes = list(TASKS[task].classes)
+        counts = cells.groupby(["true", "predicted"])["count"].sum()
+        matrix = np.array([[counts.get((t, p), 0) for p in classes] for t in classes])
+        fig = viz.confusion_heatmap(matrix, classes, f"{task}: {method} (n = {int(matrix.sum())})")
+        written.append(_save_png(fig, folder / f"confusion_{task}.png"))
+    if offsets is not None and offsets.to_numpy().sum() > 0:
+        with atomic_path(folder / "age_offsets.csv") as tmp:
+            offsets.to_csv(tmp)
+        fig = viz.offset_heatmap(offsets, f"age: {method}, predicted bin minus true bin")
+        written.append(_save_png(fig, folder / "age_offsets.png"))
+    return written
+
+
 # --- entry points --------------------------------------------------------------------------------
 
 def _default_sources(run_dir: Path, splits: tuple[str, ...]) -> list[DataSource]:
@@ -226,6 +261,8 @@ def evaluate(run_dir: str | os.PathLike | None = None, *, model: PromptModel | N
     result = EvalResult(metrics, confusion, fairness, summary, None)
     if target is not None:
         result.out_dir = write_tables(Path(target), result)
+        write_figures(result.out_dir, confusion, age_offset_table(frame, probs) if "age" in probs else None,
+                      model.method)
     return result
 
 

@@ -36,11 +36,15 @@ def _file_signature(path: str) -> list:
         return [path, None, None]  # load_rgb reports the missing file when features are computed
 
 
-def feature_cache_key(paths: list[str], backbone: Backbone, dtype: torch.dtype = torch.float32) -> str:
-    """A hash of what decides the features: the image files, backbone, weights, preprocessing, dtype."""
+def feature_cache_key(paths: list[str], backbone: Backbone, dtype: torch.dtype = torch.float32,
+                      variant: str = "") -> str:
+    """A hash of what decides the features: the image files, backbone, weights, preprocessing, dtype, and
+    ``variant``, which names anything done to the images before the preprocessing (e.g. a seeded augmentation)."""
     h = hashlib.sha256()
     header = {"backbone": backbone.name, "weights": backbone.weights_id,
               "preprocess": repr(backbone.preprocess), "dtype": str(dtype), "version": 1}
+    if variant:
+        header["variant"] = variant
     h.update(json.dumps(header, sort_keys=True).encode())
     for path in paths:
         h.update(json.dumps(_file_signature(path)).encode())
@@ -70,14 +74,14 @@ def compute_features(backbone: Backbone, dataset: ManifestDataset, batch_size: i
 
 def cached_features(backbone: Backbone, dataset: ManifestDataset, cache_dir: str | os.PathLike | None,
                     batch_size: int = 64, num_workers: int = 0, dtype: torch.dtype = torch.float32,
-                    progress: bool = True) -> torch.Tensor:
+                    progress: bool = True, variant: str = "") -> torch.Tensor:
     """Features from ``cache_dir`` when present, else computed and written there atomically.
 
-    ``cache_dir=None`` computes without caching.
+    ``cache_dir=None`` computes without caching. ``variant``: see :func:`feature_cache_key`.
     """
     if cache_dir is None:
         return compute_features(backbone, dataset, batch_size, num_workers, dtype, progress)
-    path = Path(cache_dir) / f"{feature_cache_key(dataset.paths, backbone, dtype)}.safetensors"
+    path = Path(cache_dir) / f"{feature_cache_key(dataset.paths, backbone, dtype, variant)}.safetensors"
     if path.is_file():
         features = load_file(str(path))["features"]
         if len(features) == len(dataset):

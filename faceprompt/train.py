@@ -40,7 +40,8 @@ from faceprompt.checkpoint import save_prompts
 from faceprompt.data.images import check_face_files
 from faceprompt.data.dataset import FeatureDataset, ManifestDataset, load_sources
 from faceprompt.engine import state as engine_state
-from faceprompt.engine.optim import make_optimizer, optimizer_step
+from faceprompt.engine.balance import balanced_features, balanced_images, duplicates_of
+from faceprompt.engine.optim import make_optimizer, optimizer_step, part_groups
 from faceprompt.engine.progress import bar, interruptible
 from faceprompt.engine.runtime import LocalRuntime, make_runtime
 from faceprompt.engine.schedule import warmup_cosine
@@ -199,12 +200,14 @@ def _to_device(batch, device):
 
 
 def _datasets(cfg: TrainConfig, model: PromptModel, runtime: LocalRuntime, train_frame, val_frame, progress: bool):
-    """(train, val, on_features): image datasets, or cached feature datasets for frozen image paths."""
+    """(train, val, on_features): image datasets, or cached feature datasets for frozen image paths;
+    the training set with ``task_balance``'s duplicates after its own rows."""
     backbone = model.backbone
     train = ManifestDataset(train_frame, backbone.preprocess, cfg.tasks)
     val = ManifestDataset(val_frame, backbone.preprocess, cfg.tasks) if len(val_frame) else None
+    duplicates = duplicates_of(cfg, train)
     if not model.caches_image_features:
-        return train, val, False
+        return balanced_images(cfg, train, duplicates), val, False
     out = []
     for ds in (train, val):
         if ds is None:
@@ -213,6 +216,10 @@ def _datasets(cfg: TrainConfig, model: PromptModel, runtime: LocalRuntime, train
         with runtime.main_process_first():
             feats = cached_features(backbone, ds, cfg.cache_dir, cfg.batch_size, cfg.num_workers, runtime.dtype,
                                     progress and runtime.is_main)
+            if ds is train:
+                out.append(balanced_features(cfg, ds, feats, duplicates, backbone, runtime.dtype,
+                                             progress and runtime.is_main))
+                continue
         out.append(FeatureDataset(feats, ds.labels, ds.tasks))
     return out[0], out[1], True
 
@@ -262,7 +269,7 @@ def train_epoch(step_module, loader, optimizer, scheduler, runtime, cfg, class_w
 
     ``task_weights`` replace the config's for this epoch; ``loss_ema`` is fed every step's task losses."""
     step_module.train()
-    params = [p for p in step_module.parameters() if p.requires_grad]
+    params = [p for group in optimizer.param_groups for p in group["params"]]  # what steps (and is clipped)
     sums: dict[str, float] = {}
     seen = 0
     steps = bar(loader, f"epoch {epoch}", progress, leave=False)
@@ -376,7 +383,8 @@ def _start(cfg: TrainConfig, run_dir: Path, train_frame, val_frame, progress: bo
     train_loader = DataLoader(train_ds, batch_size=cfg.batch_size, sampler=sampler, num_workers=workers,
                               pin_memory=runtime.device.type == "cuda")
     val_loader = None if val_ds is None else DataLoader(val_ds, batch_size=cfg.batch_size, num_workers=workers)
-    optimizer = make_optimizer(cfg.optimizer, model.trainable_parameters(), cfg.lr, cfg.weight_decay, cfg.momentum)
+    optimizer = make_optimizer(cfg.optimizer, part_groups(model, cfg.lr, cfg.text_lr_scale), cfg.lr,
+                               cfg.weight_decay, cfg.momentum)
     step_module, optimizer, train_loader = runtime.prepare(
         TrainStep(model, on_features, anchor_model(cfg, model)), optimizer, train_loader)
     steps_per_epoch = len(train_loader)

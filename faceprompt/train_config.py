@@ -28,6 +28,7 @@ MONITORS = {"accuracy": "val_mean_accuracy", "balanced_accuracy": "val_mean_bala
 # Every other field is the recipe, and a resume that changes one is refused naming it.
 RESUMABLE_CHANGES = ("device", "precision", "num_workers", "accelerate", "cache_dir", "run_dir", "run_id", "epochs")
 TASK_WEIGHTINGS = ("fixed", "loss_ema")
+TASK_BALANCE_AUGMENTS = ("thesis", "none")  # what the duplicates of task_balance go through
 # ``protocol: thesis`` fills these fields (any of them still set in the config wins): the choices the
 # thesis's multitask script (train_multitask.py, training/loss.py) makes; book/protocol.md lists each one.
 THESIS_PROTOCOL: dict[str, Any] = {
@@ -38,6 +39,8 @@ THESIS_PROTOCOL: dict[str, Any] = {
     "precision": "fp16", "grad_clip": None,
     "optimizer": "adamw", "lr": 2e-3, "min_lr": 2e-3, "weight_decay": 0.0, "warmup_epochs": 0.0,
     "epochs": 50, "batch_size": 64,
+    # BALANCE_TASK {"2": 0.33}; like the thesis, only a run of several tasks that include emotion is balanced
+    "task_balance": {"emotion": 0.33}, "task_balance_augment": "thesis",
 }
 PROTOCOLS = {"faceprompt": {}, "thesis": THESIS_PROTOCOL}
 # The random tiny tower that stands in for each backbone family (``stand_in``): same text-context
@@ -92,6 +95,10 @@ class TrainConfig(Config):
     # zero-shot predictions as the anchor; costs one more frozen image pass per step)
     anchor_weight: float = 0.0
     task_weights: dict = field(default_factory=dict)
+    # {task: share}: duplicate rows labelled for the task until they are that share of the training rows
+    # (data/task_balance.py); the duplicates alone are augmented (task_balance_augment: thesis | none)
+    task_balance: dict = field(default_factory=dict)
+    task_balance_augment: str = "thesis"
     # Cross-entropy at this logit scale instead of the backbone's own (argmax and evaluation unchanged):
     # a tower trained with a small scale gives near-uniform softmaxes that barely tell right from wrong.
     loss_logit_scale: float | None = None
@@ -106,6 +113,9 @@ class TrainConfig(Config):
     # An earlier run folder whose trained text prompt starts this run (same backbone, tasks, text method and
     # options, else refused): the thesis's second stage, text and visual prompts trained together.
     init_from: str | None = None
+    # The text prompt's learning rate (and a trained logit scale's) as a multiple of lr; the image-side
+    # prompts keep lr. 0.1: the thesis's second stage; 0: the text part stays as loaded (not optimised).
+    text_lr_scale: float = 1.0
 
     @classmethod
     def from_dict(cls, data: dict[str, Any] | None, where: str = "train config") -> "TrainConfig":
@@ -116,12 +126,12 @@ class TrainConfig(Config):
         protocol = data.get("protocol", cls.protocol)
         if protocol not in PROTOCOLS:
             raise ValueError(f"{where}: field 'protocol': {protocol!r} must be one of {list(PROTOCOLS)}")
-        data = {**PROTOCOLS[protocol], **data}
+        data = {**_protocol_defaults(protocol, data), **data}
         if "train" in data:
             data["train"] = _sources(data["train"], ("train",), "train")
         if data.get("val") is not None:
             data["val"] = _sources(data["val"], ("val",), "val")
-        for key in ("method_options", "task_weights", "class_balance_task_powers"):
+        for key in ("method_options", "task_weights", "class_balance_task_powers", "task_balance"):
             if key in data and data[key] is None:
                 data[key] = {}
         if isinstance(data.get("method_options"), dict):
@@ -147,6 +157,10 @@ class TrainConfig(Config):
                     or not 0 < power <= 4:
                 raise ValueError(f"class_balance_task_powers: {task!r}: {power!r} must be a power in (0, 4] "
                                  f"for one of {self.tasks}")
+        for task, share in self.task_balance.items():
+            if task not in self.tasks or isinstance(share, bool) or not isinstance(share, (int, float)) \
+                    or not 0 < share < 1:
+                raise ValueError(f"task_balance: {task!r}: {share!r} must be a share in (0, 1) for one of {self.tasks}")
         if self.task_weighting == "loss_ema" and self.task_weights:
             raise ValueError(f"task_weights: {self.task_weights} can't be combined with task_weighting loss_ema, "
                              f"which sets the weights every epoch; leave one of them out")
@@ -191,6 +205,9 @@ class TrainConfig(Config):
              "must be > 0 or null"),
             ("max_train_samples", self.max_train_samples is None or self.max_train_samples >= 1, "must be >= 1"),
             ("max_val_samples", self.max_val_samples is None or self.max_val_samples >= 1, "must be >= 1"),
+            ("task_balance_augment", self.task_balance_augment in TASK_BALANCE_AUGMENTS,
+             f"must be one of {list(TASK_BALANCE_AUGMENTS)}"),
+            ("text_lr_scale", 0 <= self.text_lr_scale < math.inf, "must be >= 0 (0: the text part is not optimised)"),
             ("init_from", self.init_from is None or bool(str(self.init_from).strip()), "must be a run folder or null"),
             ("device", self.device in ("auto", "cpu") or self.device.startswith("cuda"), "must be auto, cpu or cuda"),
         ]
@@ -203,6 +220,17 @@ class TrainConfig(Config):
     def run_path(self) -> Path:
         run_id = self.run_id or f"{self.method.replace('+', '_')}-{self.backbone}-{time.strftime('%Y%m%d-%H%M%S')}"
         return Path(self.run_dir) / run_id
+
+
+def _protocol_defaults(protocol: str, data: dict[str, Any]) -> dict[str, Any]:
+    """The preset's fields; the thesis balances tasks only in a run of several tasks (its multitask script)."""
+    preset = dict(PROTOCOLS[protocol])
+    if "task_balance" in preset:
+        tasks = data.get("tasks", DEFAULT_TASKS)
+        tasks = [tasks] if isinstance(tasks, str) else list(tasks or ())
+        preset["task_balance"] = {t: s for t, s in preset["task_balance"].items() if t in tasks} \
+            if len(tasks) > 1 else {}
+    return preset
 
 
 def _sources(value, default_splits, where) -> tuple[DataSource, ...]:

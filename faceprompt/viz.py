@@ -111,6 +111,23 @@ def confusion_heatmap(matrix: np.ndarray, classes: list[str], title: str = "",
     return fig
 
 
+def offset_heatmap(offsets: pd.DataFrame, title: str = "") -> plt.Figure:
+    """Where the errors fall: per true class (rows), the share of its predictions each number of classes above
+    or below it (columns, predicted minus true; 0 is correct), as ``evaluate.age_offset_table`` counts them."""
+    _style()
+    matrix = offsets.to_numpy(dtype=float)
+    matrix = matrix / np.clip(matrix.sum(axis=1, keepdims=True), 1, None)
+    fig, ax = plt.subplots(figsize=(1.5 + 0.5 * matrix.shape[1], 1.2 + 0.4 * matrix.shape[0]))
+    sns.heatmap(matrix, annot=True, fmt=".2f", cmap="Blues", vmin=0, vmax=1, cbar=False, ax=ax,
+                xticklabels=list(offsets.columns), yticklabels=list(offsets.index), annot_kws={"size": 6})
+    ax.tick_params(axis="y", rotation=0)
+    ax.set_xlabel("predicted - true")
+    ax.set_ylabel("true")
+    ax.set_title(title)
+    fig.tight_layout()
+    return fig
+
+
 def confusion_grid(confusion: pd.DataFrame, task: str, classes: list[str], by: str = "method",
                    max_panels: int = 8) -> plt.Figure:
     """Row-normalised confusion matrices of one task, one panel per value of ``by`` (e.g. per method)."""

@@ -127,3 +127,21 @@ def test_train_and_evaluate_on_utkface_and_facial_expressions(shared_data, tmp_p
     assert set(metrics[metrics.dataset == "facial_expressions"]["task"]) >= {"emotion"}
     fairness = pd.read_csv(result.run_dir / "eval" / "fairness.csv")
     assert "utkface" in set(fairness["dataset"])  # UTKFace carries race labels
+
+
+def test_evaluate_writes_a_confusion_figure_per_task_and_the_age_offsets(synthetic_manifest, tmp_path):  # noqa: F811
+    from PIL import Image
+
+    out = tmp_path / "zero-shot"
+    assert cli(["evaluate", "--zero-shot", "--backbone", "tiny-pe", "--manifest", str(synthetic_manifest),
+                "--split", "test", "--out", str(out), "--quiet"]) == 0
+    folder = out / "eval"
+    figures = [folder / f"confusion_{task}.png" for task in ("gender", "age", "emotion")] + [folder / "age_offsets.png"]
+    for path in figures:
+        assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", path
+        with Image.open(path) as image:
+            image.verify()
+    assert not list(folder.glob(".*.tmp"))  # written through a temporary file, nothing left behind
+    offsets = pd.read_csv(folder / "age_offsets.csv", index_col=0)
+    ages = pd.read_csv(folder / "metrics.csv").set_index("task").loc["age", "n"]
+    assert offsets.to_numpy().sum() == ages and list(offsets.columns) == [str(k) for k in range(-8, 9)]

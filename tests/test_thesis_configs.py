@@ -41,6 +41,30 @@ def test_config_loads_and_names_the_thesis_config_it_mirrors(path):
     assert Path(match.group(1)).with_suffix(".yaml").as_posix() == Path(_name(path)).as_posix()
 
 
+LAGENDA = "data/thesis/lagenda/manifest.csv"
+
+
+def test_lagenda_trains_where_the_thesis_trains_on_it():
+    """FairFace and Lagenda for age (and with the other sets for gender, and in the multitask runs that list it)."""
+    expected = {f"softpe_{n}.yaml" for n in (15, 20, 25)} | {f"vpt_10_cn{n}.yaml" for n in (15, 20, 25)}
+    for path in CONFIGS:
+        name = _name(path)
+        manifests = [s.manifest for s in load_config(path).train]
+        wanted = name in expected or name.startswith(("coop/age/", "coop/gender/"))
+        assert (LAGENDA in manifests) == wanted, name
+        if name.startswith("coop/age/"):
+            assert manifests == ["data/thesis/fairface/manifest.csv", LAGENDA], name
+        assert "Not mirrored: the Lagenda data" not in path.read_text(), name
+
+
+def test_multitask_runs_balance_emotion_and_second_stages_slow_the_text_part():
+    for path in CONFIGS:
+        cfg = load_config(path)
+        assert cfg.task_balance == ({"emotion": 0.33} if len(cfg.tasks) > 1 else {}), _name(path)
+        frozen = _name(path) == "coop/PE_vpt.yaml"  # VPT against a CoOp run's saved text features
+        assert cfg.text_lr_scale == (0.0 if frozen else 0.1 if cfg.init_from is not None else 1.0), _name(path)
+
+
 def _ordered(paths):
     """First stages before the runs that start from them."""
     return sorted(paths, key=lambda p: load_config(p).init_from is not None)

@@ -113,6 +113,19 @@ def test_sampler_weights_average_inverse_class_frequency_over_a_samples_labelled
     assert half.tolist() == pytest.approx([(r / mean + 1) / 2, r / mean, (1 / mean + 1) / 2, 1.0])
 
 
+def test_sampler_weights_equal_the_thesis_mean_of_n_over_k_count_over_labelled_tasks():
+    # The thesis's sampler (build_weighted_sampler, combine "mean"): per task, class c weighs N_t / (K_t n_c)
+    # (N_t rows labelled for the task, K_t classes present); a row's weight is the mean over its labelled tasks.
+    labels = torch.tensor([[0, 0, -1], [0, 1, -1], [1, 0, -1], [-1, 0, 2], [-1, 1, 3], [-1, -1, 2]])
+    age = {0: 3 / (2 * 2), 1: 3 / (2 * 1)}  # 3 labelled rows, classes 0 (2 rows) and 1 (1 row)
+    gender = {0: 5 / (2 * 3), 1: 5 / (2 * 2)}
+    emotion = {2: 3 / (2 * 2), 3: 3 / (2 * 1)}
+    thesis = [(age[0] + gender[0]) / 2, (age[0] + gender[1]) / 2, (age[1] + gender[0]) / 2,
+              (gender[0] + emotion[2]) / 2, (gender[1] + emotion[3]) / 2, emotion[2]]
+    assert thesis == pytest.approx([0.7916667, 1.0, 1.1666667, 0.7916667, 1.375, 0.75])
+    assert balanced_sample_weights(labels).tolist() == pytest.approx(thesis)
+
+
 # --- which epoch is kept ---------------------------------------------------------------------------
 
 @pytest.mark.parametrize("rule, improved, bad", [

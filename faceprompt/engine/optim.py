@@ -42,3 +42,22 @@ def optimizer_step(loss: torch.Tensor, optimizer: torch.optim.Optimizer, schedul
         runtime.clip(params, grad_clip)
     runtime.step(optimizer)
     scheduler.step()
+
+
+def part_groups(model, lr: float, text_lr_scale: float = 1.0) -> list:
+    """What the optimizer trains, as parameter groups: the image-side prompts at ``lr``, the text prompt and a
+    trained logit scale at ``lr * text_lr_scale`` (the thesis's split in its second stage: every trained tensor
+    outside the image tower at a tenth of the rate), left out altogether when ``text_lr_scale`` is 0.
+    A scale of 1 gives the plain list of trainable parameters (one group)."""
+    if text_lr_scale == 1.0:
+        return model.trainable_parameters()
+    groups = model.param_groups()
+    scale = model.visual.logit_log_scale()
+    slow = groups["text"] + [p for p in groups["visual"] if p is scale]
+    fast = [p for p in groups["visual"] if p is not scale]
+    out = [{"params": fast, "lr": lr}] if fast else []
+    if text_lr_scale > 0 and slow:
+        out.append({"params": slow, "lr": lr * text_lr_scale})
+    if not out:
+        raise ValueError(f"text_lr_scale: 0 leaves {model.method!r} nothing to train (it has no image-side prompt)")
+    return out

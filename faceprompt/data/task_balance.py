@@ -1,0 +1,109 @@
+"""The thesis's task-balanced training set: a task labelled by few rows is raised to a share of the data by
+duplicating its rows, and only the duplicates are augmented (the originals are left as they are).
+
+The rule (``TaskBalanceDataset`` in the thesis's ``dataset/dataset.py``): with ``N`` rows of which ``c`` are
+labelled for the task and a target share ``f``, ``int((f * N - c) / (1 - f))`` rows are added, drawn with
+replacement from the labelled ones, so that ``(c + added) / (N + added)`` reaches ``f``; nothing is added
+when ``c / N >= f``. The thesis asks for emotion at a third of the data (``BALANCE_TASK: {"2": 0.33}``).
+"""
+from __future__ import annotations
+
+from typing import Callable, Mapping, Sequence
+
+import torch
+from torch.utils.data import Dataset
+
+from faceprompt.data.dataset import ManifestDataset
+from faceprompt.data.images import load_rgb
+
+
+def duplicates_needed(labelled: int, total: int, share: float) -> int:
+    """How many labelled rows to add so that they make up ``share`` of ``total`` (the thesis's rounding down)."""
+    if total == 0 or labelled == 0 or labelled / total >= share:
+        return 0
+    return max(int((share * total - labelled) / (1 - share)), 0)
+
+
+def duplicate_rows(labels: torch.Tensor, tasks: Sequence[str], shares: Mapping[str, float],
+                   seed: int) -> torch.Tensor:
+    """Row indices to duplicate, task after task in ``shares`` order, each drawn with replacement from the
+    rows labelled for it (a seeded generator). As in the thesis, the target of every task is reckoned on the
+    original number of rows, and the rows (and duplicates) added for earlier tasks count and can be drawn."""
+    total = len(labels)
+    generator = torch.Generator().manual_seed(seed)
+    index = torch.arange(total)
+    for task, share in shares.items():
+        pool = index[labels[index, list(tasks).index(task)] >= 0]
+        count = duplicates_needed(len(pool), total, share)
+        if count:
+            index = torch.cat([index, pool[torch.randint(len(pool), (count,), generator=generator)]])
+    return index[total:]
+
+
+def thesis_augmentation() -> Callable:
+    """The thesis's augmentation of duplicated faces (its ``get_augmentation_transform``), on PIL images
+    before the backbone's own resize and normalisation: a horizontal flip half the time, brightness and
+    contrast jittered by 0.15 and saturation by 0.05, and half the time a 3 px Gaussian blur, sigma 0.1-0.8."""
+    from torchvision import transforms as T
+
+    return T.Compose([
+        T.RandomHorizontalFlip(p=0.5),
+        T.ColorJitter(brightness=0.15, contrast=0.15, saturation=0.05),
+        T.RandomApply([T.GaussianBlur(kernel_size=3, sigma=(0.1, 0.8))], p=0.5),
+    ])
+
+
+class DuplicateViews(Dataset):
+    """Augmented views of some rows of a :class:`ManifestDataset`: item ``k`` is row ``rows[k]``'s image through
+    ``augment`` and then the dataset's transform, with that row's labels.
+
+    ``seed=None`` draws a new view at every load (the thesis's way); with a seed, view ``k`` is always the same
+    one (drawn from ``seed + k``), which is what a cache of image features needs.
+    """
+
+    def __init__(self, base: ManifestDataset, rows: torch.Tensor, augment: Callable, seed: int | None = None):
+        self.base, self.rows, self.augment, self.seed = base, rows.long(), augment, seed
+        self.tasks = base.tasks
+        self.labels = base.labels[self.rows]
+        self.paths = [base.paths[int(r)] for r in self.rows]
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def view(self, k: int):
+        image = load_rgb(self.paths[k])
+        if self.seed is None:
+            image = self.augment(image)
+        else:
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(self.seed + k)
+                image = self.augment(image)
+        return image if self.base.transform is None else self.base.transform(image)
+
+    def __getitem__(self, k: int):
+        return self.view(k), {t: self.labels[k, j] for j, t in enumerate(self.tasks)}
+
+
+class TaskBalancedDataset(Dataset):
+    """The original rows (returned exactly as ``base`` returns them), then the augmented duplicates.
+
+    ``labels`` is the [N + D, T] label matrix in that order, so class weights, the sampler and the task
+    weights all see the balanced data, as the thesis's do."""
+
+    def __init__(self, base: ManifestDataset, duplicates: DuplicateViews):
+        self.base, self.duplicates, self.tasks = base, duplicates, base.tasks
+        self.labels = torch.cat([base.labels, duplicates.labels])
+
+    def __len__(self) -> int:
+        return len(self.base) + len(self.duplicates)
+
+    def is_duplicate(self, index: int) -> bool:
+        return index >= len(self.base)
+
+    def __getitem__(self, index: int):
+        if index < len(self.base):
+            return self.base[index]
+        return self.duplicates[index - len(self.base)]
+
+    def labelled_counts(self) -> dict[str, int]:
+        return {t: int((self.labels[:, j] >= 0).sum()) for j, t in enumerate(self.tasks)}
