@@ -32,7 +32,7 @@ pretrain_gpu = "benchmarks/results/h200-2026-11-27/pretrain_gpu.json"
 releases_dir = "benchmarks/results/faceclip-tiny-releases"  # earlier releases' recipe.json
 logged = "book/_data/logged_measurements.json"
 cpu_results_dir = "benchmarks/results/cpu-2026-12-03"  # bench_landmarks.py and bench_in_the_wild.py --json
-shapes = {"faceclip-tiny": "FP-FaceCLIP-Tiny", "pe-core-b16": "PE-Core-B-16"}  # key label -> open_clip model
+shapes = {"pe-core-b16": "PE-Core-B-16"}  # key label -> open_clip model (faceclip-tiny's: from its recipe)
 
 # %%
 from faceprompt.book import architecture, benchmarks, startup
@@ -58,17 +58,20 @@ benchmarks.glue_epoch_cache(results_dir)
 record = pretraining.read_json(recipe)
 pretraining.glue_recipe(record)
 pretraining.glue_captions()
-pretraining.glue_emotion_data(record)
-pretraining.glue_pretrain_gpu(pretraining.read_json(pretrain_gpu), record)
+pretraining.glue_wild_recipe(record)
 pretraining.glue_zero_shot(record)
-for release in pretraining.RELEASES:
-    pretraining.glue_release(pretraining.read_json(f"{releases_dir}/{release}.json"), release)
+releases = {r: pretraining.read_json(f"{releases_dir}/{r}.json") for r in pretraining.RELEASES}
+for release, earlier in releases.items():
+    pretraining.glue_release(earlier, release)
+pretraining.glue_targets(record, releases[pretraining.PREVIOUS])
+# the GPU timing was taken for the previous release's recipe
+pretraining.glue_pretrain_gpu(pretraining.read_json(pretrain_gpu), releases[pretraining.PREVIOUS])
 
 # %% [markdown]
 # ## Model shapes (counted on the meta device)
 
 # %%
-architecture.glue_shapes(shapes)
+architecture.glue_shapes({"faceclip-tiny": record["config"]["model"], **shapes})
 
 # %% [markdown]
 # ## Measurements without JSON

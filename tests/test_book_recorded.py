@@ -62,19 +62,22 @@ def test_zero_shot_table_has_a_row_per_recorded_score():
     assert G.GLUED["ftiny-zs-utkface-age-oneoff"] == G.percent(recorded["utkface"]["age"]["one_off"])
 
 
-def test_gpu_pretraining_time_per_step():
+def test_gpu_pretraining_time_per_step_is_that_of_the_release_it_timed():
     timing = recipe.read_json(ROOT / recipe.PRETRAIN_GPU)
-    recipe.glue_pretrain_gpu(timing, RECIPE)
-    steps = timing["epochs"] * recipe.steps_per_epoch(RECIPE)
+    timed = recipe.read_json(ROOT / recipe.RELEASES_DIR / f"{recipe.PREVIOUS}.json")
+    recipe.glue_pretrain_gpu(timing, timed)
+    steps = timing["epochs"] * recipe.steps_per_epoch(timed)
+    assert timing["epochs"] == timed["config"]["epochs"]
     assert G.GLUED["ftiny-gpu-step-ms"] == f"{1000 * timing['train_seconds'] / steps:.0f} ms"
-    assert G.GLUED["ftiny-gpu-rows"] == G.GLUED["ftiny-all-rows"]  # stand-in data of the recorded size
+    # stand-in data of the recorded size
+    assert timing["rows"] == sum(recipe.split_rows(timed, s) for s in ("train", "val", "test"))
 
 
 def test_the_shape_counted_on_the_meta_device_is_the_recorded_model():
-    shape = architecture.model_shape("FP-FaceCLIP-Tiny")
+    shape = architecture.model_shape(RECIPE["config"]["model"])
     assert shape["parameters"] == RECIPE["parameters"]
     assert shape["image_size"] == RECIPE["config"]["image_size"]
-    architecture.glue_shapes({"faceclip-tiny": "FP-FaceCLIP-Tiny"})
+    architecture.glue_shapes({"faceclip-tiny": RECIPE["config"]["model"]})
     glued = {k.removeprefix("arch-faceclip-tiny-") for k in G.GLUED if k.startswith("arch-faceclip-tiny-")}
     assert glued == set(architecture.SHAPE_FIELDS)
     assert architecture.patch_tokens(shape) == (shape["image_size"] // shape["patch_size"]) ** 2 + 1
@@ -107,3 +110,47 @@ def test_earlier_releases_are_read_from_their_recipe_records(release, expected):
     """The numbers the chapter compares with come from each release's own recipe.json."""
     recipe.glue_release(recipe.read_json(ROOT / recipe.RELEASES_DIR / f"{release}.json"), release)
     assert {field: G.GLUED[f"ftiny-{release}-{field}"] for field in expected} == expected
+
+
+def _recipe(fe_train: dict, fer_train: dict, scores: dict, balance: float = 0.5) -> dict:
+    empty = {"rows": 0}
+    return {"config": {"emotion_balance": balance},
+            "splits": {"utkface": {"train": {"rows": 5, "gender": {}}, "val": empty, "test": empty},
+                       "facial_expressions": {"train": {"rows": 9, "emotion": fe_train}, "val": empty, "test": empty},
+                       "ferplus": {"train": {"rows": 9, "emotion": fer_train}, "val": empty, "test": empty}},
+            "test_zero_shot": scores}
+
+
+def test_emotion_draws_pool_the_expression_datasets_and_balance_by_the_power():
+    record = _recipe({"neutral": 8, "fear": 1}, {"neutral": 8}, {})
+    assert recipe.expression_datasets(record) == ["facial_expressions", "ferplus"]
+    table = recipe.emotion_draws(record)
+    assert table.loc["neutral", "ferplus"] == 8 and table.loc["fear", "ferplus"] == 0
+    assert table.loc["fear", "share of images"] == G.percent(1 / 17)
+    assert table.loc["fear", "share of draws"] == G.percent(1 / (1 + 16 ** 0.5))  # class share ~ count ** 0.5
+
+
+def test_augmentations_name_every_configured_one_and_only_those():
+    from dataclasses import asdict
+
+    from faceprompt.pretraining.config import PretrainConfig
+
+    wild = asdict(PretrainConfig.load(ROOT / "configs/pretrain_faceclip_tiny_wild.yaml"))
+    text = recipe.augmentations(wild)
+    for word in ("flip", "rotation", "shift", "colour jitter", "white balance", "grayscale", "blur", "JPEG"):
+        assert word in text
+    plain = asdict(PretrainConfig.load(ROOT / "configs/pretrain_faceclip_tiny.yaml"))
+    assert "JPEG" not in recipe.augmentations({**plain, "jpeg_p": 0.0})
+
+
+def test_targets_are_reached_only_at_or_above_the_aim_and_the_previous_accuracy_is_one():
+    previous = _recipe({}, {}, {"facial_expressions": {"emotion": {"accuracy": 0.70, "macro_f1": 0.30}}})
+    now = _recipe({}, {}, {"ferplus": {"emotion": {"accuracy": 0.75, "balanced_accuracy": 0.60}},
+                           "facial_expressions": {"emotion": {"accuracy": 0.69, "macro_f1": 0.46}}})
+    table = recipe.target_table(now, previous).set_index(["test split", "task", "metric"])
+    assert table.loc[("ferplus", "emotion", "accuracy"), "reached"] == "yes"  # exactly the aim
+    assert table.loc[("ferplus", "emotion", "balanced accuracy"), "reached"] == "no"
+    assert table.loc[("utkface", "gender", "accuracy"), "reached"] == "-"  # not scored
+    assert table.loc[("facial_expressions", "emotion", "macro f1"), "previous release"] == "0.300"
+    assert table.loc[("facial_expressions", "emotion", "accuracy"), "aim"] == ">= 70.0%"
+    assert table.loc[("facial_expressions", "emotion", "accuracy"), "reached"] == "no"

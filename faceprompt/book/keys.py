@@ -168,8 +168,9 @@ KEYS: tuple[GlueKey, ...] = tuple(
               "ftiny-torch", "ftiny-train-seconds", "ftiny-total-seconds", "ftiny-minutes", "ftiny-epoch-seconds",
               "ftiny-last-epoch-seconds")
     + _family("70_recorded", "recipe.glue_captions", "ftiny-templates", "ftiny-age-tolerance")
-    + _family("70_recorded", "recipe.glue_emotion_data", "ftiny-neutral-share", "ftiny-happy-share",
-              "ftiny-neutral-happy", "ftiny-{emotion}-all", "ftiny-{emotion}-test", "ftiny-fear-train")
+    + _family("70_recorded", "recipe.glue_wild_recipe", "ftiny-datasets", "ftiny-crop", "ftiny-augmentations",
+              "ftiny-model", "ftiny-expression-train", "ftiny-emotion-table")
+    + _family("70_recorded", "recipe.glue_targets", "ftiny-targets-reached", "ftiny-targets-table")
     + _family("70_recorded", "recipe.glue_zero_shot", "ftiny-zs-{dataset}-{task}", "ftiny-zs-{dataset}-{task}-n",
               "ftiny-zs-{dataset}-{task}-oneoff", "ftiny-zs-{dataset}-{task}-f1", "ftiny-zero-shot-table")
     + _family("70_recorded", "recipe.glue_pretrain_gpu", "ftiny-gpu-device", "ftiny-gpu-minutes", "ftiny-gpu-seconds",
