@@ -220,7 +220,7 @@ def test_protocol_thesis_fills_every_thesis_choice_and_each_stays_overridable(sy
     assert (default.class_balance, default.lr_schedule_unit, default.seed) == ("none", "step", 0)
 
 
-def test_the_thesis_preset_weighs_no_class_in_the_loss_and_draws_with_the_thesis_sampler(synthetic_manifest):  # noqa: F811
+def test_the_thesis_preset_has_unit_class_weights_and_the_sampler(synthetic_manifest):  # noqa: F811
     # train_multitask.py: CrossEntropyLoss(weights=torch.ones(K)) for every task, and
     # build_weighted_sampler(training_set, class weights "default", combine="mean") for the draws
     cfg = TrainConfig.from_dict({"protocol": "thesis", "train": [str(synthetic_manifest)]})
