@@ -303,19 +303,21 @@ def validate(model: PromptModel, loader, runtime, cfg: TrainConfig, on_features:
     model.eval()
     truth: dict[str, list[torch.Tensor]] = {t: [] for t in cfg.tasks}
     predicted: dict[str, list[torch.Tensor]] = {t: [] for t in cfg.tasks}
-    loss_sum, seen = 0.0, 0
+    loss_sum, task_loss_sum, seen = 0.0, 0.0, 0
     for batch in loader:
         inputs, targets = _to_device(batch, runtime.device)
         with runtime.autocast():
             out = model.forward_features(inputs) if on_features else model(inputs)
         parts = training_loss(cfg, rescale_logits(out.logits, logit_factor), targets, task_weights)
         loss_sum += float(parts.total) * len(inputs)
+        task_loss_sum += float(sum(parts.per_task.values())) * len(inputs)
         seen += len(inputs)
         for task, logits in out.logits.items():
             mask = targets[task] >= 0
             truth[task].append(targets[task][mask].cpu())
             predicted[task].append(logits.argmax(-1)[mask].cpu())
-    record = {"val_loss": loss_sum / max(seen, 1)}
+    # val_task_loss: the tasks' unweighted losses added, the loss the thesis's script keeps an epoch on
+    record = {"val_loss": loss_sum / max(seen, 1), "val_task_loss": task_loss_sum / max(seen, 1)}
     accuracies, balanced = [], []
     for task in cfg.tasks:
         y_true = torch.cat(truth[task]).numpy() if truth[task] else []
@@ -388,17 +390,22 @@ def _start(cfg: TrainConfig, run_dir: Path, train_frame, val_frame, progress: bo
     step_module, optimizer, train_loader = runtime.prepare(
         TrainStep(model, on_features, anchor_model(cfg, model)), optimizer, train_loader)
     steps_per_epoch = len(train_loader)
-    scheduler = warmup_cosine(optimizer, cfg.epochs * steps_per_epoch, int(round(cfg.warmup_epochs * steps_per_epoch)),
-                              cfg.lr, cfg.min_lr)
+    if cfg.lr_schedule_unit == "epoch":  # the curve counts epochs: one rate per epoch
+        scheduler = warmup_cosine(optimizer, cfg.epochs, int(round(cfg.warmup_epochs)), cfg.lr, cfg.min_lr,
+                                  steps_per_epoch=steps_per_epoch)
+    else:
+        scheduler = warmup_cosine(optimizer, cfg.epochs * steps_per_epoch,
+                                  int(round(cfg.warmup_epochs * steps_per_epoch)), cfg.lr, cfg.min_lr)
     return _Session(cfg, run_dir, runtime, model, step_module, sampler, train_loader, val_loader, on_features,
                     optimizer, scheduler, _class_weights(cfg, train_ds.labels, runtime.device),
                     loss_logit_factor(cfg, model), _loss_ema(cfg, train_ds.labels))
 
 
 def _loss_ema(cfg: TrainConfig, labels: torch.Tensor) -> LossEMATaskWeights | None:
-    if cfg.task_weighting != "loss_ema":
+    if cfg.task_weighting == "fixed":
         return None
-    return LossEMATaskWeights(data_task_weights(labels, cfg.tasks), cfg.task_weight_ema)
+    form = "inverse" if cfg.task_weighting == "loss_ema" else "data_over_loss"
+    return LossEMATaskWeights(data_task_weights(labels, cfg.tasks), cfg.task_weight_ema, form)
 
 
 def _run_epoch(s: _Session, state: TrainerState, epoch: int, progress: bool) -> dict:
@@ -421,7 +428,8 @@ def _run_epoch(s: _Session, state: TrainerState, epoch: int, progress: bool) -> 
     if s.val_loader is not None:
         record.update(validate(s.model, s.val_loader, s.runtime, cfg, s.on_features, s.logit_factor, task_weights))
     metric = record.get(MONITORS[cfg.monitor], -record["train_loss"])
-    improved = judge_epoch(state, epoch, metric, record.get("val_loss", record["train_loss"]), cfg.best_rule)
+    loss = record.get("val_task_loss", record.get("val_loss", record["train_loss"]))
+    improved = judge_epoch(state, epoch, metric, loss, cfg.best_rule)
     if s.loss_ema is not None:
         state.task_loss_ema = s.loss_ema.state()
     record["seconds"] = round(time.perf_counter() - started, 3)

@@ -15,6 +15,7 @@ from faceprompt.config import Config, coerce
 from faceprompt.data.dataset import DataSource
 from faceprompt.engine.optim import OPTIMIZERS
 from faceprompt.engine.runtime import PRECISIONS
+from faceprompt.engine.schedule import SCHEDULE_UNITS
 from faceprompt.engine.selection import BEST_RULES
 from faceprompt.io import read_json
 from faceprompt.losses import ORDINAL_PENALTIES
@@ -27,18 +28,23 @@ MONITORS = {"accuracy": "val_mean_accuracy", "balanced_accuracy": "val_mean_bala
 # Fields a resumed run may change: where and how fast it runs, where it lives, and how long it goes on.
 # Every other field is the recipe, and a resume that changes one is refused naming it.
 RESUMABLE_CHANGES = ("device", "precision", "num_workers", "accelerate", "cache_dir", "run_dir", "run_id", "epochs")
-TASK_WEIGHTINGS = ("fixed", "loss_ema")
+TASK_WEIGHTINGS = ("fixed", "loss_ema", "loss_ema_data")
 TASK_BALANCE_AUGMENTS = ("thesis", "none")  # what the duplicates of task_balance go through
 # ``protocol: thesis`` fills these fields (any of them still set in the config wins): the choices the
-# thesis's multitask script (train_multitask.py, training/loss.py) makes; book/protocol.md lists each one.
+# thesis's multitask script makes in its final version (train_multitask.py at a0d4ab01, with
+# training/loss.py and training/training_functions.py); book/protocol.md lists each one and what the
+# script's older version did instead. Values read from the thesis's config files (PATIENCE, EMD_WEIGHT,
+# EMD_OMEGA, EMD_MU, BATCH_SIZE, EPOCHS, LR) are the multitask configs' (softpe_*.json, vpt_10_cn*.json).
 THESIS_PROTOCOL: dict[str, Any] = {
-    "age_ordinal": "hou", "age_ordinal_weight": 30.0, "age_ordinal_omega": 3.0, "age_ordinal_mu": 0.0,
-    "class_balance": "weights", "class_balance_power": 0.5, "class_balance_task_powers": {"age": 1.0},
+    "age_ordinal": "hou", "age_ordinal_weight": 30.0, "age_ordinal_omega": 2.0, "age_ordinal_mu": -0.0025,
+    # the cross-entropy's class weights are all 1; the sampler draws with the inverse class frequencies
+    "class_balance": "sampler", "class_balance_power": 1.0, "class_balance_task_powers": {},
     "task_weighting": "loss_ema", "task_weight_ema": 0.95,
-    "best_rule": "loss_or_accuracy", "patience": 14,
+    "best_rule": "loss_or_accuracy", "patience": 7,
     "precision": "fp16", "grad_clip": None,
-    "optimizer": "adamw", "lr": 2e-3, "min_lr": 2e-3, "weight_decay": 0.0, "warmup_epochs": 0.0,
-    "epochs": 50, "batch_size": 64,
+    # CosineAnnealingLR(T_max=EPOCHS, eta_min=1e-6) stepped once after every epoch
+    "optimizer": "adamw", "lr": 2e-3, "min_lr": 1e-6, "lr_schedule_unit": "epoch", "weight_decay": 0.0,
+    "warmup_epochs": 0.0, "epochs": 50, "batch_size": 64, "seed": 2025,
     # BALANCE_TASK {"2": 0.33}; like the thesis, only a run of several tasks that include emotion is balanced
     "task_balance": {"emotion": 0.33}, "task_balance_augment": "thesis",
 }
@@ -74,6 +80,7 @@ class TrainConfig(Config):
     momentum: float = 0.9  # SGD only
     warmup_epochs: float = 0.0
     min_lr: float = 1e-6
+    lr_schedule_unit: str = "step"  # step: the cosine moves every optimizer step; epoch: once per epoch
     grad_clip: float | None = 1.0
     patience: int | None = 7  # epochs without a better validation mean accuracy; None: never stop early
     seed: int = 0
@@ -88,7 +95,8 @@ class TrainConfig(Config):
     age_ordinal: str = "emd"  # emd: squared EMD over the bins; hou: Hou et al.'s Eq. 16 over bin midpoints
     age_ordinal_omega: float = 3.0  # hou only: exponent of the normalised midpoint distance
     age_ordinal_mu: float = 0.0  # hou only: offset added to every distance (< 0 rewards near bins)
-    # fixed: task_weights as given; loss_ema: each epoch from an EMA of every task's loss (task_weights.py)
+    # fixed: task_weights as given; loss_ema: each epoch 1 / an EMA of every task's loss, mean 1;
+    # loss_ema_data: data share / EMA, sum 1 (the thesis script's older form; task_weights.py)
     task_weighting: str = "fixed"
     task_weight_ema: float = 0.95
     # gamma in  CE + gamma * KL(zero-shot || tuned), every task on every image (the frozen model's
@@ -103,7 +111,9 @@ class TrainConfig(Config):
     # a tower trained with a small scale gives near-uniform softmaxes that barely tell right from wrong.
     loss_logit_scale: float | None = None
     monitor: str = "accuracy"  # early stopping and best epoch: mean over tasks of "accuracy" or "balanced_accuracy"
-    best_rule: str = "monitor"  # monitor: the metric rises; loss_or_accuracy: val loss falls or the metric rises
+    # monitor: the metric rises; loss_or_accuracy: the validation loss (the sum of the tasks' unweighted
+    # losses, as the thesis's script) falls or the metric rises
+    best_rule: str = "monitor"
     run_dir: str = "runs"
     run_id: str | None = None  # None: <method>-<backbone>-<time>
     cache_dir: str | None = ".cache/faceprompt/features"  # None: never cache image features
@@ -161,8 +171,9 @@ class TrainConfig(Config):
             if task not in self.tasks or isinstance(share, bool) or not isinstance(share, (int, float)) \
                     or not 0 < share < 1:
                 raise ValueError(f"task_balance: {task!r}: {share!r} must be a share in (0, 1) for one of {self.tasks}")
-        if self.task_weighting == "loss_ema" and self.task_weights:
-            raise ValueError(f"task_weights: {self.task_weights} can't be combined with task_weighting loss_ema, "
+        if self.task_weighting != "fixed" and self.task_weights:
+            raise ValueError(f"task_weights: {self.task_weights} can't be combined with task_weighting "
+                             f"{self.task_weighting}, "
                              f"which sets the weights every epoch; leave one of them out")
         for i, source in enumerate(self.train):
             source.check(f"train[{i}]")
@@ -183,6 +194,7 @@ class TrainConfig(Config):
             ("min_lr", 0 <= self.min_lr <= self.lr, "must be in [0, lr]"),
             ("weight_decay", self.weight_decay >= 0, "must be >= 0"),
             ("warmup_epochs", 0 <= self.warmup_epochs < self.epochs, "must be in [0, epochs)"),
+            ("lr_schedule_unit", self.lr_schedule_unit in SCHEDULE_UNITS, f"must be one of {list(SCHEDULE_UNITS)}"),
             ("optimizer", self.optimizer in OPTIMIZERS, f"must be one of {list(OPTIMIZERS)}"),
             ("class_balance", self.class_balance in CLASS_BALANCE, f"must be one of {list(CLASS_BALANCE)}"),
             ("monitor", self.monitor in MONITORS, f"must be one of {list(MONITORS)}"),

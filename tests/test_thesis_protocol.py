@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from engine_helpers import TEXT_OPTIONS, fit_then_crash, synthetic_manifest, without_timing  # noqa: F401
+from faceprompt import train as train_module
 from faceprompt.data.manifest import TASK_COLUMNS
 from faceprompt.engine.optim import optimizer_step
 from faceprompt.engine.runtime import LocalRuntime, make_runtime
@@ -21,7 +22,7 @@ from faceprompt.metrics import offset_counts
 from faceprompt.sampling import balanced_sample_weights
 from faceprompt.task_weights import LossEMATaskWeights, data_task_weights
 from faceprompt.tasks import AGE_BINS
-from faceprompt.train import TrainConfig, fit
+from faceprompt.train import TrainConfig, _balance_power, _balanced_tasks, _class_weights, fit
 
 # Bin midpoints in years, "70+" closed at 90: (70 + 90) / 2 = 80. The largest distance is 80 - 1 = 79.
 MIDPOINTS = [1, 6, 14.5, 24.5, 34.5, 44.5, 54.5, 64.5, 80]
@@ -84,8 +85,29 @@ def test_data_task_weights_are_inverse_label_shares_summing_to_the_task_count():
 
 
 def test_loss_ema_task_weights_over_three_steps():
-    data = {"age": 9 / 11, "gender": 6 / 11, "emotion": 18 / 11}
+    # The final train_multitask.py: w_t = 1 / ema_t (the data weight standing in before any loss),
+    # divided by the mean of the three, so the weights sum to the number of tasks.
+    data = {"age": 9 / 11, "gender": 6 / 11, "emotion": 18 / 11}  # labelled counts 2, 3, 1 of 4 rows
     tracker = LossEMATaskWeights(data, alpha=0.95)
+    # 1 / data = 11/9, 11/6, 11/18, mean 11/9: the first epoch weighs tasks by their labelled counts 2:3:1
+    assert tracker.weights() == pytest.approx({"age": 1.0, "gender": 1.5, "emotion": 0.5})
+    tracker.update({"age": 2.0, "gender": 0.5, "emotion": 1.0})  # the first loss starts each average
+    tracker.update({"age": 1.0, "gender": 0.5, "emotion": 0.0})  # no emotion label in this batch: loss 0
+    tracker.update({"age": 1.0, "gender": 1.5, "emotion": 3.0})
+    assert tracker.state() == pytest.approx({"age": 1.9025, "gender": 0.55, "emotion": 1.0525})
+    raw = {"age": 1 / 1.9025, "gender": 1 / 0.55, "emotion": 1 / 1.0525}
+    mean = sum(raw.values()) / 3
+    assert tracker.weights() == pytest.approx({t: w / mean for t, w in raw.items()})
+    assert sum(tracker.weights().values()) == pytest.approx(3.0)
+    restored = LossEMATaskWeights(data, alpha=0.95)
+    restored.load(tracker.state())
+    assert restored.weights() == tracker.weights()
+
+
+def test_the_older_scripts_task_weights_over_three_steps():
+    # The script's older version (task_weighting: loss_ema_data): w_t = data_t / ema_t, summing to 1.
+    data = {"age": 9 / 11, "gender": 6 / 11, "emotion": 18 / 11}
+    tracker = LossEMATaskWeights(data, alpha=0.95, form="data_over_loss")
     assert tracker.weights() == pytest.approx({"age": 3 / 11, "gender": 2 / 11, "emotion": 6 / 11})
     tracker.update({"age": 2.0, "gender": 0.5, "emotion": 1.0})  # the first loss starts each average
     tracker.update({"age": 1.0, "gender": 0.5, "emotion": 0.0})  # no emotion label in this batch: loss 0
@@ -94,9 +116,16 @@ def test_loss_ema_task_weights_over_three_steps():
     assert tracker.state() == pytest.approx({"age": 1.9025, "gender": 0.55, "emotion": 1.0525})
     raw = {"age": (9 / 11) / 1.9025, "gender": (6 / 11) / 0.55, "emotion": (18 / 11) / 1.0525}
     assert tracker.weights() == pytest.approx({t: w / sum(raw.values()) for t, w in raw.items()})
-    restored = LossEMATaskWeights(data, alpha=0.95)
+    restored = LossEMATaskWeights(data, alpha=0.95, form="data_over_loss")
     restored.load(tracker.state())
     assert restored.weights() == tracker.weights()
+
+
+@pytest.mark.parametrize("weighting, form", [("loss_ema", "inverse"), ("loss_ema_data", "data_over_loss")])
+def test_task_weighting_selects_the_form(synthetic_manifest, weighting, form):  # noqa: F811
+    cfg = TrainConfig.from_dict({"protocol": "thesis", "train": [str(synthetic_manifest)], "task_weighting": weighting})
+    labels = torch.tensor([[1, 0, -1], [2, 1, -1], [-1, 0, 3], [-1, -1, -1]])
+    assert train_module._loss_ema(cfg, labels).form == form
 
 
 # --- the sampler -----------------------------------------------------------------------------------
@@ -173,17 +202,56 @@ def test_the_gradient_scaler_unscales_before_clipping_and_skips_an_overflowing_s
 
 
 def test_protocol_thesis_fills_every_thesis_choice_and_each_stays_overridable(synthetic_manifest):  # noqa: F811
+    # the final train_multitask.py with the multitask configs' values (PATIENCE 7, EMD_OMEGA 2.0, EMD_MU -0.0025)
+    preset = TrainConfig.from_dict({"protocol": "thesis", "train": [str(synthetic_manifest)]})
+    assert (preset.patience, preset.seed) == (7, 2025)
     cfg = TrainConfig.from_dict({"protocol": "thesis", "train": [str(synthetic_manifest)], "patience": 5})
     assert (cfg.age_ordinal, cfg.age_ordinal_weight, cfg.age_ordinal_omega, cfg.age_ordinal_mu) == \
-        ("hou", 30.0, 3.0, 0.0)
+        ("hou", 30.0, 2.0, -0.0025)
     assert (cfg.task_weighting, cfg.task_weight_ema, cfg.best_rule) == ("loss_ema", 0.95, "loss_or_accuracy")
-    assert (cfg.class_balance, cfg.class_balance_power, cfg.class_balance_task_powers) == ("weights", 0.5, {"age": 1.0})
-    assert (cfg.precision, cfg.grad_clip, cfg.batch_size, cfg.lr, cfg.min_lr) == ("fp16", None, 64, 2e-3, 2e-3)
+    assert (cfg.class_balance, cfg.class_balance_power, cfg.class_balance_task_powers) == ("sampler", 1.0, {})
+    assert (cfg.precision, cfg.grad_clip, cfg.batch_size, cfg.lr, cfg.min_lr, cfg.lr_schedule_unit) == \
+        ("fp16", None, 64, 2e-3, 1e-6, "epoch")
     assert cfg.patience == 5  # set in the config: the preset does not replace it
     assert TrainConfig.from_dict(cfg.to_dict()) == cfg
     default = TrainConfig.from_dict({"train": [str(synthetic_manifest)]})
     assert (default.age_ordinal, default.task_weighting, default.best_rule, default.precision) == \
         ("emd", "fixed", "monitor", "auto")
+    assert (default.class_balance, default.lr_schedule_unit, default.seed) == ("none", "step", 0)
+
+
+def test_the_thesis_preset_has_unit_class_weights_and_the_sampler(synthetic_manifest):  # noqa: F811
+    # train_multitask.py: CrossEntropyLoss(weights=torch.ones(K)) for every task, and
+    # build_weighted_sampler(training_set, class weights "default", combine="mean") for the draws
+    cfg = TrainConfig.from_dict({"protocol": "thesis", "train": [str(synthetic_manifest)]})
+    labels = torch.tensor([[0, 0, -1], [0, 1, -1], [1, 0, -1], [-1, 0, 2], [-1, 1, 3], [-1, -1, 2]])
+    assert _class_weights(cfg, labels, torch.device("cpu")) is None
+    columns = _balanced_tasks(cfg)
+    assert columns == [0, 1, 2]
+    weights = balanced_sample_weights(labels, columns, [_balance_power(cfg, cfg.tasks[j]) for j in columns])
+    age = {0: 3 / (2 * 2), 1: 3 / (2 * 1)}  # N_t / (K_t n_c), as in the sampler test above
+    gender = {0: 5 / (2 * 3), 1: 5 / (2 * 2)}
+    emotion = {2: 3 / (2 * 2), 3: 3 / (2 * 1)}
+    assert weights.tolist() == pytest.approx([(age[0] + gender[0]) / 2, (age[0] + gender[1]) / 2,
+                                              (age[1] + gender[0]) / 2, (gender[0] + emotion[2]) / 2,
+                                              (gender[1] + emotion[3]) / 2, emotion[2]])
+
+
+def test_the_epoch_schedule_steps_as_the_thesiss_cosine_annealing():
+    # train_multitask.py: CosineAnnealingLR(T_max=EPOCHS, eta_min=1e-6), scheduler.step() after every epoch.
+    epochs, steps_per_epoch, lr = 5, 3, 2e-3
+    ours = torch.optim.AdamW([torch.nn.Parameter(torch.zeros(1))], lr=lr)
+    scheduler = warmup_cosine(ours, epochs, 0, lr, 1e-6, steps_per_epoch=steps_per_epoch)
+    theirs = torch.optim.AdamW([torch.nn.Parameter(torch.zeros(1))], lr=lr)
+    annealing = torch.optim.lr_scheduler.CosineAnnealingLR(theirs, T_max=epochs, eta_min=1e-6)
+    for epoch in range(epochs):
+        for _ in range(steps_per_epoch):  # every step of the epoch trains at the epoch's rate
+            assert ours.param_groups[0]["lr"] == pytest.approx(theirs.param_groups[0]["lr"], rel=1e-9)
+            ours.step()
+            scheduler.step()
+        theirs.step()
+        annealing.step()
+    assert theirs.param_groups[0]["lr"] == pytest.approx(1e-6)  # after T_max epochs: the floor
 
 
 @pytest.mark.parametrize("change, field", [
@@ -206,13 +274,22 @@ def _thesis_run(manifest, root, **changes):
     return TrainConfig.from_dict({**base, **changes})
 
 
-def test_a_thesis_run_logs_its_task_weights_and_resumes_exactly(synthetic_manifest, tmp_path):  # noqa: F811
+def test_a_thesis_run_logs_its_task_weights_and_resumes_exactly(synthetic_manifest, tmp_path,  # noqa: F811
+                                                                monkeypatch):
+    judged = []
+    monkeypatch.setattr(train_module, "judge_epoch", lambda state, epoch, metric, loss, rule:
+                        judged.append(loss) or judge_epoch(state, epoch, metric, loss, rule))
     whole = fit(_thesis_run(synthetic_manifest, tmp_path / "a"), progress=False)
     first, second = whole.history
     weights = [first[f"task_weight_{t}"] for t in ("gender", "age", "emotion")]
-    assert sum(weights) == pytest.approx(1.0) and all(w > 0 for w in weights)
-    assert sum(second[f"task_weight_{t}"] for t in ("gender", "age", "emotion")) == pytest.approx(1.0)
+    assert sum(weights) == pytest.approx(3.0) and all(w > 0 for w in weights)  # mean 1
+    assert sum(second[f"task_weight_{t}"] for t in ("gender", "age", "emotion")) == pytest.approx(3.0)
     assert second["task_weight_age"] != first["task_weight_age"]  # the averages moved during epoch 1
+    # one rate per epoch, the cosine over the 2 epochs down to 1e-6: 2e-3, then half-way
+    assert (first["lr"], second["lr"]) == (pytest.approx(2e-3), pytest.approx(1e-6 + (2e-3 - 1e-6) / 2))
+    # the epoch is kept on the tasks' unweighted losses added, not on the weighted total
+    assert judged == [first["val_task_loss"], second["val_task_loss"]]
+    assert first["val_task_loss"] != pytest.approx(first["val_loss"])
     assert "train_hou_age" in first and "train_emd_age" not in first
     cfg = _thesis_run(synthetic_manifest, tmp_path / "b")
     fit_then_crash(cfg, after_epoch=1)
