@@ -381,6 +381,9 @@ class Backbone(nn.Module):
             raise TypeError(f"backbone {spec.name!r}: expected a timm vision tower (open_clip TimmModel)")
         self._trunk = visual.trunk
         self.is_eva = isinstance(self._trunk, Eva)
+        for module in self._trunk.modules():  # timm may have been told (TIMM_FUSED_ATTN=0) to spell it out
+            if hasattr(module, "fused_attn"):
+                module.fused_attn = True
         for block in getattr(getattr(model.text, "transformer", None), "resblocks", []):
             if isinstance(getattr(block, "attn", None), nn.MultiheadAttention) and block.attn.batch_first:
                 block.attn.register_forward_pre_hook(_sequence_major_self_attention)
@@ -424,6 +427,10 @@ class Backbone(nn.Module):
     def patch_grid(self) -> tuple[int, int]:
         """Patches per image (rows, columns)."""
         return tuple(self._trunk.patch_embed.grid_size)
+
+    def attention_kernels(self) -> dict[str, bool]:
+        """{vision attention layer: whether it runs PyTorch's fused scaled-dot-product kernel}."""
+        return {name: bool(m.fused_attn) for name, m in self._trunk.named_modules() if hasattr(m, "fused_attn")}
 
     @property
     def has_attention_pool(self) -> bool:
@@ -649,7 +656,9 @@ class Backbone(nn.Module):
                      deep: bool = False) -> torch.Tensor:
         """Final-norm token sequence [B, prefix + P + patches, W] (for pooling or attribution)."""
         trunk = self._trunk
-        x = trunk.patch_embed(images)
+        # The patch projection leaves [B, N, W] as a transposed view of the conv output; without a cls token
+        # to concatenate (SigLIP2), every residual add would keep that width-major layout through all blocks.
+        x = trunk.patch_embed(images).contiguous()
         if self.is_eva:
             x, rope = trunk._pos_embed(x)
         else:
@@ -694,11 +703,15 @@ class Backbone(nn.Module):
 
     def encode_image(self, images: torch.Tensor, prompts: torch.Tensor | None = None, deep: bool = False,
                      pool_prompts: bool = True, normalize: bool = False) -> torch.Tensor:
-        """Image features, optionally with visual prompts ([P, W], [B, P, W]; deep: [D, P, W], [B, D, P, W])."""
-        if prompts is None:
-            return self.model.encode_image(images, normalize=normalize)
+        """Image features, optionally with visual prompts ([P, W], [B, P, W]; deep: [D, P, W], [B, D, P, W]).
+
+        Zero-shot and every prompt method take this one path (:meth:`image_tokens`, then the tower's own
+        head): the same fused-attention blocks, the same token layout; without prompts it equals open_clip's
+        ``model.encode_image`` up to float rounding (tests/test_backbones.py).
+        """
         tokens = self.image_tokens(images, prompts, deep)
-        features = self.pool_tokens(tokens, prompts.shape[-2], pool_prompts)
+        n_prompts = 0 if prompts is None else prompts.shape[-2]
+        features = self.pool_tokens(tokens, n_prompts, pool_prompts)
         return F.normalize(features, dim=-1) if normalize else features
 
     def logits(self, image_features: torch.Tensor, text_features: torch.Tensor,
