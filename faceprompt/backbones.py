@@ -373,6 +373,8 @@ class Backbone(nn.Module):
         self.preprocess = preprocess
         self.weights_id = weights_id
         self._tokenizer = None
+        self._compiled: Callable | None = None  # the image path under torch.compile (compile_image_path)
+        self.compile_mode = "off"
         for p in self.model.parameters():
             p.requires_grad_(False)
         self.model.eval()
@@ -709,10 +711,37 @@ class Backbone(nn.Module):
         head): the same fused-attention blocks, the same token layout; without prompts it equals open_clip's
         ``model.encode_image`` up to float rounding (tests/test_backbones.py).
         """
-        tokens = self.image_tokens(images, prompts, deep)
-        n_prompts = 0 if prompts is None else prompts.shape[-2]
-        features = self.pool_tokens(tokens, n_prompts, pool_prompts)
+        features = (self._compiled or self._image_features)(images, prompts, deep, pool_prompts)
         return F.normalize(features, dim=-1) if normalize else features
+
+    def _image_features(self, images: torch.Tensor, prompts: torch.Tensor | None, deep: bool,
+                        pool_prompts: bool) -> torch.Tensor:
+        tokens = self.image_tokens(images, prompts, deep)
+        return self.pool_tokens(tokens, 0 if prompts is None else prompts.shape[-2], pool_prompts)
+
+    COMPILE_MODES = ("off", "default", "reduce-overhead", "max-autotune")
+
+    def compile_image_path(self, mode: str = "default") -> "Backbone":
+        """Run the image path (every method's, prompts included, forward and backward) through ``torch.compile``.
+
+        The first call of each input shape and prompt layout compiles (tens of seconds); later calls reuse it.
+        ``"reduce-overhead"`` adds CUDA graphs: a fixed batch shape then launches as one replay, for
+        batch-1 latency on a GPU. ``"off"`` returns to eager.
+        """
+        if mode not in self.COMPILE_MODES:
+            raise ValueError(f"compile mode {mode!r}: choose from {list(self.COMPILE_MODES)}")
+        if mode == "reduce-overhead" and self.device.type != "cuda":
+            raise ValueError(f"compile mode 'reduce-overhead' (CUDA graphs) needs a CUDA device, not {self.device}")
+        if mode != "off":
+            import torch._dynamo
+
+            # One graph per batch shape and prompt layout (zero-shot, shallow, deep, per-image): a benchmark over
+            # methods and batch sizes needs more than torch's default 8 before it falls back to eager.
+            torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, 64)
+        self._compiled = None if mode == "off" else torch.compile(
+            self._image_features, mode=None if mode == "default" else mode, dynamic=False)
+        self.compile_mode = mode
+        return self
 
     def logits(self, image_features: torch.Tensor, text_features: torch.Tensor,
                log_scale: torch.Tensor | None = None) -> torch.Tensor:
