@@ -389,14 +389,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--stand-in-tokenizer", action="store_true",
                         help="random weights only: word-hash token ids, for a tower whose tokenizer is not cached "
                              "(SigLIP2's comes from the HF hub)")
-    parser.add_argument("--compile", action="store_true",
-                        help="the image path through torch.compile (the warm-up calls compile)")
+    parser.add_argument("--compile", nargs="?", const="default", default="off", choices=Backbone.COMPILE_MODES,
+                        help="the image path through torch.compile, in this mode (no value: default; "
+                             "reduce-overhead: CUDA graphs, for batch 1 on a GPU); the warm-up calls compile")
     parser.add_argument("--peak-tflops", type=float, default=None,
                         help="the device's peak TFLOP/s for the share column (default: known GPUs' data sheets)")
     parser.add_argument("--train", action="store_true",
                         help="time training steps instead (forward, backward, optimizer) at --batch-size, "
                              "against the bare tower's forward-backward")
     parser.add_argument("--json", help="also write the rows to this JSON file")
+    parser.add_argument("--dry-run", action="store_true",
+                        help="check the options (backbone, methods, JSON target) and say what would run; load nothing")
 
 
 def _check_json_target(path: str | None) -> None:
@@ -413,11 +416,20 @@ def _check_json_target(path: str | None) -> None:
 def run(args: argparse.Namespace) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
-    resolve_device(args.device, "--device")
     _check_json_target(args.json)
     for spec in args.methods or []:
         parse_method_spec(spec)
-    compile = "default" if args.compile else "off"
+    if args.dry_run:
+        from faceprompt.backbones import get_spec
+
+        get_spec(args.backbone)
+        mode = "training steps" if args.train else "one epoch with and without cache" if args.epoch_cache else \
+            "inference"
+        print(f"would time {mode} of {args.backbone} on {args.device} ({args.dtype}, compile {args.compile}): "
+              f"{' '.join(args.methods or ['(default methods)'])}")
+        return 0
+    resolve_device(args.device, "--device")
+    compile = args.compile
     if args.train:
         from faceprompt.bench_train import run_training
 
@@ -437,7 +449,7 @@ def run(args: argparse.Namespace) -> int:
                              args.device, args.weights, args.dtype, args.repeats, args.warmup,
                              stand_in_tokenizer=args.stand_in_tokenizer, compile=compile, peak=args.peak_tflops)
         tokens = ", stand-in tokens" if args.stand_in_tokenizer else ""
-        compiled = ", compiled" if args.compile else ""
+        compiled = f", compiled ({compile})" if compile != "off" else ""
         print(f"{rows[0].backbone} on {rows[0].device}, {rows[0].dtype}{tokens}{compiled}, "
               f"median of {rows[0].repeats} repeats")
         print(format_table(rows))

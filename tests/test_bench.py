@@ -208,3 +208,21 @@ def test_training_bench_leaves_the_tower_frozen(tiny_backbones):
     assert [r.method for r in rows] == ["tower", "vpt"]
     assert all(torch.equal(p, before[n]) for n, p in tower.named_parameters())  # the tower stays frozen
     assert all(p.grad is None for p in tower.parameters())
+
+
+def test_bench_dry_run_checks_the_options_and_loads_nothing(capsys, monkeypatch):
+    import faceprompt.bench as bench
+
+    monkeypatch.setattr(bench, "load_tower", lambda *a, **k: pytest.fail("a dry run loaded a tower"))
+    assert cli(["bench", "--backbone", "pe-core-l14-336", "--device", "cuda", "--train", "--methods", "vpt",
+                "--compile", "--dry-run"]) == 0
+    assert "would time training steps of pe-core-l14-336 on cuda (fp32, compile default): vpt" in capsys.readouterr().out
+    assert cli(["bench", "--backbone", "no-such-tower", "--dry-run"]) != 0
+
+
+@pytest.mark.slow
+def test_compiled_bench_reports_its_mode(tmp_path):
+    out = tmp_path / "bench.json"
+    assert cli(["bench", "--backbone", "tiny-vit", "--methods", "vpt", "--batch-sizes", "2", "--repeats", "1",
+                "--compile", "--json", str(out)]) == 0
+    assert {r["compile"] for r in json.loads(out.read_text())} == {"default"}

@@ -1,6 +1,11 @@
 """The compiled image path and the static-shape batch path give the eager path's numbers."""
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -84,3 +89,26 @@ def test_cuda_graph_batch_one_path_gives_eager_predictions(name):
             logits = static.logits(images)
     for task, values in reference.items():
         torch.testing.assert_close(logits[task], values, rtol=1e-3, atol=1e-4)
+
+
+# --- benchmarks/gpu_checks.sh ---------------------------------------------------------------------------
+
+GPU_CHECKS = Path(__file__).resolve().parents[1] / "benchmarks" / "gpu_checks.sh"
+
+
+def test_gpu_checks_script_is_valid_bash():
+    done = subprocess.run(["bash", "-n", str(GPU_CHECKS)], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+
+
+@pytest.mark.slow
+def test_every_gpu_check_command_accepts_its_arguments(tmp_path):
+    """The dry run hands every command its real arguments (`faceprompt bench --dry-run`, pytest's collection)."""
+    env = {**os.environ, "GPU_CHECKS_DRY_RUN": "1", "PYTHON": sys.executable}
+    done = subprocess.run(["bash", str(GPU_CHECKS), str(tmp_path)], capture_output=True, text=True, env=env,
+                          timeout=600)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "bad arguments" not in done.stdout
+    steps = [line.split()[-1] for line in done.stdout.splitlines() if line.startswith("=== check ")]
+    assert {"cuda_tests", "infer_pe_core_b16_graphs", "train_l14_eager", "train_l14_compiled"} <= set(steps)
+    assert done.stdout.count("would time") == len(steps) - 1  # every step but the tests is a bench
