@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from engine_helpers import quick_config, synthetic_manifest  # noqa: F401
 from faceprompt.backbones import load_backbone
 from faceprompt.losses import multitask_loss
 from faceprompt.predict import FaceClassifier, compile_mode, static_batch_size
@@ -112,3 +113,44 @@ def test_every_gpu_check_command_accepts_its_arguments(tmp_path):
     steps = [line.split()[-1] for line in done.stdout.splitlines() if line.startswith("=== check ")]
     assert {"cuda_tests", "infer_pe_core_b16_graphs", "train_l14_eager", "train_l14_compiled"} <= set(steps)
     assert done.stdout.count("would time") == len(steps) - 1  # every step but the tests is a bench
+
+
+# --- --compile reaches the image path of every command ------------------------------------------------
+
+@pytest.fixture
+def compile_calls(monkeypatch):
+    """Calls of ``Backbone.compile_image_path`` by mode, the path left eager (compiling takes a minute here)."""
+    from faceprompt.backbones import Backbone
+
+    calls = []
+    monkeypatch.setattr(Backbone, "compile_image_path", lambda self, mode="default": calls.append(mode) or self)
+    return calls
+
+
+def test_train_compile_flag_compiles_the_image_path(synthetic_manifest, tmp_path, compile_calls):  # noqa: F811
+    import dataclasses
+    import json
+
+    from faceprompt.cli import main as cli
+
+    cfg = dataclasses.replace(quick_config(synthetic_manifest, tmp_path, method="vpt", method_options={"tokens": 2}),
+                              epochs=1)
+    config_file = tmp_path / "train.json"
+    config_file.write_text(json.dumps(cfg.to_dict()))
+    assert cli(["train", "--config", str(config_file), "--compile", "--quiet"]) == 0
+    assert compile_calls == ["default"]
+    saved = json.loads((tmp_path / "runs" / "run" / "config.json").read_text())
+    assert saved["train_config"]["compile"] is True
+
+
+def test_predict_compile_and_static_flags(tmp_path, compile_calls, capsys):
+    from PIL import Image
+
+    from faceprompt.cli import main as cli
+
+    face = tmp_path / "face.png"
+    Image.new("RGB", (96, 96), (120, 100, 90)).save(face)
+    assert cli(["predict", str(face), "--backbone", "tiny-pe", "--crop", "box", "--compile"]) == 0
+    assert compile_calls == ["default"]
+    assert cli(["predict", str(face), "--backbone", "tiny-pe", "--crop", "box", "--static"]) == 0
+    assert compile_calls == ["default", "reduce-overhead"]
