@@ -107,3 +107,20 @@ def test_cli_video_in_frame_batches(tmp_path, capsys):
     assert all(f"clip frame {i}: 2 faces" in out for i in range(3))
     frames = json.loads((tmp_path / "out" / "clip.json").read_text())["frames"]
     assert [f["frame"] for f in frames] == [0, 1, 2] and all(f["stages_ms"]["draw"] > 0 for f in frames)
+
+
+def test_default_search_is_batched_and_gives_the_face_by_face_labels(pipeline, monkeypatch):
+    from faceprompt.align import Landmarker
+
+    photo, _ = h.group_photo(6)
+    one_by_one = FacePipeline(pipeline.detector, pipeline.classifier, landmarks="full-search").annotate(photo)
+    calls = []
+    original = Landmarker.locate_many
+    monkeypatch.setattr(Landmarker, "locate_many", lambda self, rgb, boxes, *a: calls.append(len(boxes))
+                        or original(self, rgb, boxes, *a))
+    batched = pipeline.annotate(photo)
+    assert calls == [6]  # no face needed a second search
+    assert labels(batched) == labels(one_by_one)
+    for a, b in zip(one_by_one.faces, batched.faces):
+        for task, p in a.predictions.items():
+            assert p.confidence == pytest.approx(b.predictions[task].confidence, abs=1e-3)

@@ -57,9 +57,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help=f"aligned: landmarks onto the face template; box: detection box + margin "
                              f"(default {DEFAULT_CROP})")
     parser.add_argument("--landmarks", choices=LANDMARK_SOURCES, default=DEFAULT_LANDMARKS,
-                        help="aligned crops without detector landmarks: boxes (MTCNN's last stages on the boxes, "
-                             "one batch) or search (MTCNN's whole cascade around each face; slower) "
-                             f"(default {DEFAULT_LANDMARKS})")
+                        help="aligned crops without detector landmarks: search (MTCNN around every face, batched, "
+                             "small-face scales skipped), full-search (MTCNN's whole cascade face by face, as for "
+                             "training data) or boxes (MTCNN's last stages on the boxes: fastest, can flip unsure "
+                             f"labels) (default {DEFAULT_LANDMARKS})")
     parser.add_argument("--detect-max-side", type=positive_int, default=None, metavar="PIXELS",
                         help="shrink frames to this longer side for the detector (faster; small faces are missed)")
     parser.add_argument("--frame-batch", type=positive_int, default=8, metavar="N",

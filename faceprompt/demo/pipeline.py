@@ -41,12 +41,14 @@ MIN_SCORES = {"dlib": 0.05}
 DEFAULT_MIN_SIZE = 20
 # A task whose top class probability is below this is shown as uncertain.
 DEFAULT_UNCERTAIN_BELOW = 0.5
-# Where an aligned crop's landmarks come from when the detector gives none: "search", MTCNN's whole cascade
-# around each face (tens of ms a face; what ``align.face_crop`` does for training data, so the demo's crop is
-# the training crop); "boxes", MTCNN's last two networks on the detector's boxes, all faces of a frame in one
-# batch (a few ms a frame; points within ~4% of the face of the searched ones, which can flip a borderline
-# label). A box the landmark network doubts is searched. benchmarks/bench_demo_cpu.py compares the labels.
-LANDMARK_SOURCES = ("search", "boxes")
+# Where an aligned crop's landmarks come from when the detector gives none. "full-search": MTCNN's whole cascade
+# around each face, one face at a time (what ``align.face_crop`` does for training data). "search": the same
+# search for all faces of a frame, batched, with the pyramid scales that look for faces under half the box left
+# out (``Landmarker.locate_many(skip_small=True)``): the same points on every face measured, in about half the
+# time. "boxes": MTCNN's last two networks on the detector's boxes, one batch (a few ms a frame; points within
+# ~4% of the face of the searched ones, which can flip a label the model is unsure of). A face without points
+# falls back to the full search. benchmarks/bench_demo_cpu.py compares the labels.
+LANDMARK_SOURCES = ("search", "full-search", "boxes")
 DEFAULT_LANDMARKS = "search"
 
 
@@ -255,9 +257,9 @@ class FacePipeline:
 
     def face_crops(self, frame: Image.Image, detections: list[Detection]):
         """``align.FaceCrop`` per detection, made the way ``prepare`` makes training crops (the landmarks of
-        every face of the frame found in one batch first, with ``landmarks="boxes"``)."""
-        if self.crop_mode == "aligned" and self.landmarks == "boxes":
-            detections = with_box_landmarks(np.asarray(frame), detections)
+        faces of the frame found together first, unless ``landmarks="full-search"``)."""
+        if self.crop_mode == "aligned" and self.landmarks != "full-search":
+            detections = with_landmarks(np.asarray(frame), detections, self.landmarks)
         return [face_crop(frame, d, self.crop_size, self.crop_mode, self.margin) for d in detections]
 
     def classify(self, rgb: np.ndarray, detections: list[Detection]) -> list[dict[str, TaskPrediction]]:
@@ -292,18 +294,20 @@ def scaled(detection: Detection, factor: float) -> Detection:
     return Detection(tuple(v / factor for v in detection.box), detection.score, points)
 
 
-def with_box_landmarks(rgb: np.ndarray, detections: list[Detection]) -> list[Detection]:
-    """Detections without landmarks get MTCNN's points on their boxes (``Landmarker.from_boxes``), all in one
-    batch; those it doubts keep None and are searched by ``face_crop``. Without facenet-pytorch: unchanged."""
+def with_landmarks(rgb: np.ndarray, detections: list[Detection], source: str = DEFAULT_LANDMARKS) -> list[Detection]:
+    """Detections without landmarks get MTCNN's points, all faces of the frame together (``LANDMARK_SOURCES``);
+    those left without keep None and get ``face_crop``'s full search. Without facenet-pytorch: unchanged."""
     from faceprompt.align import get_landmarker
 
     missing = [i for i, d in enumerate(detections) if d.landmarks is None]
     if not missing:
         return detections
+    boxes = [detections[i].box for i in missing]
     try:
-        points = get_landmarker().from_boxes(rgb, [detections[i].box for i in missing])
+        landmarker = get_landmarker()
     except ImportError:
         return detections
+    points = landmarker.from_boxes(rgb, boxes) if source == "boxes" else landmarker.locate_many(rgb, boxes, True)
     out = list(detections)
     for i, p in zip(missing, points):
         if p is not None:
