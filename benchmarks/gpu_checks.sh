@@ -10,7 +10,8 @@
 #                      forward-backward (faceprompt bench --train)
 #   infer_*_compiled   the same inference at batch 256 under torch.compile, and at batch 1 with CUDA graphs
 #   train_l14_compiled the training steps compiled
-#   methods_*          every method at batch 1, 64 and 256 (book/speed.md's table), when time is left
+#   methods_*          every method at batch 1, 64 and 256 (book/speed.md's table), when time is left,
+#   epoch_cache_*, pretrain_gpu   then the cached-feature epoch and faceclip-tiny's pretraining time
 # GPU_CHECKS_DRY_RUN=1 checks every command's arguments on the CPU without timing anything (the tests do).
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -85,5 +86,12 @@ step methods_pe_core_b16 90 bench $pe --methods $methods --batch-sizes 1 64 256 
     --json "$out/bench_pe_core_b16.json"
 step methods_siglip2_b16 90 bench $siglip --methods $methods --batch-sizes 1 64 256 $timing \
     --json "$out/bench_siglip2_b16.json"
+step epoch_cache_pe_core_b16 60 bench --backbone pe-core-b16 --epoch-cache --images 512 --batch-size 32 128 256 \
+    --dtype fp32 --json "$out/epoch_cache_pe_core_b16.json"
+if [ -n "$dry" ]; then
+    step pretrain_gpu 10 $python benchmarks/bench_pretrain.py --help
+else
+    step pretrain_gpu 150 $python benchmarks/bench_pretrain.py --device cuda --threads 8 --json "$out/pretrain_gpu.json"
+fi
 echo "=== done in $(($(date +%s) - start)) s: $out"
 exit $failed
