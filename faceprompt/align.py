@@ -100,8 +100,89 @@ class Landmarker:
 
     def locate(self, rgb: np.ndarray, box: tuple[float, float, float, float] | None = None) -> np.ndarray | None:
         """5 x 2 landmark pixels in ``rgb``, or None when MTCNN finds no face there."""
+        return self.locate_many(rgb, [box])[0]
+
+    def locate_many(self, rgb: np.ndarray, boxes: list[tuple[float, float, float, float] | None],
+                    skip_small: bool = False) -> list[np.ndarray | None]:
+        """``locate`` for each box; regions of equal picture size are searched in one batched MTCNN call.
+
+        ``skip_small``: leave out the image pyramid's finest scales, those that look for faces under half the
+        box's size in the searched picture. The remaining scales are exactly ``locate``'s (the first one is
+        moved down the same geometric series), so the points are the same unless a much smaller face-like
+        patch would have won; the search costs about half.
+        """
         import torch
 
+        regions = [self._region(rgb, box) for box in boxes]
+        found: list[np.ndarray | None] = [None] * len(boxes)
+        groups: dict[tuple, list[int]] = {}
+        for i, (box, region) in enumerate(zip(boxes, regions)):
+            if region is not None:
+                skipped = self._skipped_scales(box, region[1]) if skip_small and box is not None else 0
+                groups.setdefault((region[0].size, skipped), []).append(i)
+        model, smallest = self._model, self._model.min_face_size
+        for (_, skipped), members in groups.items():
+            model.min_face_size = smallest / model.factor ** skipped
+            try:
+                with torch.inference_mode():
+                    batch = [regions[i][0] for i in members]
+                    boxes_found, _, points = model.detect(batch if len(batch) > 1 else batch[0], landmarks=True)
+            finally:
+                model.min_face_size = smallest
+            if len(members) == 1:
+                boxes_found, points = [boxes_found], [points]
+            for i, candidates, marks in zip(members, boxes_found, points):
+                if candidates is None:
+                    continue
+                candidates = np.asarray(candidates, float)
+                best = int(np.argmax((candidates[:, 2] - candidates[:, 0]) * (candidates[:, 3] - candidates[:, 1])))
+                _, factor, offset = regions[i]
+                found[i] = np.asarray(marks[best], float) / factor + offset
+        return found
+
+    def _skipped_scales(self, box: tuple[float, float, float, float], factor: float) -> int:
+        """Pyramid scales that only find faces under half ``box``'s side once shrunk by ``factor``."""
+        half = 0.5 * factor * max(box[2] - box[0], box[3] - box[1])
+        ratio = half / self._model.min_face_size
+        return max(0, int(np.floor(np.log(ratio) / np.log(1 / self._model.factor)))) if ratio > 1 else 0
+
+    def from_boxes(self, rgb: np.ndarray, boxes: list[tuple[float, float, float, float]],
+                   refine: tuple[str, ...] = ("rnet",), min_score: float = 0.7) -> list[np.ndarray | None]:
+        """5 x 2 landmark pixels per face box, from MTCNN's last stages run on the boxes themselves.
+
+        The boxes (a detector's) take the place of MTCNN's own first-stage proposals: each is squared, moved
+        by the ``refine`` networks' box regression in turn (``"rnet"``, ``"onet"``), and the output network
+        reads the points off the result. All faces share one batch per network: a few milliseconds a frame,
+        where searching each face's surroundings with the whole cascade costs tens of milliseconds a face.
+        A box the output network scores below ``min_score`` as a face (MTCNN's own last threshold) gets None.
+        On the demo's photos the points land within about 3 px of ``locate``'s on 130 px faces.
+        """
+        import torch
+        from facenet_pytorch.models.utils.detect_face import bbreg, rerec
+
+        if not boxes:
+            return []
+        model = self._model
+        # Grey beyond the frame, as ``locate``'s border: a box overhanging a tight chip is not squeezed.
+        border = int(max(max(b[2] - b[0], b[3] - b[1]) for b in boxes))
+        rgb = np.pad(np.asarray(rgb), ((border, border), (border, border), (0, 0)), constant_values=128)
+        with torch.inference_mode():
+            image = torch.from_numpy(rgb.astype(np.float32)).permute(2, 0, 1).unsqueeze(0)
+            square = rerec(torch.tensor([[b[0] + border, b[1] + border, b[2] + border, b[3] + border, 1.0]
+                                         for b in boxes], dtype=torch.float32))
+            for stage in refine:
+                net, side = (model.rnet, 24) if stage == "rnet" else (model.onet, 48)
+                square = rerec(bbreg(square, net(_patches(image, square, side))[0]))
+            _, points, scores = model.onet(_patches(image, square, 48))
+        w = square[:, 2] - square[:, 0] + 1
+        h = square[:, 3] - square[:, 1] + 1
+        xs = w[:, None] * points[:, :5] + square[:, :1] - 1 - border
+        ys = h[:, None] * points[:, 5:] + square[:, 1:2] - 1 - border
+        return [np.stack([x, y], axis=1).astype(float) if score >= min_score else None
+                for x, y, score in zip(xs.numpy(), ys.numpy(), scores[:, 1].tolist())]
+
+    def _region(self, rgb: np.ndarray, box) -> tuple[Image.Image, float, np.ndarray] | None:
+        """(picture searched, its scale, its top-left corner in ``rgb``) around ``box``, or None if empty."""
         height, width = rgb.shape[:2]
         left, top = 0, 0
         region = rgb
@@ -121,13 +202,18 @@ class Landmarker:
         if factor < 1:
             picture = picture.resize((max(round(picture.width * factor), 1), max(round(picture.height * factor), 1)),
                                      Image.BILINEAR)
-        with torch.inference_mode():
-            boxes, _, points = self._model.detect(picture, landmarks=True)
-        if boxes is None:
-            return None
-        boxes = np.asarray(boxes, float)
-        best = int(np.argmax((boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])))
-        return np.asarray(points[best], float) / factor + np.array([left, top], float)
+        return picture, factor, np.array([left, top], float)
+
+
+def _patches(image, boxes, side: int):
+    """MTCNN's network input: each box of ``image`` [1, 3, H, W] (clipped to it) resized to side x side."""
+    import torch
+    from facenet_pytorch.models.utils.detect_face import imresample, pad
+
+    height, width = image.shape[2:]
+    y, ey, x, ex = pad(boxes, width, height)
+    crops = [imresample(image[:, :, y[k] - 1:ey[k], x[k] - 1:ex[k]], (side, side)) for k in range(len(y))]
+    return (torch.cat(crops) - 127.5) * 0.0078125
 
 
 @lru_cache(maxsize=1)

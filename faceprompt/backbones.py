@@ -373,6 +373,8 @@ class Backbone(nn.Module):
         self.preprocess = preprocess
         self.weights_id = weights_id
         self._tokenizer = None
+        self._compiled: Callable | None = None  # the image path under torch.compile (compile_image_path)
+        self.compile_mode = "off"
         for p in self.model.parameters():
             p.requires_grad_(False)
         self.model.eval()
@@ -381,6 +383,9 @@ class Backbone(nn.Module):
             raise TypeError(f"backbone {spec.name!r}: expected a timm vision tower (open_clip TimmModel)")
         self._trunk = visual.trunk
         self.is_eva = isinstance(self._trunk, Eva)
+        for module in self._trunk.modules():  # timm may have been told (TIMM_FUSED_ATTN=0) to spell it out
+            if hasattr(module, "fused_attn"):
+                module.fused_attn = True
         for block in getattr(getattr(model.text, "transformer", None), "resblocks", []):
             if isinstance(getattr(block, "attn", None), nn.MultiheadAttention) and block.attn.batch_first:
                 block.attn.register_forward_pre_hook(_sequence_major_self_attention)
@@ -424,6 +429,10 @@ class Backbone(nn.Module):
     def patch_grid(self) -> tuple[int, int]:
         """Patches per image (rows, columns)."""
         return tuple(self._trunk.patch_embed.grid_size)
+
+    def attention_kernels(self) -> dict[str, bool]:
+        """{vision attention layer: whether it runs PyTorch's fused scaled-dot-product kernel}."""
+        return {name: bool(m.fused_attn) for name, m in self._trunk.named_modules() if hasattr(m, "fused_attn")}
 
     @property
     def has_attention_pool(self) -> bool:
@@ -649,7 +658,9 @@ class Backbone(nn.Module):
                      deep: bool = False) -> torch.Tensor:
         """Final-norm token sequence [B, prefix + P + patches, W] (for pooling or attribution)."""
         trunk = self._trunk
-        x = trunk.patch_embed(images)
+        # The patch projection leaves [B, N, W] as a transposed view of the conv output; without a cls token
+        # to concatenate (SigLIP2), every residual add would keep that width-major layout through all blocks.
+        x = trunk.patch_embed(images).contiguous()
         if self.is_eva:
             x, rope = trunk._pos_embed(x)
         else:
@@ -694,12 +705,43 @@ class Backbone(nn.Module):
 
     def encode_image(self, images: torch.Tensor, prompts: torch.Tensor | None = None, deep: bool = False,
                      pool_prompts: bool = True, normalize: bool = False) -> torch.Tensor:
-        """Image features, optionally with visual prompts ([P, W], [B, P, W]; deep: [D, P, W], [B, D, P, W])."""
-        if prompts is None:
-            return self.model.encode_image(images, normalize=normalize)
-        tokens = self.image_tokens(images, prompts, deep)
-        features = self.pool_tokens(tokens, prompts.shape[-2], pool_prompts)
+        """Image features, optionally with visual prompts ([P, W], [B, P, W]; deep: [D, P, W], [B, D, P, W]).
+
+        Zero-shot and every prompt method take this one path (:meth:`image_tokens`, then the tower's own
+        head): the same fused-attention blocks, the same token layout; without prompts it equals open_clip's
+        ``model.encode_image`` up to float rounding (tests/test_backbones.py).
+        """
+        features = (self._compiled or self._image_features)(images, prompts, deep, pool_prompts)
         return F.normalize(features, dim=-1) if normalize else features
+
+    def _image_features(self, images: torch.Tensor, prompts: torch.Tensor | None, deep: bool,
+                        pool_prompts: bool) -> torch.Tensor:
+        tokens = self.image_tokens(images, prompts, deep)
+        return self.pool_tokens(tokens, 0 if prompts is None else prompts.shape[-2], pool_prompts)
+
+    COMPILE_MODES = ("off", "default", "reduce-overhead", "max-autotune")
+
+    def compile_image_path(self, mode: str = "default") -> "Backbone":
+        """Run the image path (every method's, prompts included, forward and backward) through ``torch.compile``.
+
+        The first call of each input shape and prompt layout compiles (tens of seconds); later calls reuse it.
+        ``"reduce-overhead"`` adds CUDA graphs: a fixed batch shape then launches as one replay, for
+        batch-1 latency on a GPU. ``"off"`` returns to eager.
+        """
+        if mode not in self.COMPILE_MODES:
+            raise ValueError(f"compile mode {mode!r}: choose from {list(self.COMPILE_MODES)}")
+        if mode == "reduce-overhead" and self.device.type != "cuda":
+            raise ValueError(f"compile mode 'reduce-overhead' (CUDA graphs) needs a CUDA device, not {self.device}")
+        if mode != "off":
+            import torch._dynamo
+
+            # One graph per batch shape and prompt layout (zero-shot, shallow, deep, per-image): a benchmark over
+            # methods and batch sizes needs more than torch's default 8 before it falls back to eager.
+            torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, 64)
+        self._compiled = None if mode == "off" else torch.compile(
+            self._image_features, mode=None if mode == "default" else mode, dynamic=False)
+        self.compile_mode = mode
+        return self
 
     def logits(self, image_features: torch.Tensor, text_features: torch.Tensor,
                log_scale: torch.Tensor | None = None) -> torch.Tensor:

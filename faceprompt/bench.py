@@ -57,6 +57,42 @@ class BenchRow:
     added_parameters: int
     peak_memory_mb: float | None  # where the device reports it (CUDA)
     gflops_per_image: float | None = None  # FlopCounterMode over one call, divided by the batch size
+    tflops: float | None = None  # achieved: GFLOPs per image x images per second / 1000
+    peak_share: float | None = None  # tflops / the device's peak (``peak_tflops``), where known
+    compile: str = "off"  # the image path's torch.compile mode
+
+
+# Dense (no sparsity) peak TFLOP/s of the tensor cores by device name and autocast dtype, from the vendors'
+# data sheets (fp32: plain fp32, no TF32). A CPU's depends on its cores and clock: pass ``--peak-tflops``.
+PEAK_TFLOPS = {
+    "H200": {"bf16": 989.0, "fp32": 67.0},
+    "H100": {"bf16": 989.0, "fp32": 67.0},  # SXM; the PCIe card is ~756 / 51
+    "A100": {"bf16": 312.0, "fp32": 19.5},
+    "L40S": {"bf16": 362.0, "fp32": 91.6},
+    "L4": {"bf16": 121.0, "fp32": 30.3},
+}
+
+
+def peak_tflops(device: torch.device, dtype: str, given: float | None = None) -> float | None:
+    """The device's peak TFLOP/s: ``given`` when set, else ``PEAK_TFLOPS`` for a known GPU, else None."""
+    if given is not None:
+        return given
+    if device.type != "cuda":
+        return None
+    name = torch.cuda.get_device_name(device)
+    for key in sorted(PEAK_TFLOPS, key=len, reverse=True):  # "L40S" before "L4"
+        if key in name:
+            return PEAK_TFLOPS[key].get(dtype)
+    return None
+
+
+def achieved(gflops_per_image: float | None, images_per_s: float, peak: float | None
+             ) -> tuple[float | None, float | None]:
+    """(TFLOP/s, share of ``peak``) at ``images_per_s``; None where a number is missing."""
+    if gflops_per_image is None:
+        return None, None
+    tflops = gflops_per_image * images_per_s / 1e3
+    return tflops, (tflops / peak if peak else None)
 
 
 def parse_method_spec(spec: str) -> tuple[str, dict]:
@@ -147,19 +183,29 @@ def _quantile(values: list[float], q: float) -> float:
     return ordered[low] + (ordered[high] - ordered[low]) * (pos - low)
 
 
-def bench_methods(backbone: str | Backbone, methods: list[str], batch_sizes: list[int] = (1, 64),
-                  device: str = "cpu", weights: str | None = "random", dtype: str = "fp32", repeats: int = 5,
-                  warmup: int = 1, tasks: tuple[str, ...] | None = None, seed: int = 0,
-                  stand_in_tokenizer: bool = False) -> list[BenchRow]:
-    """Inference timing rows for zero-shot (always included, first) and ``methods``."""
+def check_bench_options(dtype: str, repeats: int, warmup: int, batch_sizes: Sequence[int]) -> None:
     if dtype not in DTYPES:
         raise ValueError(f"--dtype: {dtype!r}; choose from {list(DTYPES)}")
     if repeats < 1 or warmup < 0 or any(b < 1 for b in batch_sizes):
         raise ValueError("repeats >= 1, warmup >= 0 and batch sizes >= 1 are required")
+
+
+def bench_methods(backbone: str | Backbone, methods: list[str], batch_sizes: list[int] = (1, 64),
+                  device: str = "cpu", weights: str | None = "random", dtype: str = "fp32", repeats: int = 5,
+                  warmup: int = 1, tasks: tuple[str, ...] | None = None, seed: int = 0,
+                  stand_in_tokenizer: bool = False, compile: str = "off",
+                  peak: float | None = None) -> list[BenchRow]:
+    """Inference timing rows for zero-shot (always included, first) and ``methods``.
+
+    ``compile``: the image path's ``torch.compile`` mode (``Backbone.compile_image_path``); the warm-up calls
+    compile, FLOPs are counted on the eager path. ``peak``: the device's peak TFLOP/s (default: ``PEAK_TFLOPS``).
+    """
+    check_bench_options(dtype, repeats, warmup, batch_sizes)
     specs = ["zero-shot"] + [m for m in methods if m != "zero-shot"]
     parsed = {spec: parse_method_spec(spec) for spec in specs}  # a bad spec fails before the tower loads
     tower = load_tower(backbone, weights, device, stand_in_tokenizer)
     dev, torch_dtype = tower.device, DTYPES[dtype]
+    peak = peak_tflops(dev, dtype, peak)
     models = {}
     torch.manual_seed(seed)
     for spec, (name, options) in parsed.items():
@@ -170,11 +216,14 @@ def bench_methods(backbone: str | Backbone, methods: list[str], batch_sizes: lis
         images = torch.randn(batch, 3, tower.image_size, tower.image_size, device=dev)
         calls = {spec: _inference_call(model, images, dev, torch_dtype) for spec, model in models.items()}
         times = {spec: [] for spec in specs}
-        peaks, gflops = {}, {}
+        tower.compile_image_path("off")
+        gflops = {spec: count_gflops(_inference_call(models[spec], images, dev, torch_dtype, counting=True)) / batch
+                  for spec in specs}
+        tower.compile_image_path(compile)
+        peaks = {}
         for spec, call in calls.items():  # warm-up also fills the class-feature caches
             for _ in range(warmup):
                 call()
-            gflops[spec] = count_gflops(_inference_call(models[spec], images, dev, torch_dtype, counting=True)) / batch
             if dev.type == "cuda":
                 torch.cuda.reset_peak_memory_stats(dev)
                 call()
@@ -185,13 +234,15 @@ def bench_methods(backbone: str | Backbone, methods: list[str], batch_sizes: lis
         base = statistics.median(times["zero-shot"])
         for spec in specs:
             median = statistics.median(times[spec])
+            tflops, share = achieved(gflops[spec], batch / median, peak)
             rows.append(BenchRow(
                 method=spec, backbone=tower.name, device=str(dev), dtype=dtype, batch_size=batch, repeats=repeats,
                 median_ms=1e3 * median, p25_ms=1e3 * _quantile(times[spec], 0.25),
                 p75_ms=1e3 * _quantile(times[spec], 0.75), ms_per_image=1e3 * median / batch,
                 images_per_s=batch / median, vs_zero_shot=median / base,
                 added_parameters=added_parameters(models[spec]), peak_memory_mb=peaks.get(spec),
-                gflops_per_image=gflops[spec]))
+                gflops_per_image=gflops[spec], tflops=tflops, peak_share=share, compile=compile))
+    tower.compile_image_path("off")
     return rows
 
 
@@ -303,10 +354,19 @@ def format_table(rows: list[BenchRow]) -> str:
 
     frame = pd.DataFrame([asdict(r) for r in rows])
     columns = ["method", "batch_size", "median_ms", "p25_ms", "p75_ms", "ms_per_image", "images_per_s",
-               "vs_zero_shot", "gflops_per_image", "added_parameters", "peak_memory_mb"]
-    if frame["peak_memory_mb"].isna().all():
-        columns.remove("peak_memory_mb")
-    return frame[columns].to_string(index=False, float_format=lambda v: f"{v:.3f}")
+               "vs_zero_shot", "gflops_per_image", "tflops", "peak_share", "added_parameters", "peak_memory_mb"]
+    return frame_text(frame, columns)
+
+
+def frame_text(frame, columns: list[str]) -> str:
+    """The columns as plain text, every number to three decimals; a column with no value here is shown n/a."""
+    frame = frame[columns].astype(object).where(frame[columns].notna(), "n/a")
+    return frame.to_string(index=False, float_format=lambda v: f"{v:.3f}",
+                           formatters={c: _three_decimals for c in columns})
+
+
+def _three_decimals(value) -> str:
+    return f"{value:.3f}" if isinstance(value, float) else str(value)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -329,7 +389,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--stand-in-tokenizer", action="store_true",
                         help="random weights only: word-hash token ids, for a tower whose tokenizer is not cached "
                              "(SigLIP2's comes from the HF hub)")
+    parser.add_argument("--compile", nargs="?", const="default", default="off", choices=Backbone.COMPILE_MODES,
+                        help="the image path through torch.compile, in this mode (no value: default; "
+                             "reduce-overhead: CUDA graphs, for batch 1 on a GPU); the warm-up calls compile")
+    parser.add_argument("--peak-tflops", type=float, default=None,
+                        help="the device's peak TFLOP/s for the share column (default: known GPUs' data sheets)")
+    parser.add_argument("--train", action="store_true",
+                        help="time training steps instead (forward, backward, optimizer) at --batch-size, "
+                             "against the bare tower's forward-backward")
     parser.add_argument("--json", help="also write the rows to this JSON file")
+    parser.add_argument("--dry-run", action="store_true",
+                        help="check the options (backbone, methods, JSON target) and say what would run; load nothing")
 
 
 def _check_json_target(path: str | None) -> None:
@@ -346,11 +416,25 @@ def _check_json_target(path: str | None) -> None:
 def run(args: argparse.Namespace) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
-    resolve_device(args.device, "--device")
     _check_json_target(args.json)
     for spec in args.methods or []:
         parse_method_spec(spec)
-    if args.epoch_cache:
+    if args.dry_run:
+        from faceprompt.backbones import get_spec
+
+        get_spec(args.backbone)
+        mode = "training steps" if args.train else "one epoch with and without cache" if args.epoch_cache else \
+            "inference"
+        print(f"would time {mode} of {args.backbone} on {args.device} ({args.dtype}, compile {args.compile}): "
+              f"{' '.join(args.methods or ['(default methods)'])}")
+        return 0
+    resolve_device(args.device, "--device")
+    compile = args.compile
+    if args.train:
+        from faceprompt.bench_train import run_training
+
+        records = run_training(args, compile)
+    elif args.epoch_cache:
         method = args.methods[0] if args.methods else "softcpt"
         results = bench_epoch_cache(args.backbone, method, args.images, args.batch_size, args.device, args.weights,
                                     stand_in_tokenizer=args.stand_in_tokenizer)
@@ -363,9 +447,11 @@ def run(args: argparse.Namespace) -> int:
     else:
         rows = bench_methods(args.backbone, args.methods or ["coop", "softcpt", "vpt"], args.batch_sizes,
                              args.device, args.weights, args.dtype, args.repeats, args.warmup,
-                             stand_in_tokenizer=args.stand_in_tokenizer)
+                             stand_in_tokenizer=args.stand_in_tokenizer, compile=compile, peak=args.peak_tflops)
         tokens = ", stand-in tokens" if args.stand_in_tokenizer else ""
-        print(f"{rows[0].backbone} on {rows[0].device}, {rows[0].dtype}{tokens}, median of {rows[0].repeats} repeats")
+        compiled = f", compiled ({compile})" if compile != "off" else ""
+        print(f"{rows[0].backbone} on {rows[0].device}, {rows[0].dtype}{tokens}{compiled}, "
+              f"median of {rows[0].repeats} repeats")
         print(format_table(rows))
         records = [asdict(r) for r in rows]
     if args.json:

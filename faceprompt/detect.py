@@ -187,12 +187,25 @@ class MTCNNDetector:
         return MTCNN
 
     def detect(self, rgb: np.ndarray) -> list[Detection]:
+        return self.detect_batch([rgb])[0]
+
+    def detect_batch(self, frames: list[np.ndarray]) -> list[list[Detection]]:
+        """``detect`` for each frame; frames of one size (a video's) go through the cascade as one batch."""
         import torch
 
-        rgb = _check_rgb(rgb)
-        h, w = rgb.shape[:2]
+        frames = [_check_rgb(rgb) for rgb in frames]
+        if len({rgb.shape for rgb in frames}) > 1:
+            return [self.detect(rgb) for rgb in frames]
         with torch.inference_mode():
-            boxes, probs, points = self._model.detect(Image.fromarray(rgb), landmarks=True)
+            pictures = [Image.fromarray(rgb) for rgb in frames]
+            found = self._model.detect(pictures if len(pictures) > 1 else pictures[0], landmarks=True)
+        if len(frames) == 1:
+            found = tuple([part] for part in found)
+        h, w = frames[0].shape[:2]
+        return [self._detections(boxes, probs, points, w, h) for boxes, probs, points in zip(*found)]
+
+    @staticmethod
+    def _detections(boxes, probs, points, w: int, h: int) -> list[Detection]:
         if boxes is None:
             return []
         # MTCNN boxes may overhang the image (tight chips); clip so every box is a valid region.

@@ -212,13 +212,14 @@ def evaluate(run_dir: str | os.PathLike | None = None, *, model: PromptModel | N
              datasets: list[str] | None = None, out_dir: str | os.PathLike | None = None, batch_size: int = 64,
              device: str = "cpu", weights: str | None = None, cache_dir: str | os.PathLike | None = None,
              num_workers: int = 0, progress: bool = True, backbone: str | None = None,
-             tasks: tuple[str, ...] | None = None, write_run: bool = False) -> EvalResult:
+             tasks: tuple[str, ...] | None = None, write_run: bool = False, compile: bool = False) -> EvalResult:
     """Evaluate a run folder (or an in-memory ``model``) on manifests; write tables to ``out_dir`` (default
     ``run_dir``). Without ``manifests`` a run is evaluated on the ``splits`` of its training manifests;
     ``datasets`` keeps only those values of the ``dataset`` column. ``backbone`` and ``tasks``, where given,
     must be the run's (a run is evaluated on what it was trained for; anything else is refused).
     Every image is checked (present, readable, big enough for a face) before the model loads.
-    ``write_run``: once the data checks pass, save the model's prompts and config.json to ``out_dir`` too."""
+    ``write_run``: once the data checks pass, save the model's prompts and config.json to ``out_dir`` too.
+    ``compile``: the image path runs through ``torch.compile`` (worth it on large test sets)."""
     if model is None and run_dir is None:
         raise ValueError("run_dir: give a run folder or a model")
     if batch_size < 1:
@@ -248,6 +249,8 @@ def evaluate(run_dir: str | os.PathLike | None = None, *, model: PromptModel | N
                          f"for the tasks {list(model.task_names)}: nothing to evaluate")
     if write_run:
         save_prompts(model, out_dir)
+    if compile:
+        model.backbone.compile_image_path()
     probs = predict(model, frame, batch_size, cache_dir, num_workers, progress)
     metrics, confusion, fairness = evaluation_tables(frame, probs)
     identity = {"method": model.method, "backbone": model.backbone.name, "added_parameters": added_parameters(model)}

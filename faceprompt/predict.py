@@ -30,20 +30,47 @@ class TaskPrediction:
     probabilities: dict[str, float]
 
 
-class FaceClassifier:
-    """A prompt model in eval mode; all faces of a call go through one batched forward."""
+def compile_mode(compile: bool = False, static: bool = False) -> str:
+    """The image path's ``Backbone.compile_image_path`` mode from the commands' ``--compile`` and ``--static``."""
+    return "reduce-overhead" if static else "default" if compile else "off"
 
-    def __init__(self, model: PromptModel):
+
+def static_batch_size(n: int) -> int:
+    """The fixed batch shape ``n`` faces are padded to under CUDA graphs: the next power of two, so a video's
+    changing face count replays a handful of captured graphs instead of capturing one per count."""
+    return 1 << max(n - 1, 0).bit_length()
+
+
+class FaceClassifier:
+    """A prompt model in eval mode; all faces of a call go through one batched forward.
+
+    ``compile``: the image path's ``torch.compile`` mode (``compile_mode``); under ``"reduce-overhead"`` (CUDA
+    graphs, a GPU only) batches are padded to ``static_batch_size`` so every call meets a captured shape.
+    """
+
+    def __init__(self, model: PromptModel, compile: str = "off"):
         self.model = model.eval()
+        self.static_shapes = compile == "reduce-overhead"
+        if compile != "off":
+            model.backbone.compile_image_path(compile)
 
     @classmethod
     def load(cls, backbone: str | Backbone | None = None, run_dir: str | os.PathLike | None = None,
-             weights: str | None = None, device: str = "cpu", tasks=None) -> "FaceClassifier":
+             weights: str | None = None, device: str = "cpu", tasks=None, compile: str = "off") -> "FaceClassifier":
         if run_dir is not None:
-            return cls(load_prompts(Path(run_dir), backbone=backbone, weights=weights, device=device, tasks=tasks))
+            model = load_prompts(Path(run_dir), backbone=backbone, weights=weights, device=device, tasks=tasks)
+            return cls(model, compile)
         if not isinstance(backbone, Backbone):
             backbone = load_backbone(backbone or default_backbone(), weights=weights, device=device)
-        return cls(build_model("zero-shot", backbone, get_tasks(tasks)))
+        return cls(build_model("zero-shot", backbone, get_tasks(tasks)), compile)
+
+    def logits(self, batch: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Per-task logits of a preprocessed batch (padded to a captured shape under static shapes)."""
+        n = batch.shape[0]
+        if self.static_shapes and static_batch_size(n) != n:
+            pad = batch.new_zeros(static_batch_size(n) - n, *batch.shape[1:])
+            return {task: v[:n] for task, v in self.model(torch.cat([batch, pad])).logits.items()}
+        return self.model(batch).logits
 
     @property
     def backbone(self) -> Backbone:
@@ -55,7 +82,7 @@ class FaceClassifier:
         if not faces:
             return []
         batch = torch.stack([self.backbone.preprocess(f.convert("RGB")) for f in faces]).to(self.backbone.device)
-        logits = self.model(batch).logits
+        logits = self.logits(batch)
         results: list[dict[str, TaskPrediction]] = [{} for _ in faces]
         for task in self.model.tasks:
             probs = logits[task.name].float().softmax(dim=-1).cpu()

@@ -370,6 +370,8 @@ def _start(cfg: TrainConfig, run_dir: Path, train_frame, val_frame, progress: bo
     runtime = make_runtime(cfg.device, cfg.precision, cfg.accelerate)
     seed_everything(cfg.seed)
     backbone = load_backbone(cfg.backbone, cfg.weights, device=runtime.device)
+    if cfg.compile:
+        backbone.compile_image_path()
     model = build_model(cfg.method, backbone, cfg.tasks, cfg.method_options)
     if not model.trainable_parameters():
         raise ValueError(f"method: {cfg.method!r} trains nothing; evaluate it with `faceprompt evaluate --zero-shot`")

@@ -27,7 +27,8 @@ CLASS_BALANCE = ("none", "weights", "sampler")
 MONITORS = {"accuracy": "val_mean_accuracy", "balanced_accuracy": "val_mean_balanced_accuracy"}  # -> record key
 # Fields a resumed run may change: where and how fast it runs, where it lives, and how long it goes on.
 # Every other field is the recipe, and a resume that changes one is refused naming it.
-RESUMABLE_CHANGES = ("device", "precision", "num_workers", "accelerate", "cache_dir", "run_dir", "run_id", "epochs")
+RESUMABLE_CHANGES = ("device", "precision", "num_workers", "accelerate", "compile", "cache_dir", "run_dir", "run_id",
+                     "epochs")
 TASK_WEIGHTINGS = ("fixed", "loss_ema", "loss_ema_data")
 TASK_BALANCE_AUGMENTS = ("thesis", "none")  # what the duplicates of task_balance go through
 # ``protocol: thesis`` fills these fields (any of them still set in the config wins): the choices the
@@ -120,6 +121,7 @@ class TrainConfig(Config):
     max_train_samples: int | None = None  # a seeded subset, for quick runs
     max_val_samples: int | None = None
     accelerate: bool | None = None  # None: Accelerate when several processes or a GPU
+    compile: bool = False  # the image path through torch.compile (visual methods; compiles on the first steps)
     # An earlier run folder whose trained text prompt starts this run (same backbone, tasks, text method and
     # options, else refused): the thesis's second stage, text and visual prompts trained together.
     init_from: str | None = None

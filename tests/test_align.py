@@ -122,8 +122,10 @@ def test_real_faces_land_on_the_template(folder, pattern):
     assert np.median(tilts) < 3.0, f"median eye-line tilt {np.median(tilts):.1f} degrees"
 
 
-def test_prepare_and_demo_make_the_same_crop(tmp_path):
-    """The crop ``prepare`` writes and the one the demo classifies are the same face crop (JPEG aside)."""
+@pytest.mark.parametrize("landmarks, mean_diff", [("full-search", 2.0), ("search", 2.0), ("boxes", 8.0)])
+def test_prepare_and_demo_make_the_same_crop(tmp_path, landmarks, mean_diff):
+    """The crop ``prepare`` writes and the one the demo classifies are the same face crop (JPEG aside); the
+    demo's batched landmarks on the detector's boxes move it by a few grey levels on average."""
     pytest.importorskip("facenet_pytorch")
     from faceprompt.data.images import load_rgb
     from faceprompt.demo.pipeline import FacePipeline
@@ -131,7 +133,7 @@ def test_prepare_and_demo_make_the_same_crop(tmp_path):
     from faceprompt.prepare import CropJob, crop_one
 
     path = _real_faces("facial_expressions/images", "*.jpg", 1)[0]
-    pipeline = FacePipeline.load(detector="dlib", crop="aligned")
+    pipeline = FacePipeline.load(detector="dlib", crop="aligned", landmarks=landmarks)
     dst = tmp_path / "crop.jpg"
     outcome = crop_one(CropJob("k", str(path), str(dst), True, "dlib", 0.25, pipeline.crop_size, "aligned"))
     assert outcome["status"] == "face" and outcome["crop"] == "aligned"
@@ -140,4 +142,46 @@ def test_prepare_and_demo_make_the_same_crop(tmp_path):
     demo = pipeline.face_crops(image, [face])[0]
     assert demo.mode == "aligned"
     diff = np.abs(np.asarray(Image.open(dst), dtype=float) - np.asarray(demo.image, dtype=float))
-    assert diff.mean() < 2.0  # JPEG quality 95 only
+    assert diff.mean() < mean_diff  # search: JPEG quality 95 only
+
+
+def test_landmarks_on_detector_boxes_are_near_the_searched_ones():
+    """MTCNN's last stages on dlib's boxes, all faces in one batch, land within 4% of the box side of the points
+    the whole cascade finds around each face; a box that is no face gets none."""
+    pytest.importorskip("facenet_pytorch")
+    from faceprompt.align import get_landmarker
+    from faceprompt.data.images import load_rgb
+    from faceprompt.detect import get_detector, pick_face
+
+    pytest.importorskip("dlib")
+    landmarker, detector = get_landmarker(), get_detector("dlib")
+    paths = _real_faces("facial_expressions/images", "*.jpg", 4)
+    for path in paths:
+        rgb = np.asarray(load_rgb(path))
+        face = pick_face(detector.detect(rgb))
+        searched = landmarker.locate(rgb, face.box)
+        grey = (0.0, 0.0, 40.0, 40.0)  # a corner of flat grey padding: no face
+        on_box, nothing = landmarker.from_boxes(np.pad(rgb, ((50, 0), (50, 0), (0, 0)), constant_values=128),
+                                                [tuple(v + 50 for v in face.box), grey])
+        assert nothing is None
+        assert np.abs(on_box - 50 - searched).max() < 0.04 * (face.box[2] - face.box[0])
+
+
+def test_searching_without_the_small_face_scales_finds_the_same_points():
+    """The demo's batched search skips the pyramid scales for faces under half the box: same points."""
+    pytest.importorskip("facenet_pytorch")
+    pytest.importorskip("dlib")
+    from faceprompt.align import get_landmarker
+    from faceprompt.data.images import load_rgb
+    from faceprompt.detect import get_detector, pick_face
+
+    landmarker, detector = get_landmarker(), get_detector("dlib")
+    for path in _real_faces("facial_expressions/images", "*.jpg", 3) + _real_faces("UTKFace", "*.jpg", 3):
+        rgb = np.asarray(load_rgb(path))
+        face = pick_face(detector.detect(rgb))
+        if face is None:
+            continue
+        assert landmarker._skipped_scales(face.box, 1.0) > 0 or face.width < 48
+        (fast,) = landmarker.locate_many(rgb, [face.box], skip_small=True)
+        np.testing.assert_allclose(fast, landmarker.locate(rgb, face.box), atol=1e-3)
+    assert landmarker._model.min_face_size == 12  # restored

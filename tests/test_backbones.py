@@ -39,8 +39,36 @@ def test_no_prompts_and_zero_length_prompts_reproduce_encode_image(backbone, dee
     x = images(backbone)
     reference = backbone.model.encode_image(x)
     empty = torch.zeros(backbone.depth, 0, backbone.width) if deep else torch.zeros(0, backbone.width)
-    assert torch.equal(backbone.encode_image(x), reference)
-    assert torch.equal(backbone.encode_image(x, empty, deep=deep), reference)
+    assert torch.allclose(unit(backbone.encode_image(x)), unit(reference), atol=1e-5)
+    assert torch.equal(backbone.encode_image(x, empty, deep=deep), backbone.encode_image(x))
+
+
+@pytest.mark.parametrize("name", ["tiny-vit", "tiny-pe", "faceclip-tiny"])
+def test_zero_shot_takes_the_prompt_path_and_equals_open_clips_encode_image(name, tiny_backbones, monkeypatch):
+    if name not in BACKBONES:
+        pytest.skip(f"{name} is not embedded in this build")
+    backbone = tiny_backbones.get(name) or load_backbone(name)
+    x = images(backbone, 3)
+    with torch.no_grad():
+        reference = backbone.model.encode_image(x)
+        calls = []
+        fused = F.scaled_dot_product_attention
+        monkeypatch.setattr(F, "scaled_dot_product_attention", lambda *a, **k: calls.append(1) or fused(*a, **k))
+        ours = backbone.encode_image(x)
+        assert len(calls) == backbone.depth + 1  # every block and the pooling head: the fused kernel
+        tokens = backbone.image_tokens(x)
+    assert (ours - reference).abs().max() <= 1e-5 * reference.abs().max()
+    assert torch.allclose(unit(ours), unit(reference), atol=1e-5)
+    assert all(backbone.attention_kernels().values()) and len(backbone.attention_kernels()) == backbone.depth + 1
+    assert tokens.is_contiguous()
+
+
+def test_prompt_path_never_falls_back_to_spelled_out_attention(monkeypatch):
+    import timm.layers.config
+
+    monkeypatch.setattr(timm.layers.config, "_USE_FUSED_ATTN", 0)
+    backbone = load_backbone("tiny-vit")
+    assert all(backbone.attention_kernels().values())
 
 
 def test_encode_text_without_context_reproduces_model(backbone):

@@ -156,3 +156,73 @@ def test_count_gflops_counts_a_matrix_product_as_two_flops_per_multiply_add():
 
     a, b = torch.randn(8, 16), torch.randn(16, 4)
     assert count_gflops(lambda: a @ b) == 2 * 8 * 16 * 4 / 1e9
+
+
+def test_bench_prints_achieved_tflops_and_share_of_the_given_peak(tmp_path, capsys):
+    out = tmp_path / "bench.json"
+    assert cli(["bench", "--backbone", "tiny-pe", "--methods", "vpt", "--batch-sizes", "2", "--repeats", "1",
+                "--warmup", "0", "--peak-tflops", "2.5", "--json", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "tflops" in printed and "peak_share" in printed
+    for record in json.loads(out.read_text()):
+        assert record["compile"] == "off"
+        assert math.isclose(record["tflops"], record["gflops_per_image"] * record["images_per_s"] / 1e3)
+        assert math.isclose(record["peak_share"], record["tflops"] / 2.5)
+
+
+def test_peak_is_unknown_on_a_cpu_unless_given():
+    from faceprompt.bench import PEAK_TFLOPS, achieved, peak_tflops
+
+    assert peak_tflops(torch.device("cpu"), "bf16") is None
+    assert peak_tflops(torch.device("cpu"), "bf16", 1.0) == 1.0
+    assert PEAK_TFLOPS["H200"]["bf16"] == 989.0
+    assert achieved(None, 10.0, 1.0) == (None, None)
+    assert achieved(2.0, 500.0, None) == (1.0, None)
+
+
+def test_training_bench_times_each_method_against_the_bare_tower(tmp_path, capsys):
+    out = tmp_path / "train.json"
+    assert cli(["bench", "--train", "--backbone", "tiny-vit", "--methods", "vpt", "vpt:deep=true", "coop",
+                "--batch-size", "2", "3", "--repeats", "1", "--warmup", "1", "--json", str(out)]) == 0
+    printed = capsys.readouterr().out
+    for column in ("images_per_s", "vs_tower", "tflops", "peak_share", "peak_memory_mb", "peak_rss_mb"):
+        assert column in printed
+    records = json.loads(out.read_text())
+    assert [(r["method"], r["batch_size"]) for r in records] == [
+        (m, b) for b in (2, 3) for m in ("tower", "vpt", "vpt:deep=true", "coop")]
+    for r in records:
+        assert r["images_per_s"] > 0 and r["gflops_per_image"] > 0 and r["peak_rss_mb"] > 0
+        assert r["peak_memory_mb"] is None and r["peak_share"] is None  # a CPU: no peak given, no CUDA memory
+    tower = {r["batch_size"]: r for r in records if r["method"] == "tower"}
+    vpt = {r["batch_size"]: r for r in records if r["method"] == "vpt"}
+    assert all(tower[b]["vs_tower"] == 1.0 for b in tower)
+    assert all(vpt[b]["gflops_per_image"] > tower[b]["gflops_per_image"] for b in vpt)  # ten more tokens
+
+
+def test_training_bench_leaves_the_tower_frozen(tiny_backbones):
+    from faceprompt.bench_train import bench_training
+
+    tower = tiny_backbones["tiny-pe"]
+    before = {n: p.clone() for n, p in tower.named_parameters()}
+    rows = bench_training(tower, ["vpt"], [2], repeats=1, warmup=0)
+    assert [r.method for r in rows] == ["tower", "vpt"]
+    assert all(torch.equal(p, before[n]) for n, p in tower.named_parameters())  # the tower stays frozen
+    assert all(p.grad is None for p in tower.parameters())
+
+
+def test_bench_dry_run_checks_the_options_and_loads_nothing(capsys, monkeypatch):
+    import faceprompt.bench as bench
+
+    monkeypatch.setattr(bench, "load_tower", lambda *a, **k: pytest.fail("a dry run loaded a tower"))
+    assert cli(["bench", "--backbone", "pe-core-l14-336", "--device", "cuda", "--train", "--methods", "vpt",
+                "--compile", "--dry-run"]) == 0
+    assert "would time training steps of pe-core-l14-336 on cuda (fp32, compile default): vpt" in capsys.readouterr().out
+    assert cli(["bench", "--backbone", "no-such-tower", "--dry-run"]) != 0
+
+
+@pytest.mark.slow
+def test_compiled_bench_reports_its_mode(tmp_path):
+    out = tmp_path / "bench.json"
+    assert cli(["bench", "--backbone", "tiny-vit", "--methods", "vpt", "--batch-sizes", "2", "--repeats", "1",
+                "--compile", "--json", str(out)]) == 0
+    assert {r["compile"] for r in json.loads(out.read_text())} == {"default"}

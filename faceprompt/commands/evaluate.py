@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import argparse
 
-from faceprompt.commands.options import device, positive_int
+from faceprompt.commands.options import add_compile_arguments, device, positive_int
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -23,6 +23,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", type=device, default="cpu", help="cpu, cuda, cuda:1 or auto")
     parser.add_argument("--cache-dir", default=".cache/faceprompt/features",
                         help="image feature cache for frozen image paths ('' disables)")
+    add_compile_arguments(parser)
     parser.add_argument("--quiet", action="store_true")
 
 
@@ -30,7 +31,7 @@ def run(args: argparse.Namespace) -> int:
     from faceprompt.evaluate import evaluate, evaluate_zero_shot
 
     common = dict(splits=tuple(args.split), datasets=args.datasets, batch_size=args.batch_size,
-                  cache_dir=args.cache_dir or None, progress=not args.quiet)
+                  cache_dir=args.cache_dir or None, progress=not args.quiet, compile=args.compile)
     if args.zero_shot:
         if not args.backbone:
             raise ValueError("--backbone: required with --zero-shot")

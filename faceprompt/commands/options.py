@@ -46,3 +46,13 @@ def device(text: str) -> str:
         return str(resolve_device(text, "device"))
     except (RuntimeError, ValueError) as err:
         raise argparse.ArgumentTypeError(str(err).removeprefix("device: ")) from None
+
+
+def add_compile_arguments(parser: argparse.ArgumentParser, static: bool = False) -> None:
+    """``--compile`` (torch.compile of the image path) and, for per-image latency, ``--static``."""
+    parser.add_argument("--compile", action="store_true",
+                        help="run the image path through torch.compile (the first call compiles, tens of seconds)")
+    if static:
+        parser.add_argument("--static", action="store_true",
+                            help="GPU only: compiled with CUDA graphs over fixed batch shapes (batch-1 latency)")
+

@@ -4,9 +4,9 @@ from __future__ import annotations
 import argparse
 import json
 
-from faceprompt.commands.options import device
+from faceprompt.commands.options import add_compile_arguments, device
 from faceprompt.align import CROP_MODES
-from faceprompt.predict import DEFAULT_CROP, FaceClassifier, as_json, default_backbone
+from faceprompt.predict import DEFAULT_CROP, FaceClassifier, as_json, compile_mode, default_backbone
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -19,13 +19,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--crop", choices=CROP_MODES, default=DEFAULT_CROP,
                         help=f"aligned: landmarks onto the face template; box: the image as given "
                              f"(default {DEFAULT_CROP})")
+    add_compile_arguments(parser, static=True)
 
 
 def run(args: argparse.Namespace) -> int:
     from faceprompt.data.images import load_face
 
     face = load_face(args.image)  # a bad image fails in a second, before the model loads
-    classifier = FaceClassifier.load(args.backbone, run_dir=args.prompts, weights=args.weights, device=args.device)
+    classifier = FaceClassifier.load(args.backbone, run_dir=args.prompts, weights=args.weights, device=args.device,
+                                     compile=compile_mode(args.compile, args.static))
     result = {"image": args.image, "backbone": classifier.backbone.name, "method": classifier.model.method,
               "crop": args.crop, "predictions": as_json(classifier.predict_image(face, args.crop))}
     print(json.dumps(result, indent=2))

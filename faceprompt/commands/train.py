@@ -13,7 +13,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "trained), or of the config's run_dir/run_id")
     parser.add_argument("--run-id", help="name of the run folder under run_dir (overrides the config)")
     add_set_argument(parser, "train config fields (on --resume only device, precision, num_workers, "
-                             "accelerate, cache_dir and epochs)")
+                             "accelerate, compile, cache_dir and epochs)")
+    parser.add_argument("--compile", action="store_true",
+                        help="the image path through torch.compile (the config field compile: true)")
     parser.add_argument("--stand-in", metavar="MANIFEST",
                         help="run the config's recipe on the tiny random tower of its backbone family and on "
                              "MANIFEST for one epoch (a check that a real-backbone config runs, in seconds)")
@@ -27,6 +29,8 @@ def run(args: argparse.Namespace) -> int:
     overrides = parse_overrides(args.set)
     if args.run_id:
         overrides["run_id"] = args.run_id
+    if args.compile:
+        overrides["compile"] = True
     if isinstance(args.resume, str):
         cfg = resume_config(args.resume)
     elif args.config:

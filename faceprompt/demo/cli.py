@@ -15,17 +15,18 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 from pathlib import Path
 
 from PIL import Image
 
-from faceprompt.commands.options import device, margin, non_negative_int, port, positive_int
+from faceprompt.commands.options import add_compile_arguments, device, margin, non_negative_int, port, positive_int
 from faceprompt.data.images import load_rgb
 from faceprompt.demo.media import VideoReadError, VideoWriter, folder_images, input_kind, iter_frames, open_video
 from faceprompt.align import CROP_MODES
-from faceprompt.demo.pipeline import (DEFAULT_MAX_FACES, DEFAULT_MIN_SIZE, DEFAULT_UNCERTAIN_BELOW, FacePipeline,
-                                     FrameResult, draw)
-from faceprompt.predict import DEFAULT_CROP
+from faceprompt.demo.pipeline import (DEFAULT_LANDMARKS, DEFAULT_MAX_FACES, DEFAULT_MIN_SIZE, DEFAULT_UNCERTAIN_BELOW,
+                                     LANDMARK_SOURCES, FacePipeline, FrameResult, draw)
+from faceprompt.predict import DEFAULT_CROP, compile_mode
 
 
 # What the demo declines to label, or marks uncertain (see book/demo.md).
@@ -55,6 +56,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--crop", choices=CROP_MODES, default=DEFAULT_CROP,
                         help=f"aligned: landmarks onto the face template; box: detection box + margin "
                              f"(default {DEFAULT_CROP})")
+    parser.add_argument("--landmarks", choices=LANDMARK_SOURCES, default=DEFAULT_LANDMARKS,
+                        help="aligned crops without detector landmarks: search (MTCNN around every face, batched, "
+                             "small-face scales skipped), full-search (MTCNN's whole cascade face by face, as for "
+                             "training data) or boxes (MTCNN's last stages on the boxes: fastest, can flip unsure "
+                             f"labels) (default {DEFAULT_LANDMARKS})")
+    parser.add_argument("--detect-max-side", type=positive_int, default=None, metavar="PIXELS",
+                        help="shrink frames to this longer side for the detector (faster; small faces are missed)")
+    parser.add_argument("--frame-batch", type=positive_int, default=8, metavar="N",
+                        help="video: frames detected (where the detector batches) and classified together")
+    add_compile_arguments(parser, static=True)
     for flag, default, meaning in LABEL_RULES:
         parser.add_argument(flag, type=float, default=default, help=f"{meaning} (default {default})")
     parser.add_argument("--max-faces", type=positive_int, default=DEFAULT_MAX_FACES,
@@ -99,7 +110,9 @@ def run(args: argparse.Namespace) -> int:
     pipeline = FacePipeline.load(args.backbone, run_dir=args.prompts, detector=args.detector,
                                  weights=args.weights, device=args.device, margin=args.margin,
                                  max_faces=args.max_faces, crop=args.crop, min_score=args.min_score,
-                                 min_size=args.min_size, uncertain_below=args.uncertain_below).warm_up()
+                                 min_size=args.min_size, uncertain_below=args.uncertain_below,
+                                 landmarks=args.landmarks, detect_max_side=args.detect_max_side,
+                                 compile=compile_mode(args.compile, args.static)).warm_up()
     out.mkdir(parents=True, exist_ok=True)
     print(f"backbone {pipeline.classifier.backbone.name}, {pipeline.classifier.model.method}, "
           f"detector {pipeline.detector.name}", file=sys.stderr)
@@ -109,7 +122,8 @@ def run(args: argparse.Namespace) -> int:
     if kind == "folder":
         return annotate_folder(pipeline, Path(args.input), out, args.json)
     name = f"webcam{args.webcam}" if kind == "webcam" else Path(args.input).stem
-    annotate_video(pipeline, video, name, out, args.json, args.max_frames)
+    frame_batch = 1 if kind == "webcam" else args.frame_batch  # a live camera labels each frame as it comes
+    annotate_video(pipeline, video, name, out, args.json, args.max_frames, frame_batch)
     return 0
 
 
@@ -136,7 +150,7 @@ def annotate_image(pipeline: FacePipeline, path: Path, out: Path, write_json: bo
         x0, y0, x1, y1 = (round(v) for v in face.box)
         print(f"  face {i} at ({x0}, {y0}, {x1}, {y1}): {face.caption()}")
     name = name or path.stem
-    draw(image, result).save(out / f"{name}.jpg", quality=92)
+    timed_draw(image, result).save(out / f"{name}.jpg", quality=92)
     if write_json:
         record = {"input": str(path), **result.to_json()}
         (out / f"{name}.json").write_text(json.dumps(record, indent=2))
@@ -160,9 +174,30 @@ def annotate_folder(pipeline: FacePipeline, folder: Path, out: Path, write_json:
     return 1 if failed else 0
 
 
+def timed_draw(image, result: FrameResult) -> Image.Image:
+    """``draw``, its time kept in ``result.draw_ms``."""
+    start = time.perf_counter()
+    canvas = draw(image, result)
+    result.draw_ms = (time.perf_counter() - start) * 1000
+    return canvas
+
+
+def batches(frames, size: int):
+    """Lists of up to ``size`` consecutive frames."""
+    batch = []
+    for frame in frames:
+        batch.append(frame)
+        if len(batch) == size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
 def annotate_video(pipeline: FacePipeline, video: tuple, name: str, out: Path, write_json: bool,
-                   max_frames: int | None = None) -> list[FrameResult]:
-    """Annotate an opened video or webcam (``open_video``'s result) frame by frame into ``out/<name>.mp4``.
+                   max_frames: int | None = None, frame_batch: int = 1) -> list[FrameResult]:
+    """Annotate an opened video or webcam (``open_video``'s result) into ``out/<name>.mp4``, ``frame_batch``
+    frames at a time (``FacePipeline.annotate_frames``).
 
     Ctrl-C stops a webcam cleanly: the frames so far are written.
     """
@@ -171,11 +206,11 @@ def annotate_video(pipeline: FacePipeline, video: tuple, name: str, out: Path, w
     target = out / f"{name}.mp4"
     with VideoWriter(target, info) as writer:
         try:
-            for index, rgb in enumerate(iter_frames(capture, info.source, max_frames)):
-                result = pipeline.annotate(rgb)
-                print(f"{name} frame {index}: {result.summary()}")
-                writer.write(draw(rgb, result))
-                results.append(result)
+            for frames in batches(iter_frames(capture, info.source, max_frames), frame_batch):
+                for rgb, result in zip(frames, pipeline.annotate_frames(frames)):
+                    writer.write(timed_draw(rgb, result))
+                    print(f"{name} frame {len(results)}: {result.summary()}")
+                    results.append(result)
         except KeyboardInterrupt:
             print("stopped", file=sys.stderr)
         except VideoReadError:
@@ -185,6 +220,7 @@ def annotate_video(pipeline: FacePipeline, video: tuple, name: str, out: Path, w
     if results:
         mean = lambda xs: sum(xs) / len(xs)  # noqa: E731
         print(f"{name}: {len(results)} frames, mean detect {mean([r.detect_ms for r in results]):.1f} ms, "
+              f"mean align {mean([r.align_ms for r in results]):.1f} ms, "
               f"mean classify {mean([r.classify_ms for r in results]):.1f} ms")
     if write_json:
         record = {"input": info.source, "fps": info.fps,

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
@@ -41,6 +41,15 @@ MIN_SCORES = {"dlib": 0.05}
 DEFAULT_MIN_SIZE = 20
 # A task whose top class probability is below this is shown as uncertain.
 DEFAULT_UNCERTAIN_BELOW = 0.5
+# Where an aligned crop's landmarks come from when the detector gives none. "full-search": MTCNN's whole cascade
+# around each face, one face at a time (what ``align.face_crop`` does for training data). "search": the same
+# search for all faces of a frame, batched, with the pyramid scales that look for faces under half the box left
+# out (``Landmarker.locate_many(skip_small=True)``): the same points on every face measured, in about half the
+# time. "boxes": MTCNN's last two networks on the detector's boxes, one batch (a few ms a frame; points within
+# ~4% of the face of the searched ones, which can flip a label the model is unsure of). A face without points
+# falls back to the full search. benchmarks/bench_demo_cpu.py compares the labels.
+LANDMARK_SOURCES = ("search", "full-search", "boxes")
+DEFAULT_LANDMARKS = "search"
 
 
 @dataclass
@@ -52,7 +61,7 @@ class FaceResult:
     predictions: dict[str, TaskPrediction]
     uncertain: list[str] = field(default_factory=list)  # tasks whose top probability is below the threshold
     crop: str = "box"  # how the classifier's crop was made: "aligned", or "box" (also after a fallback)
-    landmarks: tuple | None = None  # the detector's five points, when it gives them (thumbnails reuse them)
+    landmarks: tuple | None = None  # the five points the aligned crop used (thumbnails reuse them)
 
     def caption(self) -> str:
         """Short label drawn above the box, e.g. ``female 91% | 20-29 48% ? | happiness 77%`` (? = uncertain)."""
@@ -75,14 +84,22 @@ class FrameResult:
     height: int
     faces: list[FaceResult] = field(default_factory=list)
     detect_ms: float = 0.0
-    classify_ms: float = 0.0
+    classify_ms: float = 0.0  # the classifier's batched forward (preprocessing included)
     skipped_faces: int = 0  # detections beyond ``max_faces``, left unclassified
     dropped: list[dict] = field(default_factory=list)  # detections not labelled: box, score, reason
     crop_fallbacks: int = 0  # faces meant to be aligned that got the box crop (no landmarks found)
+    align_ms: float = 0.0  # landmarks and crops
+    draw_ms: float | None = None  # set by whoever draws the result (``timed_draw``)
 
     @property
     def total_ms(self) -> float:
-        return self.detect_ms + self.classify_ms
+        """Detection, landmarks and crops, and classification (drawing is the caller's)."""
+        return self.detect_ms + self.align_ms + self.classify_ms
+
+    @property
+    def stages_ms(self) -> dict[str, float | None]:
+        return {"detect": self.detect_ms, "align": self.align_ms, "classify": self.classify_ms,
+                "draw": self.draw_ms}
 
     def summary(self) -> str:
         """One line for logs: face count (or 'no face found') and the time split."""
@@ -94,12 +111,13 @@ class FrameResult:
                 found += f" (+{len(self.dropped)} dropped: low score or too small)"
         else:
             found = NO_FACE_MESSAGE
-        return (f"{found} | detect {self.detect_ms:.1f} ms | classify {self.classify_ms:.1f} ms "
-                f"| total {self.total_ms:.1f} ms")
+        return (f"{found} | detect {self.detect_ms:.1f} ms | align {self.align_ms:.1f} ms "
+                f"| classify {self.classify_ms:.1f} ms | total {self.total_ms:.1f} ms")
 
     def to_json(self) -> dict:
+        stages = {k: None if v is None else round(v, 2) for k, v in self.stages_ms.items()}
         return {"width": self.width, "height": self.height, "detect_ms": round(self.detect_ms, 2),
-                "classify_ms": round(self.classify_ms, 2), "skipped_faces": self.skipped_faces,
+                "classify_ms": round(self.classify_ms, 2), "stages_ms": stages, "skipped_faces": self.skipped_faces,
                 "crop_fallbacks": self.crop_fallbacks, "dropped": self.dropped,
                 "faces": [f.to_json() for f in self.faces]}
 
@@ -134,14 +152,22 @@ class FacePipeline:
     """detector -> drop weak or tiny detections -> face crops -> one batched classifier forward per frame.
 
     ``min_score`` None takes the detector's calibrated ``MIN_SCORES`` entry; ``crop`` is "box" or "aligned"
-    (see ``align.face_crop``)."""
+    (see ``align.face_crop``); ``landmarks``: where aligned crops' points come from (``LANDMARK_SOURCES``);
+    ``detect_max_side``: frames larger than this (pixels, longer side) are shrunk for the detector, its boxes
+    mapped back (faster; faces under the detector's minimum at that scale are missed)."""
 
     def __init__(self, detector: Detector, classifier: FaceClassifier, margin: float = 0.25,
                  max_faces: int = DEFAULT_MAX_FACES, max_pixels: int | None = DEFAULT_MAX_PIXELS,
                  crop: str = DEFAULT_CROP, min_score: float | None = None, min_size: float = DEFAULT_MIN_SIZE,
-                 uncertain_below: float = DEFAULT_UNCERTAIN_BELOW):
+                 uncertain_below: float = DEFAULT_UNCERTAIN_BELOW, landmarks: str = DEFAULT_LANDMARKS,
+                 detect_max_side: int | None = None):
         if max_faces < 1:
             raise ValueError(f"max_faces must be >= 1, got {max_faces}")
+        if landmarks not in LANDMARK_SOURCES:
+            raise ValueError(f"landmarks must be one of {LANDMARK_SOURCES}, got {landmarks!r}")
+        if detect_max_side is not None and detect_max_side < 32:
+            raise ValueError(f"detect_max_side must be 32 pixels or more, got {detect_max_side}")
+        self.landmarks, self.detect_max_side = landmarks, detect_max_side
         self.detector, self.classifier = detector, classifier
         self.margin, self.max_faces, self.max_pixels = margin, max_faces, max_pixels
         self.crop_mode, self.min_size, self.uncertain_below = crop, min_size, uncertain_below
@@ -151,10 +177,11 @@ class FacePipeline:
     @classmethod
     def load(cls, backbone: str | Backbone | None = None, run_dir: str | os.PathLike | None = None,
              detector: str | None = None, weights: str | None = None, device: str = "cpu",
-             **options) -> "FacePipeline":
+             compile: str = "off", **options) -> "FacePipeline":
         """A pipeline from names: backbone (name or loaded; default: the embedded face model), trained run
-        (default: zero-shot), detector (default: ``detect.DEFAULT_DETECTOR``)."""
-        classifier = FaceClassifier.load(backbone, run_dir=run_dir, weights=weights, device=device)
+        (default: zero-shot), detector (default: ``detect.DEFAULT_DETECTOR``); ``compile``: the classifier's
+        ``torch.compile`` mode (``predict.compile_mode``)."""
+        classifier = FaceClassifier.load(backbone, run_dir=run_dir, weights=weights, device=device, compile=compile)
         return cls(get_detector(detector or DEFAULT_DETECTOR), classifier, **options)
 
     @property
@@ -168,25 +195,48 @@ class FacePipeline:
         return self
 
     def detect(self, rgb: np.ndarray) -> list[Detection]:
-        return self.detector.detect(rgb)
+        return self.detect_frames([rgb])[0]
+
+    def detect_frames(self, frames: list[np.ndarray]) -> list[list[Detection]]:
+        """Detections per frame, frames shrunk to ``detect_max_side`` first; several frames of one size go to
+        the detector as one batch where it takes batches (``detect_batch``: MTCNN)."""
+        shrunk = [shrink(rgb, self.detect_max_side) for rgb in frames]
+        batch = getattr(self.detector, "detect_batch", None)
+        if batch is not None and len(frames) > 1:
+            found = batch([small for small, _ in shrunk])
+        else:
+            found = [self.detector.detect(small) for small, _ in shrunk]
+        return [[scaled(d, factor) for d in detections] for detections, (_, factor) in zip(found, shrunk)]
 
     def annotate(self, image: Image.Image | np.ndarray) -> FrameResult:
         """Find and label every face; an image without faces gives a result with ``faces == []``."""
-        rgb = as_rgb_array(image, self.max_pixels)
-        height, width = rgb.shape[:2]
+        return self.annotate_frames([image])[0]
+
+    def annotate_frames(self, images: list[Image.Image | np.ndarray]) -> list[FrameResult]:
+        """``annotate`` for several frames (a video's): detection batched where the detector allows, and all
+        faces of all frames classified in one forward. Each frame is charged an equal share of the times."""
+        rgbs = [as_rgb_array(image, self.max_pixels) for image in images]
         start = time.perf_counter()
-        detections = self.detect(rgb)
-        detect_ms = (time.perf_counter() - start) * 1000
-        detections, dropped = self.screen(detections)
-        kept = detections[: self.max_faces]  # detectors return best first
+        found = self.detect_frames(rgbs)
+        detect_ms = (time.perf_counter() - start) * 1000 / len(rgbs)
+        screened = [self.screen(detections) for detections in found]
+        kept = [detections[: self.max_faces] for detections, _ in screened]  # detectors return best first
         start = time.perf_counter()
-        crops = self.face_crops(Image.fromarray(rgb), kept)
-        predictions = self.classifier.predict([c.image for c in crops])
-        classify_ms = (time.perf_counter() - start) * 1000 if kept else 0.0
-        faces = [FaceResult(d.box, d.score, p, self.uncertain_tasks(p), c.mode, d.landmarks)
-                 for d, p, c in zip(kept, predictions, crops)]
-        return FrameResult(width, height, faces, detect_ms, classify_ms, len(detections) - len(kept), dropped,
-                           sum(c.fell_back for c in crops))
+        crops = [self.face_crops(Image.fromarray(rgb), faces) for rgb, faces in zip(rgbs, kept)]
+        align_ms = (time.perf_counter() - start) * 1000 / len(rgbs)
+        start = time.perf_counter()
+        predictions = self.classifier.predict([c.image for frame in crops for c in frame])
+        classify_ms = (time.perf_counter() - start) * 1000 / len(rgbs)
+        results, used = [], 0
+        for rgb, (detections, dropped), faces, frame_crops in zip(rgbs, screened, kept, crops):
+            labels, used = predictions[used:used + len(faces)], used + len(faces)
+            results.append(FrameResult(
+                rgb.shape[1], rgb.shape[0],
+                [FaceResult(d.box, d.score, p, self.uncertain_tasks(p), c.mode, _points(c, d))
+                 for d, p, c in zip(faces, labels, frame_crops)],
+                detect_ms, classify_ms if faces else 0.0, len(detections) - len(faces), dropped,
+                sum(c.fell_back for c in frame_crops), align_ms if faces else 0.0))
+        return results
 
     def screen(self, detections: list[Detection]) -> tuple[list[Detection], list[dict]]:
         """The detections to label, and the dropped ones with why (score below ``min_score``, or a box side
@@ -206,7 +256,10 @@ class FacePipeline:
         return [task for task, p in prediction.items() if p.confidence < self.uncertain_below]
 
     def face_crops(self, frame: Image.Image, detections: list[Detection]):
-        """``align.FaceCrop`` per detection, made the way ``prepare`` makes training crops."""
+        """``align.FaceCrop`` per detection, made the way ``prepare`` makes training crops (the landmarks of
+        faces of the frame found together first, unless ``landmarks="full-search"``)."""
+        if self.crop_mode == "aligned" and self.landmarks != "full-search":
+            detections = with_landmarks(np.asarray(frame), detections, self.landmarks)
         return [face_crop(frame, d, self.crop_size, self.crop_mode, self.margin) for d in detections]
 
     def classify(self, rgb: np.ndarray, detections: list[Detection]) -> list[dict[str, TaskPrediction]]:
@@ -220,6 +273,52 @@ class FacePipeline:
         frame = Image.fromarray(as_rgb_array(image, self.max_pixels))
         faces = [Detection(f.box, f.score, f.landmarks) for f in result.faces]
         return [c.image for c in self.face_crops(frame, faces)]
+
+
+def shrink(rgb: np.ndarray, max_side: int | None) -> tuple[np.ndarray, float]:
+    """``rgb`` with its longer side at most ``max_side`` (area-averaged), and the factor applied (<= 1)."""
+    factor = 1.0 if max_side is None else min(1.0, max_side / max(rgb.shape[:2]))
+    if factor == 1.0:
+        return rgb, 1.0
+    import cv2
+
+    size = (max(round(rgb.shape[1] * factor), 1), max(round(rgb.shape[0] * factor), 1))
+    return cv2.resize(rgb, size, interpolation=cv2.INTER_AREA), factor
+
+
+def scaled(detection: Detection, factor: float) -> Detection:
+    """A detection on a frame shrunk by ``factor``, in the full frame's pixels."""
+    if factor == 1.0:
+        return detection
+    points = None if detection.landmarks is None else tuple((x / factor, y / factor) for x, y in detection.landmarks)
+    return Detection(tuple(v / factor for v in detection.box), detection.score, points)
+
+
+def with_landmarks(rgb: np.ndarray, detections: list[Detection], source: str = DEFAULT_LANDMARKS) -> list[Detection]:
+    """Detections without landmarks get MTCNN's points, all faces of the frame together (``LANDMARK_SOURCES``);
+    those left without keep None and get ``face_crop``'s full search. Without facenet-pytorch: unchanged."""
+    from faceprompt.align import get_landmarker
+
+    missing = [i for i, d in enumerate(detections) if d.landmarks is None]
+    if not missing:
+        return detections
+    boxes = [detections[i].box for i in missing]
+    try:
+        landmarker = get_landmarker()
+    except ImportError:
+        return detections
+    points = landmarker.from_boxes(rgb, boxes) if source == "boxes" else landmarker.locate_many(rgb, boxes, True)
+    out = list(detections)
+    for i, p in zip(missing, points):
+        if p is not None:
+            out[i] = replace(out[i], landmarks=tuple((float(x), float(y)) for x, y in p))
+    return out
+
+
+def _points(crop, detection: Detection) -> tuple | None:
+    if crop.landmarks is None:
+        return detection.landmarks
+    return tuple((float(x), float(y)) for x, y in crop.landmarks)
 
 
 # --- drawing ----------------------------------------------------------------------------------------
