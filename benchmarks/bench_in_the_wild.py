@@ -7,7 +7,8 @@ Images: the UTKFace and facial_expressions images the shipped model held out (it
 ``book.leakage.model_splits``) and FER+ ``FER2013Test``, from ``../shared/data`` (or
 ``$FACEPROMPT_SHARED_DATA``), a seeded sample of ``--per-dataset`` each. Every image goes through
 ``FacePipeline.annotate`` with the demo's settings; the largest labelled face is scored. Next to it, the
-crop-level figure: the same image given to the classifier whole, as the dataset ships it. Printed per
+crop-level figure: the same image cropped as ``faceprompt prepare`` crops it without a detector
+(``align.face_crop(image, None, ...)`` in the pipeline's crop mode), what ``faceprompt evaluate`` scores. Printed per
 dataset: detection rate, accuracy per task (through the detector / crop level), faces per second, aligned
 crops that fell back, the detector-score quantiles of the surest detection (how ``MIN_SCORES`` in
 ``faceprompt/demo/pipeline.py`` is calibrated: the 1% quantile keeps 99% of true faces) and the scores of
@@ -23,8 +24,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
 
+from faceprompt.align import face_crop
 from faceprompt.book.leakage import model_splits
 from faceprompt.data.images import load_rgb
 from faceprompt.locations import shared_data_root
@@ -69,7 +70,8 @@ def score(pipeline: FacePipeline, rows: list[dict]) -> dict:
             scores.append(every[0])
             others += every[1:]
         found += face is not None
-        crop_level = pipeline.classifier.predict([image.resize((pipeline.crop_size,) * 2, Image.BICUBIC)])[0]
+        prepared = face_crop(image, None, pipeline.crop_size, pipeline.crop_mode, pipeline.margin).image
+        crop_level = pipeline.classifier.predict([prepared])[0]
         for task, classes in tasks.items():
             truth = row.get(label_of.get(task, task), "")
             if truth not in classes:

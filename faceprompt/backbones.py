@@ -164,9 +164,20 @@ for _spec in (
 ):
     register_backbone(_spec)
 
+def embedded_model_name(folder: Path) -> str:
+    """The open_clip config in ``model_configs/`` that embedded weights in ``folder`` were written with."""
+    import json
+
+    written = json.loads((folder / "open_clip_config.json").read_text())["model_cfg"]
+    for path in sorted(MODEL_CONFIG_DIR.glob("*.json")):
+        if json.loads(path.read_text()) == written:
+            return path.stem
+    raise ValueError(f"{folder / 'open_clip_config.json'}: its model_cfg matches no config in {MODEL_CONFIG_DIR}")
+
+
 if (PRETRAINED_DIR / "faceclip-tiny" / "open_clip_config.json").is_file():
     register_backbone(BackboneSpec(
-        "faceclip-tiny", "FP-FaceCLIP-Tiny", "pe-core", local_dir="faceclip-tiny",
+        "faceclip-tiny", embedded_model_name(PRETRAINED_DIR / "faceclip-tiny"), "pe-core", local_dir="faceclip-tiny",
         description="small face model pretrained by faceprompt (demonstration only)",
     ))
 

@@ -425,3 +425,17 @@ def test_pool_attention_equals_the_weights_of_the_towers_own_head(backbone, monk
     q, k = calls[-1]  # the pooling head runs last
     expected = (q @ k.transpose(-2, -1) / q.shape[-1] ** 0.5).softmax(-1).mean(dim=(1, 2))
     torch.testing.assert_close(backbone.pool_attention(tokens), expected)
+
+
+def test_the_embedded_model_is_registered_under_the_config_its_weights_were_written_with(tmp_path):
+    import json
+
+    from faceprompt.backbones import MODEL_CONFIG_DIR, embedded_model_name
+
+    config = json.loads((MODEL_CONFIG_DIR / "FP-FaceCLIP-Wild.json").read_text())
+    (tmp_path / "open_clip_config.json").write_text(json.dumps({"model_cfg": config, "preprocess_cfg": {}}))
+    assert embedded_model_name(tmp_path) == "FP-FaceCLIP-Wild"
+    config["embed_dim"] += 1
+    (tmp_path / "open_clip_config.json").write_text(json.dumps({"model_cfg": config, "preprocess_cfg": {}}))
+    with pytest.raises(ValueError, match="matches no config"):
+        embedded_model_name(tmp_path)

@@ -109,6 +109,27 @@ def test_no_face_is_an_empty_result_not_an_error(pipeline):
     assert result.to_json()["faces"] == []
 
 
+def test_a_face_sized_photo_without_a_found_face_is_labelled_whole(pipeline):
+    from faceprompt.align import face_crop
+
+    chip = Image.new("RGB", (48, 48), (120, 110, 100))  # a face crop's size; nothing for a detector to find
+    result = pipeline.annotate(chip)
+    assert len(result.faces) == 1 and result.faces[0].whole_image and result.faces[0].box == (0, 0, 48, 48)
+    assert result.skipped_faces == 0 and "the whole photo" in result.summary()
+    assert result.to_json()["faces"][0]["whole_image"] is True
+    prepared = face_crop(chip, None, pipeline.crop_size, pipeline.crop_mode, pipeline.margin).image
+    assert np.array_equal(np.asarray(pipeline.crops(chip, result)[0]), np.asarray(prepared))  # prepare's crop
+    off = FacePipeline(pipeline.detector, pipeline.classifier, face_photo_side=0)
+    assert off.annotate(chip).faces == []
+    larger = Image.new("RGB", (pipeline.face_photo_side + 1, 100), (120, 110, 100))
+    assert pipeline.annotate(larger).faces == []  # a photo, not a face crop: nothing found is nothing labelled
+    weak = FacePipeline(FixedDetector([Detection((4, 4, 40, 40), -5.0)]), pipeline.classifier, min_score=0.0)
+    screened = weak.annotate(chip)
+    assert len(screened.dropped) == 1 and screened.faces[0].whole_image  # a dropped box is not a labelled face
+    with pytest.raises(ValueError, match="face_photo_side"):
+        FacePipeline(pipeline.detector, pipeline.classifier, face_photo_side=-1)
+
+
 def test_grayscale_and_rgba_in_memory(pipeline):
     photo, regions = h.group_photo(2)
     check_faces_match(pipeline.annotate(photo.convert("L")), regions)

@@ -24,8 +24,8 @@ from faceprompt.commands.options import add_compile_arguments, device, margin, n
 from faceprompt.data.images import load_rgb
 from faceprompt.demo.media import VideoReadError, VideoWriter, folder_images, input_kind, iter_frames, open_video
 from faceprompt.align import CROP_MODES
-from faceprompt.demo.pipeline import (DEFAULT_LANDMARKS, DEFAULT_MAX_FACES, DEFAULT_MIN_SIZE, DEFAULT_UNCERTAIN_BELOW,
-                                     LANDMARK_SOURCES, FacePipeline, FrameResult, draw)
+from faceprompt.demo.pipeline import (DEFAULT_FACE_PHOTO_SIDE, DEFAULT_LANDMARKS, DEFAULT_MAX_FACES, DEFAULT_MIN_SIZE,
+                                     DEFAULT_UNCERTAIN_BELOW, LANDMARK_SOURCES, FacePipeline, FrameResult, draw)
 from faceprompt.predict import DEFAULT_CROP, compile_mode
 
 
@@ -68,6 +68,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_compile_arguments(parser, static=True)
     for flag, default, meaning in LABEL_RULES:
         parser.add_argument(flag, type=float, default=default, help=f"{meaning} (default {default})")
+    parser.add_argument("--face-photo-side", type=non_negative_int, default=DEFAULT_FACE_PHOTO_SIDE, metavar="PX",
+                        help="a photo this small (longer side) with no face found is labelled whole, as a face crop "
+                             f"(0: never; default {DEFAULT_FACE_PHOTO_SIDE})")
     parser.add_argument("--max-faces", type=positive_int, default=DEFAULT_MAX_FACES,
                         help="faces classified per frame")
     parser.add_argument("--max-frames", type=positive_int, default=None,
@@ -112,6 +115,7 @@ def run(args: argparse.Namespace) -> int:
                                  max_faces=args.max_faces, crop=args.crop, min_score=args.min_score,
                                  min_size=args.min_size, uncertain_below=args.uncertain_below,
                                  landmarks=args.landmarks, detect_max_side=args.detect_max_side,
+                                 face_photo_side=args.face_photo_side,
                                  compile=compile_mode(args.compile, args.static)).warm_up()
     out.mkdir(parents=True, exist_ok=True)
     print(f"backbone {pipeline.classifier.backbone.name}, {pipeline.classifier.model.method}, "

@@ -41,6 +41,9 @@ MIN_SCORES = {"dlib": 0.05}
 DEFAULT_MIN_SIZE = 20
 # A task whose top class probability is below this is shown as uncertain.
 DEFAULT_UNCERTAIN_BELOW = 0.5
+# A photo no larger than this (longer side, pixels) in which no face is found is taken as one face: a face
+# crop such as a profile picture or a dataset chip, where the face fills the frame and detectors miss it.
+DEFAULT_FACE_PHOTO_SIDE = 160
 # Where an aligned crop's landmarks come from when the detector gives none. "full-search": MTCNN's whole cascade
 # around each face, one face at a time (what ``align.face_crop`` does for training data). "search": the same
 # search for all faces of a frame, batched, with the pyramid scales that look for faces under half the box left
@@ -62,6 +65,7 @@ class FaceResult:
     uncertain: list[str] = field(default_factory=list)  # tasks whose top probability is below the threshold
     crop: str = "box"  # how the classifier's crop was made: "aligned", or "box" (also after a fallback)
     landmarks: tuple | None = None  # the five points the aligned crop used (thumbnails reuse them)
+    whole_image: bool = False  # no face was found in this face-sized photo: the photo is the face
 
     def caption(self) -> str:
         """Short label drawn above the box, e.g. ``female 91% | 20-29 48% ? | happiness 77%`` (? = uncertain)."""
@@ -73,7 +77,7 @@ class FaceResult:
         for task, entry in predictions.items():
             entry["uncertain"] = task in self.uncertain
         return {"box": [round(v, 1) for v in self.box], "score": round(self.score, 4), "crop": self.crop,
-                "uncertain": bool(self.uncertain), "predictions": predictions}
+                "whole_image": self.whole_image, "uncertain": bool(self.uncertain), "predictions": predictions}
 
 
 @dataclass
@@ -109,6 +113,8 @@ class FrameResult:
                 found += f" (+{self.skipped_faces} not classified: over the per-frame limit)"
             if self.dropped:
                 found += f" (+{len(self.dropped)} dropped: low score or too small)"
+            if self.faces[0].whole_image:
+                found += " (the whole photo: none found in this face-sized photo)"
         else:
             found = NO_FACE_MESSAGE
         return (f"{found} | detect {self.detect_ms:.1f} ms | align {self.align_ms:.1f} ms "
@@ -154,20 +160,24 @@ class FacePipeline:
     ``min_score`` None takes the detector's calibrated ``MIN_SCORES`` entry; ``crop`` is "box" or "aligned"
     (see ``align.face_crop``); ``landmarks``: where aligned crops' points come from (``LANDMARK_SOURCES``);
     ``detect_max_side``: frames larger than this (pixels, longer side) are shrunk for the detector, its boxes
-    mapped back (faster; faces under the detector's minimum at that scale are missed)."""
+    mapped back (faster; faces under the detector's minimum at that scale are missed); ``face_photo_side``: a
+    photo whose longer side is at most this and in which no face is labelled is classified whole, cropped as
+    ``prepare`` crops an image it is not asked to detect in (0: never)."""
 
     def __init__(self, detector: Detector, classifier: FaceClassifier, margin: float = 0.25,
                  max_faces: int = DEFAULT_MAX_FACES, max_pixels: int | None = DEFAULT_MAX_PIXELS,
                  crop: str = DEFAULT_CROP, min_score: float | None = None, min_size: float = DEFAULT_MIN_SIZE,
                  uncertain_below: float = DEFAULT_UNCERTAIN_BELOW, landmarks: str = DEFAULT_LANDMARKS,
-                 detect_max_side: int | None = None):
+                 detect_max_side: int | None = None, face_photo_side: int = DEFAULT_FACE_PHOTO_SIDE):
         if max_faces < 1:
             raise ValueError(f"max_faces must be >= 1, got {max_faces}")
         if landmarks not in LANDMARK_SOURCES:
             raise ValueError(f"landmarks must be one of {LANDMARK_SOURCES}, got {landmarks!r}")
         if detect_max_side is not None and detect_max_side < 32:
             raise ValueError(f"detect_max_side must be 32 pixels or more, got {detect_max_side}")
-        self.landmarks, self.detect_max_side = landmarks, detect_max_side
+        if face_photo_side < 0:
+            raise ValueError(f"face_photo_side must be 0 (off) or more pixels, got {face_photo_side}")
+        self.landmarks, self.detect_max_side, self.face_photo_side = landmarks, detect_max_side, face_photo_side
         self.detector, self.classifier = detector, classifier
         self.margin, self.max_faces, self.max_pixels = margin, max_faces, max_pixels
         self.crop_mode, self.min_size, self.uncertain_below = crop, min_size, uncertain_below
@@ -221,20 +231,22 @@ class FacePipeline:
         detect_ms = (time.perf_counter() - start) * 1000 / len(rgbs)
         screened = [self.screen(detections) for detections in found]
         kept = [detections[: self.max_faces] for detections, _ in screened]  # detectors return best first
+        whole = [not faces and 0 < max(rgb.shape[:2]) <= self.face_photo_side for rgb, faces in zip(rgbs, kept)]
+        kept = [[whole_image(rgb)] if w else faces for rgb, faces, w in zip(rgbs, kept, whole)]
         start = time.perf_counter()
-        crops = [self.face_crops(Image.fromarray(rgb), faces) for rgb, faces in zip(rgbs, kept)]
+        crops = [self.frame_crops(Image.fromarray(rgb), faces, w) for rgb, faces, w in zip(rgbs, kept, whole)]
         align_ms = (time.perf_counter() - start) * 1000 / len(rgbs)
         start = time.perf_counter()
         predictions = self.classifier.predict([c.image for frame in crops for c in frame])
         classify_ms = (time.perf_counter() - start) * 1000 / len(rgbs)
         results, used = [], 0
-        for rgb, (detections, dropped), faces, frame_crops in zip(rgbs, screened, kept, crops):
+        for rgb, (detections, dropped), faces, frame_crops, w in zip(rgbs, screened, kept, crops, whole):
             labels, used = predictions[used:used + len(faces)], used + len(faces)
             results.append(FrameResult(
                 rgb.shape[1], rgb.shape[0],
-                [FaceResult(d.box, d.score, p, self.uncertain_tasks(p), c.mode, _points(c, d))
+                [FaceResult(d.box, d.score, p, self.uncertain_tasks(p), c.mode, _points(c, d), w)
                  for d, p, c in zip(faces, labels, frame_crops)],
-                detect_ms, classify_ms if faces else 0.0, len(detections) - len(faces), dropped,
+                detect_ms, classify_ms if faces else 0.0, max(len(detections) - len(faces), 0), dropped,
                 sum(c.fell_back for c in frame_crops), align_ms if faces else 0.0))
         return results
 
@@ -262,6 +274,12 @@ class FacePipeline:
             detections = with_landmarks(np.asarray(frame), detections, self.landmarks)
         return [face_crop(frame, d, self.crop_size, self.crop_mode, self.margin) for d in detections]
 
+    def frame_crops(self, frame: Image.Image, faces: list[Detection], whole: bool = False):
+        """``face_crops``, or for a photo taken whole the crop ``prepare`` makes without a detection."""
+        if whole:
+            return [face_crop(frame, None, self.crop_size, self.crop_mode, self.margin)]
+        return self.face_crops(frame, faces)
+
     def classify(self, rgb: np.ndarray, detections: list[Detection]) -> list[dict[str, TaskPrediction]]:
         """All faces of a frame in one batched forward (every task, and every VPT-TS prompt set, at once)."""
         if not detections:
@@ -272,7 +290,12 @@ class FacePipeline:
         """The face crops of ``result`` as the classifier saw them (for thumbnails)."""
         frame = Image.fromarray(as_rgb_array(image, self.max_pixels))
         faces = [Detection(f.box, f.score, f.landmarks) for f in result.faces]
-        return [c.image for c in self.face_crops(frame, faces)]
+        return [c.image for c in self.frame_crops(frame, faces, any(f.whole_image for f in result.faces))]
+
+
+def whole_image(rgb: np.ndarray) -> Detection:
+    """The whole photo as one face's box (score 0: nothing detected it)."""
+    return Detection((0.0, 0.0, float(rgb.shape[1]), float(rgb.shape[0])), 0.0)
 
 
 def shrink(rgb: np.ndarray, max_side: int | None) -> tuple[np.ndarray, float]:
