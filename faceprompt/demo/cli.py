@@ -69,7 +69,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     for flag, default, meaning in LABEL_RULES:
         parser.add_argument(flag, type=float, default=default, help=f"{meaning} (default {default})")
     parser.add_argument("--face-photo-side", type=non_negative_int, default=DEFAULT_FACE_PHOTO_SIDE, metavar="PX",
-                        help="a photo this small (longer side) with no face found is labelled whole, as a face crop "
+                        help="an image (not a video) this small, longer side, with no face found is labelled whole "
                              f"(0: never; default {DEFAULT_FACE_PHOTO_SIDE})")
     parser.add_argument("--max-faces", type=positive_int, default=DEFAULT_MAX_FACES,
                         help="faces classified per frame")

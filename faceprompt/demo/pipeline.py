@@ -220,18 +220,20 @@ class FacePipeline:
 
     def annotate(self, image: Image.Image | np.ndarray) -> FrameResult:
         """Find and label every face; an image without faces gives a result with ``faces == []``."""
-        return self.annotate_frames([image])[0]
+        return self.annotate_frames([image], photos=True)[0]
 
-    def annotate_frames(self, images: list[Image.Image | np.ndarray]) -> list[FrameResult]:
+    def annotate_frames(self, images: list[Image.Image | np.ndarray], photos: bool = False) -> list[FrameResult]:
         """``annotate`` for several frames (a video's): detection batched where the detector allows, and all
-        faces of all frames classified in one forward. Each frame is charged an equal share of the times."""
+        faces of all frames classified in one forward. Each frame is charged an equal share of the times.
+        ``photos``: the images are photos, not a video's frames (only a photo is taken whole as a face crop)."""
         rgbs = [as_rgb_array(image, self.max_pixels) for image in images]
         start = time.perf_counter()
         found = self.detect_frames(rgbs)
         detect_ms = (time.perf_counter() - start) * 1000 / len(rgbs)
         screened = [self.screen(detections) for detections in found]
         kept = [detections[: self.max_faces] for detections, _ in screened]  # detectors return best first
-        whole = [not faces and 0 < max(rgb.shape[:2]) <= self.face_photo_side for rgb, faces in zip(rgbs, kept)]
+        whole = [photos and not faces and 0 < max(rgb.shape[:2]) <= self.face_photo_side
+                 for rgb, faces in zip(rgbs, kept)]
         kept = [[whole_image(rgb)] if w else faces for rgb, faces, w in zip(rgbs, kept, whole)]
         start = time.perf_counter()
         crops = [self.frame_crops(Image.fromarray(rgb), faces, w) for rgb, faces, w in zip(rgbs, kept, whole)]
