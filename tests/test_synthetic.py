@@ -1,6 +1,5 @@
 """Synthetic faces: deterministic, valid manifests, fast, and learnable but not trivially."""
 import hashlib
-import time
 
 import numpy as np
 import pytest
@@ -52,12 +51,6 @@ def test_argument_checks(tmp_path):
     for bad in ({"n": 0}, {"size": 32}, {"size": 300}, {"missing": 1.0}):
         with pytest.raises(ValueError):
             make_synthetic_dataset(tmp_path, **bad)
-
-
-def test_fast_enough(tmp_path):
-    start = time.perf_counter()
-    make_synthetic_dataset(tmp_path, n=300, size=128)
-    assert time.perf_counter() - start < 6  # ~1500 images in well under half a minute on one core
 
 
 def test_cues_are_visible():
