@@ -9,7 +9,7 @@ Images: the UTKFace and facial_expressions images the shipped model held out (it
 ``FacePipeline.annotate`` with the demo's settings; the largest labelled face is scored. Next to it, the
 crop-level figure: the same image cropped as ``faceprompt prepare`` crops it without a detector
 (``align.face_crop(image, None, ...)`` in the pipeline's crop mode), what ``faceprompt evaluate`` scores. Printed per
-dataset: detection rate, accuracy per task (through the detector / crop level), faces per second, aligned
+dataset: detection rate (a face found, or a face-sized photo taken whole: those counted apart), accuracy per task (through the detector / crop level), faces per second, aligned
 crops that fell back, the detector-score quantiles of the surest detection (how ``MIN_SCORES`` in
 ``faceprompt/demo/pipeline.py`` is calibrated: the 1% quantile keeps 99% of true faces) and the scores of
 the other boxes found in these single-face photos (nearly all false).
@@ -56,7 +56,7 @@ def score(pipeline: FacePipeline, rows: list[dict]) -> dict:
     label_of = {"gender": "gender", "age": "age_bin", "emotion": "emotion"}
     hits = {t: [0, 0] for t in tasks}  # through the detector: right, labelled
     whole = {t: [0, 0] for t in tasks}
-    found, fallbacks, seconds, scores, others = 0, 0, 0.0, [], []
+    found, taken_whole, fallbacks, seconds, scores, others = 0, 0, 0, 0.0, [], []
     for row in rows:
         image = load_rgb(row["path"])
         start = time.perf_counter()
@@ -64,9 +64,11 @@ def score(pipeline: FacePipeline, rows: list[dict]) -> dict:
         seconds += time.perf_counter() - start
         fallbacks += result.crop_fallbacks
         face = max(result.faces, key=lambda f: (f.box[2] - f.box[0]) * (f.box[3] - f.box[1]), default=None)
-        if result.faces or result.dropped:
+        taken_whole += any(f.whole_image for f in result.faces)
+        detected = [f.score for f in result.faces if not f.whole_image] + [d["score"] for d in result.dropped]
+        if detected:
             # Single-face photos: the surest box is the face, any other box is (almost always) a false one.
-            every = sorted([f.score for f in result.faces] + [d["score"] for d in result.dropped], reverse=True)
+            every = sorted(detected, reverse=True)
             scores.append(every[0])
             others += every[1:]
         found += face is not None
@@ -81,7 +83,7 @@ def score(pipeline: FacePipeline, rows: list[dict]) -> dict:
             hits[task][1] += 1  # a missed face counts as wrong: the demo would show nothing
             hits[task][0] += face is not None and face.predictions[task].label == truth
     n = max(len(rows), 1)
-    return {"images": len(rows), "detection_rate": found / n, "crop_fallbacks": fallbacks,
+    return {"images": len(rows), "detection_rate": found / n, "whole_image": taken_whole, "crop_fallbacks": fallbacks,
             "faces_per_s": len(rows) / seconds if seconds else 0.0,
             "accuracy": {t: h[0] / h[1] for t, h in hits.items() if h[1]},
             "crop_level_accuracy": {t: h[0] / h[1] for t, h in whole.items() if h[1]},
@@ -96,7 +98,7 @@ def print_report(crop: str, detector: str, results: dict) -> None:
         quantiles = " ".join(f"q{int(q * 100)}={v:.3f}" for q, v in r["score_quantiles"].items())
         extra = r["other_box_scores"]
         extra = f"other boxes {len(extra)}" + (f" (scores {extra[0]:.3f}..{extra[-1]:.3f})" if extra else "")
-        print(f"  {name:18s} n={r['images']:4d} detected {r['detection_rate']:.1%}  fallbacks "
+        print(f"  {name:18s} n={r['images']:4d} labelled {r['detection_rate']:.1%} ({r['whole_image']} whole)  fallbacks "
               f"{r['crop_fallbacks']:3d}  {r['faces_per_s']:.1f} img/s  {acc}  scores {quantiles}  {extra}")
 
 

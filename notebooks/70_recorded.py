@@ -31,7 +31,8 @@ recipe = "faceprompt/pretrained/faceclip-tiny/recipe.json"
 pretrain_gpu = "benchmarks/results/h200-2026-11-27/pretrain_gpu.json"
 releases_dir = "benchmarks/results/faceclip-tiny-releases"  # earlier releases' recipe.json
 logged = "book/_data/logged_measurements.json"
-cpu_results_dir = "benchmarks/results/cpu-2026-12-03"  # bench_landmarks.py and bench_in_the_wild.py --json
+cpu_results_dir = "benchmarks/results/cpu-2026-12-03"  # bench_landmarks.py; bench_in_the_wild.py of the previous release
+wild_results_dir = "benchmarks/results/cpu-2026-12-03-wild"  # bench_in_the_wild.py --json of the shipped model
 shapes = {"pe-core-b16": "PE-Core-B-16"}  # key label -> open_clip model (faceclip-tiny's: from its recipe)
 
 # %%
@@ -86,7 +87,8 @@ sorted(logged_numbers.glue_logged(logged))
 wild.glue_landmarks(cpu_results_dir)
 
 # %%
-wild.glue_wild(cpu_results_dir)
+wild.glue_wild(wild_results_dir)
+wild.glue_releases(cpu_results_dir, wild_results_dir)
 
 # %%
 wild.glue_demo_settings()

@@ -6,7 +6,7 @@ import pytest
 
 from faceprompt.book import glue as G
 from faceprompt.book import keycheck, wild
-from faceprompt.demo.pipeline import DEFAULT_MIN_SIZE, DEFAULT_UNCERTAIN_BELOW, MIN_SCORES
+from faceprompt.demo.pipeline import DEFAULT_FACE_PHOTO_SIDE, DEFAULT_MIN_SIZE, DEFAULT_UNCERTAIN_BELOW, MIN_SCORES
 from faceprompt.locations import project_root
 
 ROOT = project_root()
@@ -64,9 +64,23 @@ def test_demo_settings_are_the_code_constants():
     assert float(settings["demo-min-score"]) == MIN_SCORES["dlib"]
     assert float(settings["demo-min-size"]) == DEFAULT_MIN_SIZE
     assert float(settings["demo-uncertain-below"]) == DEFAULT_UNCERTAIN_BELOW
+    assert int(settings["demo-face-photo-side"]) == DEFAULT_FACE_PHOTO_SIDE
 
 
 def test_the_chapters_quote_only_declared_keys():
     uses = {u.key for u in keycheck.book_uses(ROOT / "book")}
     assert {"crop-landmarks-table", "wild-table", "demo-min-score", "wild-gain-gender"} <= uses
     assert keycheck.check(ROOT / "book", ROOT / "notebooks") == []
+
+
+def test_release_table_sets_each_task_of_this_release_against_the_previous_one():
+    previous = {"results": {"a": {"accuracy": {"gender": 0.70}}}}
+    current = {"results": {"a": {"accuracy": {"gender": 0.80, "age": 0.4}, "crop_level_accuracy": {"gender": 0.85,
+                                                                                                    "age": 0.5}},
+                           "new": {"accuracy": {"emotion": 0.6}, "crop_level_accuracy": {"emotion": 0.6}}}}
+    table = wild.release_table(previous, current)
+    assert list(table.index) == [("a", "gender"), ("a", "age"), ("new", "emotion")]
+    assert table.loc[("a", "gender"), "previous release"] == "70.0%"
+    assert table.loc[("a", "age"), "previous release"] == "-"
+    assert table.loc[("a", "gender"), "detector - crop level"] == "-5.0 pp"
+    assert table.loc[("new", "emotion"), "detector - crop level"] == "+0.0 pp"

@@ -70,11 +70,12 @@ def test_embedded_model_loads_offline_in_fp32_with_working_hooks(faceclip):
 
 def test_recipe_is_recorded_next_to_the_weights():
     recipe = pd.read_json(EMBEDDED / "recipe.json", typ="series")
-    assert recipe["command"].startswith("faceprompt pretrain --config configs/pretrain_faceclip_tiny.yaml")
+    assert recipe["command"].startswith("faceprompt pretrain --config configs/pretrain_faceclip_tiny_wild.yaml")
     with gzip.open(EMBEDDED / "splits.csv.gz", "rt") as f:
         splits = pd.read_csv(io.StringIO(f.read()), dtype=str)
     assert set(splits["split"]) == {"train", "val", "test"}
-    assert set(splits["dataset"]) == {"utkface", "facial_expressions"}
+    assert set(splits["dataset"]) == {"utkface", "facial_expressions", "ferplus"}
+    assert set(recipe["test_zero_shot"]) == set(splits["dataset"])
 
 
 # --- captions ------------------------------------------------------------------------------------

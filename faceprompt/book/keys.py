@@ -184,8 +184,9 @@ KEYS: tuple[GlueKey, ...] = tuple(
     + _family("70_recorded", "wild.glue_wild", "wild-table", "wild-n", "wild-images", "wild-runs", "wild-detector",
               "wild-other-boxes", "wild-interval", "wild-speed-box", "wild-speed-aligned", "wild-gain-{task}",
               "wild-q1")
+    + _family("70_recorded", "wild.glue_releases", "wild-release-table")
     + _family("70_recorded", "wild.glue_demo_settings", "demo-min-score", "demo-min-size", "demo-uncertain-below",
-              "demo-margin", "demo-crop", "demo-max-megapixels")
+              "demo-margin", "demo-crop", "demo-face-photo-side", "demo-max-megapixels")
 )
 
 

@@ -65,7 +65,8 @@ def wild_records(results_dir: str | Path = CPU_RESULTS_DIR) -> dict[str, dict]:
 
 def wild_row(result: dict) -> dict:
     """One dataset of one run as the chapter prints it."""
-    row = {"n": result["images"], "detected": percent(result["detection_rate"]), "fallbacks": result["crop_fallbacks"],
+    row = {"n": result["images"], "detected": percent(result["detection_rate"]),
+           "taken whole": result.get("whole_image", 0), "fallbacks": result["crop_fallbacks"],
            "img/s": f"{result['faces_per_s']:.1f}"}
     for task in TASKS:
         if task in result["accuracy"]:
@@ -82,7 +83,7 @@ def wild_table(records: dict[str, dict]) -> pd.DataFrame:
     rows = {(dataset, crop): wild_row(record["results"][dataset])
             for dataset in datasets for crop, record in records.items() if dataset in record["results"]}
     table = pd.DataFrame.from_dict(rows, orient="index")
-    columns = ["n", "detected", "fallbacks", "img/s", *(t for t in TASKS if t in table),
+    columns = ["n", "detected", "taken whole", "fallbacks", "img/s", *(t for t in TASKS if t in table),
                *(f"score {c}" for c in QUANTILES.values())]
     return table[columns].fillna("").rename_axis(["dataset", "crop"])
 
@@ -115,10 +116,33 @@ def glue_wild(results_dir: str | Path = CPU_RESULTS_DIR) -> pd.DataFrame:
     return glue("wild-table", wild_table(records), display=False)
 
 
+def release_table(previous: dict, current: dict) -> pd.DataFrame:
+    """Accuracy through the detector per dataset and task: the previous release's run against this one's
+    (both ``bench_in_the_wild.py`` records, same crop mode), with this one's crop level beside it."""
+    rows = []
+    for dataset, now in current["results"].items():
+        before = previous["results"].get(dataset, {}).get("accuracy", {})
+        for task in TASKS:
+            if task in now["accuracy"]:
+                rows.append({"dataset": dataset, "task": task,
+                             "previous release": percent(before[task]) if task in before else "-",
+                             "this release": percent(now["accuracy"][task]),
+                             "this release, crop level": percent(now["crop_level_accuracy"][task]),
+                             "detector - crop level": points(now["accuracy"][task] - now["crop_level_accuracy"][task])})
+    return pd.DataFrame(rows).set_index(["dataset", "task"])
+
+
+def glue_releases(previous_dir: str | Path, current_dir: str | Path, crop: str = "aligned") -> pd.DataFrame:
+    """Glue ``wild-release-table`` (see ``release_table``) for the ``crop`` runs of two results folders."""
+    table = release_table(*(read_record(Path(d) / WILD_FILES[crop]) for d in (previous_dir, current_dir)))
+    return glue("wild-release-table", table, display=False)
+
+
 def glue_demo_settings() -> dict:
     """Glue the demo's defaults from the code: dlib's score threshold, the smallest face, the uncertainty
-    level, the box-crop margin, the default crop and the image size limit."""
-    from faceprompt.demo.pipeline import DEFAULT_MIN_SIZE, DEFAULT_UNCERTAIN_BELOW, MIN_SCORES, FacePipeline
+    level, the box-crop margin, the default crop, the face-sized photo limit and the image size limit."""
+    from faceprompt.demo.pipeline import (DEFAULT_FACE_PHOTO_SIDE, DEFAULT_MIN_SIZE, DEFAULT_UNCERTAIN_BELOW,
+                                          MIN_SCORES, FacePipeline)
     from faceprompt.data.images import DEFAULT_MAX_PIXELS
     from faceprompt.predict import DEFAULT_CROP
 
@@ -127,4 +151,5 @@ def glue_demo_settings() -> dict:
             "demo-uncertain-below": glue("demo-uncertain-below", f"{DEFAULT_UNCERTAIN_BELOW:g}"),
             "demo-margin": glue("demo-margin", f"{inspect.signature(FacePipeline).parameters['margin'].default:g}"),
             "demo-crop": glue("demo-crop", DEFAULT_CROP),
+            "demo-face-photo-side": glue("demo-face-photo-side", f"{DEFAULT_FACE_PHOTO_SIDE}"),
             "demo-max-megapixels": glue("demo-max-megapixels", f"{DEFAULT_MAX_PIXELS / 1e6:g}")}

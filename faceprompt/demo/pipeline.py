@@ -43,7 +43,7 @@ DEFAULT_MIN_SIZE = 20
 DEFAULT_UNCERTAIN_BELOW = 0.5
 # A photo no larger than this (longer side, pixels) in which no face is found is taken as one face: a face
 # crop such as a profile picture or a dataset chip, where the face fills the frame and detectors miss it.
-DEFAULT_FACE_PHOTO_SIDE = 160
+DEFAULT_FACE_PHOTO_SIDE = 224  # a CLIP input side: a photo no larger is at most one face's worth of pixels
 # Where an aligned crop's landmarks come from when the detector gives none. "full-search": MTCNN's whole cascade
 # around each face, one face at a time (what ``align.face_crop`` does for training data). "search": the same
 # search for all faces of a frame, batched, with the pyramid scales that look for faces under half the box left
