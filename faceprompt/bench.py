@@ -39,8 +39,8 @@ DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
 
 
 @dataclass(frozen=True)
-class BenchRow:
-    """One method at one batch size. Times are per batch call unless named per image."""
+class TimedRow:
+    """What every benchmark row names first: what was timed, where, and its median time."""
 
     method: str
     backbone: str
@@ -49,6 +49,12 @@ class BenchRow:
     batch_size: int
     repeats: int
     median_ms: float
+
+
+@dataclass(frozen=True)
+class BenchRow(TimedRow):
+    """One method at one batch size. Times are per batch call unless named per image."""
+
     p25_ms: float
     p75_ms: float
     ms_per_image: float

@@ -20,7 +20,7 @@ import torch
 
 from faceprompt.backbones import Backbone
 from faceprompt.bench import (
-    DTYPES, _autocast, achieved, check_bench_options, count_gflops, frame_text, load_tower, parse_method_spec,
+    DTYPES, TimedRow, _autocast, achieved, check_bench_options, count_gflops, frame_text, load_tower, parse_method_spec,
     peak_tflops, time_once,
 )
 from faceprompt.losses import multitask_loss
@@ -30,16 +30,9 @@ TOWER = "tower"  # the reference row's name
 
 
 @dataclass(frozen=True)
-class TrainRow:
+class TrainRow(TimedRow):
     """One method (or the bare tower) at one batch size; times are per training step."""
 
-    method: str
-    backbone: str
-    device: str
-    dtype: str
-    batch_size: int
-    repeats: int
-    median_ms: float
     images_per_s: float
     vs_tower: float  # median / the bare tower's forward-backward median at this batch size
     gflops_per_image: float  # forward and backward
