@@ -28,7 +28,9 @@ Recipe, in order (each step's code is in ``faceprompt.pretraining``):
    ``positives: pairs`` is the plain one-caption-per-image objective. With label positives a third or
    more of all pairs are positive, so identical features for every image cost little: started at the
    usual logit scale (10 for SigLIP, 14 for CLIP) both losses collapsed to that within ten steps. The
-   recipe starts at scale 1 (``init_logit_scale: 0``) and lets the scale grow.
+   recipe starts at scale 1 (``init_logit_scale: 0``) and lets the scale grow. With ``prompt_loss_weight``
+   the zero-shot classifier's own cross-entropy is added (``prompt_loss``): each image against every class
+   prompt of each task it is labelled for, the class features made as the zero-shot method makes them.
 5. **Sampling** (``data.epoch_order``). facial_expressions and FER+ are mostly neutral and happy faces: their
    images are pooled and drawn with probability ``count(class) ** -emotion_balance`` (0 = as found, 1 = class-balanced).
 6. **Speed** (``model``). Training drops a share of the patch tokens (FLIP-style ``patch_drop``) except in
@@ -66,6 +68,7 @@ from faceprompt.pretraining.config import RESUMABLE_CHANGES, PretrainConfig
 from faceprompt.pretraining.data import (Labels, PretrainData, batches, epoch_order, load_data, split_counts,
                                          split_data, write_splits_file)
 from faceprompt.pretraining.loss import TokenCache, prepare_step, step_loss
+from faceprompt.pretraining.prompt_loss import ClassPrompts
 from faceprompt.pretraining.model import (backbone_name, check_image_size, create_model, export_local_dir,
                                           make_optimizer, set_patch_drop)
 from faceprompt.pretraining.scoring import evaluate_backbone, format_report, score_training_model
@@ -105,6 +108,7 @@ class _Run:
     train_labels: Labels
     val: tuple[torch.Tensor, Labels, np.ndarray]
     steps_per_epoch: int
+    class_prompts: ClassPrompts | None = None  # the zero-shot classifier's prompts, when its loss is on
 
     @property
     def checkpoint(self) -> Path:
@@ -144,8 +148,10 @@ def _start(cfg: PretrainConfig, runtime: LocalRuntime, rows, images: torch.Tenso
     steps_per_epoch = len(epoch_order(train_labels, cfg.emotion_balance, np.random.default_rng(0),
                                       cfg.emotion_samples)) // cfg.batch_size
     scheduler = warmup_cosine(optimizer, steps_per_epoch * cfg.epochs, cfg.warmup_steps, cfg.lr, cfg.min_lr)
-    return _Run(cfg, runtime, model, tokenizer, TokenCache(tokenizer, model.text.context_length), optimizer,
-                scheduler, train_images, train_labels, (val_images.to(device), val_labels, val_sets), steps_per_epoch)
+    tokens = TokenCache(tokenizer, model.text.context_length)
+    class_prompts = ClassPrompts.build(tokens) if cfg.prompt_loss_weight > 0 else None
+    return _Run(cfg, runtime, model, tokenizer, tokens, optimizer, scheduler, train_images, train_labels,
+                (val_images.to(device), val_labels, val_sets), steps_per_epoch, class_prompts)
 
 
 def _train_epoch(run: _Run, epoch: int, progress: bool) -> float:
@@ -165,7 +171,7 @@ def _train_epoch(run: _Run, epoch: int, progress: bool) -> float:
     for index in steps:
         batch = run.train_images[torch.as_tensor(index, device=device)]
         inputs = prepare_step(batch, run.train_labels.take(index), run.tokens, cfg, rng, gen).to(device)
-        loss = step_loss(model, inputs, cfg.loss)
+        loss = step_loss(model, inputs, cfg.loss, run.class_prompts, cfg.prompt_loss_weight, cfg.age_neighbour_weight)
         optimizer_step(loss, run.optimizer, run.scheduler, run.runtime, params, GRAD_CLIP)
         with torch.no_grad():
             model.logit_scale.clamp_(0, MAX_LOGIT_SCALE)

@@ -61,6 +61,11 @@ class PretrainConfig(Config):
     # Starting at scale 1 they learn instead; the scale is learned from there.
     init_logit_scale: float | None = 0.0
     logit_scale_lr: float = 0.02  # its own, higher rate: at the shared one it would crawl up from 1
+    # The zero-shot classifier's cross-entropy (prompt_loss) beside the contrastive loss, at this weight; 0:
+    # contrastive only, as the recipes before it. age_neighbour_weight: the share each adjacent age bin gets
+    # in that term's age target (the bins are ordered; a 29-year-old is not far from 30-39).
+    prompt_loss_weight: float = 0.0
+    age_neighbour_weight: float = 0.0
     emotion_balance: float = 0.7
     emotion_samples: int | None = 3000  # expression images drawn per epoch (None: as many as there are)
     crop_scale: tuple[float, float] = (0.75, 1.0)
@@ -106,6 +111,8 @@ class PretrainConfig(Config):
             ("lr", self.lr > 0, "must be > 0"),
             ("min_lr", 0 <= self.min_lr <= self.lr, "must be in [0, lr]"),
             ("logit_scale_lr", self.logit_scale_lr > 0, "must be > 0"),
+            ("prompt_loss_weight", self.prompt_loss_weight >= 0, "must be >= 0"),
+            ("age_neighbour_weight", 0 <= self.age_neighbour_weight <= 0.5, "must be in [0, 0.5]"),
             ("warmup_steps", self.warmup_steps >= 0, "must be >= 0"),
             ("unmasked_epochs", 0 <= self.unmasked_epochs <= self.epochs, "must be in [0, epochs]"),
             ("val_fraction", 0 <= self.val_fraction < 1, "must be in [0, 1)"),

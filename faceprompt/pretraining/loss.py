@@ -15,6 +15,7 @@ from faceprompt.pretraining.config import PretrainConfig
 from faceprompt.pretraining.captions import caption_batch, caption_targets, pair_targets
 from faceprompt.pretraining.data import Labels
 from faceprompt.pretraining.model import short_text
+from faceprompt.pretraining.prompt_loss import ClassPrompts, class_features, class_labels, prompt_loss
 
 
 def sigmoid_loss(logits: torch.Tensor, targets: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -74,6 +75,7 @@ class StepInputs:
     tokens: torch.Tensor
     targets: torch.Tensor
     mask: torch.Tensor
+    class_labels: torch.Tensor  # [images, 3]: gender, age bin, emotion; -1 unlabelled
 
     def to(self, device: torch.device) -> "StepInputs":
         return StepInputs(*(t.to(device, non_blocking=True) for t in dataclasses.astuple(self)))
@@ -89,14 +91,28 @@ def prepare_step(images_u8: torch.Tensor, labels: Labels, tokens: TokenCache, cf
     else:
         targets, mask = pair_targets(captions, unique)
     images = augment(images_u8, gen, Augmentation.from_config(cfg)) if train else normalize(images_u8)
-    return StepInputs(images, tokens(unique), targets, mask)
+    return StepInputs(images, tokens(unique), targets, mask,
+                      class_labels(labels.gender, labels.age, labels.emotion))
 
 
-def step_loss(model: nn.Module, inputs: StepInputs, kind: str) -> torch.Tensor:
+def step_loss(model: nn.Module, inputs: StepInputs, kind: str, class_prompts: ClassPrompts | None = None,
+              prompt_weight: float = 0.0, age_neighbour: float = 0.0) -> torch.Tensor:
+    """The contrastive loss, plus ``prompt_weight`` x the zero-shot classifier's cross-entropy when
+    ``class_prompts`` are given (both text sets go through the text tower in one pass)."""
     image_features = model.encode_image(inputs.images)
+    with_prompts = class_prompts is not None and prompt_weight > 0
+    tokens = inputs.tokens
+    if with_prompts:
+        tokens = torch.cat([tokens, class_prompts.tokens.to(tokens.device)])
     # Trailing columns that are padding in every caption change nothing under the causal mask: skip them.
-    used = int((inputs.tokens != 0).any(0).nonzero().max()) + 1
+    used = int((tokens != 0).any(0).nonzero().max()) + 1
     with short_text(model, used):
-        text_features = model.encode_text(inputs.tokens[:, :used])
-    return contrastive_loss(kind, image_features, text_features, model.logit_scale,
+        text_features = model.encode_text(tokens[:, :used])
+    captions = len(inputs.tokens)
+    loss = contrastive_loss(kind, image_features, text_features[:captions], model.logit_scale,
                             getattr(model, "logit_bias", None), inputs.targets, inputs.mask)
+    if with_prompts:
+        features = class_features(text_features[captions:], class_prompts.layout)
+        loss = loss + prompt_weight * prompt_loss(image_features, features, model.logit_scale,
+                                                  inputs.class_labels, age_neighbour)
+    return loss
