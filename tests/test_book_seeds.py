@@ -33,7 +33,7 @@ def test_seed_table_means_spreads_and_verdicts(tmp_path):
     assert {"seed_table.csv", "seed_verdicts.csv", "seed_table.md"} <= {p.name for p in tmp_path.iterdir()}
     assert "± 10.0" in (tmp_path / "seed_table.md").read_text()
     assert G.GLUED["seed-vpt-verdict"] == "yes (gender, emotion)" and G.GLUED["seed-count"] == "3"
-    assert G.GLUED["seed-methods"] == "vpt" and G.GLUED["seed-improving"] == "vpt"
+    assert G.GLUED["seed-methods"] == "vpt (3 seeds)" and G.GLUED["seed-improving"] == "vpt"
 
 
 def test_an_emotion_gain_without_macro_f1_does_not_count_with_f1(tmp_path):

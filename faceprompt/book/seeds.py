@@ -125,7 +125,9 @@ def glue_seed_results(metrics: pd.DataFrame, out_dir: str | os.PathLike) -> tupl
         glue(key("seed", r["method"], "verdict"), f"{r['verdict']} ({r['improved']})")
     seeded = verdicts["seeds"].max() if len(verdicts) else 0
     glue("seed-count", str(int(seeded)))
-    glue("seed-methods", ", ".join(verdicts["method"]) if len(verdicts) else "none")
+    # a profile may train some methods with more seeds than others: each method says its own count
+    glue("seed-methods", ", ".join(f"{m} ({int(n)} seeds)" for m, n in zip(verdicts["method"], verdicts["seeds"]))
+         if len(verdicts) else "none")
     glue("seed-improving", ", ".join(verdicts[verdicts.verdict == "yes"]["method"]) or "none"
          if len(verdicts) else "none")
     glue("seed-improving-f1", ", ".join(verdicts[verdicts.verdict_with_f1 == "yes"]["method"]) or "none"
