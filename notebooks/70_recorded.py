@@ -31,8 +31,10 @@ recipe = "faceprompt/pretrained/faceclip-tiny/recipe.json"
 pretrain_gpu = "benchmarks/results/h200-2026-11-27/pretrain_gpu.json"
 releases_dir = "benchmarks/results/faceclip-tiny-releases"  # earlier releases' recipe.json
 logged = "book/_data/logged_measurements.json"
-cpu_results_dir = "benchmarks/results/cpu-2026-12-03"  # bench_landmarks.py; bench_in_the_wild.py of the previous release
-wild_results_dir = "benchmarks/results/cpu-2026-12-03-wild"  # bench_in_the_wild.py --json of the shipped model
+cpu_results_dir = "benchmarks/results/cpu-2026-12-03"  # bench_landmarks.py
+wild_results_dir = "benchmarks/results/cpu-2026-12-03-prompt-loss"  # bench_in_the_wild.py --json of the shipped model
+earlier_wild_results = {"centre64": "benchmarks/results/cpu-2026-12-03",  # the same benchmark, earlier releases
+                        "wild80": "benchmarks/results/cpu-2026-12-03-wild"}
 shapes = {"pe-core-b16": "PE-Core-B-16"}  # key label -> open_clip model (faceclip-tiny's: from its recipe)
 
 # %%
@@ -64,9 +66,9 @@ pretraining.glue_zero_shot(record)
 releases = {r: pretraining.read_json(f"{releases_dir}/{r}.json") for r in pretraining.RELEASES}
 for release, earlier in releases.items():
     pretraining.glue_release(earlier, release)
-pretraining.glue_targets(record, releases[pretraining.PREVIOUS])
-# the GPU timing was taken for the previous release's recipe
-pretraining.glue_pretrain_gpu(pretraining.read_json(pretrain_gpu), releases[pretraining.PREVIOUS])
+pretraining.glue_targets(record, {r: releases[r] for r in pretraining.IN_THE_WILD_SINCE})
+pretraining.glue_cache_time(releases[pretraining.PREVIOUS])  # its run built the image cache this one read
+pretraining.glue_pretrain_gpu(pretraining.read_json(pretrain_gpu), releases[pretraining.GPU_TIMED_RELEASE])
 
 # %% [markdown]
 # ## Model shapes (counted on the meta device)
@@ -88,7 +90,7 @@ wild.glue_landmarks(cpu_results_dir)
 
 # %%
 wild.glue_wild(wild_results_dir)
-wild.glue_releases(cpu_results_dir, wild_results_dir)
+wild.glue_releases(earlier_wild_results, wild_results_dir)
 
 # %%
 wild.glue_demo_settings()

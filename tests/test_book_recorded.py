@@ -64,7 +64,7 @@ def test_zero_shot_table_has_a_row_per_recorded_score():
 
 def test_gpu_pretraining_time_per_step_is_that_of_the_release_it_timed():
     timing = recipe.read_json(ROOT / recipe.PRETRAIN_GPU)
-    timed = recipe.read_json(ROOT / recipe.RELEASES_DIR / f"{recipe.PREVIOUS}.json")
+    timed = recipe.read_json(ROOT / recipe.RELEASES_DIR / f"{recipe.GPU_TIMED_RELEASE}.json")
     recipe.glue_pretrain_gpu(timing, timed)
     steps = timing["epochs"] * recipe.steps_per_epoch(timed)
     assert timing["epochs"] == timed["config"]["epochs"]
@@ -147,10 +147,21 @@ def test_targets_are_reached_only_at_or_above_the_aim_and_the_previous_accuracy_
     previous = _recipe({}, {}, {"facial_expressions": {"emotion": {"accuracy": 0.70, "macro_f1": 0.30}}})
     now = _recipe({}, {}, {"ferplus": {"emotion": {"accuracy": 0.75, "balanced_accuracy": 0.60}},
                            "facial_expressions": {"emotion": {"accuracy": 0.69, "macro_f1": 0.46}}})
-    table = recipe.target_table(now, previous).set_index(["test split", "task", "metric"])
+    middle = _recipe({}, {}, {"facial_expressions": {"emotion": {"accuracy": 0.80, "macro_f1": 0.35}}})
+    table = recipe.target_table(now, {"first": previous, "second": middle}, "first")
+    table = table.set_index(["test split", "task", "metric"])
     assert table.loc[("ferplus", "emotion", "accuracy"), "reached"] == "yes"  # exactly the aim
     assert table.loc[("ferplus", "emotion", "balanced accuracy"), "reached"] == "no"
     assert table.loc[("utkface", "gender", "accuracy"), "reached"] == "-"  # not scored
-    assert table.loc[("facial_expressions", "emotion", "macro f1"), "previous release"] == "0.300"
+    assert table.loc[("facial_expressions", "emotion", "macro f1"), "first"] == "0.300"
+    assert table.loc[("facial_expressions", "emotion", "macro f1"), "second"] == "0.350"
     assert table.loc[("facial_expressions", "emotion", "accuracy"), "aim"] == ">= 70.0%"
     assert table.loc[("facial_expressions", "emotion", "accuracy"), "reached"] == "no"
+
+
+def test_the_zero_shot_loss_term_is_described_from_the_config():
+    assert recipe.prompt_loss_words({}) == "none (the contrastive loss alone)"
+    assert recipe.prompt_loss_words({"prompt_loss_weight": 0.0, "age_neighbour_weight": 0.1}).startswith("none")
+    words = recipe.prompt_loss_words({"prompt_loss_weight": 1.0, "age_neighbour_weight": 0.1})
+    assert words.startswith("weight 1;") and "adjacent age bin gets 0.1" in words
+    assert recipe.prompt_loss_words({"prompt_loss_weight": 0.5}) == "weight 0.5"

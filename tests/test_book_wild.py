@@ -78,9 +78,11 @@ def test_release_table_sets_each_task_of_this_release_against_the_previous_one()
     current = {"results": {"a": {"accuracy": {"gender": 0.80, "age": 0.4}, "crop_level_accuracy": {"gender": 0.85,
                                                                                                     "age": 0.5}},
                            "new": {"accuracy": {"emotion": 0.6}, "crop_level_accuracy": {"emotion": 0.6}}}}
-    table = wild.release_table(previous, current)
+    middle = {"results": {"a": {"accuracy": {"gender": 0.75, "age": 0.3}}}}
+    table = wild.release_table({"first": previous, "second": middle}, current)
     assert list(table.index) == [("a", "gender"), ("a", "age"), ("new", "emotion")]
-    assert table.loc[("a", "gender"), "previous release"] == "70.0%"
-    assert table.loc[("a", "age"), "previous release"] == "-"
+    assert list(table.columns[:3]) == ["first", "second", "this release"]
+    assert table.loc[("a", "gender"), "first"] == "70.0%" and table.loc[("a", "gender"), "second"] == "75.0%"
+    assert table.loc[("a", "age"), "first"] == "-" and table.loc[("new", "emotion"), "second"] == "-"
     assert table.loc[("a", "gender"), "detector - crop level"] == "-5.0 pp"
     assert table.loc[("new", "emotion"), "detector - crop level"] == "+0.0 pp"

@@ -168,8 +168,10 @@ KEYS: tuple[GlueKey, ...] = tuple(
               "ftiny-torch", "ftiny-train-seconds", "ftiny-total-seconds", "ftiny-minutes", "ftiny-epoch-seconds",
               "ftiny-last-epoch-seconds")
     + _family("70_recorded", "recipe.glue_captions", "ftiny-templates", "ftiny-age-tolerance")
+    + _family("70_recorded", "recipe.glue_cache_time", "ftiny-cache-minutes")
     + _family("70_recorded", "recipe.glue_wild_recipe", "ftiny-datasets", "ftiny-crop", "ftiny-augmentations",
-              "ftiny-model", "ftiny-expression-train", "ftiny-emotion-table")
+              "ftiny-model", "ftiny-prompt-loss", "ftiny-expression-train",
+              "ftiny-emotion-table")
     + _family("70_recorded", "recipe.glue_targets", "ftiny-targets-reached", "ftiny-targets-table")
     + _family("70_recorded", "recipe.glue_zero_shot", "ftiny-zs-{dataset}-{task}", "ftiny-zs-{dataset}-{task}-n",
               "ftiny-zs-{dataset}-{task}-oneoff", "ftiny-zs-{dataset}-{task}-f1", "ftiny-zero-shot-table")

@@ -116,25 +116,31 @@ def glue_wild(results_dir: str | Path = CPU_RESULTS_DIR) -> pd.DataFrame:
     return glue("wild-table", wild_table(records), display=False)
 
 
-def release_table(previous: dict, current: dict) -> pd.DataFrame:
-    """Accuracy through the detector per dataset and task: the previous release's run against this one's
-    (both ``bench_in_the_wild.py`` records, same crop mode), with this one's crop level beside it."""
+def release_table(earlier: dict[str, dict], current: dict) -> pd.DataFrame:
+    """Accuracy through the detector per dataset and task: each earlier release's run (a column each, by
+    name) against this one's (all ``bench_in_the_wild.py`` records, same crop mode), with this one's crop
+    level beside it."""
     rows = []
     for dataset, now in current["results"].items():
-        before = previous["results"].get(dataset, {}).get("accuracy", {})
         for task in TASKS:
-            if task in now["accuracy"]:
-                rows.append({"dataset": dataset, "task": task,
-                             "previous release": percent(before[task]) if task in before else "-",
-                             "this release": percent(now["accuracy"][task]),
-                             "this release, crop level": percent(now["crop_level_accuracy"][task]),
-                             "detector - crop level": points(now["accuracy"][task] - now["crop_level_accuracy"][task])})
+            if task not in now["accuracy"]:
+                continue
+            row = {"dataset": dataset, "task": task}
+            for name, record in earlier.items():
+                before = record["results"].get(dataset, {}).get("accuracy", {})
+                row[name] = percent(before[task]) if task in before else "-"
+            row["this release"] = percent(now["accuracy"][task])
+            row["this release, crop level"] = percent(now["crop_level_accuracy"][task])
+            row["detector - crop level"] = points(now["accuracy"][task] - now["crop_level_accuracy"][task])
+            rows.append(row)
     return pd.DataFrame(rows).set_index(["dataset", "task"])
 
 
-def glue_releases(previous_dir: str | Path, current_dir: str | Path, crop: str = "aligned") -> pd.DataFrame:
-    """Glue ``wild-release-table`` (see ``release_table``) for the ``crop`` runs of two results folders."""
-    table = release_table(*(read_record(Path(d) / WILD_FILES[crop]) for d in (previous_dir, current_dir)))
+def glue_releases(earlier_dirs: dict[str, str | Path], current_dir: str | Path, crop: str = "aligned") -> pd.DataFrame:
+    """Glue ``wild-release-table`` (see ``release_table``) for the ``crop`` runs of the earlier releases'
+    results folders (by release name) and this release's."""
+    earlier = {name: read_record(Path(d) / WILD_FILES[crop]) for name, d in earlier_dirs.items()}
+    table = release_table(earlier, read_record(Path(current_dir) / WILD_FILES[crop]))
     return glue("wild-release-table", table, display=False)
 
 
