@@ -13,7 +13,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from faceprompt.tasks import AGE_BINS, TASKS, age_to_bin
+from faceprompt.pretraining.data import Labels
+from faceprompt.pretraining.scoring import class_indices
+from faceprompt.tasks import TASKS
 
 TASK_ORDER = ("gender", "age", "emotion")  # the columns of class_labels
 
@@ -40,9 +42,9 @@ class ClassPrompts:
 
 
 def class_labels(gender: np.ndarray, age: np.ndarray, emotion: np.ndarray) -> torch.Tensor:
-    """[N, 3] class indices in TASK_ORDER, -1 where unlabelled (age in years becomes its bin)."""
-    age_bins = np.array([AGE_BINS.index(b) if (b := age_to_bin(a)) else -1 for a in age], dtype=np.int64)
-    return torch.from_numpy(np.stack([np.asarray(gender, np.int64), age_bins, np.asarray(emotion, np.int64)], 1))
+    """[N, 3] class indices in TASK_ORDER, -1 where unlabelled (age in years becomes its bin, as scoring bins it)."""
+    indices = class_indices(Labels(np.asarray(gender), np.asarray(age, dtype=np.float64), np.asarray(emotion)))
+    return torch.from_numpy(np.stack([np.asarray(indices[t], np.int64) for t in TASK_ORDER], 1))
 
 
 def class_features(text_features: torch.Tensor, layout) -> dict[str, torch.Tensor]:
