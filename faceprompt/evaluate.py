@@ -10,6 +10,7 @@ so zero-shot and trained runs compare like for like. Tables go to ``<out>/eval/`
 metrics            dataset, task, n, accuracy, balanced_accuracy, macro_f1, ece, [one_off...]
 confusion          dataset, task, true, predicted, count (every cell, zeros included)
 fairness           dataset, task, group, n, accuracy, gap (largest minus smallest group accuracy)
+reliability        dataset, task, bin, confidence, accuracy, count (ECE's confidence bins)
 summary.json       method, backbone, weights, added parameters, what was evaluated
 confusion_<task>   a PNG per task: its confusion matrix over every dataset, each row normalised
 age_offsets        age_offsets.csv and .png: per true age bin, predictions by bins off (the thesis's analysis)
@@ -49,6 +50,7 @@ class EvalResult:
     fairness: pd.DataFrame
     summary: dict
     out_dir: Path | None = None
+    reliability: pd.DataFrame | None = None
 
 
 # --- predictions ---------------------------------------------------------------------------------
@@ -117,6 +119,18 @@ def evaluation_tables(frame: pd.DataFrame, probs: dict[str, np.ndarray],
     return pd.DataFrame(metric_rows), pd.DataFrame(confusion_rows), pd.DataFrame(fairness_rows, columns=columns)
 
 
+def reliability_table(frame: pd.DataFrame, probs: dict[str, np.ndarray]) -> pd.DataFrame:
+    """ECE's confidence bins per dataset and task (:func:`faceprompt.metrics.reliability_bins`): what a
+    reliability diagram draws, kept so the book need not predict again."""
+    rows = []
+    for dataset in sorted(frame["dataset"].unique()):
+        in_dataset = (frame["dataset"] == dataset).to_numpy()
+        for task, task_probs in probs.items():
+            y, p = M.labelled(_true_labels(frame[in_dataset], task), task_probs[in_dataset])
+            rows += [{"dataset": dataset, "task": task, **record} for record in M.reliability_bins(y_true=y, probs=p)]
+    return pd.DataFrame(rows, columns=["dataset", "task", "bin", "confidence", "accuracy", "count"])
+
+
 # --- analysis of the tables -----------------------------------------------------------------------
 
 def confusion_tables(confusion: pd.DataFrame) -> dict[tuple[str, str], pd.DataFrame]:
@@ -141,11 +155,13 @@ def age_offset_table(frame: pd.DataFrame, probs: dict[str, np.ndarray]) -> pd.Da
 
 
 def write_tables(out_dir: Path, result: EvalResult) -> Path:
-    """``out_dir/eval/{metrics,confusion,fairness}.{csv,json}`` and ``summary.json``, atomically."""
+    """``out_dir/eval/{metrics,confusion,fairness,reliability}.{csv,json}`` and ``summary.json``, atomically."""
     folder = Path(out_dir) / EVAL_DIR
     folder.mkdir(parents=True, exist_ok=True)
-    for name in ("metrics", "confusion", "fairness"):
-        table: pd.DataFrame = getattr(result, name)
+    for name in ("metrics", "confusion", "fairness", "reliability"):
+        table: pd.DataFrame | None = getattr(result, name)
+        if table is None:
+            continue
         with atomic_path(folder / f"{name}.csv") as tmp:
             table.to_csv(tmp, index=False)
         write_json_atomic(folder / f"{name}.json", table.replace({np.nan: None}).to_dict(orient="records"))
@@ -261,7 +277,7 @@ def evaluate(run_dir: str | os.PathLike | None = None, *, model: PromptModel | N
                "manifests": [s.manifest for s in sources], "splits": list(splits),
                "datasets": sorted(frame["dataset"].unique())}
     target = out_dir if out_dir is not None else run_dir
-    result = EvalResult(metrics, confusion, fairness, summary, None)
+    result = EvalResult(metrics, confusion, fairness, summary, None, reliability_table(frame, probs))
     if target is not None:
         result.out_dir = write_tables(Path(target), result)
         write_figures(result.out_dir, confusion, age_offset_table(frame, probs) if "age" in probs else None,

@@ -52,23 +52,34 @@ def macro_f1(y_true: np.ndarray, y_pred: np.ndarray, num_classes: int) -> float:
     return float(np.mean(f1[used]))
 
 
+def confidence_bins(confidence: np.ndarray, n_bins: int = 15) -> np.ndarray:
+    """The bin index of each top-1 confidence: ``n_bins`` equal-width bins (lo, hi], the first including 0."""
+    return np.clip(np.ceil(np.asarray(confidence, dtype=float) * n_bins).astype(int) - 1, 0, n_bins - 1)
+
+
+def reliability_bins(probs: np.ndarray, y_true: np.ndarray, n_bins: int = 15) -> list[dict]:
+    """One record per non-empty confidence bin: its index, the mean top-1 confidence, the top-1 accuracy
+    and the count. ECE and the reliability diagrams are both made of these records."""
+    probs, y_true = np.asarray(probs, dtype=float), np.asarray(y_true)
+    if not len(y_true):
+        return []
+    confidence, correct = probs.max(axis=1), probs.argmax(axis=1) == y_true
+    which = confidence_bins(confidence, n_bins)
+    return [{"bin": b, "confidence": float(confidence[which == b].mean()),
+             "accuracy": float(correct[which == b].mean()), "count": int((which == b).sum())}
+            for b in range(n_bins) if (which == b).any()]
+
+
 def expected_calibration_error(probs: np.ndarray, y_true: np.ndarray, n_bins: int = 15) -> float:
     """ECE over ``n_bins`` equal-width confidence bins (top-1 confidence vs top-1 correctness).
 
     ECE = sum over bins b of (size of b / N) * abs(acc(b) - conf(b)); bins are (lo, hi], the first includes 0.
     """
-    probs, y_true = np.asarray(probs, dtype=float), np.asarray(y_true)
-    if not len(y_true):
+    n = len(np.asarray(y_true))
+    if not n:
         return float("nan")
-    confidence = probs.max(axis=1)
-    correct = (probs.argmax(axis=1) == y_true).astype(float)
-    bins = np.clip(np.ceil(confidence * n_bins).astype(int) - 1, 0, n_bins - 1)
-    ece = 0.0
-    for b in range(n_bins):
-        in_bin = bins == b
-        if in_bin.any():
-            ece += in_bin.mean() * abs(correct[in_bin].mean() - confidence[in_bin].mean())
-    return float(ece)
+    return float(sum(r["count"] / n * abs(r["accuracy"] - r["confidence"])
+                     for r in reliability_bins(probs, y_true, n_bins)))
 
 
 def one_off_accuracy(y_true: np.ndarray, y_pred: np.ndarray) -> float:

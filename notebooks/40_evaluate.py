@@ -130,12 +130,13 @@ show(age_metrics)
 # %% [markdown]
 # ## Calibration
 # Expected calibration error per task, and a reliability diagram for emotion: how often the
-# top class is right against how confident the model is.
+# top class is right against how confident the model is (each method's seed-0 run, its test
+# datasets pooled, on the bins ECE is computed on).
 
 # %%
 ece = metrics.pivot_table(index="method", columns=["dataset", "task"], values="ece", sort=False)
 glue("eval-ece-table", show(ece.reindex(method_order(ece.index))), display=False)
-curves = calibration.reliability_curves(runs_dir, manifests, "emotion", device=device, cache_dir=cache_dir)
+curves = calibration.reliability_curves(runs_dir, "emotion")
 fig = viz.reliability_diagram(curves, "emotion")
 viz.savefig(fig, "reliability_emotion", figures_dir);
 

@@ -26,7 +26,7 @@ def test_collect_reads_every_run_in_book_order_with_seeds(runs):
     metrics = tables["metrics"]
     assert list(dict.fromkeys(metrics["method"])) == ["zero-shot", "coop", "vpt", "softcpt+vpt"]
     assert sorted(metrics[metrics.method == "vpt"]["seed"].unique()) == [0, 1]
-    assert set(tables) == {"metrics", "confusion", "fairness"} and len(tables["confusion"]) == 10
+    assert set(tables) == {"metrics", "confusion", "fairness", "reliability"} and len(tables["confusion"]) == 10
     assert results.run_seed(runs / "zero-shot") == 0 and results.run_seed(runs / "vpt-seed1") == 1
 
 

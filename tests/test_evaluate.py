@@ -97,6 +97,12 @@ def test_train_then_evaluate_and_zero_shot_write_the_same_tables(synthetic_manif
     assert (baseline["added_parameters"] == 0).all()
     assert list(baseline.columns) == list(trained.columns)
     assert baseline["n"].tolist() == trained["n"].tolist()  # the same rows, like for like
+    bins = pd.read_csv(result.run_dir / "eval" / "reliability.csv")
+    for _, row in trained.iterrows():  # the kept bins hold every labelled row and give back the ECE
+        cell = bins[(bins.dataset == row["dataset"]) & (bins.task == row["task"])]
+        assert cell["count"].sum() == row["n"]
+        gaps = (cell["count"] / row["n"] * (cell["accuracy"] - cell["confidence"]).abs()).sum()
+        assert gaps == pytest.approx(row["ece"], abs=1e-9)
 
 
 def test_evaluate_names_a_missing_manifest(tmp_path):

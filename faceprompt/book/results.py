@@ -12,7 +12,7 @@ from faceprompt.book.glue import count, glue, key, percent, points
 from faceprompt.book.methods import method_order
 from faceprompt.tasks import TASKS
 
-EVAL_TABLES = ("metrics", "confusion", "fairness")  # eval/<name>.csv of every evaluated run
+EVAL_TABLES = ("metrics", "confusion", "fairness", "reliability")  # eval/<name>.csv of every evaluated run
 
 
 def run_seed(run_dir: Path) -> int:
