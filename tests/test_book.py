@@ -147,7 +147,8 @@ def test_default_profile_uses_real_faces_when_the_shared_data_are_there(tmp_path
     by_method = {j.parameters["method"]: j.parameters for j in training}
     assert by_method["coop"]["epochs"] == 12 and by_method["coop"]["train_options"]["max_train_samples"] == 1200
     assert by_method["coop"]["train_options"]["class_balance_tasks"] == ["emotion"]  # merged, not replaced
-    assert by_method["vpt"]["epochs"] == 5 and by_method["vpt"]["train_options"]["max_train_samples"] == 800
+    assert by_method["vpt"]["epochs"] == 5 and by_method["vpt"]["train_options"]["max_train_samples"] == 640
+    assert by_method["vpt-ts"]["epochs"] == 4 and by_method["vpt-ts"]["train_options"]["max_val_samples"] == 400
     monkeypatch.setenv("FACEPROMPT_BOOK_DATA", "synthetic")
     assert load_profile(ROOT / "configs" / "book_default.yaml").name == "default"
 
