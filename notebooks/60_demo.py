@@ -76,6 +76,7 @@ outside = photos.condition_photos(photo_side)
 panels, panel_titles, cols, face_rows = photos.annotated_with_crops(app.pipeline(), outside)
 glue("demo-photos-count", len(outside))
 glue("demo-photos-table", pd.DataFrame(face_rows), display=False)
+glue("demo-photos-right", photos.agreement(face_rows))
 if panels:
     fig = viz.image_grid(panels, panel_titles, cols=cols, size=2.4)
     viz.savefig(fig, "demo_photos", figures_dir);

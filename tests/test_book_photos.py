@@ -73,3 +73,10 @@ def test_a_photo_with_more_faces_than_columns_widens_the_grid():
     photo = Image.new("RGB", (30, 20))
     images, _, cols, _ = photos.annotated_with_crops(_Pipeline({photo.size: 5}), {"a": photo, "b": photo}, cols=4)
     assert cols == 6 and len(images) == 12
+
+
+def test_agreement_counts_the_faces_with_each_known_label():
+    rows = [{"gender": "female", "age": "70+"}, {"gender": "male", "age": "70+"}, {"gender": "female", "age": "20-29"}]
+    assert photos.agreement(rows) == "gender right on 2 of 3 faces, age on 2 of 3"
+    assert photos.agreement([]) == "gender right on 0 of 0 faces, age on 0 of 0"
+    assert photos.PORTRAIT_TRUTH == {"gender": "female", "age": "70+"}

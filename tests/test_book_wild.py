@@ -86,3 +86,25 @@ def test_release_table_sets_each_task_of_this_release_against_the_previous_one()
     assert table.loc[("a", "age"), "first"] == "-" and table.loc[("new", "emotion"), "second"] == "-"
     assert table.loc[("a", "gender"), "detector - crop level"] == "-5.0 pp"
     assert table.loc[("new", "emotion"), "detector - crop level"] == "+0.0 pp"
+
+
+def test_demo_timing_table_quotes_every_setting_of_the_json(tmp_path):
+    from faceprompt.io import write_json_atomic
+
+    def setting(frame_ms, changes):
+        stages = {"detect": 80.0, "align": 30.0, "classify": 6.0, "draw": 4.0, "frame": frame_ms}
+        return {"options": {}, "faces": 6, "median_ms": stages, "p90_ms": {**stages, "frame": frame_ms + 10},
+                "label_changes": changes, "certain_label_changes": changes[:1], "labels": []}
+
+    record = {"command": "benchmarks/bench_demo_cpu.py --json x", "date": "2026-12-03T15:00:00+00:00", "cpus": 2,
+              "load_average": [0.5, 0.4, 0.3], "backbone": "faceclip-tiny", "detector": "dlib", "repeats": 20,
+              "target_ms": 150.0, "settings": {"unoptimised": setting(160.25, []), "default": setting(120.0, ["a", "b"])},
+              "within_target": ["default"]}
+    write_json_atomic(tmp_path / wild.DEMO_CPU_FILE, record)
+    table = wild.glue_demo_timings(tmp_path)
+    assert list(table.index) == ["unoptimised", "default"]
+    assert table.loc["unoptimised", "frame ms"] == "160.2" and table.loc["default", "frame ms, p90"] == "130.0"
+    assert table.loc["unoptimised", "labels"] == "same" and table.loc["default", "labels"] == "2 face(s) differ"
+    assert table.loc["default", "certain labels"] == "1 face(s) differ"
+    assert G.GLUED["demo-cpu-default-ms"] == "120" and G.GLUED["demo-cpu-within"] == "default"
+    assert G.GLUED["demo-cpu-target-ms"] == "150" and "bench_demo_cpu.py --json x" in G.GLUED["demo-cpu-run"]

@@ -154,7 +154,7 @@ KEYS: tuple[GlueKey, ...] = tuple(
     + _family("40_evaluate", "results.fairness_summary", "fairness-summary")
     + _family("50_attention", "attention.glue_prompt_shares", "prompt-share-{family}-{method}-{task}")
     + _family("50_attention", None, "attention-table")
-    + _family("60_demo", None, "demo-status", "demo-photos-count", "demo-photos-table")
+    + _family("60_demo", None, "demo-status", "demo-photos-count", "demo-photos-table", "demo-photos-right")
     + _family("70_recorded", "benchmarks.glue_inference", "speed-gpu-table", "speed-gpu-repeats",
               "speed-gpu-batches", "speed-gpu-text-within", "speed-gpu-vpt-pe", "speed-gpu-vpt-siglip",
               "speed-gpu-vpt-ts-b1", "speed-gpu-vpt-ts-looped-b1", "speed-gpu-vpt-ts-saving", "speed-gpu-v2pt-pe",
@@ -187,6 +187,8 @@ KEYS: tuple[GlueKey, ...] = tuple(
               "wild-other-boxes", "wild-interval", "wild-speed-box", "wild-speed-aligned", "wild-gain-{task}",
               "wild-q1")
     + _family("70_recorded", "wild.glue_releases", "wild-release-table")
+    + _family("70_recorded", "wild.glue_demo_timings", "demo-cpu-table", "demo-cpu-run", "demo-cpu-backbone",
+              "demo-cpu-detector", "demo-cpu-repeats", "demo-cpu-default-ms", "demo-cpu-target-ms", "demo-cpu-within")
     + _family("70_recorded", "wild.glue_demo_settings", "demo-min-score", "demo-min-size", "demo-uncertain-below",
               "demo-margin", "demo-crop", "demo-face-photo-side", "demo-max-megapixels")
 )

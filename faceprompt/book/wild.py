@@ -1,7 +1,7 @@
 """The numbers of the face-crop and demo chapters: the CPU benchmarks' JSON and the demo's settings.
 
-``benchmarks/bench_landmarks.py --json`` and ``benchmarks/bench_in_the_wild.py --json`` (one file per crop)
-write the files read here; the demo's thresholds come from :mod:`faceprompt.demo.pipeline`'s constants, so
+``benchmarks/bench_landmarks.py --json``, ``benchmarks/bench_in_the_wild.py --json`` (one file per crop) and
+``benchmarks/bench_demo_cpu.py --json`` write the files read here; the demo's thresholds come from :mod:`faceprompt.demo.pipeline`'s constants, so
 the chapters quote what the code does. Keys start with ``crop-``, ``wild-`` or ``demo-``.
 """
 from __future__ import annotations
@@ -18,6 +18,7 @@ from faceprompt.io import read_json
 CPU_RESULTS_DIR = "benchmarks/results/cpu-2026-12-03"
 LANDMARKS_FILE = "landmarks.json"
 WILD_FILES = {"box": "in_the_wild_box.json", "aligned": "in_the_wild_aligned.json"}
+DEMO_CPU_FILE = "demo_cpu.json"  # benchmarks/bench_demo_cpu.py --json
 QUANTILES = {"0.01": "q1", "0.05": "q5", "0.5": "q50"}  # as the JSON spells them -> column
 TASKS = ("gender", "age", "emotion")
 Z95 = 1.96  # normal quantile of a two-sided 95% interval
@@ -142,6 +143,35 @@ def glue_releases(earlier_dirs: dict[str, str | Path], current_dir: str | Path, 
     earlier = {name: read_record(Path(d) / WILD_FILES[crop]) for name, d in earlier_dirs.items()}
     table = release_table(earlier, read_record(Path(current_dir) / WILD_FILES[crop]))
     return glue("wild-release-table", table, display=False)
+
+
+def demo_timing_table(record: dict) -> pd.DataFrame:
+    """``bench_demo_cpu.py``'s settings as rows: the median ms of each stage and the frame's 90th percentile,
+    and whether every face kept the reference setting's labels (all of them, and those it shows as certain)."""
+    def verdict(changes: list) -> str:
+        return "same" if not changes else f"{len(changes)} face(s) differ"
+
+    rows = {}
+    for name, setting in record["settings"].items():
+        stages = {f"{stage} ms": f"{ms:.1f}" for stage, ms in setting["median_ms"].items()}
+        rows[name] = {"faces": setting["faces"], **stages, "frame ms, p90": f"{setting['p90_ms']['frame']:.1f}",
+                      "labels": verdict(setting["label_changes"]),
+                      "certain labels": verdict(setting["certain_label_changes"])}
+    return pd.DataFrame.from_dict(rows, orient="index").rename_axis("setting")
+
+
+def glue_demo_timings(results_dir: str | Path) -> pd.DataFrame:
+    """Glue the demo's CPU timing table (``demo-cpu-table``, see ``demo_timing_table``), the run, backbone,
+    detector and repeats, the default setting's frame time, the target and the settings within it."""
+    record = read_record(Path(results_dir) / DEMO_CPU_FILE)
+    glue("demo-cpu-run", run_line(record))
+    glue("demo-cpu-backbone", record["backbone"])
+    glue("demo-cpu-detector", record["detector"])
+    glue("demo-cpu-repeats", str(record["repeats"]))
+    glue("demo-cpu-default-ms", f"{record['settings']['default']['median_ms']['frame']:.0f}")
+    glue("demo-cpu-target-ms", f"{record['target_ms']:g}")
+    glue("demo-cpu-within", ", ".join(record["within_target"]) or "none")
+    return glue("demo-cpu-table", demo_timing_table(record), display=False)
 
 
 def glue_demo_settings() -> dict:
