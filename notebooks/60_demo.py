@@ -81,3 +81,12 @@ if panels:
     fig = viz.image_grid(panels, panel_titles, cols=cols, size=2.4)
     viz.savefig(fig, "demo_photos", figures_dir);
 pd.DataFrame(face_rows)
+
+# %% [markdown]
+# The same classifier on the test faces of the oldest age bins, per gender: whether the portrait's
+# errors are this model's habit.
+
+# %%
+older = demo.older_faces_table(app.pipeline().classifier, data.manifest_frame(manifests))
+glue("demo-older-table", older, display=False)
+older

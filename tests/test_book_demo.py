@@ -42,3 +42,31 @@ def test_crop_comparison_shows_photo_box_and_aligned_crop_per_photo(tmp_path):
     assert len(images) == len(titles) == 6 and all(im.size == (32, 32) for im in images)
     assert titles[:2] == ["photo", "box crop"] and titles[2].startswith("aligned")
     assert np.array_equal(np.asarray(images[1]), np.asarray(images[2]))  # the fallback is the box crop
+
+
+def test_older_faces_table_scores_each_gender_and_old_age_bin(tmp_path):
+    import numpy as np
+
+    from faceprompt.data.manifest import label_indices
+    from faceprompt.predict import TaskPrediction
+
+    class AlwaysOldMan:  # a FaceClassifier's predict: one dict of TaskPrediction per face
+        def __init__(self):
+            self.faces = 0
+
+        def predict(self, faces):
+            self.faces += len(faces)
+            return [{"gender": TaskPrediction("male", 0.9, {}), "age": TaskPrediction("70+", 0.6, {})} for _ in faces]
+
+    frame = data.manifest_frame(prepare_synthetic(tmp_path, n=160))
+    test = data.test_rows(frame)
+    bins = ("60-69", "70+")
+    counted = test[(np.array(label_indices(test, "gender")) >= 0) & test["age_bin"].isin(bins).to_numpy()]
+    classifier = AlwaysOldMan()
+    table = demo.older_faces_table(classifier, frame, bins=bins, batch_size=3)
+    assert classifier.faces == len(counted) == table["faces"].sum() > 0
+    for (gender, age), row in table.iterrows():
+        assert row["faces"] == ((counted["gender"] == gender) & (counted["age_bin"] == age)).sum()
+        assert row["gender right"] == ("100%" if gender == "male" else "0%")
+        assert row["age right"] == ("100%" if age == "70+" else "0%") and row["given 60-69 or older"] == "100%"
+    assert list(table.index) == sorted(table.index, key=lambda k: (k[0] != "male", k[1]))

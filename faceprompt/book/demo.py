@@ -73,3 +73,38 @@ def crop_example_paths(frame: pd.DataFrame, n: int = 4, seed: int = 0) -> list:
 
         return random.Random(seed).sample(photos, min(n, len(photos)))
     return list(test_rows(frame).sample(min(n, len(test_rows(frame))), random_state=seed)["path"])
+
+
+OLDER_BINS = ("50-59", "60-69", "70+")
+
+
+def older_faces_table(classifier, frame: pd.DataFrame, bins: tuple[str, ...] = OLDER_BINS,
+                      batch_size: int = 64) -> pd.DataFrame:
+    """The classifier (``predict.FaceClassifier``) on the test faces labelled with a gender and one of the
+    age ``bins``, per gender and bin: how many, the share whose gender and whose age bin it gets right, and
+    the share it puts in one of ``bins`` at all. It tells whether an error on a portrait of an old face is
+    the model's habit or that photo's."""
+    import numpy as np
+
+    from faceprompt.data.images import load_rgb
+    from faceprompt.data.manifest import label_indices
+    from faceprompt.tasks import TASKS
+
+    rows = test_rows(frame)
+    genders, ages = TASKS["gender"].classes, TASKS["age"].classes
+    gender, age = np.array(label_indices(rows, "gender")), np.array(label_indices(rows, "age"))
+    keep = (gender >= 0) & np.isin(age, [ages.index(b) for b in bins])
+    paths, gender, age = list(rows["path"][keep]), gender[keep], age[keep]
+    predicted = [p for start in range(0, len(paths), batch_size)
+                 for p in classifier.predict([load_rgb(path) for path in paths[start:start + batch_size]])]
+    table = pd.DataFrame({"gender": [genders[g] for g in gender], "age": [ages[a] for a in age],
+                          "gender right": [p["gender"].label == genders[g] for p, g in zip(predicted, gender)],
+                          "age right": [p["age"].label == ages[a] for p, a in zip(predicted, age)],
+                          f"given {bins[0]} or older": [p["age"].label in bins for p in predicted]})
+    if table.empty:
+        return pd.DataFrame(columns=["faces", *table.columns[2:]])
+    grouped = table.groupby(["gender", "age"], sort=False)
+    summary = grouped.mean().map(lambda share: f"{100 * share:.0f}%")
+    summary.insert(0, "faces", grouped.size())
+    order = [(g, b) for g in genders for b in bins if (g, b) in summary.index]
+    return summary.reindex(order)
