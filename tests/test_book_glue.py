@@ -17,6 +17,7 @@ def test_glue_outside_a_kernel_keeps_the_value():
 def test_formats():
     assert G.percent(0.6123) == "61.2%" and G.percent(float("nan")) == "n/a" and G.percent(None) == "n/a"
     assert G.points(-0.031) == "-3.1 pp" and G.points(0.031) == "+3.1 pp"
+    assert G.points(-0.0004) == "+0.0 pp" and G.points(-0.0006) == "-0.1 pp"
     assert G.count(16809984) == "16.81 M" and G.count(7680) == "7,680"
     assert G.key("acc", "softcpt+vpt", "synthetic", "age") == "acc-softcpt+vpt-synthetic-age"
     assert G.span([3.4, 3.6], unit="%") == "3–4%" and G.span([2.0, 2.01], "{:.1f}") == "2.0"

@@ -32,6 +32,9 @@ def test_seed_table_means_spreads_and_verdicts(tmp_path):
     assert row["method"] == "vpt" and row["verdict"] == "yes" and row["improved"] == "gender, emotion"
     assert {"seed_table.csv", "seed_verdicts.csv", "seed_table.md"} <= {p.name for p in tmp_path.iterdir()}
     assert "± 10.0" in (tmp_path / "seed_table.md").read_text()
+    shown = G.GLUED["eval-seed-verdicts"]  # the chapter's table: one row per method, changes in points
+    assert list(shown.index) == ["vpt"] and shown.loc["vpt", "verdict"] == "yes"
+    assert shown.loc["vpt", "age"].endswith(" pp") and "emotion (macro-F1)" in shown.columns
     assert G.GLUED["seed-vpt-verdict"] == "yes (gender, emotion)" and G.GLUED["seed-count"] == "3"
     assert G.GLUED["seed-methods"] == "vpt (3 seeds)" and G.GLUED["seed-improving"] == "vpt"
 

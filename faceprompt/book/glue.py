@@ -39,7 +39,10 @@ def percent(value: float | None, digits: int = 1) -> str:
 
 def points(value: float | None, digits: int = 1) -> str:
     """A difference of two accuracies in percentage points, signed: 0.031 -> '+3.1 pp'."""
-    return "n/a" if value is None or not np.isfinite(value) else f"{100 * value:+.{digits}f} pp"
+    if value is None or not np.isfinite(value):
+        return "n/a"
+    shown = round(100 * value, digits) or 0.0  # a change that rounds to zero reads +0.0, never -0.0
+    return f"{shown:+.{digits}f} pp"
 
 
 def count(value: float) -> str:

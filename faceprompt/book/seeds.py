@@ -120,6 +120,10 @@ def glue_seed_results(metrics: pd.DataFrame, out_dir: str | os.PathLike) -> tupl
     for t in ("gender", "age", "emotion", "emotion_macro_f1"):
         if t in shown.columns:
             shown[t] = shown[t].map(points)
+    if len(shown):  # one row per method, named by it; the columns as the chapter words them
+        shown = shown.set_index("method").rename(columns={
+            "emotion": "emotion (accuracy)", "emotion_macro_f1": "emotion (macro-F1)",
+            "improved": "improved tasks", "verdict_with_f1": "verdict, emotion by macro-F1 too"})
     glue("eval-seed-verdicts", shown, display=False)
     for _, r in verdicts.iterrows():
         glue(key("seed", r["method"], "verdict"), f"{r['verdict']} ({r['improved']})")
