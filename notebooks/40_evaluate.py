@@ -54,7 +54,7 @@ sorted(metrics["method"].unique())
 # ## Accuracy per task and dataset
 
 # %%
-accuracy = results.accuracy_table(metrics)
+accuracy = results.with_macro_f1(results.accuracy_table(metrics), metrics)
 glue("eval-accuracy-table", show(accuracy), display=False)
 show(accuracy)
 

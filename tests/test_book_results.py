@@ -51,6 +51,17 @@ def test_accuracy_table_has_a_mean_column_and_book_order(runs):
     assert table.loc["vpt", ("mean", "")] == pytest.approx(0.55)
 
 
+def test_macro_f1_sits_beside_its_tasks_accuracy_and_stays_out_of_the_mean(runs):
+    metrics = results.collect(runs)["metrics"]
+    table = results.accuracy_table(metrics)
+    wide = results.with_macro_f1(table, metrics, tasks=("age",))
+    assert list(wide.columns) == [("synthetic", "gender"), ("synthetic", "age"), ("synthetic", "age macro-F1"),
+                                  ("mean", "")]
+    assert wide.loc["vpt", ("synthetic", "age macro-F1")] == pytest.approx(0.4 - 0.1)  # seeds 0.3 and 0.5, F1 0.1 lower
+    assert wide.loc["vpt", ("mean", "")] == table.loc["vpt", ("mean", "")]
+    assert list(results.with_macro_f1(table, metrics).columns) == list(table.columns)  # no emotion labels here
+
+
 def test_one_off_and_fairness_sentences(runs):
     metrics = results.collect(runs)["metrics"]
     age = results.glue_one_off(metrics)

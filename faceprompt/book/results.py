@@ -66,6 +66,19 @@ def accuracy_table(metrics: pd.DataFrame, value: str = "accuracy") -> pd.DataFra
     return table
 
 
+def with_macro_f1(table: pd.DataFrame, metrics: pd.DataFrame, tasks: tuple[str, ...] = ("emotion",)) -> pd.DataFrame:
+    """``accuracy_table``'s table with each (dataset, task) column of ``tasks`` followed by that task's
+    macro-F1 (the mean over seeds), as (dataset, '<task> macro-F1'); the mean column is left as it was."""
+    f1 = accuracy_table(metrics, "macro_f1")
+    columns = {}
+    for column in table.columns:
+        columns[column] = table[column]
+        dataset, task = column
+        if task in tasks and column in f1.columns:
+            columns[(dataset, f"{task} macro-F1")] = f1[column].reindex(table.index)
+    return pd.DataFrame(columns, index=table.index)
+
+
 def versus_zero_shot(metrics: pd.DataFrame) -> pd.DataFrame:
     """Per method: mean accuracy over dataset/task rows, its change from zero-shot, added parameters."""
     mean = metrics.groupby("method", sort=False)["accuracy"].mean()
