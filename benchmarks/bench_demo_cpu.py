@@ -115,7 +115,7 @@ def measure(base: FacePipeline, photo, repeats: int) -> dict[str, dict]:
             "median_ms": {s: round(statistics.median(v), 2) for s, v in stages.items()},
             "p90_ms": {s: round(percentile(v, 0.9), 2) for s, v in stages.items()},
             "label_changes": label_changes(results[REFERENCE], results[name]),
-            # the labels the reference shows as certain (top probability >= the demo's uncertain_below)
+            # the labels the reference shows as certain (certainty >= the demo's uncertain_below)
             "certain_label_changes": label_changes(results[REFERENCE], results[name], certain_only=True),
             "labels": [labels for _, labels in face_labels(results[name])],
         }

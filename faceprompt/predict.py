@@ -29,6 +29,14 @@ class TaskPrediction:
     confidence: float
     probabilities: dict[str, float]
 
+    @property
+    def certainty(self) -> float:
+        """How far the top probability is from chance towards certainty: (p - 1/K) / (1 - 1/K) for K classes,
+        0 at chance and 1 at certainty, so a two-class and a nine-class label are judged alike (a top
+        probability of 0.5 is chance for gender and a clear lead among nine age bins)."""
+        k = len(self.probabilities)
+        return self.confidence if k < 2 else (self.confidence - 1 / k) / (1 - 1 / k)
+
 
 def compile_mode(compile: bool = False, static: bool = False) -> str:
     """The image path's ``Backbone.compile_image_path`` mode from the commands' ``--compile`` and ``--static``."""
@@ -106,6 +114,6 @@ class FaceClassifier:
 
 
 def as_json(prediction: dict[str, TaskPrediction]) -> dict:
-    return {task: {"label": p.label, "confidence": round(p.confidence, 4),
+    return {task: {"label": p.label, "confidence": round(p.confidence, 4), "certainty": round(p.certainty, 4),
                    "probabilities": {c: round(v, 4) for c, v in p.probabilities.items()}}
             for task, p in prediction.items()}

@@ -65,6 +65,8 @@ def test_demo_settings_are_the_code_constants():
     assert float(settings["demo-min-size"]) == DEFAULT_MIN_SIZE
     assert float(settings["demo-uncertain-below"]) == DEFAULT_UNCERTAIN_BELOW
     assert int(settings["demo-face-photo-side"]) == DEFAULT_FACE_PHOTO_SIDE
+    assert wild.uncertain_levels(0.5) == "gender 75%, age 56%, emotion 57%"
+    assert wild.uncertain_levels(0.0) == "gender 50%, age 11%, emotion 14%"
 
 
 def test_the_chapters_quote_only_declared_keys():

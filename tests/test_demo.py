@@ -209,11 +209,26 @@ def test_uncertain_faces_are_flagged_in_json_and_drawing(pipeline):
     assert sure.to_json()["faces"][0]["uncertain"] is False
     assert doubtful.faces[0].caption().count("?") == len(TASKS) and "?" not in sure.faces[0].caption()
     assert not np.array_equal(np.asarray(draw(photo, sure)), np.asarray(draw(photo, doubtful)))
-    # Only tasks below the threshold are flagged: a threshold between two confidences splits them.
-    confidences = sorted(p.confidence for p in sure.faces[0].predictions.values())
-    middle = FacePipeline(pipeline.detector, pipeline.classifier, uncertain_below=confidences[-1])
+    # Only tasks below the threshold are flagged: a threshold between two certainties splits them.
+    certainties = sorted(p.certainty for p in sure.faces[0].predictions.values())
+    middle = FacePipeline(pipeline.detector, pipeline.classifier, uncertain_below=certainties[-1])
     flagged = middle.annotate(photo).faces[0].uncertain
-    assert len(flagged) == sum(c < confidences[-1] for c in confidences)
+    assert len(flagged) == sum(c < certainties[-1] for c in certainties)
+    assert all("certainty" in p for p in face_json["predictions"].values())
+
+
+def test_certainty_judges_two_and_nine_classes_alike(pipeline):
+    from faceprompt.predict import TaskPrediction
+
+    def prediction(top, k):
+        return TaskPrediction("a", top, {str(i): top if i == 0 else (1 - top) / (k - 1) for i in range(k)})
+
+    assert prediction(0.5, 2).certainty == pytest.approx(0.0) and prediction(1.0, 9).certainty == pytest.approx(1.0)
+    assert prediction(0.75, 2).certainty == pytest.approx(0.5) and prediction(0.5, 9).certainty == pytest.approx(0.4375)
+    # at the default threshold: gender at 68% is flagged, as is a 52% lead among nine age bins; 60% of nine is not
+    uncertain = pipeline.uncertain_tasks({"gender": prediction(0.68, 2), "age": prediction(0.52, 9),
+                                          "emotion": prediction(0.6, 7)})
+    assert pipeline.uncertain_below == 0.5 and uncertain == ["gender", "age"]
 
 
 # --- the command line ------------------------------------------------------------------------------------

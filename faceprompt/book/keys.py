@@ -191,7 +191,8 @@ KEYS: tuple[GlueKey, ...] = tuple(
     + _family("70_recorded", "wild.glue_demo_timings", "demo-cpu-table", "demo-cpu-run", "demo-cpu-backbone",
               "demo-cpu-detector", "demo-cpu-repeats", "demo-cpu-default-ms", "demo-cpu-target-ms", "demo-cpu-within")
     + _family("70_recorded", "wild.glue_demo_settings", "demo-min-score", "demo-min-size", "demo-uncertain-below",
-              "demo-margin", "demo-crop", "demo-face-photo-side", "demo-max-megapixels")
+              "demo-margin", "demo-crop", "demo-face-photo-side", "demo-max-megapixels",
+              "demo-uncertain-levels")
 )
 
 

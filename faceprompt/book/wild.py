@@ -176,7 +176,8 @@ def glue_demo_timings(results_dir: str | Path) -> pd.DataFrame:
 
 def glue_demo_settings() -> dict:
     """Glue the demo's defaults from the code: dlib's score threshold, the smallest face, the uncertainty
-    level, the box-crop margin, the default crop, the face-sized photo limit and the image size limit."""
+    level (and the top probability it means per task), the box-crop margin, the default crop, the
+    face-sized photo limit and the image size limit."""
     from faceprompt.demo.pipeline import (DEFAULT_FACE_PHOTO_SIDE, DEFAULT_MIN_SIZE, DEFAULT_UNCERTAIN_BELOW,
                                           MIN_SCORES, FacePipeline)
     from faceprompt.data.images import DEFAULT_MAX_PIXELS
@@ -188,4 +189,14 @@ def glue_demo_settings() -> dict:
             "demo-margin": glue("demo-margin", f"{inspect.signature(FacePipeline).parameters['margin'].default:g}"),
             "demo-crop": glue("demo-crop", DEFAULT_CROP),
             "demo-face-photo-side": glue("demo-face-photo-side", f"{DEFAULT_FACE_PHOTO_SIDE}"),
-            "demo-max-megapixels": glue("demo-max-megapixels", f"{DEFAULT_MAX_PIXELS / 1e6:g}")}
+            "demo-max-megapixels": glue("demo-max-megapixels", f"{DEFAULT_MAX_PIXELS / 1e6:g}"),
+            "demo-uncertain-levels": glue("demo-uncertain-levels", uncertain_levels(DEFAULT_UNCERTAIN_BELOW))}
+
+
+def uncertain_levels(threshold: float) -> str:
+    """The top probability under which each task's label is marked uncertain at ``threshold`` of certainty:
+    'gender 75%, age 56%, emotion 57%' (p = 1/K + threshold * (1 - 1/K) for K classes)."""
+    from faceprompt.tasks import TASKS
+
+    return ", ".join(f"{name} {100 * (1 / len(task.classes) + threshold * (1 - 1 / len(task.classes))):.0f}%"
+                     for name, task in TASKS.items())

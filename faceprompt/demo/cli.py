@@ -33,7 +33,8 @@ from faceprompt.predict import DEFAULT_CROP, compile_mode
 LABEL_RULES = (
     ("--min-score", None, "detections scored lower are not labelled; None: the detector's calibrated value"),
     ("--min-size", DEFAULT_MIN_SIZE, "faces whose box is smaller (pixels) are not labelled"),
-    ("--uncertain-below", DEFAULT_UNCERTAIN_BELOW, "a top class probability below this marks the label uncertain"),
+    ("--uncertain-below", DEFAULT_UNCERTAIN_BELOW,
+     "a label less than this far from chance (0) towards certainty (1) is marked uncertain"),
 )
 
 

@@ -11,8 +11,9 @@ the way it was trained on.
 
 Honesty rules: a detection scored below ``min_score`` (calibrated per detector on the shared photos, see
 ``benchmarks/bench_in_the_wild.py``) or smaller than ``min_size`` pixels is not labelled; each one
-is listed under ``dropped`` with the reason. A task whose top probability is below ``uncertain_below`` is
-marked uncertain (a ``?`` in the drawing, ``"uncertain": true`` in the JSON).
+is listed under ``dropped`` with the reason. A task whose label's certainty (its top probability rescaled so
+that chance is 0 and certainty 1: ``TaskPrediction.certainty``) is below ``uncertain_below`` is marked
+uncertain (a ``?`` in the drawing, ``"uncertain": true`` in the JSON).
 """
 from __future__ import annotations
 
@@ -39,7 +40,8 @@ NO_FACE_MESSAGE = "no face found"
 MIN_SCORES = {"dlib": 0.05}
 # Faces smaller than this (box side, pixels) carry too little detail to label.
 DEFAULT_MIN_SIZE = 20
-# A task whose top class probability is below this is shown as uncertain.
+# A task whose label is less than this far from chance towards certainty (``TaskPrediction.certainty``) is
+# shown as uncertain: a top probability under 75% for gender's two classes, about 57% for emotion's seven.
 DEFAULT_UNCERTAIN_BELOW = 0.5
 # A photo no larger than this (longer side, pixels) in which no face is found is taken as one face: a face
 # crop such as a profile picture or a dataset chip, where the face fills the frame and detectors miss it.
@@ -62,7 +64,7 @@ class FaceResult:
     box: tuple[float, float, float, float]
     score: float
     predictions: dict[str, TaskPrediction]
-    uncertain: list[str] = field(default_factory=list)  # tasks whose top probability is below the threshold
+    uncertain: list[str] = field(default_factory=list)  # tasks whose certainty is below the threshold
     crop: str = "box"  # how the classifier's crop was made: "aligned", or "box" (also after a fallback)
     landmarks: tuple | None = None  # the five points the aligned crop used (thumbnails reuse them)
     whole_image: bool = False  # no face was found in this face-sized photo: the photo is the face
@@ -267,7 +269,7 @@ class FacePipeline:
         return kept, dropped
 
     def uncertain_tasks(self, prediction: dict[str, TaskPrediction]) -> list[str]:
-        return [task for task, p in prediction.items() if p.confidence < self.uncertain_below]
+        return [task for task, p in prediction.items() if p.certainty < self.uncertain_below]
 
     def face_crops(self, frame: Image.Image, detections: list[Detection]):
         """``align.FaceCrop`` per detection, made the way ``prepare`` makes training crops (the landmarks of
