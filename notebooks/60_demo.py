@@ -70,17 +70,15 @@ viz.savefig(fig, "crop_comparison", figures_dir);
 # demo's own path (detect, align, classify, draw), with the aligned crops the classifier saw.
 
 # %%
-import pandas as pd
-
 outside = photos.condition_photos(photo_side)
 panels, panel_titles, cols, face_rows = photos.annotated_with_crops(app.pipeline(), outside)
 glue("demo-photos-count", len(outside))
-glue("demo-photos-table", pd.DataFrame(face_rows), display=False)
+glue("demo-photos-table", photos.face_table(face_rows), display=False)
 glue("demo-photos-right", photos.agreement(face_rows))
 if panels:
     fig = viz.image_grid(panels, panel_titles, cols=cols, size=2.4)
     viz.savefig(fig, "demo_photos", figures_dir);
-pd.DataFrame(face_rows)
+photos.face_table(face_rows)
 
 # %% [markdown]
 # The same classifier on the test faces of the oldest age bins, per gender: whether the portrait's

@@ -80,3 +80,10 @@ def test_agreement_counts_the_faces_with_each_known_label():
     assert photos.agreement(rows) == "gender right on 2 of 3 faces, age on 2 of 3"
     assert photos.agreement([]) == "gender right on 0 of 0 faces, age on 0 of 0"
     assert photos.PORTRAIT_TRUTH == {"gender": "female", "age": "70+"}
+
+
+def test_face_table_is_indexed_by_photo_and_face():
+    rows = [{"photo": "as shipped", "face": 1, "gender": "male"}, {"photo": "three sizes", "face": 2, "gender": "female"}]
+    table = photos.face_table(rows)
+    assert list(table.index) == [("as shipped", 1), ("three sizes", 2)] and list(table.columns) == ["gender"]
+    assert photos.face_table([]).empty

@@ -97,3 +97,11 @@ def agreement(rows: list[dict], truth: dict[str, str] = PORTRAIT_TRUTH) -> str:
     parts = [f"{task} right on {right} of {len(rows)}" + (" faces" if i == 0 else "")
              for i, (task, right) in enumerate(counts)]
     return ", ".join(parts[:1] + [p.replace(" right", "") for p in parts[1:]])
+
+
+def face_table(rows: list[dict]):
+    """``annotated_with_crops``' rows as a table indexed by photo and face (empty without rows)."""
+    import pandas as pd
+
+    table = pd.DataFrame(rows)
+    return table.set_index(["photo", "face"]) if len(table) else table
