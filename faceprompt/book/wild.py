@@ -1,8 +1,9 @@
 """The numbers of the face-crop and demo chapters: the CPU benchmarks' JSON and the demo's settings.
 
 ``benchmarks/bench_landmarks.py --json``, ``benchmarks/bench_in_the_wild.py --json`` (one file per crop) and
-``benchmarks/bench_demo_cpu.py --json`` write the files read here; the demo's thresholds come from :mod:`faceprompt.demo.pipeline`'s constants, so
-the chapters quote what the code does. Keys start with ``crop-``, ``wild-`` or ``demo-``.
+``benchmarks/bench_demo_cpu.py --json`` write the files read here; the demo's thresholds come from
+:mod:`faceprompt.demo.pipeline`'s constants, so the chapters quote what the code does. Keys start with
+``crop-``, ``wild-`` or ``demo-``.
 """
 from __future__ import annotations
 
