@@ -93,10 +93,10 @@ def annotated_with_crops(pipeline, photos: dict[str, Image.Image], cols: int = 4
 def agreement(rows: list[dict], truth: dict[str, str] = PORTRAIT_TRUTH) -> str:
     """How many faces of ``annotated_with_crops``' rows got each known label:
     'gender right on 3 of 8 faces, age on 0 of 8'."""
-    counts = [(task, sum(row.get(task) == label for row in rows)) for task, label in truth.items()]
-    parts = [f"{task} right on {right} of {len(rows)}" + (" faces" if i == 0 else "")
-             for i, (task, right) in enumerate(counts)]
-    return ", ".join(parts[:1] + [p.replace(" right", "") for p in parts[1:]])
+    counts = [f"{sum(row.get(task) == label for row in rows)} of {len(rows)}" for task, label in truth.items()]
+    tasks = list(truth)
+    rest = [f"{task} on {count}" for task, count in zip(tasks[1:], counts[1:])]
+    return ", ".join([f"{tasks[0]} right on {counts[0]} faces", *rest])
 
 
 def face_table(rows: list[dict]):
