@@ -34,6 +34,7 @@ from faceprompt.checkpoint import CONFIG_FILE, load_prompts, read_run_config, ru
 from faceprompt.data.dataset import DataSource, ManifestDataset, load_sources
 from faceprompt.data.images import check_face_files
 from faceprompt.data.manifest import label_indices
+from faceprompt.engine.run_folder import run_files_in
 from faceprompt.features import cached_features
 from faceprompt.io import atomic_path, read_json, write_json_atomic
 from faceprompt.prompts import PromptModel, added_parameters, build_model
@@ -155,13 +156,17 @@ def age_offset_table(frame: pd.DataFrame, probs: dict[str, np.ndarray]) -> pd.Da
 
 
 def write_tables(out_dir: Path, result: EvalResult) -> Path:
-    """``out_dir/eval/{metrics,confusion,fairness,reliability}.{csv,json}`` and ``summary.json``, atomically."""
+    """``out_dir/eval/{metrics,confusion,fairness,reliability}.{csv,json}`` and ``summary.json``, atomically;
+    each table's first column names the run it describes."""
     folder = Path(out_dir) / EVAL_DIR
     folder.mkdir(parents=True, exist_ok=True)
     for name in ("metrics", "confusion", "fairness", "reliability"):
         table: pd.DataFrame | None = getattr(result, name)
         if table is None:
             continue
+        if "run" not in table.columns:
+            table = table.copy()
+            table.insert(0, "run", result.summary.get("run"))
         with atomic_path(folder / f"{name}.csv") as tmp:
             table.to_csv(tmp, index=False)
         write_json_atomic(folder / f"{name}.json", table.replace({np.nan: None}).to_dict(orient="records"))
@@ -218,9 +223,15 @@ def _default_sources(run_dir: Path, splits: tuple[str, ...]) -> list[DataSource]
     return [DataSource(m, splits) for m in manifests]
 
 
-def _check_out_dir(out_dir: str | os.PathLike | None) -> None:
+def _check_out_dir(out_dir: str | os.PathLike | None, run_dir: Path | None = None) -> None:
     if out_dir is not None and Path(out_dir).exists() and not Path(out_dir).is_dir():
         raise ValueError(f"out_dir: {out_dir} exists and is not a folder")
+    if out_dir is None or run_dir is None or Path(out_dir).resolve() == Path(run_dir).resolve():
+        return
+    found = run_files_in(Path(out_dir))
+    if found:
+        raise ValueError(f"out_dir: {out_dir} holds another run ({', '.join(found)}); its tables would be "
+                         f"replaced by {run_dir}'s: choose a folder that is not a run")
 
 
 def evaluate(run_dir: str | os.PathLike | None = None, *, model: PromptModel | None = None,
@@ -242,8 +253,8 @@ def evaluate(run_dir: str | os.PathLike | None = None, *, model: PromptModel | N
         raise ValueError(f"batch_size: must be 1 or more, got {batch_size}")
     if write_run and out_dir is None:
         raise ValueError("out_dir: needed to write the run")
-    _check_out_dir(out_dir)
     run_dir = None if run_dir is None else run_paths(run_dir)[0].parent  # a prompts file names its run folder
+    _check_out_dir(out_dir, run_dir)
     splits = (splits,) if isinstance(splits, str) else tuple(splits)
     if manifests:
         sources = [DataSource(m, splits, tuple(datasets) if datasets else None) for m in manifests]
@@ -273,10 +284,12 @@ def evaluate(run_dir: str | os.PathLike | None = None, *, model: PromptModel | N
     if len(metrics):
         for position, (key, value) in enumerate(identity.items()):
             metrics.insert(position, key, value)
-    summary = {**identity, "weights": model.backbone.weights_id, "rows": len(frame),
+    target = out_dir if out_dir is not None else run_dir
+    named = run_dir if run_dir is not None else target
+    summary = {"run": Path(named).name if named is not None else None, **identity,
+               "weights": model.backbone.weights_id, "rows": len(frame),
                "manifests": [s.manifest for s in sources], "splits": list(splits),
                "datasets": sorted(frame["dataset"].unique())}
-    target = out_dir if out_dir is not None else run_dir
     result = EvalResult(metrics, confusion, fairness, summary, None, reliability_table(frame, probs))
     if target is not None:
         result.out_dir = write_tables(Path(target), result)

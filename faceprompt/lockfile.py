@@ -49,10 +49,20 @@ class FolderLock:
         self.command = command
         self._fd: int | None = None
 
+    def _open(self) -> int:
+        """The lock file, never through a link: a planted symlink must not let the lock write elsewhere."""
+        if self.path.is_symlink():
+            raise FolderLockedError(f"{self.path} is a symbolic link, not a lock file; remove it and run again")
+        try:
+            return os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
+        except OSError as err:
+            raise FolderLockedError(f"{self.path}: cannot open the lock file ({err.strerror}); "
+                                    f"remove it and run again") from None
+
     def acquire(self) -> "FolderLock":
         self.folder.mkdir(parents=True, exist_ok=True)
         while True:
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            fd = self._open()
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:

@@ -34,9 +34,10 @@ from typing import Any
 from faceprompt.config import Config, add_set_argument, merge_overrides, parse_overrides, read_yaml
 from faceprompt.locations import project_root, shared_data_root
 
-NOTEBOOKS = ("10_data_prep", "20_zero_shot", "30_train", "40_evaluate", "50_attention", "60_demo", "70_recorded")
+NOTEBOOKS = ("10_data_prep", "20_zero_shot", "30_train", "40_evaluate", "45_data_efficiency", "50_attention",
+             "60_demo", "70_recorded")
 STAGES: tuple[tuple[str, ...], ...] = (("10_data_prep", "70_recorded"), ("20_zero_shot",), ("30_train",),
-                                       ("40_evaluate", "50_attention"), ("60_demo",))
+                                       ("45_data_efficiency", "40_evaluate", "50_attention"), ("60_demo",))
 STAMP_FILE = ".stamps.json"
 PLACEHOLDER_CHAPTERS = {
     "book/datasets.md": "# Datasets and face crops\n\nThis chapter is being written.\n",
@@ -46,7 +47,7 @@ PLACEHOLDER_CHAPTERS = {
 # What shapes a notebook's output besides its source and parameters (hashed into every stamp).
 FINGERPRINT_FOLDERS = ("faceprompt", "data_prep", "benchmarks/results", "book/_data")
 DATA_CHOICE_ENV = "FACEPROMPT_BOOK_DATA"  # "synthetic" forces the synthetic faces even when real data are here
-REAL_DATASETS = ("UTKFace", "facial_expressions", "LFW")  # folders the real-data profile reads
+REAL_DATASETS = ("UTKFace", "facial_expressions", "LFW", "FERPlus")  # folders the real-data profile reads
 
 
 def _trained_methods() -> tuple[str, ...]:

@@ -65,6 +65,7 @@ class PrepareOptions:
     keep_official_splits: bool = True
     resplit: bool = False  # ignore DIR/splits.csv from earlier runs
     splits: tuple[str, ...] | None = None  # crop only these splits' images (every row is still split)
+    split_limits: dict = field(default_factory=dict)  # split -> at most this many rows of it (a seeded subset)
     progress: bool = True
     adapter_options: dict = field(default_factory=dict)
 
@@ -83,6 +84,10 @@ class PrepareOptions:
             raise ValueError(f"splits must name some of {list(SPLITS)}, got {list(self.splits)}")
         if self.workers < 1:
             raise ValueError(f"workers must be >= 1, got {self.workers}")
+        for split, n in dict(self.split_limits).items():
+            if split not in SPLITS or not isinstance(n, int) or isinstance(n, bool) or n < 1:
+                raise ValueError(f"split_limits: {split!r}: {n!r} must be a split of {list(SPLITS)} with a "
+                                 f"whole number of rows >= 1")
 
 
 @dataclass
@@ -359,6 +364,11 @@ def _prepare_locked(name: str, adapter, root: Path, out: Path, opts: PrepareOpti
     write_splits(split_file, rows, stored, key="image_key")
     if opts.splits is not None:  # split first, so the rows left out keep their split for a later run
         rows = [r for r in rows if r["split"] in opts.splits]
+    for split, n in opts.split_limits.items():
+        chosen = [r for r in rows if r["split"] == split]
+        if len(chosen) > n:
+            dropped = {r["key"] for r in chosen} - {r["key"] for r in _take_limit(chosen, n, opts.seed)}
+            rows = [r for r in rows if r["key"] not in dropped]
 
     crop_dir = _crop_dir(out, opts, detect)
     jobs = [CropJob(r["key"], r["path"], str(crop_dir / _crop_name(r["key"])), detect, opts.detector,

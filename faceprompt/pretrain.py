@@ -65,7 +65,7 @@ from faceprompt.engine.schedule import warmup_cosine
 from faceprompt.engine.seeding import epoch_seed
 from faceprompt.io import write_json_atomic
 from faceprompt.pretraining.config import RESUMABLE_CHANGES, PretrainConfig
-from faceprompt.pretraining.data import (Labels, PretrainData, batches, epoch_order, load_data, split_counts,
+from faceprompt.pretraining.data import (Labels, PretrainData, batches, epoch_order, load_data, roles, split_counts,
                                          split_data, write_splits_file)
 from faceprompt.pretraining.loss import TokenCache, prepare_step, step_loss
 from faceprompt.pretraining.prompt_loss import ClassPrompts
@@ -146,7 +146,7 @@ def _start(cfg: PretrainConfig, runtime: LocalRuntime, rows, images: torch.Tenso
     tokenizer = open_clip.get_tokenizer(cfg.model)
     optimizer = make_optimizer(model, cfg)
     steps_per_epoch = len(epoch_order(train_labels, cfg.emotion_balance, np.random.default_rng(0),
-                                      cfg.emotion_samples)) // cfg.batch_size
+                                      cfg.emotion_samples, cfg.age_balance)) // cfg.batch_size
     scheduler = warmup_cosine(optimizer, steps_per_epoch * cfg.epochs, cfg.warmup_steps, cfg.lr, cfg.min_lr)
     tokens = TokenCache(tokenizer, model.text.context_length)
     class_prompts = ClassPrompts.build(tokens) if cfg.prompt_loss_weight > 0 else None
@@ -161,7 +161,7 @@ def _train_epoch(run: _Run, epoch: int, progress: bool) -> float:
     seed = epoch_seed(cfg.seed, epoch, SEED_STRIDE)
     rng, gen = random.Random(seed), torch.Generator().manual_seed(seed)
     order = epoch_order(run.train_labels, cfg.emotion_balance, np.random.default_rng([cfg.seed, epoch]),
-                        cfg.emotion_samples)
+                        cfg.emotion_samples, cfg.age_balance)
     set_patch_drop(model, cfg.patch_drop if epoch < cfg.epochs - cfg.unmasked_epochs else 0.0)
     model.train()
     params = [p for p in model.parameters() if p.requires_grad]
@@ -227,27 +227,49 @@ def _finish(run: _Run, rows, images: torch.Tensor, state: dict, started: float, 
     device = run.runtime.describe()
     write_json_atomic(out / "recipe.json", {
         "command": command,
-        "config": cfg.to_dict(), "train_seconds": round(state["seconds"], 1),
+        "config": {**cfg.to_dict(), "out": project_relative(out)}, "train_seconds": round(state["seconds"], 1),
         "total_seconds": round(time.perf_counter() - started, 1), "threads": cfg.threads, "device": device,
-        "parameters": params, "weights_bytes": size, "splits": split_counts(rows),
+        "parameters": params, "weights_bytes": size, "roles": roles(cfg, rows), "splits": split_counts(rows),
         "history": state["history"], "test_zero_shot": test, "torch": torch.__version__,
     })
     return PretrainResult(out, state["seconds"], params, size, test, device)
 
 
+def project_relative(path: Path) -> str:
+    """``path`` relative to the working folder when inside it (a recipe must not record a machine's layout)."""
+    resolved = Path(path).resolve()
+    try:
+        return resolved.relative_to(Path.cwd().resolve()).as_posix()
+    except ValueError:
+        return Path(path).name
+
+
+def check_fresh_start(cfg: PretrainConfig) -> None:
+    """A new run (no --resume, no --overwrite) must not replace a model or a checkpoint that is there."""
+    there = [p for p in (Path(cfg.out) / "open_clip_model.safetensors", Path(cfg.work_dir) / CHECKPOINT_FILE)
+             if p.exists()]
+    if there:
+        raise FileExistsError(f"{', '.join(map(str, there))} already there: continue that run with --resume, "
+                              f"replace it with --overwrite, or choose another out and work_dir")
+
+
 def pretrain(cfg: PretrainConfig, resume: bool = False, progress: bool = True, data: PretrainData | None = None,
-             resume_hint: str | None = None, command: str = DEFAULT_COMMAND) -> PretrainResult:
+             resume_hint: str | None = None, command: str = DEFAULT_COMMAND, overwrite: bool = False
+             ) -> PretrainResult:
     """Run the whole recipe; returns where the model went, how long it took and its test numbers.
 
     ``data``: rows and images to train on instead of the shared data folder's (benchmarks, tests).
     ``resume=True`` continues from ``work_dir``'s checkpoint and refuses a changed recipe, before any work.
     ``resume_hint``: the command an interruption message tells the user to run.
     ``command``: the command that reproduces the run, recorded in ``recipe.json``.
+    ``overwrite=True`` lets a new run replace the model in ``out`` and the checkpoint in ``work_dir``.
     """
     cfg.validate()
     check_image_size(cfg)
     if resume:
         check_resume(cfg)
+    elif not overwrite:
+        check_fresh_start(cfg)
     runtime = make_runtime(cfg.device, precision="fp32", accelerate=False)
     torch.set_num_threads(cfg.threads)
     started = time.perf_counter()

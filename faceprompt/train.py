@@ -43,6 +43,7 @@ from faceprompt.engine import state as engine_state
 from faceprompt.engine.balance import balanced_features, balanced_images, duplicates_of
 from faceprompt.engine.optim import make_optimizer, optimizer_step, part_groups
 from faceprompt.engine.progress import bar, interruptible
+from faceprompt.engine.run_folder import CHECKPOINT_INFO, RunFolderLock, check_run_folder
 from faceprompt.engine.runtime import LocalRuntime, make_runtime
 from faceprompt.engine.schedule import warmup_cosine
 from faceprompt.engine.seeding import EpochSampler, seed_everything
@@ -61,7 +62,6 @@ from faceprompt.warm_start import load_text_part
 log = logging.getLogger(__name__)
 
 CHECKPOINT_FILE = engine_state.CHECKPOINT_FILE
-CHECKPOINT_INFO = "checkpoint.json"
 
 
 # --- data ----------------------------------------------------------------------------------------
@@ -332,15 +332,9 @@ def validate(model: PromptModel, loader, runtime, cfg: TrainConfig, on_features:
     return record
 
 
-
-
 def _prepare_run_dir(cfg: TrainConfig, resume: bool) -> Path:
     run_dir = cfg.run_path()
-    has_checkpoint = (run_dir / CHECKPOINT_FILE).is_file()
-    if resume and not has_checkpoint:
-        raise FileNotFoundError(f"run_id: {run_dir} has no {CHECKPOINT_FILE} to resume from")
-    if not resume and has_checkpoint:
-        raise ValueError(f"run_id: {run_dir} already holds a run; resume it (--resume) or choose another run_id")
+    check_run_folder(run_dir, resume)
     if resume:
         check_resume(run_dir, cfg)
     return run_dir
@@ -469,7 +463,13 @@ def fit(config: TrainConfig | dict | str | os.PathLike, *, resume: bool = False,
     epoch's checkpoint kept.
     """
     cfg = _resolve(config, resume)
-    run_dir = _prepare_run_dir(cfg, resume)
+    _prepare_run_dir(cfg, resume)  # refused before the lock makes the folder
+    with RunFolderLock(cfg.run_path()):
+        return _fit_locked(cfg, resume, progress, on_epoch_end)
+
+
+def _fit_locked(cfg: TrainConfig, resume: bool, progress: bool, on_epoch_end) -> FitResult:
+    run_dir = _prepare_run_dir(cfg, resume)  # again: another writer may have finished in between
     train_frame, val_frame = load_frames(cfg)
     session = _start(cfg, run_dir, train_frame, val_frame, progress)
     state = load_checkpoint(run_dir, session.model, session.optimizer, session.scheduler) if resume \

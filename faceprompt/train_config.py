@@ -27,6 +27,7 @@ CLASS_BALANCE = ("none", "weights", "sampler")
 MONITORS = {"accuracy": "val_mean_accuracy", "balanced_accuracy": "val_mean_balanced_accuracy"}  # -> record key
 # Fields a resumed run may change: where and how fast it runs, where it lives, and how long it goes on.
 # Every other field is the recipe, and a resume that changes one is refused naming it.
+RESUME_CACHE = "feature-cache"  # a resumed run's image features, inside the run folder
 RESUMABLE_CHANGES = ("device", "precision", "num_workers", "accelerate", "compile", "cache_dir", "run_dir", "run_id",
                      "epochs")
 TASK_WEIGHTINGS = ("fixed", "loss_ema", "loss_ema_data")
@@ -223,6 +224,8 @@ class TrainConfig(Config):
              f"must be one of {list(TASK_BALANCE_AUGMENTS)}"),
             ("text_lr_scale", 0 <= self.text_lr_scale < math.inf, "must be >= 0 (0: the text part is not optimised)"),
             ("init_from", self.init_from is None or bool(str(self.init_from).strip()), "must be a run folder or null"),
+            ("run_id", self.run_id is None or is_plain_folder_name(self.run_id),
+             "must be one plain folder name (no '/', '\\', '.' or '..'), made inside run_dir"),
             ("device", self.device in ("auto", "cpu") or self.device.startswith("cuda"), "must be auto, cpu or cuda"),
         ]
 
@@ -234,6 +237,13 @@ class TrainConfig(Config):
     def run_path(self) -> Path:
         run_id = self.run_id or f"{self.method.replace('+', '_')}-{self.backbone}-{time.strftime('%Y%m%d-%H%M%S')}"
         return Path(self.run_dir) / run_id
+
+
+def is_plain_folder_name(name: str) -> bool:
+    """One folder name that stays where it is put: not a path, not '.' or '..', nothing hidden in it."""
+    text = str(name)
+    return bool(text.strip()) and text not in (".", "..") and not any(c in text for c in "/\\\0") \
+        and text == text.strip()
 
 
 def _protocol_defaults(protocol: str, data: dict[str, Any]) -> dict[str, Any]:
@@ -323,5 +333,7 @@ def resume_config(run_dir: str | os.PathLike) -> TrainConfig:
     config = read_json(run_dir / "config.json")
     if "train_config" not in config:
         raise ValueError(f"{run_dir}/config.json: no 'train_config' (not a training run)")
-    stored = {**config["train_config"], "run_dir": str(run_dir.parent), "run_id": run_dir.name}
+    # Features are cached inside the run: a resume writes nowhere but the run (or a cache_dir named now).
+    stored = {**config["train_config"], "run_dir": str(run_dir.parent), "run_id": run_dir.name,
+              "cache_dir": str(run_dir / RESUME_CACHE)}
     return TrainConfig.from_dict(stored, where=f"{run_dir}/config.json")

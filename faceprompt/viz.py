@@ -170,6 +170,26 @@ def reliability_diagram(curves: pd.DataFrame, title: str = "") -> plt.Figure:
     return fig
 
 
+def data_efficiency(table: pd.DataFrame, zero_shot: float, title: str = "") -> plt.Figure:
+    """Test accuracy against labelled faces per class (``table``: method, shots, accuracy, accuracy_sd, in
+    the order the shots grow), one line per method with its seed sd as a band; zero-shot dashed."""
+    _style()
+    fig, ax = plt.subplots(figsize=(5.4, 3.6))
+    for method, sub in table.groupby("method", sort=False):
+        xs = np.arange(len(sub))
+        sd = sub["accuracy_sd"].fillna(0).to_numpy()
+        line, = ax.plot(xs, sub["accuracy"], marker="o", markersize=4, label=str(method))
+        ax.fill_between(xs, sub["accuracy"] - sd, sub["accuracy"] + sd, color=line.get_color(), alpha=0.15)
+        ax.set_xticks(xs, [str(s) for s in sub["shots"]])
+    ax.axhline(zero_shot, color="k", linestyle="--", linewidth=1, label="zero-shot")
+    ax.set_xlabel("labelled faces per class")
+    ax.set_ylabel("test accuracy")
+    ax.set_title(title)
+    ax.legend(fontsize=7, frameon=False)
+    fig.tight_layout()
+    return fig
+
+
 def tradeoff_scatter(table: pd.DataFrame, x: str = "added", y: str = "mean_accuracy", label: str = "method",
                      logx: bool = True) -> plt.Figure:
     """One point per method: e.g. added parameters (log scale) against mean accuracy."""

@@ -23,6 +23,7 @@ work_dir = "work/notebooks"            # manifests, runs and caches of this run
 figures_dir = "work/notebooks/figures"  # the book's run writes into book/figures
 datasets = [{"name": "synthetic", "n": 300, "size": 64}]
 backbone = "default"   # its recorded pretraining split (if any) is checked against this run's test split
+target = {"dataset": "synthetic", "task": "emotion"}  # labels the backbone's pretraining must not have read
 threads = 1
 workers = 2
 
@@ -55,6 +56,14 @@ splits
 heldout = leakage.held_out_check(manifests, startup.resolve_backbone(backbone))
 print(GLUED["heldout-summary"])
 heldout
+
+# %% [markdown]
+# ## Labels left for prompt tuning
+# The target's labels must never have reached the backbone's pretraining (its recipe's roles), so that
+# prompt tuning adapts it to something new.
+
+# %%
+print(leakage.adaptation_check(startup.resolve_backbone(backbone), target))
 
 # %% [markdown]
 # ## Label distributions

@@ -45,7 +45,8 @@ def test_every_toc_chapter_exists():
             missing.append(name)
     assert not missing, f"toc names chapters that do not exist: {missing}"
     executed = {Path(f).name for f in files if f.startswith("book/_executed/")}
-    assert {"10_data_prep", "20_zero_shot", "40_evaluate", "50_attention", "60_demo", "70_recorded"} <= executed
+    assert {"10_data_prep", "20_zero_shot", "40_evaluate", "45_data_efficiency", "50_attention", "60_demo",
+            "70_recorded"} <= executed
     assert any(e.get("glob") == "book/_executed/30_train_*" for e in toc_entries(toc))
 
 
@@ -58,7 +59,7 @@ def test_the_notebooks_are_the_pipelines():
     from faceprompt.pipeline import NOTEBOOKS as RUN, STAGES
 
     assert [p.stem for p in NOTEBOOKS] == ["10_data_prep", "20_zero_shot", "30_train", "40_evaluate",
-                                          "50_attention", "60_demo", "70_recorded"]
+                                          "45_data_efficiency", "50_attention", "60_demo", "70_recorded"]
     assert tuple(p.stem for p in NOTEBOOKS) == RUN
     assert sorted(n for stage in STAGES for n in stage) == sorted(RUN)
 
@@ -117,7 +118,7 @@ def test_profiles_parse_and_plan(tmp_path):
         load_profile(ROOT / "configs" / "book_gpu.yaml", ["parallel=two"])
 
 
-def _fake_shared(root: Path, names=("UTKFace", "facial_expressions", "LFW")) -> Path:
+def _fake_shared(root: Path, names=("UTKFace", "facial_expressions", "LFW", "FERPlus")) -> Path:
     for name in names:
         (root / name).mkdir(parents=True)
         (root / name / "x.txt").write_text("x")
@@ -134,14 +135,17 @@ def test_default_profile_uses_real_faces_when_the_shared_data_are_there(tmp_path
     assert profile.name == "real" and "real faces" in profile.data_source
     assert profile.parameters["backbone"] == "faceclip-tiny"
     roots = {d["name"]: d["root"] for d in profile.parameters["datasets"]}
-    assert roots == {"utkface": str(shared / "UTKFace"), "facial_expressions": str(shared / "facial_expressions")}
+    assert roots == {"utkface": str(shared / "UTKFace"), "facial_expressions": str(shared / "facial_expressions"),
+                     "ferplus": str(shared / "FERPlus")}
+    assert profile.parameters["target"] == {"dataset": "ferplus", "task": "emotion"}
     assert all(d.get("seed", 0) == 0 for d in profile.parameters["datasets"])  # faceclip-tiny's split seed
     training = plan(profile, ROOT)[2]
     seeded = [j for j in training if j.parameters.get("method") == "vpt"]
     assert [j.parameters["seed"] for j in seeded] == [0, 1]
     assert [j.output for j in seeded] == ["30_train_vpt", "30_train_vpt-seed1"]
-    assert profile.method_seeds("softcpt") == (0, 1, 2)
-    for method in ("vpt", "vpt-ts", "v2pt"):
+    for method in ("coop", "softcpt"):  # text methods: three seeds at least, visual ones two
+        assert profile.method_seeds(method) == (0, 1, 2)
+    for method in ("vpt", "vpt-ts", "v2pt", "softcpt+vpt"):
         assert profile.method_seeds(method) == (0, 1)
     # text methods keep the longer schedule; the visual ones the short one the 20-minute build allows
     by_method = {j.parameters["method"]: j.parameters for j in training}

@@ -443,3 +443,43 @@ def test_config_values_are_typed_before_any_work(tmp_path, capsys):
     with pytest.raises(ValueError, match=r"field 'epochs' must be an integer, got '2'"):
         fp.pretrain(_small_config(tmp_path, epochs="2"), progress=False)  # built directly: typed all the same
     assert not (tmp_path / "work").exists()
+
+
+def test_a_new_run_never_replaces_a_model_or_checkpoint_without_overwrite(tmp_path):
+    data = pdata.stand_in_data(SMALL_SPLITS, 64)
+    fp.pretrain(_small_config(tmp_path, epochs=1), progress=False, data=data)
+    weights = tmp_path / "model" / "open_clip_model.safetensors"
+    before = weights.stat().st_mtime_ns
+    with pytest.raises(FileExistsError, match="already there: continue that run with --resume, replace it "
+                                              "with --overwrite"):
+        fp.pretrain(_small_config(tmp_path, epochs=1, seed=1), progress=False, data=data)
+    assert weights.stat().st_mtime_ns == before
+    fp.pretrain(_small_config(tmp_path, epochs=1, seed=1), progress=False, data=data, overwrite=True)
+    assert weights.stat().st_mtime_ns != before
+
+
+def test_adaptation_labels_never_reach_pretraining(tmp_path):
+    row = {"path": "x.png", "gender": "", "age": "", "age_bin": "", "emotion": "fear"}
+    assert pdata.withhold_adaptation_labels(row, "ferplus", ("ferplus:emotion",))["emotion"] == ""
+    assert pdata.withhold_adaptation_labels(row, "facial_expressions", ("ferplus:emotion",))["emotion"] == "fear"
+    aged = {"path": "y.png", "gender": "male", "age": "33", "age_bin": "30-39", "emotion": ""}
+    kept = pdata.withhold_adaptation_labels(aged, "utkface", ("utkface:age",))
+    assert (kept["age"], kept["age_bin"], kept["gender"]) == ("", "", "male")
+    with pytest.raises(ValueError, match="adaptation_labels"):
+        pconfig.PretrainConfig(adaptation_labels=("ferplus:mood",)).validate()
+    data = pdata.stand_in_data(SMALL_SPLITS, 64)
+    cfg = _small_config(tmp_path, epochs=1, adaptation_labels=("ferplus:emotion",))
+    recipe = pd.read_json(fp.pretrain(cfg, progress=False, data=data).out / "recipe.json", typ="series")
+    assert recipe["roles"]["adaptation_labels"] == ["ferplus:emotion"]
+    assert "ferplus" not in recipe["roles"]["pretraining_labels"]
+
+
+def test_age_balance_draws_rare_gender_age_groups_more_often():
+    rows = pd.DataFrame({"gender": ["male"] * 900 + ["female"] * 100, "age": ["25"] * 900 + ["75"] * 100,
+                         "emotion": [""] * 1000})
+    labels = pdata.Labels.from_rows(rows)
+    as_found = pdata.epoch_order(labels, 0.5, np.random.default_rng(0), None, age_balance=0.0)
+    balanced = pdata.epoch_order(labels, 0.5, np.random.default_rng(0), None, age_balance=1.0)
+    assert len(as_found) == len(balanced) == 1000
+    assert (as_found >= 900).mean() == pytest.approx(0.1)
+    assert 0.4 < (balanced >= 900).mean() < 0.6

@@ -133,6 +133,7 @@ KEYS: tuple[GlueKey, ...] = tuple(
     _family("10_data_prep", "datasets.glue_data_summary", "data-rows", "data-datasets", "data-source",
             "data-splits-table")
     + _family("10_data_prep", "leakage.held_out_check", "heldout-summary")
+    + _family("10_data_prep", "leakage.adaptation_check", "adaptation-summary")
     + _family("20_zero_shot", None, "zs-backbone")
     + _family("20_zero_shot", "runs.glue_zero_shot_scores", "zs-{dataset}-{task}")
     + _family("20_zero_shot", "runs.glue_template_comparison", "zs-ensemble-gain", "zs-template-table")
@@ -152,6 +153,12 @@ KEYS: tuple[GlueKey, ...] = tuple(
               "latency-max-batch", "latency-device")
     + _family("40_evaluate", "results.glue_one_off", "oneoff-{method}-{dataset}")
     + _family("40_evaluate", "results.fairness_summary", "fairness-summary")
+    + _family("40_evaluate", "target.glue_target", "target-dataset", "target-task", "target-zero-shot",
+              "target-zero-shot-balanced", "target-best-method", "target-best", "target-best-gain",
+              "target-best-balanced-gain", "target-over-2sd", "target-worst-elsewhere", "target-selected",
+              "target-table")
+    + _family("45_data_efficiency", "few_shot.glue_data_efficiency", "few-shot-table", "few-shot-zero-shot",
+              "few-shot-beats-{method}")
     + _family("50_attention", "attention.glue_prompt_shares", "prompt-share-{family}-{method}-{task}")
     + _family("50_attention", None, "attention-table")
     + _family("60_demo", None, "demo-status", "demo-photos-count", "demo-photos-table", "demo-photos-right",

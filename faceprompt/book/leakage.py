@@ -51,3 +51,35 @@ def held_out_check(manifests: dict[str, str], backbone: str, recorded: pd.DataFr
         text = f"{backbone} records no pretraining split for these datasets; nothing to check."
     glue("heldout-summary", text)
     return table
+
+
+def model_roles(backbone: str, pretrained_dir: str | Path = PRETRAINED_DIR) -> dict | None:
+    """``recipe.json``'s ``roles`` of an embedded model: the labels its pretraining read per dataset and the
+    ``dataset:task`` labels it left for prompt tuning; None for a backbone without a record."""
+    import json
+
+    path = Path(pretrained_dir) / backbone / "recipe.json"
+    return json.loads(path.read_text()).get("roles") if path.is_file() else None
+
+
+def adaptation_check(backbone: str, target: dict, roles: dict | None = None) -> str:
+    """The held-out target's labels must not have reached the backbone's pretraining (raises otherwise):
+    its recipe must list ``dataset:task`` among the adaptation labels and must not have read that task of
+    that dataset. Glued as ``adaptation-summary``."""
+    roles = model_roles(backbone) if roles is None else roles
+    dataset, task = target["dataset"], target["task"]
+    if roles is None:
+        text = f"{backbone} records no pretraining roles; the target {dataset} {task} is not checked."
+    else:
+        read = roles.get("pretraining_labels", {}).get(dataset, [])
+        if task in read:
+            raise ValueError(f"{backbone}'s pretraining read {dataset}'s {task} labels: {dataset} {task} is "
+                             f"not held out (recipe.json roles: {roles})")
+        if f"{dataset}:{task}" not in roles.get("adaptation_labels", []):
+            raise ValueError(f"{backbone}'s recipe does not hold out {dataset}:{task} for prompt tuning "
+                             f"(adaptation_labels: {roles.get('adaptation_labels')})")
+        seen = f"its images with {', '.join(read)} only" if read else "none of its images"
+        text = (f"{backbone}'s pretraining never read a {task} label of {dataset} ({seen}): prompt tuning "
+                f"adapts it to labels it never saw, as the thesis adapts SigLIP2 and PE-Core.")
+    glue("adaptation-summary", text)
+    return text

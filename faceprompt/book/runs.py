@@ -122,12 +122,13 @@ def train_config(method: str, backbone: str, manifests: dict[str, str], runs_dir
 def clear_run(run_dir: str | os.PathLike) -> bool:
     """Remove an earlier run folder so a new run starts clean. Only an empty folder or one holding a
     run's files (``RUN_FILES``) is removed; anything else is refused. Returns whether one was removed."""
+    from faceprompt.lockfile import LOCK_NAME
     from faceprompt.train import CHECKPOINT_FILE
 
     run_dir = Path(run_dir)
     if not run_dir.exists():
         return False
-    names = {p.name for p in run_dir.iterdir()}
+    names = {p.name for p in run_dir.iterdir()} - {LOCK_NAME}
     if names and not names & {*RUN_FILES, CHECKPOINT_FILE}:
         raise FileExistsError(f"{run_dir} holds no run (none of {sorted(RUN_FILES)}): not removing it")
     shutil.rmtree(run_dir)

@@ -14,7 +14,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--backbone", default=None, help=f"backbone name (default: {default_backbone()})")
     parser.add_argument("--weights", default=None, help="'random', a weights file, or local-dir:FOLDER")
     parser.add_argument("--prompts", default=None, metavar="RUN_DIR",
-                        help="a trained run, or its prompts.safetensors (default: zero-shot)")
+                        help="a trained run, or its prompts.safetensors (default: the run tuned on the "
+                             "embedded model that ships with it)")
+    parser.add_argument("--zero-shot", action="store_true",
+                        help="the bare pretrained backbone with its hand-written prompts, no tuned run")
     parser.add_argument("--device", type=device, default="cpu", help="cpu, cuda, cuda:1 or auto")
     parser.add_argument("--crop", choices=CROP_MODES, default=DEFAULT_CROP,
                         help=f"aligned: landmarks onto the face template; box: the image as given "
@@ -27,8 +30,11 @@ def run(args: argparse.Namespace) -> int:
 
     face = load_face(args.image)  # a bad image fails in a second, before the model loads
     classifier = FaceClassifier.load(args.backbone, run_dir=args.prompts, weights=args.weights, device=args.device,
-                                     compile=compile_mode(args.compile, args.static))
-    result = {"image": args.image, "backbone": classifier.backbone.name, "method": classifier.model.method,
-              "crop": args.crop, "predictions": as_json(classifier.predict_image(face, args.crop))}
+                                     compile=compile_mode(args.compile, args.static), zero_shot=args.zero_shot)
+    crop = classifier.crop_image(face, args.crop)
+    used = {"asked": args.crop, "used": crop.mode, **({"why": crop.reason} if crop.reason else {})}
+    result = {"image": args.image, "model": classifier.describe(), "backbone": classifier.backbone.name,
+              "method": classifier.model.method, "crop": used,
+              "predictions": as_json(classifier.predict([crop.image])[0])}
     print(json.dumps(result, indent=2))
     return 0

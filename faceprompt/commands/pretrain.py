@@ -10,6 +10,8 @@ from faceprompt.config import add_set_argument, merge_overrides, parse_overrides
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", required=True, help="YAML or JSON file of PretrainConfig fields")
     parser.add_argument("--resume", action="store_true", help="continue from the last epoch checkpoint")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="start afresh even where out holds a model or work_dir a checkpoint (they are replaced)")
     parser.add_argument("--out", help="override the config's output folder")
     parser.add_argument("--device", help="override the config's device (cpu, cuda)")
     add_set_argument(parser, "pretrain config fields (on --resume only device, threads and out)")
@@ -31,7 +33,9 @@ def run(args: argparse.Namespace) -> int:
     hint = " ".join(["faceprompt pretrain --config", args.config, "--resume",
                      *(["--set", *args.set] if args.set else []), *(["--out", args.out] if args.out else []),
                      *(["--device", args.device] if args.device else [])])
-    result = pretrain(cfg, resume=args.resume, progress=not args.quiet, resume_hint=hint,
+    if args.resume and args.overwrite:
+        raise ValueError("--overwrite: starts afresh, --resume continues: give one of them")
+    result = pretrain(cfg, resume=args.resume, progress=not args.quiet, resume_hint=hint, overwrite=args.overwrite,
                       command=f"faceprompt pretrain --config {args.config}")
     print(f"faceclip: {result.parameters / 1e6:.2f}M parameters, {result.size_bytes / 1e6:.1f} MB, "
           f"trained in {result.seconds / 60:.1f} min on {result.device} -> {result.out}")

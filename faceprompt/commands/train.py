@@ -32,6 +32,9 @@ def run(args: argparse.Namespace) -> int:
     if args.compile:
         overrides["compile"] = True
     if isinstance(args.resume, str):
+        if args.config:
+            raise ValueError(f"--config: a resumed run keeps the recipe stored in {args.resume}/config.json; "
+                             f"leave out --config (or resume with --config alone and no folder)")
         cfg = resume_config(args.resume)
     elif args.config:
         cfg = load_config(args.config)

@@ -13,7 +13,6 @@ Prints one line per frame with the time split into detection and classification.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -22,6 +21,7 @@ from PIL import Image
 
 from faceprompt.commands.options import add_compile_arguments, device, margin, non_negative_int, port, positive_int
 from faceprompt.data.images import load_rgb
+from faceprompt.io import write_json_atomic
 from faceprompt.demo.media import VideoReadError, VideoWriter, folder_images, input_kind, iter_frames, open_video
 from faceprompt.align import CROP_MODES
 from faceprompt.demo.pipeline import (DEFAULT_FACE_PHOTO_SIDE, DEFAULT_LANDMARKS, DEFAULT_MAX_FACES, DEFAULT_MIN_SIZE,
@@ -50,7 +50,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--backbone", default=None, help=f"backbone name (default: {default_backbone()})")
     parser.add_argument("--weights", default=None, help="'random', a weights file, or local-dir:FOLDER")
     parser.add_argument("--prompts", default=None, metavar="RUN_DIR",
-                        help="a trained run, or its prompts.safetensors (default: zero-shot)")
+                        help="a trained run, or its prompts.safetensors (default: the run tuned on the "
+                             "embedded model that ships with it)")
+    parser.add_argument("--zero-shot", action="store_true",
+                        help="the bare pretrained backbone with its hand-written prompts, no tuned run")
     parser.add_argument("--detector", default=DEFAULT_DETECTOR, help=f"face detector (default: {DEFAULT_DETECTOR})")
     parser.add_argument("--margin", type=margin, default=0.25,
                         help="crop margin per side, fraction of the face")
@@ -116,10 +119,11 @@ def run(args: argparse.Namespace) -> int:
                                  max_faces=args.max_faces, crop=args.crop, min_score=args.min_score,
                                  min_size=args.min_size, uncertain_below=args.uncertain_below,
                                  landmarks=args.landmarks, detect_max_side=args.detect_max_side,
-                                 face_photo_side=args.face_photo_side,
+                                 face_photo_side=args.face_photo_side, zero_shot=args.zero_shot,
                                  compile=compile_mode(args.compile, args.static)).warm_up()
     out.mkdir(parents=True, exist_ok=True)
-    print(f"backbone {pipeline.classifier.backbone.name}, {pipeline.classifier.model.method}, "
+    model = pipeline.classifier.describe()
+    print(f"backbone {model['backbone']}, {model['method']} (prompts: {model['prompts']}), "
           f"detector {pipeline.detector.name}", file=sys.stderr)
     if kind == "image":
         annotate_image(pipeline, Path(args.input), out, args.json, image=image)
@@ -157,8 +161,8 @@ def annotate_image(pipeline: FacePipeline, path: Path, out: Path, write_json: bo
     name = name or path.stem
     timed_draw(image, result).save(out / f"{name}.jpg", quality=92)
     if write_json:
-        record = {"input": str(path), **result.to_json()}
-        (out / f"{name}.json").write_text(json.dumps(record, indent=2))
+        record = {"input": str(path), "model": pipeline.classifier.describe(), **result.to_json()}
+        write_json_atomic(out / f"{name}.json", record)
     return result
 
 
@@ -228,7 +232,7 @@ def annotate_video(pipeline: FacePipeline, video: tuple, name: str, out: Path, w
               f"mean align {mean([r.align_ms for r in results]):.1f} ms, "
               f"mean classify {mean([r.classify_ms for r in results]):.1f} ms")
     if write_json:
-        record = {"input": info.source, "fps": info.fps,
+        record = {"input": info.source, "model": pipeline.classifier.describe(), "fps": info.fps,
                   "frames": [{"frame": i, **r.to_json()} for i, r in enumerate(results)]}
-        (out / f"{name}.json").write_text(json.dumps(record, indent=2))
+        write_json_atomic(out / f"{name}.json", record)
     return results

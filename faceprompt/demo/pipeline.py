@@ -189,11 +189,12 @@ class FacePipeline:
     @classmethod
     def load(cls, backbone: str | Backbone | None = None, run_dir: str | os.PathLike | None = None,
              detector: str | None = None, weights: str | None = None, device: str = "cpu",
-             compile: str = "off", **options) -> "FacePipeline":
+             compile: str = "off", zero_shot: bool = False, **options) -> "FacePipeline":
         """A pipeline from names: backbone (name or loaded; default: the embedded face model), trained run
-        (default: zero-shot), detector (default: ``detect.DEFAULT_DETECTOR``); ``compile``: the classifier's
-        ``torch.compile`` mode (``predict.compile_mode``)."""
-        classifier = FaceClassifier.load(backbone, run_dir=run_dir, weights=weights, device=device, compile=compile)
+        (default: the run tuned on the embedded model that ships with it; ``zero_shot``: none), detector
+        (default: ``detect.DEFAULT_DETECTOR``); ``compile``: the classifier's ``torch.compile`` mode."""
+        classifier = FaceClassifier.load(backbone, run_dir=run_dir, weights=weights, device=device, compile=compile,
+                                         zero_shot=zero_shot)
         return cls(get_detector(detector or DEFAULT_DETECTOR), classifier, **options)
 
     @property

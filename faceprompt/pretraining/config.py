@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import torch
 
 from faceprompt.config import Config, coerce
+from faceprompt.tasks import TASKS
 
 LOSSES = ("sigmoid", "clip")
 POSITIVES = ("labels", "pairs")
@@ -20,6 +21,11 @@ RESUMABLE_CHANGES = ("device", "threads", "out")
 
 
 _PROBABILITIES = ("grayscale_p", "flip_p", "color_p", "white_balance_p", "blur_p", "jpeg_p", "rotate_p")
+
+
+def _is_dataset_task(text: str) -> bool:
+    dataset, _, task = str(text).partition(":")
+    return dataset in DATASETS and task in TASKS
 
 
 def _ordered(pair, low, high) -> bool:
@@ -67,6 +73,9 @@ class PretrainConfig(Config):
     prompt_loss_weight: float = 0.0
     age_neighbour_weight: float = 0.0
     emotion_balance: float = 0.7
+    # Images with a gender and an age, drawn with p ~ count(gender, age bin) ** -age_balance (0: each once):
+    # UTKFace holds ten faces of 20-29 for one of 70+, and the rare bins were the ones the model lost.
+    age_balance: float = 0.0
     emotion_samples: int | None = 3000  # expression images drawn per epoch (None: as many as there are)
     crop_scale: tuple[float, float] = (0.75, 1.0)
     grayscale_p: float = 0.2  # facial_expressions is grayscale: don't let colour stand in for the dataset
@@ -89,6 +98,9 @@ class PretrainConfig(Config):
     val_limit: int = 400  # per dataset, for the per-epoch zero-shot check (0: none)
     storage_dtype: str = "float16"  # of the exported weights; loading casts to fp32
     limit: int | None = None  # seeded subset of rows per dataset (smoke runs)
+    # "dataset:task" labels kept for prompt tuning: pretraining never reads them (the held-out target,
+    # as a web-scale VLM never saw "30-39" or "disgust" as a caption). Recorded in recipe.json's "roles".
+    adaptation_labels: tuple[str, ...] = ()
 
     @classmethod
     def from_dict(cls, data: dict | None, where: str = "pretrain config") -> "PretrainConfig":
@@ -130,6 +142,9 @@ class PretrainConfig(Config):
             ("crop", self.crop in CROPS, f"must be one of {list(CROPS)}"),
             ("storage_dtype", self.storage_dtype in STORAGE_DTYPES, f"must be one of {list(STORAGE_DTYPES)}"),
             ("limit", self.limit is None or self.limit >= 1, "must be >= 1 or null"),
+            ("age_balance", 0 <= self.age_balance <= 1, "must be in [0, 1]"),
+            ("adaptation_labels", all(_is_dataset_task(x) for x in self.adaptation_labels),
+             f"each must be 'dataset:task' with a dataset of {list(DATASETS)} and a task of {list(TASKS)}"),
             ("emotion_samples", self.emotion_samples is None or self.emotion_samples >= 1, "must be >= 1 or null"),
         ]
         for name, ok, message in checks:

@@ -16,7 +16,7 @@ from faceprompt.io import atomic_path
 from faceprompt.locations import shared_data_root
 from faceprompt.pretraining.cache import build_image_cache
 from faceprompt.pretraining.config import PretrainConfig
-from faceprompt.tasks import EMOTIONS, GENDERS, age_to_bin
+from faceprompt.tasks import AGE_BINS, EMOTIONS, GENDERS, age_to_bin
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +57,28 @@ def image_cache_path(cfg: PretrainConfig) -> Path:
     return Path(cfg.work_dir) / f"images_{cfg.image_size}{crop}.safetensors"
 
 
+def withhold_adaptation_labels(row: dict, dataset: str, adaptation_labels: tuple[str, ...]) -> dict:
+    """The row without the labels kept for prompt tuning (``"dataset:task"``); a row left with none is
+    dropped by the caller, so a held-out dataset's images never reach pretraining with a caption."""
+    withheld = [task for entry in adaptation_labels for ds, _, task in [entry.partition(":")] if ds == dataset]
+    if not withheld:
+        return row
+    row = dict(row)
+    for task in withheld:
+        row[task] = ""
+        if task == "age":
+            row["age"], row["age_bin"] = "", ""
+    return row
+
+
+def roles(cfg: PretrainConfig, rows: pd.DataFrame) -> dict:
+    """What pretraining read and what it left for prompt tuning (recipe.json's ``"roles"``)."""
+    read = {dataset: sorted(c for c in ("gender", "age_bin", "emotion") if (part[c] != "").any())
+            for dataset, part in rows.groupby("dataset")}
+    return {"pretraining_labels": {d: ["age" if c == "age_bin" else c for c in cs] for d, cs in sorted(read.items())},
+            "adaptation_labels": list(cfg.adaptation_labels)}
+
+
 def collect_rows(cfg: PretrainConfig) -> pd.DataFrame:
     """Labelled rows of every dataset with ``faceprompt prepare``'s keys and seeded splits."""
     from faceprompt.datasets import get_adapter, has_label
@@ -68,7 +90,8 @@ def collect_rows(cfg: PretrainConfig) -> pd.DataFrame:
         folder = root / _DATASET_DIRS[name]
         options = {"lfw_lists": root / "LFW"} if name == "facial_expressions" and (root / "LFW").is_dir() else {}
         scan = get_adapter(name).scan(folder, seed=cfg.split_seed, **options)
-        rows = [r for r in scan.rows if has_label(r)]
+        rows = [withhold_adaptation_labels(r, name, cfg.adaptation_labels) for r in scan.rows]
+        rows = [r for r in rows if has_label(r)]
         for row in rows:
             row["key"] = Path(row["path"]).resolve().relative_to(folder.resolve()).as_posix()
         rows.sort(key=lambda r: r["key"])
@@ -165,14 +188,32 @@ def split_data(rows: pd.DataFrame, images: torch.Tensor, split: str, limit: int 
     return images[index], Labels.from_rows(rows.loc[index]), rows.loc[index, "dataset"].to_numpy()
 
 
-def epoch_order(labels: Labels, balance: float, rng: np.random.Generator, emotion_samples: int | None = None
-                ) -> np.ndarray:
-    """One epoch of indices: every image without an emotion label once, and ``emotion_samples`` (default: as
-    many as there are) draws of the images with one, with probability proportional to count(emotion) ** -balance.
-    Why draw fewer: once balanced, the thousands of near-identical neutral and happy faces add little."""
+def age_gender_groups(labels: Labels) -> np.ndarray:
+    """gender x age bin as one index per image; -1 where either label is missing."""
+    bins = np.array([AGE_BINS.index(age_to_bin(a)) if np.isfinite(a) else -1 for a in labels.age], dtype=np.int64)
+    known = (bins >= 0) & (labels.gender >= 0)
+    return np.where(known, labels.gender * len(AGE_BINS) + bins, -1)
+
+
+def epoch_order(labels: Labels, balance: float, rng: np.random.Generator, emotion_samples: int | None = None,
+                age_balance: float = 0.0) -> np.ndarray:
+    """One epoch of indices: the images without an emotion label, and ``emotion_samples`` (default: as many
+    as there are) draws of the images with one, with probability proportional to count(emotion) ** -balance.
+    Why draw fewer: once balanced, the thousands of near-identical neutral and happy faces add little.
+    The images without an emotion come once each, or with ``age_balance`` > 0 as many draws, those with a
+    gender and an age with probability ~ count(gender, age bin) ** -age_balance (the rest at the mean weight)."""
     has_emotion = labels.emotion >= 0
     plain = np.flatnonzero(~has_emotion)
     emo = np.flatnonzero(has_emotion)
+    if age_balance > 0 and len(plain):
+        groups = age_gender_groups(labels.take(plain))
+        counts = np.bincount(groups[groups >= 0], minlength=2 * len(AGE_BINS)).astype(np.float64)
+        weights = np.ones(len(plain))
+        known = groups >= 0
+        if known.any():
+            weights[known] = counts[groups[known]] ** -age_balance
+            weights[~known] = weights[known].mean()
+        plain = rng.choice(plain, size=len(plain), replace=True, p=weights / weights.sum())
     if len(emo):
         counts = np.bincount(labels.emotion[emo], minlength=len(EMOTIONS)).astype(np.float64)
         weights = counts[labels.emotion[emo]] ** -balance
