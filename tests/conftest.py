@@ -52,3 +52,27 @@ def shared_data() -> Path:
         pytest.skip(f"shared data folder {root} is absent (set FACEPROMPT_SHARED_DATA to point at it)")
     return root
 
+
+
+@pytest.fixture(scope="session")
+def faceclip():
+    """The embedded face model, loaded once."""
+    from faceprompt.backbones import load_backbone
+
+    return load_backbone("faceclip-tiny")
+
+
+@pytest.fixture
+def shipped(tmp_path, monkeypatch, faceclip):
+    """A VPT run on the embedded model, put where the package's shipped tuned run lives."""
+    from faceprompt import predict
+    from faceprompt.checkpoint import save_prompts
+    from faceprompt.prompts import build_model
+
+    model = build_model("vpt", faceclip, config={"tokens": 2})
+    with torch.no_grad():
+        model.visual.prompts.mul_(5.0)  # far from anything zero-shot would say
+    run = (tmp_path / "faceclip-tiny-tuned").resolve()
+    save_prompts(model, run)
+    monkeypatch.setattr(predict, "SHIPPED_RUN", run)
+    return run

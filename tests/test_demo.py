@@ -279,6 +279,18 @@ def test_cli_image_with_json(tmp_path, capsys):
         assert sum(h.inside(f["box"], region) for f in record["faces"]) == 1
 
 
+def test_cli_runs_the_shipped_run_by_default_and_names_it(tmp_path, capsys, shipped):
+    photo, _ = h.group_photo(2)
+    photo.save(tmp_path / "pair.jpg", quality=95)
+    assert demo(tmp_path / "pair.jpg", "--out", tmp_path / "tuned", "--json") == 0
+    tuned = json.loads((tmp_path / "tuned" / "pair.json").read_text())
+    assert tuned["model"]["method"] == "vpt" and tuned["model"]["prompts"] == f"shipped: {shipped.name}"
+    assert demo(tmp_path / "pair.jpg", "--out", tmp_path / "bare", "--json", "--zero-shot") == 0
+    bare = json.loads((tmp_path / "bare" / "pair.json").read_text())
+    assert bare["model"]["method"] == "zero-shot"
+    assert "(prompts: zero-shot" in capsys.readouterr().err
+
+
 def test_cli_on_held_out_face_photos_gets_their_gender(tmp_path, capsys, loaded):
     """The default model on real photos it never trained on: the printed gender matches the label."""
     h.require_utkface()

@@ -58,8 +58,23 @@ def runs(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def app(runs):
-    return build_app(runs_dir=runs)
+def app(runs, tmp_path_factory):
+    """The app as on a machine where no tuned run ships (the shipped one is tested on its own below)."""
+    from faceprompt import predict
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(predict, "SHIPPED_RUN", tmp_path_factory.mktemp("none") / "absent")
+        yield build_app(runs_dir=runs)
+
+
+def test_the_shipped_run_answers_by_default_and_zero_shot_is_offered(shipped, runs):
+    app = build_app(runs_dir=runs)
+    labels = [label for label, _ in app.run.options]
+    assert labels[:2] == [f"{shipped.name} (vpt, shipped)", "zero-shot"]
+    assert app.run.value == str(shipped)
+    assert app.pipeline().classifier.model.method == "vpt"
+    app.run.value = "zero-shot"
+    assert app.pipeline().classifier.model.method == "zero-shot"
 
 
 def test_defaults_and_choices(app, runs):

@@ -7,14 +7,17 @@ from faceprompt.commands.options import add_compile_arguments, device, positive_
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("run_dir", nargs="?", help="a run folder written by `faceprompt train`")
+    parser.add_argument("run_dir", nargs="?", help="a run folder written by `faceprompt train` (default with "
+                                                   "--manifest: the tuned run shipped with the embedded model)")
     parser.add_argument("--manifest", nargs="+", default=None, metavar="PATH",
                         help="manifests to evaluate on (default: the run's training manifests)")
     parser.add_argument("--split", nargs="+", default=["test"], help="manifest splits to use (default test)")
     parser.add_argument("--datasets", nargs="+", default=None, metavar="NAME",
                         help="only these datasets (values of the manifest's dataset column)")
     parser.add_argument("--out", help="where to write eval/ (default: the run folder)")
-    parser.add_argument("--zero-shot", action="store_true", help="evaluate zero-shot on --backbone instead of a run")
+    parser.add_argument("--zero-shot", action="store_true",
+                        help="evaluate the bare backbone (--backbone, default the embedded model) with its "
+                             "hand-written prompts instead of a run")
     parser.add_argument("--backbone", help="zero-shot: backbone name (with a run: must be the run's, which is fixed)")
     parser.add_argument("--weights", help="backbone weights: random, a file, local-dir:... (default: the usual)")
     parser.add_argument("--tasks", nargs="+", default=None,
@@ -29,20 +32,24 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from faceprompt.evaluate import evaluate, evaluate_zero_shot
+    from faceprompt.predict import default_backbone, default_run
 
     common = dict(splits=tuple(args.split), datasets=args.datasets, batch_size=args.batch_size,
                   cache_dir=args.cache_dir or None, progress=not args.quiet, compile=args.compile)
     if args.zero_shot:
-        if not args.backbone:
-            raise ValueError("--backbone: required with --zero-shot")
+        backbone = args.backbone or default_backbone()
         if not args.out:
-            raise ValueError(f"--out: required with --zero-shot (e.g. runs/zero-shot-{args.backbone})")
-        result = evaluate_zero_shot(args.backbone, args.manifest or [], args.out, weights=args.weights,
+            raise ValueError(f"--out: required with --zero-shot (e.g. runs/zero-shot-{backbone})")
+        result = evaluate_zero_shot(backbone, args.manifest or [], args.out, weights=args.weights,
                                     tasks=tuple(args.tasks) if args.tasks else None, device=args.device, **common)
     else:
-        if not args.run_dir:
-            raise ValueError("run_dir: give a run folder, or --zero-shot --backbone NAME")
-        result = evaluate(args.run_dir, manifests=args.manifest, out_dir=args.out, device=args.device,
+        run_dir = args.run_dir or (default_run(args.backbone, args.weights) if args.manifest else None)
+        if not run_dir:
+            raise ValueError("run_dir: give a run folder, or --manifest M (the shipped tuned run), or "
+                             "--zero-shot --backbone NAME")
+        if not args.run_dir and not args.out:
+            raise ValueError(f"--out: required without a run folder (the shipped run {run_dir} is not written to)")
+        result = evaluate(run_dir, manifests=args.manifest, out_dir=args.out, device=args.device,
                           weights=args.weights, backbone=args.backbone, tasks=args.tasks, **common)
     columns = [c for c in ("dataset", "task", "n", "accuracy", "balanced_accuracy", "macro_f1", "ece",
                            "one_off_accuracy", "mean_abs_bin_error", "fairness_gap") if c in result.metrics]

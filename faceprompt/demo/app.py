@@ -42,10 +42,11 @@ class RunInfo:
     path: Path
     method: str
     backbone: str
+    shipped: bool = False
 
     @property
     def label(self) -> str:
-        return f"{self.path.name} ({self.method})"
+        return f"{self.path.name} ({self.method}{', shipped' if self.shipped else ''})"
 
 
 def find_runs(runs_dir: str | os.PathLike | None) -> list[RunInfo]:
@@ -65,6 +66,14 @@ def find_runs(runs_dir: str | os.PathLike | None) -> list[RunInfo]:
         except (OSError, ValueError, KeyError):
             continue
     return runs
+
+
+def shipped_runs() -> list[RunInfo]:
+    """The tuned run that ships with the embedded model, when the package has one."""
+    from faceprompt.predict import SHIPPED_RUN
+
+    return [RunInfo(r.path, r.method, r.backbone, shipped=True) for r in find_runs(SHIPPED_RUN.parent)
+            if r.path == SHIPPED_RUN]
 
 
 def usable_backbones() -> list[str]:
@@ -132,7 +141,7 @@ class DemoApp:
         from faceprompt.predict import default_backbone
 
         self.margin, self.device, self.max_pixels = margin, device, max_pixels
-        self.runs = find_runs(runs_dir)
+        self.runs = shipped_runs() + find_runs(runs_dir)
         backbones = usable_backbones()
         backbone = backbone or default_backbone()
         if backbone not in backbones:
@@ -170,11 +179,14 @@ class DemoApp:
 
     def _refresh_runs(self) -> None:
         """Offer only the runs trained on the chosen backbone (a run can't load on another)."""
-        matching = [(r.label, str(r.path)) for r in self.runs if r.backbone == self.backbone.value]
+        matching = [r for r in self.runs if r.backbone == self.backbone.value]
+        shipped = [(r.label, str(r.path)) for r in matching if r.shipped]
+        trained = [(r.label, str(r.path)) for r in matching if not r.shipped]
         self._refreshing = True  # changing the options fires the run observer: one re-run is enough
         try:
-            self.run.options = [(ZERO_SHOT, ZERO_SHOT)] + matching
-            self.run.value = ZERO_SHOT
+            # The shipped tuned run, when it fits the backbone, comes first and answers by default.
+            self.run.options = shipped + [(ZERO_SHOT, ZERO_SHOT)] + trained
+            self.run.value = self.run.options[0][1]
         finally:
             self._refreshing = False
 
@@ -189,8 +201,8 @@ class DemoApp:
             if name not in self._backbones:
                 self._set_status(f"Loading backbone {html.escape(name)}…")
                 self._backbones[name] = load_backbone(name, device=self.device)
-            classifier = FaceClassifier.load(
-                self._backbones[name], run_dir=None if run == ZERO_SHOT else run, device=self.device)
+            classifier = FaceClassifier.load(self._backbones[name], run_dir=None if run == ZERO_SHOT else run,
+                                             device=self.device, zero_shot=run == ZERO_SHOT)
             self._classifiers[(name, run)] = classifier
             classifier.predict([Image.new("RGB", (64, 64))])  # warm-up: the first photo's timing is the real one
         if self.detector.value not in self._detectors:
@@ -266,7 +278,8 @@ class DemoApp:
 
 def build_app(backbone: str | None = None, runs_dir: str | os.PathLike | None = "runs",
               detector: str | None = None, **options) -> DemoApp:
-    """The demo app; display it (or ``.widget``) in a notebook. Defaults: the embedded backbone, zero-shot."""
+    """The demo app; display it (or ``.widget``) in a notebook. Defaults: the embedded backbone with its
+    shipped tuned run (zero-shot where none ships)."""
     return DemoApp(backbone=backbone, runs_dir=runs_dir, detector=detector, **options)
 
 

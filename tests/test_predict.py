@@ -1,0 +1,61 @@
+"""The shipped tuned run answers by default; --zero-shot gives the bare model; the output names the model."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from faceprompt import predict
+from faceprompt.cli import main
+
+
+@pytest.fixture
+def face_image(tmp_path):
+    path = tmp_path / "face.png"
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (80, 80, 3), dtype=np.uint8)).save(path)
+    return path
+
+
+def test_the_shipped_run_is_the_default_and_zero_shot_is_one_flag_away(shipped):
+    tuned = predict.FaceClassifier.load()
+    assert tuned.model.method == "vpt" and tuned.run_dir == shipped
+    assert tuned.describe()["prompts"] == f"shipped: {shipped.name}"
+    bare = predict.FaceClassifier.load(zero_shot=True)
+    assert bare.model.method == "zero-shot" and bare.run_dir is None
+    assert bare.describe()["prompts"].startswith("zero-shot")
+    # Other backbones or other weights never get the embedded model's prompts.
+    assert predict.default_run("tiny-pe") is None
+    assert predict.default_run("faceclip-tiny", weights="random") is None
+    with pytest.raises(ValueError, match="--zero-shot"):
+        predict.FaceClassifier.load(run_dir=shipped, zero_shot=True)
+
+
+def test_no_shipped_run_means_zero_shot(tmp_path, monkeypatch):
+    monkeypatch.setattr(predict, "SHIPPED_RUN", tmp_path / "absent")
+    assert predict.default_run() is None
+    assert predict.FaceClassifier.load().model.method == "zero-shot"
+
+
+def test_predict_json_names_the_model_and_the_crop_really_used(shipped, face_image, capsys):
+    assert main(["predict", str(face_image)]) == 0
+    tuned = json.loads(capsys.readouterr().out)
+    assert tuned["model"]["method"] == "vpt" and tuned["model"]["prompts"] == f"shipped: {shipped.name}"
+    assert tuned["model"]["backbone"] == "faceclip-tiny" and tuned["model"]["weights"]
+    # Random pixels hold no landmarks: the aligned crop falls back, and the output says so.
+    assert tuned["crop"]["asked"] == "aligned" and tuned["crop"]["used"] != "aligned" and tuned["crop"]["why"]
+    assert main(["predict", str(face_image), "--zero-shot"]) == 0
+    bare = json.loads(capsys.readouterr().out)
+    assert bare["model"]["method"] == "zero-shot" and bare["predictions"] != tuned["predictions"]
+
+
+def test_evaluate_a_manifest_without_a_run_uses_the_shipped_run(shipped, tmp_path, capsys):
+    from faceprompt.data.synthetic import make_synthetic_dataset
+
+    manifest = make_synthetic_dataset(tmp_path / "synthetic", n=24, size=80, seed=0)
+    out = tmp_path / "eval-out"
+    assert main(["evaluate", "--manifest", str(manifest), "--out", str(out), "--quiet", "--cache-dir", ""]) == 0
+    summary = json.loads((out / "eval" / "summary.json").read_text())
+    assert summary["method"] == "vpt" and summary["run"] == shipped.name
+    assert not (shipped / "eval").exists()  # the shipped run is read, never written
