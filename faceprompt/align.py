@@ -117,7 +117,8 @@ class Landmarker:
         found: list[np.ndarray | None] = [None] * len(boxes)
         groups: dict[tuple, list[int]] = {}
         for i, (box, region) in enumerate(zip(boxes, regions)):
-            if region is not None:
+            # MTCNN's pyramid has no scale for a picture smaller than its smallest face (it fails on one).
+            if region is not None and min(region[0].size) >= self._model.min_face_size:
                 skipped = self._skipped_scales(box, region[1]) if skip_small and box is not None else 0
                 groups.setdefault((region[0].size, skipped), []).append(i)
         model, smallest = self._model, self._model.min_face_size

@@ -178,12 +178,13 @@ def _init_worker(detector: str | None = None) -> None:
 
 def crop_one(job: CropJob) -> dict:
     """Load, detect, crop and save one image; never raises (the outcome says what happened)."""
-    from faceprompt.data.images import load_rgb
+    from faceprompt.data.images import check_face_size, load_rgb
     from faceprompt.align import face_crop
     from faceprompt.detect import pick_face
 
     try:
         image = load_rgb(job.src)
+        check_face_size(image.size, job.src)
     except (OSError, ValueError) as err:  # ImageLoadError is a ValueError; FileNotFoundError an OSError
         return {"key": job.key, "status": "error", "reason": str(err)}
     face, status = None, "full"
@@ -199,11 +200,24 @@ def crop_one(job: CropJob) -> dict:
         except Exception as err:  # a backend failing on one odd image must not end the run
             return {"key": job.key, "status": "error", "reason": f"{job.src}: detector failed: {err}"}
         status = "no_face" if face is None else "face"
-    crop = face_crop(image, face, job.size, job.crop, job.margin)
+    try:
+        crop = face_crop(image, face, job.size, job.crop, job.margin)
+    except Exception as err:  # one odd image (say 1x1 pixel) must not end the run: it is skipped, named
+        return {"key": job.key, "status": "error", "reason": f"{job.src}: cropping failed: {err}"}
     with atomic_path(job.dst) as tmp:
         crop.image.save(tmp, format="JPEG", quality=95)
     return {"key": job.key, "status": status, "score": None if face is None else face.score,
-            "box": None if face is None else face.box, "crop": crop.mode, "fallback": crop.reason}
+            "box": None if face is None else face.box, "crop": crop.mode, "fallback": crop.reason,
+            "source": source_stamp(job.src)}
+
+
+def source_stamp(path: str | os.PathLike) -> list[int] | None:
+    """Size and modification time of a source image: a crop is reused only while its source is unchanged."""
+    try:
+        stat = os.stat(path)
+    except OSError:
+        return None
+    return [stat.st_size, stat.st_mtime_ns]
 
 
 def _read_log(path: Path) -> dict[str, dict]:
@@ -226,7 +240,8 @@ def run_crops(jobs: list[CropJob], log_path: Path, workers: int, progress: bool,
     todo = []
     for job in jobs:
         entry = done.get(job.key)
-        if entry and entry["status"] != "error" and Path(job.dst).is_file():
+        if entry and entry["status"] != "error" and Path(job.dst).is_file() \
+                and entry.get("source") == source_stamp(job.src):
             outcomes[job.key] = {**entry, "cached": True}
         else:
             todo.append(job)
@@ -327,6 +342,9 @@ def prepare_dataset(name: str, root: str | os.PathLike | None, out: str | os.Pat
     root = Path(root).expanduser()
     if name != "synthetic" and not root.is_dir():  # before the lock creates --out: a typo leaves nothing behind
         raise FileNotFoundError(f"{name}: dataset folder {root} does not exist")
+    if name != "synthetic" and (out.resolve() == root.resolve() or root.resolve() in out.resolve().parents):
+        raise ValueError(f"--out {out}: inside the dataset folder --root {root}, where a second run would read "
+                         f"its own crops as new images; choose an output folder outside it")
     detect = adapter.DETECT_BY_DEFAULT if opts.detect is None else opts.detect
     if detect:
         from faceprompt.detect import get_detector

@@ -184,7 +184,8 @@ def test_cli_prepare_synthetic(tmp_path, capsys):
 
 
 def test_cli_user_error_is_one_line(tmp_path, capsys):
-    assert main(["prepare", "rafdb", "--root", str(tmp_path), "--out", str(tmp_path / "o"), "--quiet"]) == 1
+    (tmp_path / "rafdb").mkdir()
+    assert main(["prepare", "rafdb", "--root", str(tmp_path / "rafdb"), "--out", str(tmp_path / "o"), "--quiet"]) == 1
     assert "no label file" in capsys.readouterr().err
 
 
@@ -340,3 +341,32 @@ def test_lagenda_boxes_are_cropped_instead_of_detected(tmp_path):
     assert (frame.groupby("photo").split.nunique() == 1).all()
     stored = pd.read_csv(tmp_path / "out" / "splits.csv", dtype=str)
     assert sorted(stored.key) == sorted(f"lag_benchmark/p{i}.jpg" for i in range(12))
+
+
+def test_a_changed_source_image_is_cropped_again(utk, tmp_path):
+    out = tmp_path / "out"
+    prepare_dataset("utkface", utk, out, size=48, workers=1, progress=False)
+    changed = sorted(utk.iterdir())[0]
+    crop = out / "crops" / "full_aligned_m0.25_s48" / changed.name
+    assert crop.is_file()
+    Image.new("RGB", (64, 64), (250, 10, 10)).save(changed, format="JPEG")
+    again = prepare_dataset("utkface", utk, out, size=48, workers=1, progress=False)
+    assert again.crops["new"] == 1 and again.crops["cached"] == len(UTK) - 1
+    assert Image.open(crop).getpixel((24, 24))[0] > 200  # the new content, not the old crop
+
+
+def test_an_out_inside_the_dataset_folder_is_refused(utk, tmp_path):
+    for out in (utk, utk / "prepared"):
+        with pytest.raises(ValueError, match="inside the dataset folder"):
+            prepare_dataset("utkface", utk, out, size=48, workers=1, progress=False)
+    assert not (utk / "prepared").exists() and not (utk / "manifest.csv").exists()
+
+
+def test_a_folder_whose_only_image_is_one_pixel_is_skipped_by_name(tmp_path):
+    root = tmp_path / "UTKFace"
+    root.mkdir()
+    tiny = root / "25_0_0_20170101.jpg.chip.jpg"
+    Image.new("RGB", (1, 1)).save(tiny)
+    report = prepare_dataset("utkface", root, tmp_path / "out", size=48, workers=1, progress=False)
+    assert report.rows == 0 and str(tiny) in report.skipped[0].file
+    assert "too small to show a face" in report.skipped[0].reason
