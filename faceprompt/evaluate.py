@@ -31,9 +31,9 @@ from tqdm.auto import tqdm
 from faceprompt import metrics as M
 from faceprompt.backbones import load_backbone
 from faceprompt.checkpoint import CONFIG_FILE, load_prompts, read_run_config, run_paths, save_prompts
-from faceprompt.data.dataset import DataSource, ManifestDataset, load_sources
+from faceprompt.data.dataset import DataSource, ManifestDataset, duplicate_warnings, load_sources
 from faceprompt.data.images import check_face_files
-from faceprompt.data.manifest import label_indices
+from faceprompt.data.manifest import label_indices, read_manifest
 from faceprompt.engine.run_folder import run_files_in
 from faceprompt.features import cached_features
 from faceprompt.io import atomic_path, read_json, write_json_atomic
@@ -269,6 +269,10 @@ def evaluate(run_dir: str | os.PathLike | None = None, *, model: PromptModel | N
     if len(frame) == 0:
         raise ValueError(f"splits: no rows with split {list(splits)} in {[s.manifest for s in sources]}")
     check_face_files(list(frame["path"]), where=f"manifests {[s.manifest for s in sources]}")
+    if "train" not in splits:
+        trained = pd.concat([read_manifest(s.manifest) for s in sources], ignore_index=True)
+        duplicate_warnings(frame, f"evaluated rows (splits {list(splits)})",
+                           {"the train split": trained[trained["split"] == "train"]})
     if model is None:
         model = load_prompts(run_dir, backbone=backbone, weights=weights, device=device, tasks=tasks)
     if not any((_true_labels(frame, t) >= 0).any() for t in model.task_names):

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
-from data_fixtures import write_bad_images  # noqa: E402
+from data_fixtures import face, write_bad_images  # noqa: E402
 
 from faceprompt.data.images import ImageLoadError, load_rgb, load_rgb_array  # noqa: E402
 
@@ -69,3 +69,20 @@ def test_pixel_limit(bad):
     with pytest.raises(ImageLoadError, match="exceeds the limit"):
         load_rgb(bad["grayscale"], max_pixels=100)
     assert load_rgb(bad["grayscale"], max_pixels=None).size == (40, 30)
+
+
+def test_a_manifest_age_without_its_bin_gets_one_and_a_non_number_is_refused(tmp_path):
+    import pandas as pd
+
+    from faceprompt.data.manifest import read_manifest
+
+    face(tmp_path / "a.png")
+    rows = {"path": ["a.png", "a.png"], "dataset": ["x", "x"], "split": ["test", "test"], "gender": ["", ""],
+            "age": ["34", "71.5"], "age_bin": ["", ""], "emotion": ["", ""], "race": ["", ""],
+            "identity": ["", ""], "source": ["", ""]}
+    pd.DataFrame(rows).to_csv(tmp_path / "m.csv", index=False)
+    assert list(read_manifest(tmp_path / "m.csv")["age_bin"]) == ["30-39", "70+"]
+    rows["age"] = ["1_0", "34"]
+    pd.DataFrame(rows).to_csv(tmp_path / "bad.csv", index=False)
+    with pytest.raises(ValueError, match=r"bad.csv: line 2, field 'age': '1_0' is not an age in years"):
+        read_manifest(tmp_path / "bad.csv")

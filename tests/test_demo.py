@@ -411,3 +411,14 @@ def test_cli_usage_errors(tmp_path, capsys):
     assert "--out DIR is required" in error_line(capsys)
     assert demo("--webcam", 97, "--out", tmp_path / "cam") == 1
     assert "webcam 97" in error_line(capsys)
+
+
+@pytest.mark.parametrize("flag, value", [("--uncertain-below", "5"), ("--uncertain-below", "-0.1"),
+                                         ("--min-size", "-3")])
+def test_label_rules_out_of_range_are_usage_errors(tmp_path, capsys, flag, value):
+    with pytest.raises(SystemExit) as stop:
+        demo(tmp_path / "x.jpg", "--out", tmp_path / "out", flag, value)
+    assert stop.value.code == 2
+    err = capsys.readouterr().err
+    assert flag in err and value in err and "Traceback" not in err
+    assert not (tmp_path / "out").exists()

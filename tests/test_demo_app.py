@@ -187,3 +187,20 @@ def test_voila_notebook_and_command(tmp_path):
     assert code == ["from faceprompt.demo.app import build_app\n\nbuild_app(backbone='tiny-pe')"]
     command = voila_command(path, 9999)
     assert "--Voila.ip=127.0.0.1" in command and "--port=9999" in command and str(path) in command
+
+
+def test_serving_on_a_busy_port_is_refused_before_anything_starts(monkeypatch):
+    import socket
+    import subprocess
+
+    from faceprompt.demo import app as app_module
+
+    started = []
+    monkeypatch.setattr(subprocess, "Popen", lambda *a, **k: started.append(a))
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        with pytest.raises(ValueError, match=f"--port {port}: already in use"):
+            app_module.serve(port=port, runs_dir=None)
+    assert not started

@@ -92,3 +92,12 @@ def test_checking_files_refuses_what_loading_would(monkeypatch, tmp_path):
     path = image(tmp_path / "big.png", 40, 40)
     with pytest.raises(ImageLoadError, match="big.png: 40x40 = 1,600 pixels exceeds the limit of 1,000"):
         check_face_files([str(path)])
+
+
+def test_a_key_given_twice_in_a_config_is_refused_naming_key_and_line(tmp_path, capsys):
+    from test_errors import error_line, run_cli
+
+    config = tmp_path / "dup.yaml"
+    config.write_text("method: coop\nlr: 0.1\nepochs: 2\nlr: 0.5\n")
+    code, _, err = run_cli(capsys, "train", "--config", config)
+    error_line(code, err, str(config), "line 4", "'lr' given twice")

@@ -151,3 +151,23 @@ def test_evaluate_writes_a_confusion_figure_per_task_and_the_age_offsets(synthet
     offsets = pd.read_csv(folder / "age_offsets.csv", index_col=0)
     ages = pd.read_csv(folder / "metrics.csv").set_index("task").loc["age", "n"]
     assert offsets.to_numpy().sum() == ages and list(offsets.columns) == [str(k) for k in range(-8, 9)]
+
+
+def test_evaluate_warns_of_repeated_rows_and_of_test_images_also_in_train(tmp_path, caplog):
+    import pandas as pd
+
+    from faceprompt.data.manifest import read_manifest, write_manifest
+    from faceprompt.data.synthetic import make_synthetic_dataset
+    from faceprompt.evaluate import evaluate_zero_shot
+
+    manifest = make_synthetic_dataset(tmp_path / "syn", n=24, size=64, seed=0)
+    frame = read_manifest(manifest)
+    test_row = frame[frame.split == "test"].iloc[[0]]
+    leaked = test_row.assign(split="train")
+    write_manifest(pd.concat([frame, test_row, leaked], ignore_index=True), tmp_path / "syn" / "dup.csv")
+    with caplog.at_level("WARNING"):
+        evaluate_zero_shot("tiny-pe", [str(tmp_path / "syn" / "dup.csv")], tmp_path / "zs", progress=False,
+                           cache_dir=None)
+    text = caplog.text
+    assert "1 image(s) listed more than once (2 rows" in text
+    assert "1 image(s) also in the train split" in text and test_row.path.iloc[0] in text

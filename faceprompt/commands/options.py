@@ -27,6 +27,16 @@ def non_negative_int(text: str) -> int:
     return _bounded(text, int, "a whole number of 0 or more", 0)
 
 
+def fraction(text: str) -> float:
+    """A share or a score: from 0 to 1."""
+    return _bounded(text, float, "a number from 0 to 1", 0.0, 1.0)
+
+
+def non_negative_float(text: str) -> float:
+    """A size or a rate: 0 or more."""
+    return _bounded(text, float, "a number of 0 or more", 0.0)
+
+
 def margin(text: str) -> float:
     """A crop margin per side, as a fraction of the face: up to 2 (a crop 5 times the face), since a larger one
     pads the frame to a size that exhausts memory and shows no face anyway."""

@@ -8,6 +8,7 @@ selection is empty.
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +22,8 @@ from torch.utils.data import Dataset
 from faceprompt.data.images import load_rgb
 from faceprompt.data.manifest import SPLITS, label_indices, read_manifest
 from faceprompt.tasks import DEFAULT_TASKS, TASKS
+
+log = logging.getLogger(__name__)
 
 
 def row_fractions(frame: pd.DataFrame) -> np.ndarray:
@@ -113,6 +116,26 @@ def load_sources(sources: Iterable[DataSource], where: str = "data") -> pd.DataF
     if not frames:
         return pd.DataFrame(columns=["path", "dataset", "split"])
     return pd.concat(frames, ignore_index=True)
+
+
+def duplicate_warnings(frame: pd.DataFrame, where: str, others: dict[str, pd.DataFrame] | None = None) -> list[str]:
+    """Warnings (logged, and returned) for images listed more than once in ``frame`` (each copy counts again)
+    and for images ``frame`` shares with each of ``others`` (name -> rows, e.g. the val or test split):
+    the count and an example, so leakage or a doubled row is seen before it skews a number."""
+    messages = []
+    paths = frame["path"].astype(str)
+    repeated = paths[paths.duplicated(keep=False)]
+    if len(repeated):
+        messages.append(f"{where}: {repeated.nunique()} image(s) listed more than once ({len(repeated)} rows; "
+                        f"e.g. {repeated.iloc[0]}), each copy counted again")
+    for name, other in (others or {}).items():
+        shared = sorted(set(paths) & set(other["path"].astype(str)))
+        if shared:
+            messages.append(f"{where}: {len(shared)} image(s) also in {name} (e.g. {shared[0]}): "
+                            f"a score on {name} then measures memory, not generalisation")
+    for message in messages:
+        log.warning(message)
+    return messages
 
 
 class ManifestDataset(Dataset):

@@ -18,6 +18,7 @@ source      where the labels came from (file and line, or rule)
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 import pandas as pd
@@ -64,6 +65,7 @@ def read_manifest(path: str | os.PathLike, resolve_paths: bool = True) -> pd.Dat
     if missing:
         raise ValueError(f"manifest {path}: missing column(s) {missing}")
     validate_manifest(frame, str(path))
+    fill_age_bins(frame)
     if resolve_paths:
         base = path.parent.resolve()
         frame["path"] = [p if os.path.isabs(p) else str(base / p) for p in frame["path"]]
@@ -91,6 +93,18 @@ def validate_manifest(frame: pd.DataFrame, where: str = "manifest") -> None:
     _validate_ages(frame, where)
 
 
+# A number of years as people write it: digits, perhaps a fraction ("1_0" or "1e1" is not an age).
+_YEARS = re.compile(r"\d+(\.\d+)?")
+
+
+def fill_age_bins(frame: pd.DataFrame) -> None:
+    """Rows with an age but no ``age_bin`` get the bin of their age (else the age task would miss them)."""
+    ages = frame["age"].fillna("").astype(str).str.strip()
+    missing = (frame["age_bin"].fillna("").astype(str) == "") & (ages != "")
+    if missing.any():
+        frame.loc[missing, "age_bin"] = [age_to_bin(a) for a in ages[missing]]
+
+
 def _validate_ages(frame: pd.DataFrame, where: str) -> None:
     """A given age is a number of years (0-150) whose bin is the row's ``age_bin`` (when that is given)."""
     ages = frame["age"].fillna("").astype(str).str.strip()
@@ -98,7 +112,7 @@ def _validate_ages(frame: pd.DataFrame, where: str) -> None:
     for i, (age, given) in enumerate(zip(ages, bins)):
         if not age:
             continue
-        expected = age_to_bin(age)
+        expected = age_to_bin(age) if _YEARS.fullmatch(age) else None
         if expected is None:
             raise ValueError(f"{where}: line {i + 2}, field 'age': {age!r} is not an age in years (0 to 150)")
         if given and given != expected:

@@ -309,10 +309,23 @@ def voila_command(notebook: str | os.PathLike, port: int) -> list[str]:
             "--Voila.ip=127.0.0.1", "--show_tracebacks=False"]
 
 
+def check_port_free(port: int, host: str = "127.0.0.1") -> None:
+    """Refuse a port something already listens on (Voila would quietly move to the next one, and the address
+    printed would not be the one serving)."""
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        try:
+            probe.bind((host, port))
+        except OSError:
+            raise ValueError(f"--port {port}: already in use on {host}; choose another port") from None
+
+
 def serve(port: int = 8866, backbone: str | None = None, runs_dir: str | os.PathLike | None = "runs",
           detector: str | None = None) -> int:
     """Serve the app with Voila at http://127.0.0.1:PORT until Ctrl-C; returns Voila's exit code."""
     runs = str(Path(runs_dir).resolve()) if runs_dir else None
+    check_port_free(port)
     with tempfile.TemporaryDirectory(prefix="faceprompt-demo-") as tmp:
         notebook = write_notebook(Path(tmp) / "faceprompt_demo.ipynb", backbone=backbone, runs_dir=runs,
                                   detector=detector)

@@ -19,7 +19,8 @@ from pathlib import Path
 
 from PIL import Image
 
-from faceprompt.commands.options import add_compile_arguments, device, margin, non_negative_int, port, positive_int
+from faceprompt.commands.options import (add_compile_arguments, device, fraction, margin, non_negative_float,
+                                        non_negative_int, port, positive_int)
 from faceprompt.data.images import load_rgb
 from faceprompt.io import write_json_atomic
 from faceprompt.demo.media import VideoReadError, VideoWriter, folder_images, input_kind, iter_frames, open_video
@@ -31,9 +32,9 @@ from faceprompt.predict import DEFAULT_CROP, compile_mode
 
 # What the demo declines to label, or marks uncertain (see book/demo.md).
 LABEL_RULES = (
-    ("--min-score", None, "detections scored lower are not labelled; None: the detector's calibrated value"),
-    ("--min-size", DEFAULT_MIN_SIZE, "faces whose box is smaller (pixels) are not labelled"),
-    ("--uncertain-below", DEFAULT_UNCERTAIN_BELOW,
+    ("--min-score", None, float, "detections scored lower are not labelled; None: the detector's calibrated value"),
+    ("--min-size", DEFAULT_MIN_SIZE, non_negative_float, "faces whose box is smaller (pixels) are not labelled"),
+    ("--uncertain-below", DEFAULT_UNCERTAIN_BELOW, fraction,
      "a label less than this far from chance (0) towards certainty (1) is marked uncertain"),
 )
 
@@ -70,8 +71,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--frame-batch", type=positive_int, default=8, metavar="N",
                         help="video: frames detected (where the detector batches) and classified together")
     add_compile_arguments(parser, static=True)
-    for flag, default, meaning in LABEL_RULES:
-        parser.add_argument(flag, type=float, default=default, help=f"{meaning} (default {default})")
+    for flag, default, kind, meaning in LABEL_RULES:
+        parser.add_argument(flag, type=kind, default=default, help=f"{meaning} (default {default})")
     parser.add_argument("--face-photo-side", type=non_negative_int, default=DEFAULT_FACE_PHOTO_SIDE, metavar="PX",
                         help="an image (not a video) this small, longer side, with no face found is labelled whole "
                              f"(0: never; default {DEFAULT_FACE_PHOTO_SIDE})")
