@@ -110,12 +110,16 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--backbone", default=None)
     parser.add_argument("--min-score", type=float, default=None, help="default: the demo's calibrated value")
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--prompts", default=None, metavar="RUN_DIR", help="a trained run (default: the shipped one)")
+    parser.add_argument("--zero-shot", action="store_true", help="the bare backbone, no tuned run")
     parser.add_argument("--json", dest="json_out", default=None)
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     data = shared_data_root(Path(__file__).resolve().parents[1])
     backbone = args.backbone or default_backbone()
-    pipeline = FacePipeline.load(backbone, detector=args.detector, crop=args.crop, min_score=args.min_score)
+    pipeline = FacePipeline.load(backbone, run_dir=args.prompts, detector=args.detector, crop=args.crop,
+                                 min_score=args.min_score, zero_shot=args.zero_shot)
+    print(f"model: {pipeline.classifier.describe()}")
     pipeline.warm_up()
     results = {}
     for dataset, folder in DATASETS.items():
@@ -127,7 +131,8 @@ def main(argv: list[str] | None = None) -> None:
     if args.json_out:
         argv = sys.argv if argv is None else ["benchmarks/bench_in_the_wild.py", *argv]
         write_json_atomic(args.json_out, {**run_record(argv), "crop": args.crop, "detector": pipeline.detector.name,
-                                          "backbone": backbone, "per_dataset": args.per_dataset,
+                                          "backbone": backbone, "model": pipeline.classifier.describe(),
+                                          "per_dataset": args.per_dataset,
                                           "min_score": pipeline.min_score, "threads": args.threads,
                                           "results": results})
 

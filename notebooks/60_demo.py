@@ -81,10 +81,28 @@ if panels:
 photos.face_table(face_rows)
 
 # %% [markdown]
-# The same classifier on the test faces of the oldest age bins, per gender: whether the portrait's
-# errors are this model's habit.
+# ## Tuned and zero-shot, side by side
+# The app answers with the tuned run shipped with the embedded model; here the same photos through the same
+# detector and crop with the bare model's hand-written prompts (`--zero-shot`), to see what tuning changed.
 
 # %%
-older = demo.older_faces_table(app.pipeline().classifier, data.manifest_frame(manifests))
+tuned = app.pipeline()
+bare = demo.zero_shot_pipeline(tuned)
+glue("demo-tuned-prompts", tuned.classifier.describe()["prompts"])
+_, _, _, bare_rows = photos.annotated_with_crops(bare, outside)
+glue("demo-photos-zero-shot-right", photos.agreement(bare_rows))
+both = demo.side_by_side(face_rows, bare_rows)
+glue("demo-side-by-side", both, display=False)
+both
+
+# %% [markdown]
+# The same classifier on this build's test faces of every age bin, per gender (tuned, then zero-shot):
+# whether the portrait's errors are this model's habit.
+
+# %%
+frame = data.manifest_frame(manifests)
+older = demo.older_faces_table(tuned.classifier, frame)
 glue("demo-older-table", older, display=False)
-older
+ages = demo.age_gender_comparison(tuned.classifier, bare.classifier, frame)
+glue("demo-age-gender-table", ages, display=False)
+ages

@@ -108,3 +108,32 @@ def older_faces_table(classifier, frame: pd.DataFrame, bins: tuple[str, ...] = O
     summary.insert(0, "faces", grouped.size())
     order = [(g, b) for g in genders for b in bins if (g, b) in summary.index]
     return summary.reindex(order)
+
+
+def zero_shot_pipeline(pipeline):
+    """The same detector, crop and label rules with the bare backbone's hand-written prompts: what the
+    tuned run changes, and nothing else."""
+    import copy
+
+    from faceprompt.predict import FaceClassifier
+
+    bare = copy.copy(pipeline)
+    bare.classifier = FaceClassifier.load(pipeline.classifier.backbone, zero_shot=True)
+    return bare
+
+
+def side_by_side(tuned_rows: list[dict], bare_rows: list[dict]) -> pd.DataFrame:
+    """``photos.face_table`` of the tuned and of the zero-shot pipeline on the same photos, one column
+    group each (the faces are found by the same detector, so the rows line up)."""
+    from faceprompt.book import photos
+
+    tuned, bare = photos.face_table(tuned_rows), photos.face_table(bare_rows)
+    return pd.concat({"tuned": tuned, "zero-shot": bare}, axis=1)
+
+
+def age_gender_comparison(tuned, bare, frame: pd.DataFrame) -> pd.DataFrame:
+    """``older_faces_table`` over every age bin for two classifiers (tuned, then zero-shot), side by side."""
+    from faceprompt.tasks import AGE_BINS
+
+    return pd.concat({"tuned": older_faces_table(tuned, frame, bins=AGE_BINS),
+                      "zero-shot": older_faces_table(bare, frame, bins=AGE_BINS)}, axis=1)

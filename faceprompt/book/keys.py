@@ -162,7 +162,8 @@ KEYS: tuple[GlueKey, ...] = tuple(
     + _family("50_attention", "attention.glue_prompt_shares", "prompt-share-{family}-{method}-{task}")
     + _family("50_attention", None, "attention-table")
     + _family("60_demo", None, "demo-status", "demo-photos-count", "demo-photos-table", "demo-photos-right",
-              "demo-older-table")
+              "demo-older-table", "demo-tuned-prompts", "demo-photos-zero-shot-right", "demo-side-by-side",
+              "demo-age-gender-table")
     + _family("70_recorded", "benchmarks.glue_inference", "speed-gpu-table", "speed-gpu-repeats",
               "speed-gpu-batches", "speed-gpu-text-within", "speed-gpu-vpt-pe", "speed-gpu-vpt-siglip",
               "speed-gpu-vpt-ts-b1", "speed-gpu-vpt-ts-looped-b1", "speed-gpu-vpt-ts-saving", "speed-gpu-v2pt-pe",
