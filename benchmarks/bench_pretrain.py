@@ -33,7 +33,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from faceprompt.pretrain import pretrain  # noqa: E402
+from faceprompt.pretraining.loop import pretrain  # noqa: E402
 from faceprompt.backbones import PRETRAINED_DIR  # noqa: E402
 from faceprompt.io import write_json_atomic  # noqa: E402
 from faceprompt.pretraining.config import PretrainConfig  # noqa: E402

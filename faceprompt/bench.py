@@ -32,7 +32,7 @@ import torch
 from faceprompt.backbones import Backbone, load_backbone, resolve_device
 from faceprompt.config import parse_overrides
 from faceprompt.io import write_json_atomic
-from faceprompt.losses import multitask_loss
+from faceprompt.training.losses import multitask_loss
 from faceprompt.prompts import added_parameters, build_model, method_configs
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}

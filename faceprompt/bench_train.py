@@ -23,7 +23,7 @@ from faceprompt.bench import (
     DTYPES, TimedRow, _autocast, achieved, check_bench_options, count_gflops, frame_text, load_tower, parse_method_spec,
     peak_tflops, time_once,
 )
-from faceprompt.losses import multitask_loss
+from faceprompt.training.losses import multitask_loss
 from faceprompt.prompts import build_model
 
 TOWER = "tower"  # the reference row's name

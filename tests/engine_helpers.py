@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from faceprompt.data.synthetic import make_synthetic_dataset
-from faceprompt.train import TrainConfig
+from faceprompt.training.loop import TrainConfig
 
 # Small enough for a 2-core machine: the tiny towers take 64 px images.
 N_IMAGES = 96
@@ -37,7 +37,7 @@ class SimulatedCrash(Exception):
 
 def fit_then_crash(config: TrainConfig, after_epoch: int = 1) -> None:
     """Train ``config`` until ``after_epoch``'s checkpoint is written, then die as a crash would."""
-    from faceprompt.train import fit
+    from faceprompt.training.loop import fit
 
     def crash(epoch, record):
         if epoch == after_epoch:

@@ -26,7 +26,7 @@ def test_only_third_party_warnings_are_quieted():
     with warnings.catch_warnings(record=True) as seen:
         warnings.simplefilter("always")
         startup.quiet_library_warnings()
-        for module in ("timm.layers", "open_clip.factory", "faceprompt.train", "timmy"):
+        for module in ("timm.layers", "open_clip.factory", "faceprompt.training.loop", "timmy"):
             warnings.warn_explicit("notice", UserWarning, "x.py", 1, module=module)
         warnings.warn_explicit("old", DeprecationWarning, "x.py", 2, module="torch.nn")
     assert sorted(str(w.message) + " " + w.filename for w in seen) == ["notice x.py", "notice x.py", "old x.py"]

@@ -81,7 +81,7 @@ def test_tables_per_dataset_skip_missing_labels_and_measure_race_gaps():
 
 
 def test_train_then_evaluate_and_zero_shot_write_the_same_tables(synthetic_manifest, tmp_path):  # noqa: F811
-    from faceprompt.train import fit
+    from faceprompt.training.loop import fit
 
     result = fit(quick_config(synthetic_manifest, tmp_path, epochs=1), progress=False)
     assert cli(["evaluate", str(result.run_dir), "--split", "test", "val", "--quiet",
@@ -113,7 +113,7 @@ def test_evaluate_names_a_missing_manifest(tmp_path):
 
 @pytest.mark.shared_data
 def test_train_and_evaluate_on_utkface_and_facial_expressions(shared_data, tmp_path):
-    from faceprompt.train import fit
+    from faceprompt.training.loop import fit
 
     from faceprompt.prepare import prepare_dataset
 

@@ -8,7 +8,7 @@ import torch
 
 from engine_helpers import fit_then_crash, quick_config, synthetic_manifest, without_timing  # noqa: F401
 from faceprompt.evaluate import evaluate
-from faceprompt.train import fit
+from faceprompt.training.loop import fit
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 

@@ -7,7 +7,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from faceprompt.losses import anchor_divergence, inverse_frequency_weights, masked_cross_entropy, multitask_loss, squared_emd
+from faceprompt.training.losses import (anchor_divergence, inverse_frequency_weights, masked_cross_entropy,
+                                        multitask_loss, squared_emd)
 
 
 def test_missing_label_contributes_zero_loss_and_zero_gradient():

@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 import torch
 
-from faceprompt import pretrain as fp
+from faceprompt.pretraining import loop as fp
 from faceprompt.backbones import PRETRAINED_DIR, get_spec, load_backbone, resolve_device
 from faceprompt.pretraining import augment as paugment
 from faceprompt.pretraining import captions

@@ -10,7 +10,7 @@ from engine_helpers import quick_config, synthetic_manifest  # noqa: F401
 from faceprompt.engine.run_folder import RunFolderLock
 from faceprompt.evaluate import evaluate
 from faceprompt.lockfile import FolderLock, FolderLockedError
-from faceprompt.train import fit, resume_config
+from faceprompt.training.loop import fit, resume_config
 from test_errors import error_line, run_cli
 
 

@@ -11,7 +11,7 @@ import torch
 
 from engine_helpers import quick_config, synthetic_manifest  # noqa: F401
 from faceprompt.backbones import load_backbone
-from faceprompt.losses import multitask_loss
+from faceprompt.training.losses import multitask_loss
 from faceprompt.predict import FaceClassifier, compile_mode, static_batch_size
 from faceprompt.prompts import build_model
 

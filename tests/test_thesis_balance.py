@@ -13,11 +13,11 @@ from faceprompt.backbones import load_backbone
 from faceprompt.data.dataset import ManifestDataset
 from faceprompt.data.images import load_rgb
 from faceprompt.data.manifest import read_manifest
-from faceprompt.data.task_balance import (DuplicateViews, TaskBalancedDataset, duplicate_rows, duplicates_needed,
-                                          thesis_augmentation)
+from faceprompt.training.balance import (DuplicateViews, TaskBalancedDataset, duplicate_rows, duplicates_needed,
+                                         thesis_augmentation)
 from faceprompt.engine.optim import make_optimizer, part_groups
 from faceprompt.prompts import build_model
-from faceprompt.train import TrainConfig, fit
+from faceprompt.training.loop import TrainConfig, fit
 
 TASKS = ("gender", "age", "emotion")
 

@@ -14,9 +14,9 @@ from safetensors.torch import load_file
 from faceprompt.backbones import load_backbone
 from faceprompt.cli import main
 from faceprompt.prompts import build_model
-from faceprompt.train import fit
-from faceprompt.train_config import STAND_IN_CONTEXT_TOKENS, STAND_INS, TrainConfig, load_config, stand_in
-from faceprompt.warm_start import load_text_part
+from faceprompt.training.loop import fit
+from faceprompt.training.config import STAND_IN_CONTEXT_TOKENS, STAND_INS, TrainConfig, load_config, stand_in
+from faceprompt.training.warm_start import load_text_part
 from engine_helpers import quick_config, synthetic_manifest  # noqa: F401
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -10,19 +10,19 @@ import pytest
 import torch
 
 from engine_helpers import TEXT_OPTIONS, fit_then_crash, synthetic_manifest, without_timing  # noqa: F401
-from faceprompt import train as train_module
+from faceprompt.training import loop as train_module
 from faceprompt.data.manifest import TASK_COLUMNS
 from faceprompt.engine.optim import optimizer_step
 from faceprompt.engine.runtime import LocalRuntime, make_runtime
 from faceprompt.engine.schedule import warmup_cosine
 from faceprompt.engine.selection import judge_epoch
 from faceprompt.evaluate import age_offset_table, confusion_tables
-from faceprompt.losses import age_bin_distances, hou_penalty, multitask_loss, ordinal_penalty
+from faceprompt.training.losses import age_bin_distances, hou_penalty, multitask_loss, ordinal_penalty
 from faceprompt.metrics import offset_counts
-from faceprompt.sampling import balanced_sample_weights
-from faceprompt.task_weights import LossEMATaskWeights, data_task_weights
+from faceprompt.training.balance import balanced_sample_weights
+from faceprompt.training.task_weights import LossEMATaskWeights, data_task_weights
 from faceprompt.tasks import AGE_BINS
-from faceprompt.train import TrainConfig, _balance_power, _balanced_tasks, _class_weights, fit
+from faceprompt.training.loop import TrainConfig, _balance_power, _balanced_tasks, _class_weights, fit
 
 # Bin midpoints in years, "70+" closed at 90: (70 + 90) / 2 = 80. The largest distance is 80 - 1 = 79.
 MIDPOINTS = [1, 6, 14.5, 24.5, 34.5, 44.5, 54.5, 64.5, 80]

@@ -11,13 +11,13 @@ from safetensors.torch import load_file
 
 from engine_helpers import (IMAGE_SIZE, blank_column, fit_then_crash, interruption_message,  # noqa: F401
                             quick_config, synthetic_manifest, without_timing)
-from faceprompt import train as train_module
+from faceprompt.training import loop as train_module
 from faceprompt.cli import main as cli
 from faceprompt.data.dataset import DataSource, ManifestDataset, load_sources
 from faceprompt.features import cached_features, compute_features, feature_cache_key
-from faceprompt.losses import LossParts
+from faceprompt.training.losses import LossParts
 from faceprompt.prompts.base import build_model
-from faceprompt.train import NonFiniteLossError, TrainConfig, fit, load_config
+from faceprompt.training.loop import NonFiniteLossError, TrainConfig, fit, load_config
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -205,7 +205,7 @@ def test_loss_logit_scale_changes_the_loss_not_the_predictions(synthetic_manifes
 def _divergence_from_zero_shot(run_dir: Path, manifest: Path) -> float:
     """Mean KL(zero-shot || tuned) over every task on the test images of ``manifest``."""
     from faceprompt.checkpoint import load_prompts
-    from faceprompt.losses import anchor_divergence
+    from faceprompt.training.losses import anchor_divergence
 
     tuned = load_prompts(run_dir).eval()
     zero_shot = build_model("zero-shot", tuned.backbone, tuned.tasks).eval()

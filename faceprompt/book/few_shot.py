@@ -57,7 +57,7 @@ def train_point(method: str, backbone: str, manifest: Path, task: str, runs_dir:
     """Train one point of the curve and score it on the target's test split."""
     from faceprompt.book import runs
     from faceprompt.evaluate import evaluate
-    from faceprompt.train import fit
+    from faceprompt.training.loop import fit
 
     config = runs.train_config(method, backbone, {"subset": str(manifest)}, runs_dir, weights=weights,
                                cache_dir=cache_dir, method_options=options, seed=seed,

@@ -100,7 +100,7 @@ def train_config(method: str, backbone: str, manifests: dict[str, str], runs_dir
     ``runs_dir/<run_name(method, seed)>``: on their ``train_splits``, early-stopping on their ``val_splits``
     (empty: no validation, every epoch runs and the last is kept). ``train_part`` and ``val_part``
     ([lo, hi]) keep a hashed part of those rows, so one split can serve both when the parts are disjoint."""
-    from faceprompt.train import TrainConfig
+    from faceprompt.training.loop import TrainConfig
 
     chosen = {name: m for name, m in manifests.items() if datasets is None or name in datasets}
     if not chosen:
@@ -123,7 +123,7 @@ def clear_run(run_dir: str | os.PathLike) -> bool:
     """Remove an earlier run folder so a new run starts clean. Only an empty folder or one holding a
     run's files (``RUN_FILES``) is removed; anything else is refused. Returns whether one was removed."""
     from faceprompt.lockfile import LOCK_NAME
-    from faceprompt.train import CHECKPOINT_FILE
+    from faceprompt.training.loop import CHECKPOINT_FILE
 
     run_dir = Path(run_dir)
     if not run_dir.exists():
@@ -139,7 +139,7 @@ def train_and_evaluate(config, fresh: bool = True, progress: bool = False, split
     """Train a method (replacing an earlier run of the same name when ``fresh``) and evaluate it on the
     ``splits`` of its training manifests. Returns (FitResult, EvalResult)."""
     from faceprompt.evaluate import evaluate
-    from faceprompt.train import fit
+    from faceprompt.training.loop import fit
 
     if fresh:
         clear_run(config.run_path())

@@ -19,7 +19,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from faceprompt.pretrain import pretrain
+    from faceprompt.pretraining.loop import pretrain
     from faceprompt.pretraining.config import PretrainConfig
     from faceprompt.pretraining.scoring import format_report
 

@@ -23,8 +23,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from faceprompt.train import TrainConfig, fit, load_config, resume_config
-    from faceprompt.train_config import stand_in
+    from faceprompt.training.loop import TrainConfig, fit, load_config, resume_config
+    from faceprompt.training.config import stand_in
 
     overrides = parse_overrides(args.set)
     if args.run_id:

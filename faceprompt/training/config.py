@@ -18,10 +18,10 @@ from faceprompt.engine.runtime import PRECISIONS
 from faceprompt.engine.schedule import SCHEDULE_UNITS
 from faceprompt.engine.selection import BEST_RULES
 from faceprompt.io import read_json
-from faceprompt.losses import ORDINAL_PENALTIES
 from faceprompt.prompts import method_configs, resolve_method
 from faceprompt.prompts.base import TEXT_PROMPTS, VISUAL_PROMPTS
 from faceprompt.tasks import DEFAULT_TASKS, TASKS
+from faceprompt.training.losses import ORDINAL_PENALTIES
 
 CLASS_BALANCE = ("none", "weights", "sampler")
 MONITORS = {"accuracy": "val_mean_accuracy", "balanced_accuracy": "val_mean_balanced_accuracy"}  # -> record key
@@ -106,7 +106,7 @@ class TrainConfig(Config):
     anchor_weight: float = 0.0
     task_weights: dict = field(default_factory=dict)
     # {task: share}: duplicate rows labelled for the task until they are that share of the training rows
-    # (data/task_balance.py); the duplicates alone are augmented (task_balance_augment: thesis | none)
+    # (training/balance.py); the duplicates alone are augmented (task_balance_augment: thesis | none)
     task_balance: dict = field(default_factory=dict)
     task_balance_augment: str = "thesis"
     # Cross-entropy at this logit scale instead of the backbone's own (argmax and evaluation unchanged):

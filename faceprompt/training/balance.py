@@ -5,6 +5,11 @@ The rule (``TaskBalanceDataset`` in the thesis's ``dataset/dataset.py``): with `
 labelled for the task and a target share ``f``, ``int((f * N - c) / (1 - f))`` rows are added, drawn with
 replacement from the labelled ones, so that ``(c + added) / (N + added)`` reaches ``f``; nothing is added
 when ``c / N >= f``. The thesis asks for emotion at a third of the data (``BALANCE_TASK: {"2": 0.33}``).
+
+In a training run (``duplicates_of``, ``balanced_images``, ``balanced_features``) the duplicates are added as
+images for methods that change the image path, as cached image features for those that do not. Separately,
+``balanced_sample_weights`` gives draw weights for a sampler that balances classes across tasks whose labels
+come from different datasets.
 """
 from __future__ import annotations
 
@@ -13,8 +18,10 @@ from typing import Callable, Mapping, Sequence
 import torch
 from torch.utils.data import Dataset
 
-from faceprompt.data.dataset import ManifestDataset
+from faceprompt.backbones import Backbone
+from faceprompt.data.dataset import FeatureDataset, ManifestDataset
 from faceprompt.data.images import load_rgb
+from faceprompt.features import cached_features
 
 
 def duplicates_needed(labelled: int, total: int, share: float) -> int:
@@ -107,3 +114,65 @@ class TaskBalancedDataset(Dataset):
 
     def labelled_counts(self) -> dict[str, int]:
         return {t: int((self.labels[:, j] >= 0).sum()) for j, t in enumerate(self.tasks)}
+
+
+# --- task_balance in a training run -------------------------------------------------------------------
+
+def _augmentation(kind: str):
+    return thesis_augmentation() if kind == "thesis" else (lambda image: image)
+
+
+def duplicates_of(cfg, train: ManifestDataset) -> torch.Tensor:
+    """The rows ``cfg.task_balance`` duplicates (none when it is empty)."""
+    if not cfg.task_balance:
+        return torch.zeros(0, dtype=torch.long)
+    return duplicate_rows(train.labels, train.tasks, cfg.task_balance, cfg.seed)
+
+
+def balanced_images(cfg, train: ManifestDataset, rows: torch.Tensor) -> ManifestDataset | TaskBalancedDataset:
+    """The originals, then the duplicates, each augmented afresh whenever it is loaded (as the thesis does)."""
+    if not len(rows):
+        return train
+    return TaskBalancedDataset(train, DuplicateViews(train, rows, _augmentation(cfg.task_balance_augment)))
+
+
+def balanced_features(cfg, train: ManifestDataset, features: torch.Tensor, rows: torch.Tensor, backbone: Backbone,
+                      dtype: torch.dtype, progress: bool) -> FeatureDataset:
+    """Cached features of the originals, then of the duplicates. Cached features cannot change from epoch to
+    epoch, so each duplicate is one augmented view drawn once from ``cfg.seed`` (and cached under it); without
+    augmentation a duplicate is its original's features."""
+    labels = torch.cat([train.labels, train.labels[rows]])
+    if cfg.task_balance_augment == "none" or not len(rows):
+        return FeatureDataset(torch.cat([features, features[rows]]), labels, train.tasks)
+    views = DuplicateViews(train, rows, _augmentation(cfg.task_balance_augment), seed=cfg.seed)
+    variant = f"task_balance:{cfg.task_balance_augment}:{cfg.seed}:{repr(views.augment)}"
+    extra = cached_features(backbone, views, cfg.cache_dir, cfg.batch_size, cfg.num_workers, dtype, progress,
+                            variant=variant)
+    return FeatureDataset(torch.cat([features, extra]), labels, train.tasks)
+
+
+# --- class-balanced draws ------------------------------------------------------------------------------
+
+def balanced_sample_weights(labels: torch.Tensor, columns: list[int] | None = None,
+                            power: float | Sequence[float] = 1.0) -> torch.Tensor:
+    """Per-sample draw weight: the mean over its labelled (balanced) tasks of (size of its class) ** -power,
+    scaled to mean 1 over the samples labelled for that task; 1 for a sample with none of those labels, so
+    balancing one dataset's task leaves the other datasets' share of the draws as it was.
+
+    ``power`` is one number, or one per entry of ``columns`` (per label column when ``columns`` is None).
+    """
+    columns = list(range(labels.shape[1])) if columns is None else list(columns)
+    powers = [float(power)] * len(columns) if isinstance(power, (int, float)) else [float(p) for p in power]
+    if len(powers) != len(columns):
+        raise ValueError(f"power: {len(powers)} values for {len(columns)} balanced columns")
+    total = torch.zeros(len(labels))
+    count = torch.zeros(len(labels))
+    for j, column_power in zip(columns, powers):
+        column = labels[:, j]
+        has = column >= 0
+        if has.any():
+            freq = torch.bincount(column[has]).float()
+            per_sample = freq[column[has]] ** -column_power
+            total[has] += per_sample / per_sample.mean()
+            count[has] += 1
+    return torch.where(count > 0, total / count.clamp(min=1), torch.ones_like(total))

@@ -14,7 +14,7 @@ checkpoint.json         the same epoch's counters, readable
 Determinism: the shuffling of epoch ``e`` comes from a generator seeded by ``(seed, e)``, and the
 global RNG states (used by dropout and V2PT's sampling) are saved with every checkpoint, so a run
 interrupted after any epoch and resumed ends, on CPU, with exactly the metrics of an
-uninterrupted one. A resume keeps the recipe: only the fields in ``train_config.RESUMABLE_CHANGES`` may differ.
+uninterrupted one. A resume keeps the recipe: only the fields in ``config.RESUMABLE_CHANGES`` may differ.
 Methods whose image path is frozen train on cached image features.
 One process is the default; ``accelerate launch -m faceprompt train ...`` runs data-parallel
 through Hugging Face Accelerate with no change to the config.
@@ -40,7 +40,6 @@ from faceprompt.checkpoint import save_prompts
 from faceprompt.data.images import check_face_files
 from faceprompt.data.dataset import FeatureDataset, ManifestDataset, load_sources
 from faceprompt.engine import state as engine_state
-from faceprompt.engine.balance import balanced_features, balanced_images, duplicates_of
 from faceprompt.engine.optim import make_optimizer, optimizer_step, part_groups
 from faceprompt.engine.progress import bar, interruptible
 from faceprompt.engine.run_folder import CHECKPOINT_INFO, RunFolderLock, check_run_folder
@@ -50,14 +49,15 @@ from faceprompt.engine.seeding import EpochSampler, seed_everything
 from faceprompt.engine.selection import judge_epoch
 from faceprompt.features import cached_features
 from faceprompt.io import atomic_path, read_json, write_json_atomic
-from faceprompt.losses import LossParts, anchor_divergence, inverse_frequency_weights, multitask_loss, ordinal_penalty
 from faceprompt.prompts import PromptModel, build_model
-from faceprompt.sampling import balanced_sample_weights
-from faceprompt.task_weights import LossEMATaskWeights, data_task_weights
 from faceprompt.tasks import TASKS
-from faceprompt.train_config import (MONITORS, RESUMABLE_CHANGES, TrainConfig, absolute_paths,  # noqa: F401
-                                     load_config, resume_config)
-from faceprompt.warm_start import load_text_part
+from faceprompt.training.balance import balanced_features, balanced_images, balanced_sample_weights, duplicates_of
+from faceprompt.training.config import (MONITORS, RESUMABLE_CHANGES, TrainConfig, absolute_paths,  # noqa: F401
+                                        load_config, resume_config)
+from faceprompt.training.losses import (LossParts, anchor_divergence, inverse_frequency_weights, multitask_loss,
+                                        ordinal_penalty)
+from faceprompt.training.task_weights import LossEMATaskWeights, data_task_weights
+from faceprompt.training.warm_start import load_text_part
 
 log = logging.getLogger(__name__)
 
