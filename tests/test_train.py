@@ -17,7 +17,7 @@ from faceprompt.data.dataset import DataSource, ManifestDataset, load_sources
 from faceprompt.features import cached_features, compute_features, feature_cache_key
 from faceprompt.training.losses import LossParts
 from faceprompt.prompts.base import build_model
-from faceprompt.training.loop import NonFiniteLossError, TrainConfig, fit, load_config
+from faceprompt.training.loop import NonFiniteLossError, TrainConfig, fit, load_config, resume_config
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -402,3 +402,68 @@ def test_ctrl_c_keeps_the_checkpoint_and_the_resumed_run_matches(synthetic_manif
     assert without_timing(resumed.history) == without_timing(whole.history)
     a, b = load_file(whole.run_dir / "prompts.safetensors"), load_file(run_dir / "prompts.safetensors")
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+@pytest.mark.parametrize("change, message", [({"tasks": ["gender", "gender"]}, "names a task more than once"),
+                                             ({"seed": 2 ** 70}, "seed: 1180591620717411303424 must be"),
+                                             ({"seed": -1}, "seed: -1 must be")])
+def test_repeated_tasks_and_seeds_out_of_torch_range_are_refused(synthetic_manifest, tmp_path, change, message):  # noqa: F811
+    with pytest.raises(ValueError, match=message):
+        fit(quick_config(synthetic_manifest, tmp_path, **change), progress=False)
+    assert not (tmp_path / "runs").exists()
+
+
+def test_a_resume_that_lengthens_the_run_follows_the_new_schedule(synthetic_manifest, tmp_path):  # noqa: F811
+    short = quick_config(synthetic_manifest, tmp_path, epochs=1, lr_schedule_unit="epoch", min_lr=1e-6)
+    fit(short, progress=False)
+    longer = TrainConfig.from_dict({**resume_config(short.run_path()).to_dict(), "epochs": 3})
+    result = fit(longer, resume=True, progress=False)
+    lrs = [record["lr"] for record in result.history]
+    # Epoch 2 runs at the 3-epoch cosine's second rate, not at the 1-epoch schedule's floor.
+    from faceprompt.engine.schedule import lr_at
+
+    assert lrs[1] == pytest.approx(lr_at(1, 3, 0, short.lr, short.min_lr), rel=1e-6) and lrs[1] > 100 * short.min_lr
+    saved = json.loads((result.run_dir / "config.json").read_text())
+    assert saved["train_config"]["epochs"] == 3 and saved["epochs_run"] == 3
+
+
+def test_without_validation_rows_the_epoch_is_chosen_on_training_loss_and_said(synthetic_manifest, tmp_path,  # noqa: F811
+                                                                               caplog, capsys):
+    from faceprompt.cli import main
+
+    with caplog.at_level("WARNING"):
+        result = fit(quick_config(synthetic_manifest, tmp_path, val=[]), progress=False)
+    assert result.selected_by == "train_loss" and "no validation rows" in caplog.text
+    saved = json.loads((result.run_dir / "config.json").read_text())
+    assert saved["selected_by"] == "train_loss"
+
+
+def test_training_warns_of_repeated_rows_and_rows_shared_with_validation(synthetic_manifest, tmp_path, caplog):  # noqa: F811
+    import pandas as pd
+
+    from faceprompt.data.manifest import read_manifest, write_manifest
+
+    frame = read_manifest(synthetic_manifest)
+    row = frame[frame.split == "train"].iloc[[0]]
+    doubled = write_manifest(pd.concat([frame, row, row, row.assign(split="val")], ignore_index=True),
+                             synthetic_manifest.parent / "doubled.csv")
+    with caplog.at_level("WARNING"):
+        fit(quick_config(doubled, tmp_path, epochs=1, max_train_samples=None), progress=False)
+    assert "training rows: 1 image(s) listed more than once (3 rows" in caplog.text
+    assert "1 image(s) also in the validation rows" in caplog.text
+
+
+def test_the_age_gender_sampler_draws_rare_groups_as_often_as_common_ones(synthetic_manifest, tmp_path):  # noqa: F811
+    from faceprompt.engine.seeding import EpochSampler
+    from faceprompt.training.balance import age_gender_sample_weights
+
+    # gender column 0, age column 1: 90 young men, 10 old women, 20 faces without an age
+    labels = torch.tensor([[0, 3]] * 90 + [[1, 8]] * 10 + [[0, -1]] * 20)
+    weights = age_gender_sample_weights(labels, 0, 1, power=1.0)
+    assert torch.allclose(weights[100:], torch.ones(20))
+    draws = torch.tensor(list(EpochSampler(len(labels), 0, weights)))
+    young, old = (draws < 90).sum().item(), ((draws >= 90) & (draws < 100)).sum().item()
+    assert 0.6 < old / young < 1.6  # as found: 1 to 9
+    with pytest.raises(ValueError, match="age_gender_balance"):
+        quick_config(synthetic_manifest, tmp_path, tasks=["emotion"], age_gender_balance=1.0).validate()
+    fit(quick_config(synthetic_manifest, tmp_path, epochs=1, age_gender_balance=0.5), progress=False)

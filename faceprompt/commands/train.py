@@ -48,6 +48,11 @@ def run(args: argparse.Namespace) -> int:
         cfg = stand_in(cfg, args.stand_in)
     result = fit(cfg, resume=bool(args.resume), progress=not args.quiet)
     last = result.history[-1] if result.history else {}
+    if result.selected_by == "train_loss":
+        chosen = (f"lowest training loss {-result.best_metric:.4f}; no validation rows, so the epoch is chosen "
+                  f"on the training loss")
+    else:
+        chosen = f"val mean {cfg.monitor}: {result.best_metric:.4f}"
     print(f"run {result.run_dir}: {result.stopped} after epoch {last.get('epoch', 0)}; "
-          f"best epoch {result.best_epoch} (val mean {cfg.monitor}: {result.best_metric:.4f})")
+          f"best epoch {result.best_epoch} ({chosen})")
     return 0

@@ -176,3 +176,15 @@ def balanced_sample_weights(labels: torch.Tensor, columns: list[int] | None = No
             total[has] += per_sample / per_sample.mean()
             count[has] += 1
     return torch.where(count > 0, total / count.clamp(min=1), torch.ones_like(total))
+
+
+def age_gender_sample_weights(labels: torch.Tensor, gender: int, age: int, power: float) -> torch.Tensor:
+    """Per-sample draw weight ~ (faces of its gender x age bin) ** -power, scaled to mean 1 over the samples
+    with both labels; 1 for the others (another dataset's share of the draws stays as it was)."""
+    has = (labels[:, gender] >= 0) & (labels[:, age] >= 0)
+    weights = torch.ones(len(labels))
+    if has.any():
+        groups = labels[has, gender] * (int(labels[:, age].max()) + 1) + labels[has, age]
+        per_sample = torch.bincount(groups).float()[groups] ** -float(power)
+        weights[has] = per_sample / per_sample.mean()
+    return weights

@@ -92,6 +92,9 @@ class TrainConfig(Config):
     class_balance: str = "none"  # none | weights (inverse-frequency CE weights) | sampler (balanced draws)
     class_balance_tasks: tuple[str, ...] | None = None  # the tasks balanced (None: all)
     class_balance_power: float = 1.0  # weight ~ count ** -power: 1 fully balanced, 0.5 half-way (in log terms)
+    # Faces with a gender and an age bin drawn with weight ~ count(gender, age bin) ** -power (0: off), so
+    # children and the old are seen as often as their scarcity allows; needs the gender and age tasks.
+    age_gender_balance: float = 0.0
     class_balance_task_powers: dict = field(default_factory=dict)  # per-task power, e.g. {"age": 1.0}
     age_ordinal_weight: float = 0.0
     age_ordinal: str = "emd"  # emd: squared EMD over the bins; hou: Hou et al.'s Eq. 16 over bin midpoints
@@ -159,6 +162,8 @@ class TrainConfig(Config):
         unknown = [t for t in self.tasks if t not in TASKS]
         if unknown or not self.tasks:
             raise ValueError(f"tasks: unknown or empty {unknown or '[]'}; known: {list(TASKS)}")
+        if len(set(self.tasks)) != len(self.tasks):
+            raise ValueError(f"tasks: {list(self.tasks)} names a task more than once; give each once")
         for name, ok, message in self._value_checks():
             if not ok:
                 raise ValueError(f"{name}: {getattr(self, name)!r} {message}")
@@ -204,6 +209,9 @@ class TrainConfig(Config):
             ("class_balance_tasks", self.class_balance_tasks is None or set(self.class_balance_tasks) <= set(self.tasks),
              f"must name some of the tasks {list(self.tasks)}"),
             ("class_balance_power", 0 < self.class_balance_power <= 4, "must be in (0, 4]"),
+            ("age_gender_balance", 0 <= self.age_gender_balance <= 4 and (
+                not self.age_gender_balance or {"gender", "age"} <= set(self.tasks)),
+             "must be in [0, 4], and > 0 only with both the gender and age tasks"),
             ("precision", self.precision in PRECISIONS, f"must be one of {list(PRECISIONS)}"),
             ("grad_clip", self.grad_clip is None or self.grad_clip > 0, "must be > 0 or null"),
             ("patience", self.patience is None or self.patience >= 1, "must be >= 1 or null"),
@@ -224,6 +232,7 @@ class TrainConfig(Config):
              f"must be one of {list(TASK_BALANCE_AUGMENTS)}"),
             ("text_lr_scale", 0 <= self.text_lr_scale < math.inf, "must be >= 0 (0: the text part is not optimised)"),
             ("init_from", self.init_from is None or bool(str(self.init_from).strip()), "must be a run folder or null"),
+            ("seed", 0 <= self.seed < 2 ** 63, "must be a whole number from 0 to 2**63 - 1 (torch's seed range)"),
             ("run_id", self.run_id is None or is_plain_folder_name(self.run_id),
              "must be one plain folder name (no '/', '\\', '.' or '..'), made inside run_dir"),
             ("device", self.device in ("auto", "cpu") or self.device.startswith("cuda"), "must be auto, cpu or cuda"),

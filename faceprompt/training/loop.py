@@ -37,8 +37,7 @@ from torch.utils.data import DataLoader
 from faceprompt import metrics
 from faceprompt.backbones import load_backbone
 from faceprompt.checkpoint import save_prompts
-from faceprompt.data.images import check_face_files
-from faceprompt.data.dataset import FeatureDataset, ManifestDataset, load_sources
+from faceprompt.data.dataset import FeatureDataset, ManifestDataset
 from faceprompt.engine import state as engine_state
 from faceprompt.engine.optim import make_optimizer, optimizer_step, part_groups
 from faceprompt.engine.progress import bar, interruptible
@@ -51,9 +50,11 @@ from faceprompt.features import cached_features
 from faceprompt.io import atomic_path, read_json, write_json_atomic
 from faceprompt.prompts import PromptModel, build_model
 from faceprompt.tasks import TASKS
-from faceprompt.training.balance import balanced_features, balanced_images, balanced_sample_weights, duplicates_of
+from faceprompt.training.balance import (age_gender_sample_weights, balanced_features, balanced_images,
+                                         balanced_sample_weights, duplicates_of)
 from faceprompt.training.config import (MONITORS, RESUMABLE_CHANGES, TrainConfig, absolute_paths,  # noqa: F401
                                         load_config, resume_config)
+from faceprompt.training.data import load_frames  # noqa: F401  (part of this module's API)
 from faceprompt.training.losses import (LossParts, anchor_divergence, inverse_frequency_weights, multitask_loss,
                                         ordinal_penalty)
 from faceprompt.training.task_weights import LossEMATaskWeights, data_task_weights
@@ -65,30 +66,6 @@ CHECKPOINT_FILE = engine_state.CHECKPOINT_FILE
 
 
 # --- data ----------------------------------------------------------------------------------------
-
-def _subset(frame, limit: int | None, seed: int):
-    if limit is None or len(frame) <= limit:
-        return frame
-    keep = torch.randperm(len(frame), generator=torch.Generator().manual_seed(seed))[:limit].sort().values
-    return frame.iloc[keep.tolist()].reset_index(drop=True)
-
-
-def load_frames(cfg: TrainConfig):
-    """Train and validation rows; raises naming the field for missing manifests or unlabelled tasks."""
-    train = _subset(load_sources(cfg.train, "train"), cfg.max_train_samples, cfg.seed)
-    if len(train) == 0:
-        raise ValueError(f"train: no rows in {[s.to_dict() for s in cfg.train]}")
-    val = _subset(load_sources(cfg.val_sources(), "val"), cfg.max_val_samples, cfg.seed)
-    # Every image present, readable and big enough for a face, before the model loads (headers only).
-    check_face_files(list(train["path"]), where="train")
-    check_face_files(list(val["path"]), where="val")
-    probe = ManifestDataset(train, None, cfg.tasks)
-    for task, count in probe.labelled_counts().items():
-        if count == 0:
-            raise ValueError(f"tasks: {task!r} has no labelled samples in the training data "
-                             f"({len(train)} rows); drop it from 'tasks' or add a manifest that labels it")
-    return train, val
-
 
 # --- the model step --------------------------------------------------------------------------------
 
@@ -168,7 +145,16 @@ def load_checkpoint(run_dir: Path, model: PromptModel, optimizer, scheduler) -> 
     with torch.no_grad():
         for name, param in params.items():
             param.copy_(saved.model[name])
+    rate_for_this_schedule(scheduler)
     return TrainerState(**saved.info["state"])
+
+
+def rate_for_this_schedule(scheduler) -> None:
+    """After a resume the optimizer holds the rate the stored schedule reached; a resume may lengthen the run
+    (``--set epochs=N``), so the rate is recomputed on this run's schedule at the step reached."""
+    for group, base, rate in zip(scheduler.optimizer.param_groups, scheduler.base_lrs, scheduler.lr_lambdas):
+        group["lr"] = base * rate(scheduler.last_epoch)
+    scheduler._last_lr = [group["lr"] for group in scheduler.optimizer.param_groups]
 
 
 def write_metrics(run_dir: Path, history: list[dict]) -> None:
@@ -192,6 +178,7 @@ class FitResult:
     best_epoch: int
     best_metric: float
     stopped: str  # "completed" or "early_stopping"
+    selected_by: str = "val_mean_accuracy"  # what chose best_epoch: a validation mean, or the training loss
 
 
 def _to_device(batch, device):
@@ -376,6 +363,10 @@ def _start(cfg: TrainConfig, run_dir: Path, train_frame, val_frame, progress: bo
     columns = _balanced_tasks(cfg)
     weights = balanced_sample_weights(train_ds.labels, columns, [_balance_power(cfg, cfg.tasks[j]) for j in columns]) \
         if cfg.class_balance == "sampler" else None
+    if cfg.age_gender_balance:
+        joint = age_gender_sample_weights(train_ds.labels, cfg.tasks.index("gender"), cfg.tasks.index("age"),
+                                          cfg.age_gender_balance)
+        weights = joint if weights is None else weights * joint
     sampler = EpochSampler(len(train_ds), cfg.seed, weights)
     workers = 0 if on_features else cfg.num_workers
     train_loader = DataLoader(train_ds, batch_size=cfg.batch_size, sampler=sampler, num_workers=workers,
@@ -423,6 +414,7 @@ def _run_epoch(s: _Session, state: TrainerState, epoch: int, progress: bool) -> 
                                  f"then resume with --resume") from None
     if s.val_loader is not None:
         record.update(validate(s.model, s.val_loader, s.runtime, cfg, s.on_features, s.logit_factor, task_weights))
+    # Without validation rows the epoch is kept on the training loss (its negative, so higher is better).
     metric = record.get(MONITORS[cfg.monitor], -record["train_loss"])
     loss = record.get("val_task_loss", record.get("val_loss", record["train_loss"]))
     improved = judge_epoch(state, epoch, metric, loss, cfg.best_rule)
@@ -433,11 +425,16 @@ def _run_epoch(s: _Session, state: TrainerState, epoch: int, progress: bool) -> 
     state.history.append(record)
     if s.runtime.is_main:
         if improved:
-            save_prompts(s.model, run_dir, {"train_config": cfg.to_dict(), "best_epoch": epoch, "best_metric": metric})
+            save_prompts(s.model, run_dir, {"train_config": cfg.to_dict(), "best_epoch": epoch, "best_metric": metric,
+                                            "selected_by": selected_by(s)})
         write_metrics(run_dir, state.history)
         save_checkpoint(run_dir, s.model, s.optimizer, s.scheduler, state, cfg)
     s.runtime.wait()
     return record
+
+
+def selected_by(s: _Session) -> str:
+    return MONITORS[s.cfg.monitor] if s.val_loader is not None else "train_loss"
 
 
 def _resolve(config: TrainConfig | dict | str | os.PathLike, resume: bool) -> TrainConfig:
@@ -495,6 +492,8 @@ def _fit_locked(cfg: TrainConfig, resume: bool, progress: bool, on_epoch_end) ->
                 break
     if session.runtime.is_main:
         summary = read_json(run_dir / "config.json")
-        summary.update({"stopped": stopped, "epochs_run": state.epoch})
+        # A resume may have lengthened the run: the config records the schedule that ran.
+        summary.update({"stopped": stopped, "epochs_run": state.epoch,
+                        "train_config": {**summary.get("train_config", {}), "epochs": cfg.epochs}})
         write_json_atomic(run_dir / "config.json", summary)
-    return FitResult(run_dir, state.history, state.best_epoch, state.best_metric, stopped)
+    return FitResult(run_dir, state.history, state.best_epoch, state.best_metric, stopped, selected_by(session))

@@ -1,0 +1,52 @@
+"""The rows a run trains and validates on: its manifests' selected splits, subsampled, checked, and warned of
+repeated images and of images shared between training and the rows it is judged on."""
+from __future__ import annotations
+
+import logging
+
+import pandas as pd
+import torch
+
+from faceprompt.data.dataset import DataSource, ManifestDataset, duplicate_warnings, load_sources
+from faceprompt.data.images import check_face_files
+from faceprompt.training.config import TrainConfig
+
+log = logging.getLogger(__name__)
+
+
+def _subset(frame, limit: int | None, seed: int):
+    if limit is None or len(frame) <= limit:
+        return frame
+    keep = torch.randperm(len(frame), generator=torch.Generator().manual_seed(seed))[:limit].sort().values
+    return frame.iloc[keep.tolist()].reset_index(drop=True)
+
+
+def _test_rows(cfg: TrainConfig) -> pd.DataFrame:
+    """The test split of the training manifests (empty where they have none)."""
+    frames = []
+    for source in {s.manifest: s for s in cfg.train}.values():
+        try:
+            frames.append(load_sources([DataSource(source.manifest, ("test",))], "test"))
+        except ValueError:  # no test rows in this manifest
+            continue
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=["path"])
+
+
+def load_frames(cfg: TrainConfig):
+    """Train and validation rows; raises naming the field for missing manifests or unlabelled tasks."""
+    train = _subset(load_sources(cfg.train, "train"), cfg.max_train_samples, cfg.seed)
+    if len(train) == 0:
+        raise ValueError(f"train: no rows in {[s.to_dict() for s in cfg.train]}")
+    val = _subset(load_sources(cfg.val_sources(), "val"), cfg.max_val_samples, cfg.seed)
+    # Every image present, readable and big enough for a face, before the model loads (headers only).
+    check_face_files(list(train["path"]), where="train")
+    check_face_files(list(val["path"]), where="val")
+    probe = ManifestDataset(train, None, cfg.tasks)
+    for task, count in probe.labelled_counts().items():
+        if count == 0:
+            raise ValueError(f"tasks: {task!r} has no labelled samples in the training data "
+                             f"({len(train)} rows); drop it from 'tasks' or add a manifest that labels it")
+    duplicate_warnings(train, "training rows", {"the validation rows": val, "the test split": _test_rows(cfg)})
+    if len(val) == 0:
+        log.warning("no validation rows: the epoch kept is the one with the lowest training loss")
+    return train, val
