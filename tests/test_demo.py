@@ -192,7 +192,21 @@ def test_weak_and_small_detections_are_dropped_and_counted(pipeline):
     assert [d["box"] for d in listed] == [list(weak.box), list(tiny.box)]
     assert "2 dropped" in result.summary()
     kept_all = FacePipeline(FixedDetector([real[0], weak, tiny]), pipeline.classifier, min_score=-1.0, min_size=0)
-    assert len(kept_all.annotate(photo).faces) == 3 and kept_all.annotate(photo).dropped == []
+    result = kept_all.annotate(photo)
+    # Nothing is dropped for its score or size; the 12-px corner box holds no face's landmarks.
+    assert len(result.faces) == 2 and [d["box"] for d in result.dropped] == [list(tiny.box)]
+    assert result.dropped[0]["reason"].startswith("not a face")
+
+
+def test_a_box_on_no_face_is_dropped_and_listed_with_its_reason(pipeline):
+    photo, regions = h.group_photo(1)
+    real = pipeline.detect(np.asarray(photo))
+    background = Detection((500.0, 20.0, 600.0, 120.0), 2.0)  # a sure box on the plain background
+    result = FacePipeline(FixedDetector([real[0], background]), pipeline.classifier).annotate(photo)
+    assert [f.box for f in result.faces] == [real[0].box]
+    listed = json.loads(json.dumps(result.to_json()))["dropped"]
+    assert listed == [{"box": list(background.box), "score": 2.0,
+                       "reason": "not a face: no eyes, nose and mouth found in the box"}]
 
 
 def test_default_min_score_is_the_detectors_calibrated_one(pipeline):

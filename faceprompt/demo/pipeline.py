@@ -28,6 +28,8 @@ from faceprompt.backbones import Backbone
 from faceprompt.data.images import DEFAULT_MAX_PIXELS, ImageLoadError, to_rgb
 from faceprompt.align import face_crop
 from faceprompt.detect import DEFAULT_DETECTOR, Detection, Detector, get_detector
+from faceprompt.demo.layout import place_labels
+from faceprompt.demo.screening import layout_problem
 from faceprompt.predict import DEFAULT_CROP, FaceClassifier, TaskPrediction, as_json
 
 # Faces classified per frame at most: a crowd photo stays one bounded batch (the best-scored faces win).
@@ -114,7 +116,7 @@ class FrameResult:
             if self.skipped_faces:
                 found += f" (+{self.skipped_faces} not classified: over the per-frame limit)"
             if self.dropped:
-                found += f" (+{len(self.dropped)} dropped: low score or too small)"
+                found += f" (+{len(self.dropped)} dropped: low score, too small or not a face)"
             if self.faces[0].whole_image:
                 found += " (the whole photo: none found in this face-sized photo)"
         else:
@@ -238,20 +240,24 @@ class FacePipeline:
         whole = [photos and not faces and 0 < max(rgb.shape[:2]) <= self.face_photo_side
                  for rgb, faces in zip(rgbs, kept)]
         kept = [[whole_image(rgb)] if w else faces for rgb, faces, w in zip(rgbs, kept, whole)]
+        over_limit = [max(len(detections) - len(faces), 0) for (detections, _), faces in zip(screened, kept)]
         start = time.perf_counter()
         crops = [self.frame_crops(Image.fromarray(rgb), faces, w) for rgb, faces, w in zip(rgbs, kept, whole)]
         align_ms = (time.perf_counter() - start) * 1000 / len(rgbs)
+        for i, w in enumerate(whole):  # a box whose landmarks make no face is dropped, with the reason
+            if not w and self.crop_mode == "aligned":
+                kept[i], crops[i] = self.drop_non_faces(kept[i], crops[i], screened[i][1])
         start = time.perf_counter()
         predictions = self.classifier.predict([c.image for frame in crops for c in frame])
         classify_ms = (time.perf_counter() - start) * 1000 / len(rgbs)
         results, used = [], 0
-        for rgb, (detections, dropped), faces, frame_crops, w in zip(rgbs, screened, kept, crops, whole):
+        for rgb, (_, dropped), faces, frame_crops, w, skipped in zip(rgbs, screened, kept, crops, whole, over_limit):
             labels, used = predictions[used:used + len(faces)], used + len(faces)
             results.append(FrameResult(
                 rgb.shape[1], rgb.shape[0],
                 [FaceResult(d.box, d.score, p, self.uncertain_tasks(p), c.mode, _points(c, d), w)
                  for d, p, c in zip(faces, labels, frame_crops)],
-                detect_ms, classify_ms if faces else 0.0, max(len(detections) - len(faces), 0), dropped,
+                detect_ms, classify_ms if faces else 0.0, skipped, dropped,
                 sum(c.fell_back for c in frame_crops), align_ms if faces else 0.0))
         return results
 
@@ -268,6 +274,20 @@ class FacePipeline:
             else:
                 kept.append(d)
         return kept, dropped
+
+    @staticmethod
+    def drop_non_faces(faces: list[Detection], crops: list, dropped: list[dict]) -> tuple[list, list]:
+        """The faces whose landmarks are in a face's layout (``screening.layout_problem``) and their crops;
+        the others join ``dropped`` with the reason."""
+        keep = []
+        for i, (face, crop) in enumerate(zip(faces, crops)):
+            problem = layout_problem(None if crop.fell_back else crop.landmarks, face.box)
+            if problem:
+                dropped.append({"box": [round(v, 1) for v in face.box], "score": round(face.score, 4),
+                                "reason": f"not a face: {problem}"})
+            else:
+                keep.append(i)
+        return [faces[i] for i in keep], [crops[i] for i in keep]
 
     def uncertain_tasks(self, prediction: dict[str, TaskPrediction]) -> list[str]:
         return [task for task, p in prediction.items() if p.certainty < self.uncertain_below]
@@ -364,32 +384,47 @@ def _font(size: int) -> ImageFont.ImageFont:
 
 
 def draw(image: Image.Image | np.ndarray, result: FrameResult, max_pixels: int | None = None) -> Image.Image:
-    """A copy of ``image`` with each face's box, its number and its labels with confidences."""
+    """A copy of ``image`` with each face's box, its number and its labels with confidences. A label sits beside
+    its box and never over another face or label (``layout.place_labels``); one that fits nowhere is listed,
+    with the face's number, in a strip added below the image."""
     canvas = Image.fromarray(as_rgb_array(image, max_pixels))
     pen = ImageDraw.Draw(canvas)
     scale = max(canvas.size) / 640
     line = max(2, round(2 * scale))
     font = _font(max(11, round(13 * scale)))
+    texts, sizes = [], []
     for i, face in enumerate(result.faces):
-        colour = PALETTE[i % len(PALETTE)]
-        x0, y0, x1, y1 = face.box
-        pen.rectangle((x0, y0, x1, y1), outline=colour, width=line)
-        # One task per line keeps the label about as wide as the face, so neighbours' labels don't collide.
+        # One task per line keeps the label about as wide as the face, so it finds room beside it.
         heading = f"{i + 1} (uncertain): " if face.uncertain else f"{i + 1}: "
-        text = heading + face.caption().replace(" | ", "\n")
-        left, top, right, bottom = pen.multiline_textbbox((0, 0), text, font=font, spacing=line)
-        tw, th = right - left + 2 * line, bottom - top + 2 * line
-        ty = _label_top(y0, y1, th, canvas.height)
-        tx = min(max(x0, 0), max(canvas.width - tw, 0))
-        pen.rectangle((tx, ty, tx + tw, ty + th), fill=colour)
-        pen.multiline_text((tx + line - left, ty + line - top), text, fill=(0, 0, 0), font=font, spacing=line)
-    return canvas
+        texts.append(heading + face.caption().replace(" | ", "\n"))
+        left, top, right, bottom = pen.multiline_textbbox((0, 0), texts[-1], font=font, spacing=line)
+        sizes.append((right - left + 2 * line, bottom - top + 2 * line))
+    spots = place_labels([tuple(f.box) for f in result.faces], sizes, canvas.width, canvas.height)
+    for i, face in enumerate(result.faces):
+        pen.rectangle(tuple(face.box), outline=PALETTE[i % len(PALETTE)], width=line)
+    unplaced = []
+    for i, (text, spot) in enumerate(zip(texts, spots)):
+        colour = PALETTE[i % len(PALETTE)]
+        if spot is None:
+            unplaced.append((i, text))
+            x0, y0 = result.faces[i].box[:2]
+            pen.text((max(x0, 0) + line, max(y0, 0) + line), str(i + 1), fill=colour, font=font)
+            continue
+        left, top = pen.multiline_textbbox((0, 0), text, font=font, spacing=line)[:2]
+        pen.rectangle(spot, fill=colour)
+        pen.multiline_text((spot[0] + line - left, spot[1] + line - top), text, fill=(0, 0, 0), font=font,
+                           spacing=line)
+    return with_legend(canvas, unplaced, font, line) if unplaced else canvas
 
 
-def _label_top(y0: float, y1: float, label_height: float, image_height: int) -> float:
-    """Above the box when it fits, else below it, else inside its top edge."""
-    if y0 - label_height >= 0:
-        return y0 - label_height
-    if y1 + label_height <= image_height:
-        return y1
-    return max(y0, 0)
+def with_legend(canvas: Image.Image, entries: list[tuple[int, str]], font, line: int) -> Image.Image:
+    """``canvas`` with a strip below listing the labels that found no room beside their faces."""
+    text = "\n".join(entry.replace("\n", " | ") for _, entry in entries)
+    probe = ImageDraw.Draw(canvas)
+    left, top, right, bottom = probe.multiline_textbbox((0, 0), text, font=font, spacing=line)
+    strip = bottom - top + 4 * line
+    out = Image.new("RGB", (max(canvas.width, right - left + 4 * line), canvas.height + strip), (255, 255, 255))
+    out.paste(canvas, (0, 0))
+    ImageDraw.Draw(out).multiline_text((2 * line - left, canvas.height + 2 * line - top), text, fill=(0, 0, 0),
+                                       font=font, spacing=line)
+    return out
