@@ -29,8 +29,9 @@ from typing import Callable, Sequence
 
 import torch
 
-from faceprompt.backbones import Backbone, load_backbone, resolve_device
+from faceprompt.backbones import Backbone, load_backbone
 from faceprompt.config import parse_overrides
+from faceprompt.engine.runtime import resolve_device
 from faceprompt.io import write_json_atomic
 from faceprompt.training.losses import multitask_loss
 from faceprompt.prompts import added_parameters, build_model, method_configs
