@@ -21,12 +21,12 @@ has no cls token, the latent query attending to the prompts is the only direct
 read-out of them, the analogue of VPT's cls read-out. ``pool_prompts=False``
 drops the prompt tokens before pooling for the ablation.
 
-==========  ======================================================================================
+==========  ===========================================================================================
 towers      the timm towers faceprompt defines (test towers, faceclip-tiny's) and its open_clip configs
 registry    :class:`BackboneSpec`, ``BACKBONES``, ``register_backbone``, ``get_spec``
 weights     where weights come from (hub, file, local dir, embedded, random, meta) and their errors
 backbone    the frozen :class:`Backbone` and its prompt hooks
-==========  ======================================================================================
+==========  ===========================================================================================
 """
 from __future__ import annotations
 
