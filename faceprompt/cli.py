@@ -23,10 +23,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "backbones": ("faceprompt.commands.backbones", "list the registered backbones and whether weights are here"),
     "predict": ("faceprompt.commands.predict", "classify one face image (JSON per task)"),
     "params": ("faceprompt.commands.params", "count the parameters a prompt method adds to a backbone"),
-    "prepare": ("faceprompt.prepare", "turn a downloaded dataset into face crops and a manifest"),
+    "prepare": ("faceprompt.commands.prepare", "turn a downloaded dataset into face crops and a manifest"),
     "train": ("faceprompt.commands.train", "train a prompt method from a config file"),
     "evaluate": ("faceprompt.commands.evaluate", "evaluate a run (or zero-shot) on prepared datasets"),
-    "bench": ("faceprompt.bench", "latency, throughput and memory of methods against zero-shot"),
+    "bench": ("faceprompt.commands.bench", "latency, throughput and memory of methods against zero-shot"),
     "demo": ("faceprompt.demo.cli", "detect faces in images or videos and label each one"),
     "pretrain": ("faceprompt.commands.pretrain", "contrastive image-text pretraining of a small face model"),
 }

@@ -7,7 +7,10 @@ import math
 import pytest
 import torch
 
-from faceprompt.bench import StandInTokenizer, bench_epoch_cache, bench_methods, parse_method_spec
+from faceprompt.bench import epoch_cache, inference, training
+from faceprompt.bench.epoch_cache import bench_epoch_cache
+from faceprompt.bench.inference import bench_methods
+from faceprompt.bench.timing import StandInTokenizer, parse_method_spec
 from faceprompt.cli import main as cli
 from faceprompt.prompts import added_parameters, build_model
 
@@ -110,18 +113,16 @@ def test_method_spec_values_are_yaml_and_bad_ones_name_the_option():
 
 
 def test_bench_bad_method_option_fails_before_timing(capsys, monkeypatch):
-    import faceprompt.bench as bench
-
-    monkeypatch.setattr(bench, "load_tower", lambda *a, **k: pytest.fail("the tower was loaded"))
+    for module in (epoch_cache, inference, training):
+        monkeypatch.setattr(module, "load_tower", lambda *a, **k: pytest.fail("the tower was loaded"))
     code, out, err = run_cli(capsys, "bench", "--backbone", "tiny-vit", "--methods", "vpt:tokens=abc")
     assert_one_line_error(code, err, "--methods", "vpt:tokens=abc", "tokens")
     assert out == ""
 
 
 def test_bench_json_naming_a_folder_fails_before_the_table(capsys, tmp_path, monkeypatch):
-    import faceprompt.bench as bench
-
-    monkeypatch.setattr(bench, "load_tower", lambda *a, **k: pytest.fail("the tower was loaded"))
+    for module in (epoch_cache, inference, training):
+        monkeypatch.setattr(module, "load_tower", lambda *a, **k: pytest.fail("the tower was loaded"))
     code, out, err = run_cli(capsys, "bench", "--backbone", "tiny-vit", "--methods", "coop", "--batch-sizes", "1",
                              "--repeats", "1", "--json", str(tmp_path))
     assert_one_line_error(code, err, "--json", str(tmp_path), "folder")
@@ -152,7 +153,7 @@ def test_gflops_per_image_follow_what_each_method_adds_to_the_image_path(tiny_ba
 
 
 def test_count_gflops_counts_a_matrix_product_as_two_flops_per_multiply_add():
-    from faceprompt.bench import count_gflops
+    from faceprompt.bench.timing import count_gflops
 
     a, b = torch.randn(8, 16), torch.randn(16, 4)
     assert count_gflops(lambda: a @ b) == 2 * 8 * 16 * 4 / 1e9
@@ -171,7 +172,7 @@ def test_bench_prints_achieved_tflops_and_share_of_the_given_peak(tmp_path, caps
 
 
 def test_peak_is_unknown_on_a_cpu_unless_given():
-    from faceprompt.bench import PEAK_TFLOPS, achieved, peak_tflops
+    from faceprompt.bench.timing import PEAK_TFLOPS, achieved, peak_tflops
 
     assert peak_tflops(torch.device("cpu"), "bf16") is None
     assert peak_tflops(torch.device("cpu"), "bf16", 1.0) == 1.0
@@ -200,7 +201,7 @@ def test_training_bench_times_each_method_against_the_bare_tower(tmp_path, capsy
 
 
 def test_training_bench_leaves_the_tower_frozen(tiny_backbones):
-    from faceprompt.bench_train import bench_training
+    from faceprompt.bench.training import bench_training
 
     tower = tiny_backbones["tiny-pe"]
     before = {n: p.clone() for n, p in tower.named_parameters()}
@@ -211,9 +212,8 @@ def test_training_bench_leaves_the_tower_frozen(tiny_backbones):
 
 
 def test_bench_dry_run_checks_the_options_and_loads_nothing(capsys, monkeypatch):
-    import faceprompt.bench as bench
-
-    monkeypatch.setattr(bench, "load_tower", lambda *a, **k: pytest.fail("a dry run loaded a tower"))
+    for module in (epoch_cache, inference, training):
+        monkeypatch.setattr(module, "load_tower", lambda *a, **k: pytest.fail("a dry run loaded a tower"))
     assert cli(["bench", "--backbone", "pe-core-l14-336", "--device", "cuda", "--train", "--methods", "vpt",
                 "--compile", "--dry-run"]) == 0
     assert "would time training steps of pe-core-l14-336 on cuda (fp32, compile default): vpt" in capsys.readouterr().out

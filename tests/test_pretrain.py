@@ -13,7 +13,8 @@ import pytest
 import torch
 
 from faceprompt.pretraining import loop as fp
-from faceprompt.backbones import PRETRAINED_DIR, get_spec, load_backbone, resolve_device
+from faceprompt.backbones import PRETRAINED_DIR, get_spec, load_backbone
+from faceprompt.engine.runtime import resolve_device
 from faceprompt.pretraining import augment as paugment
 from faceprompt.pretraining import captions
 from faceprompt.pretraining import config as pconfig

@@ -11,7 +11,7 @@ from faceprompt.book.glue import count, glue, key
 def parameter_table(backbones: list[str], methods: list[str]) -> pd.DataFrame:
     """Added parameters per backbone and method, counted on the meta device (no weights needed);
     glued as ``params-<backbone>-<method>``, ``pct-<backbone>-<method>`` and ``backbone-params-<backbone>``."""
-    from faceprompt.commands.params import method_parameter_table
+    from faceprompt.bench.parameters import method_parameter_table
 
     table = pd.DataFrame(method_parameter_table(backbones, methods))
     for _, r in table.iterrows():
@@ -25,7 +25,7 @@ def parameter_table(backbones: list[str], methods: list[str]) -> pd.DataFrame:
 def latency_table(backbone: str, methods: list[str], batch_sizes: list[int], repeats: int = 5,
                   weights: str | None = None, device: str = "cpu", dtype: str = "fp32") -> pd.DataFrame:
     """Inference latency of every method against zero-shot (``faceprompt.bench``); :func:`glue_latency` glues it."""
-    from faceprompt.bench import bench_methods
+    from faceprompt.bench.inference import bench_methods
 
     rows = bench_methods(backbone, [m for m in methods if m != "zero-shot"], list(batch_sizes), device=device,
                          weights=weights, dtype=dtype, repeats=repeats, warmup=1)

@@ -50,7 +50,7 @@ def port(text: str) -> int:
 
 def device(text: str) -> str:
     """A torch device this machine has ("auto": a GPU when there is one)."""
-    from faceprompt.backbones import resolve_device
+    from faceprompt.engine.runtime import resolve_device
 
     try:
         return str(resolve_device(text, "device"))

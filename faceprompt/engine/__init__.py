@@ -8,5 +8,6 @@ state       checkpoints (safetensors + JSON, never pickle) with every random sta
 selection   which epoch's prompts are kept and when patience runs out (metric, or loss or metric)
 runtime     one process in plain PyTorch, or data-parallel through Hugging Face Accelerate; fp16 scaler
 progress    progress bars, and Ctrl-C / SIGTERM turned into errors.Interrupted with a resume hint
+run_folder  a run folder's guard: what counts as a run already there, and one writer at a time
 ==========  ====================================================================================
 """

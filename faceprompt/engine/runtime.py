@@ -7,10 +7,19 @@ import os
 import torch
 from torch import nn
 
-from faceprompt.backbones import resolve_device
-
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def resolve_device(name: str | torch.device, field: str = "device") -> torch.device:
+    """``name`` as a torch device ("auto": a GPU when there is one), failing at once, naming ``field``, where
+    it asks for a GPU that is not there."""
+    if str(name) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"{field}: {str(name)!r}, but torch {torch.__version__} sees no CUDA GPU; use device: cpu")
+    return device
 
 
 class LocalRuntime:

@@ -11,7 +11,6 @@ everything run so far, not one method.
 """
 from __future__ import annotations
 
-import argparse
 import statistics
 from dataclasses import asdict, dataclass
 from typing import Callable
@@ -19,12 +18,10 @@ from typing import Callable
 import torch
 
 from faceprompt.backbones import Backbone
-from faceprompt.bench import (
-    DTYPES, TimedRow, _autocast, achieved, check_bench_options, count_gflops, frame_text, load_tower, parse_method_spec,
-    peak_tflops, time_once,
-)
-from faceprompt.training.losses import multitask_loss
+from faceprompt.bench.timing import (DTYPES, TimedRow, achieved, autocast, check_bench_options, count_gflops,
+                                     frame_text, load_tower, parse_method_spec, peak_tflops, time_once)
 from faceprompt.prompts import build_model
+from faceprompt.training.losses import multitask_loss
 
 TOWER = "tower"  # the reference row's name
 
@@ -56,7 +53,7 @@ def peak_rss_mb() -> float | None:
 
 def _method_step(model, images: torch.Tensor, labels: dict, optimizer, device, dtype) -> Callable[[], None]:
     def step() -> None:
-        with _autocast(device, dtype):
+        with autocast(device, dtype):
             loss = multitask_loss(model(images).logits, labels).total
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -67,7 +64,7 @@ def _method_step(model, images: torch.Tensor, labels: dict, optimizer, device, d
 def _tower_step(tower: Backbone, images: torch.Tensor, device, dtype) -> Callable[[], None]:
     def step() -> None:
         pixels = images.detach().requires_grad_(True)
-        with _autocast(device, dtype):
+        with autocast(device, dtype):
             features = tower.encode_image(pixels)
         features.float().square().mean().backward()
     return step
@@ -139,14 +136,3 @@ def format_training_table(rows: list[TrainRow]) -> str:
                "peak_share", "peak_memory_mb", "peak_rss_mb"]
     return frame_text(frame, columns)
 
-
-def run_training(args: argparse.Namespace, compile: str) -> list[dict]:
-    """``faceprompt bench --train``: print the table, return the rows as records."""
-    rows = bench_training(args.backbone, args.methods or ["vpt"], args.batch_size, args.device, args.weights,
-                          args.dtype, args.repeats, args.warmup, stand_in_tokenizer=args.stand_in_tokenizer,
-                          compile=compile, peak=args.peak_tflops)
-    compiled = ", compiled" if compile != "off" else ""
-    print(f"training steps on {rows[0].backbone} ({rows[0].device}, {rows[0].dtype}{compiled}), "
-          f"median of {rows[0].repeats} repeats; '{TOWER}': the bare tower's forward-backward")
-    print(format_training_table(rows))
-    return [asdict(r) for r in rows]
