@@ -59,3 +59,15 @@ def test_evaluate_a_manifest_without_a_run_uses_the_shipped_run(shipped, tmp_pat
     summary = json.loads((out / "eval" / "summary.json").read_text())
     assert summary["method"] == "vpt" and summary["run"] == shipped.name
     assert not (shipped / "eval").exists()  # the shipped run is read, never written
+
+
+def test_the_predict_path_on_the_embedded_model_never_imports_transformers():
+    import subprocess
+    import sys
+
+    code = ("import sys; import faceprompt.commands.predict; from faceprompt.predict import FaceClassifier; "
+            "FaceClassifier.load(); print('transformers' in sys.modules)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
+                          env={"HF_HUB_OFFLINE": "1", "PATH": "/usr/bin:/bin"})
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip().splitlines()[-1] == "False"

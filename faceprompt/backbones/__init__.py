@@ -30,14 +30,34 @@ backbone    the frozen :class:`Backbone` and its prompt hooks
 """
 from __future__ import annotations
 
+import sys
+
 import torch
 
-from faceprompt.backbones.towers import MODEL_CONFIG_DIR, convolutional_stem  # registers the towers and configs
-from faceprompt.backbones.registry import (BACKBONES, PRETRAINED_DIR, BackboneSpec, embedded_model_name, get_spec,
-                                           list_backbones, register_backbone)
-from faceprompt.backbones.weights import (RANDOM_INIT_SEED, WeightsFileError, WeightsNotFoundError, _create,
-                                          count_parameters_meta, hub_weights_cached, weights_available)
-from faceprompt.backbones.backbone import Backbone, short_text
+
+def _import_open_clip_without_transformers() -> None:
+    """open_clip imports ``transformers`` at once for CoCa and HF text towers (about a second), which none of
+    faceprompt's backbones use; its imports are optional, so it is imported with ``transformers`` hidden.
+    The SigLIP2 tokenizer still imports ``transformers`` when it is built (open_clip imports it there)."""
+    if "open_clip" in sys.modules or "transformers" in sys.modules:
+        return
+    sys.modules["transformers"] = None  # makes `import transformers` raise ImportError
+    try:
+        import open_clip  # noqa: F401
+    finally:
+        if sys.modules.get("transformers", 0) is None:
+            del sys.modules["transformers"]
+
+
+_import_open_clip_without_transformers()
+
+# The imports below come after open_clip's (E402): they import it too.
+from faceprompt.backbones.towers import MODEL_CONFIG_DIR, convolutional_stem  # noqa: E402  (registers the towers)
+from faceprompt.backbones.registry import (BACKBONES, PRETRAINED_DIR, BackboneSpec,  # noqa: E402
+                                           embedded_model_name, get_spec, list_backbones, register_backbone)
+from faceprompt.backbones.weights import (RANDOM_INIT_SEED, WeightsFileError, WeightsNotFoundError,  # noqa: E402
+                                          _create, count_parameters_meta, hub_weights_cached, weights_available)
+from faceprompt.backbones.backbone import Backbone, short_text  # noqa: E402
 
 __all__ = [
     "BACKBONES", "MODEL_CONFIG_DIR", "PRETRAINED_DIR", "RANDOM_INIT_SEED", "Backbone", "BackboneSpec",
