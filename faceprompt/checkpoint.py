@@ -171,7 +171,9 @@ def load_prompts(run_dir: str | os.PathLike, backbone: Backbone | str | None = N
         raise ValueError(f"{config_path.parent}: prompts were trained on backbone {config['backbone']!r}, not "
                          f"{backbone!r}; a run's backbone is fixed (leave the backbone out to use the run's)")
     if not isinstance(backbone, Backbone):
-        backbone = load_backbone(config["backbone"], weights=weights, device=device)
+        # A run trained on other weights (a file, local-dir:...) names them: load those unless told otherwise.
+        trained_on = (config.get("train_config") or {}).get("weights") if weights is None else None
+        backbone = load_backbone(config["backbone"], weights=weights or trained_on, device=device)
     _check_backbone(config, backbone, config_path.parent, allow_other_weights)
     with _naming(config_path):
         model = build_model(config["method"], backbone, saved_tasks, config["method_config"])

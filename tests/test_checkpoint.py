@@ -230,3 +230,21 @@ def test_a_config_of_the_wrong_shape_is_named(saved_run, tiny_backbones, config)
     (run / CONFIG_FILE).write_text(config)
     with pytest.raises(ValueError, match=r"config.json: (expected a JSON object|field 'method' must be)"):
         load_prompts(run, backbone=tiny_backbones["tiny-pe"])
+
+
+def test_a_run_trained_on_a_local_dir_loads_those_weights_without_being_told(tmp_path):
+    from engine_helpers import quick_config
+    from faceprompt.backbones import PRETRAINED_DIR
+    from faceprompt.data.synthetic import make_synthetic_dataset
+    from faceprompt.evaluate import evaluate
+    from faceprompt.training.loop import fit
+
+    local = tmp_path / "my-faceclip"
+    shutil.copytree(PRETRAINED_DIR / "faceclip-tiny", local)
+    manifest = make_synthetic_dataset(tmp_path / "syn", n=48, size=80, seed=0)
+    cfg = quick_config(manifest, tmp_path, backbone="faceclip-tiny", weights=f"local-dir:{local}", epochs=1,
+                       method="vpt", method_options={"tokens": 2})
+    run = fit(cfg, progress=False).run_dir
+    model = load_prompts(run)
+    assert model.backbone.weights_id.startswith("local-dir:my-faceclip")
+    assert evaluate(run, progress=False, cache_dir=None).summary["weights"] == model.backbone.weights_id

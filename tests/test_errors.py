@@ -355,3 +355,18 @@ def test_demo_never_writes_over_its_input(capsys, tmp_path):
     error_line(code, err, str(tmp_path), "replace the input")
     assert photo.read_bytes() == original
     assert sorted(p.name for p in tmp_path.iterdir()) == ["photo.jpg"]
+
+
+@pytest.mark.parametrize("content", ["text", "pickle"])
+def test_predict_with_a_file_that_is_no_weights_is_one_line(tmp_path, capsys, content):
+    import pickle
+
+    image = tmp_path / "face.png"
+    face(image, (64, 64))
+    weights = tmp_path / ("passwd" if content == "text" else "evil.pt")
+    if content == "text":
+        weights.write_text("root:x:0:0:root:/root:/bin/bash\n" * 20)
+    else:
+        weights.write_bytes(pickle.dumps({"state_dict": ZeroDivisionError("an object, not a tensor")}))
+    code, _, err = run_cli(capsys, "predict", image, "--backbone", "tiny-pe", "--weights", weights)
+    error_line(code, err, str(weights), "can't be loaded")

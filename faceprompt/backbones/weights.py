@@ -172,6 +172,9 @@ def _create(spec: BackboneSpec, weights: str | None, device: str | torch.device)
         raise _bad_weights_file(spec, path, f"it has no tensor {err}") from err
     except (RuntimeError, ValueError, OSError) as err:  # truncated data, tensors of other shapes
         raise _bad_weights_file(spec, path, err) from err
+    except Exception as err:  # not a checkpoint at all (a text file, a pickle of objects: never run)
+        raise _bad_weights_file(spec, path, f"not a weights file torch can read safely ({type(err).__name__}; "
+                                            f"pickled objects are never loaded)") from err
     return model, preprocess, _file_identity(path)
 
 
