@@ -370,3 +370,17 @@ def test_predict_with_a_file_that_is_no_weights_is_one_line(tmp_path, capsys, co
         weights.write_bytes(pickle.dumps({"state_dict": ZeroDivisionError("an object, not a tensor")}))
     code, _, err = run_cli(capsys, "predict", image, "--backbone", "tiny-pe", "--weights", weights)
     error_line(code, err, str(weights), "can't be loaded")
+
+
+@pytest.mark.parametrize("argv, names", [
+    (["bench", "--backbone", "tiny-pe", "--dry-run", "--json", "/nonexistent/x.json"], ["/nonexistent", "create"]),
+    (["bench", "--backbone", "tiny-pe", "--epoch-cache", "--images", "0", "--dry-run"], ["--images", "'0'"]),
+    (["bench", "--backbone", "tiny-pe", "--peak-tflops", "-1", "--dry-run"], ["--peak-tflops", "'-1'"]),
+    (["params", "--backbone", "pe-core-b16", "--method", "coop", "--set", "context_tokens=1000"],
+     ["1000 context tokens", "32-token"]),
+    (["params", "--backbone", "pe-core-b16", "--method", "vpt", "--set", "tokens=100000000"],
+     ["'tokens' must be from 1 to 1024"]),
+])
+def test_bench_and_params_refuse_what_could_not_run_before_any_work(capsys, argv, names):
+    code, _, err = run_cli(capsys, *argv)
+    error_line(code, err, *names)

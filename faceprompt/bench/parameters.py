@@ -30,6 +30,16 @@ def check_options(methods: list[str], options: dict, flag: str = "--set") -> Non
             raise ValueError(f"{flag}: {err}") from None
 
 
+def check_context_fits(backbone, options: dict, flag: str = "--set") -> None:
+    """Learned text context must leave room in the tower's text context for the start and end tokens and a
+    class word, as training requires."""
+    context = int(options.get("context_tokens", 0) or 0) + int(options.get("task_context_tokens", 0) or 0)
+    room = backbone.context_length - 3
+    if context > room:
+        raise ValueError(f"{flag}: {context} context tokens do not fit {backbone.name}'s {backbone.context_length}-"
+                         f"token text context (at most {room}: start, end and a class word need the rest)")
+
+
 def method_parameter_table(backbones: list[str], methods: list[str], options: dict | None = None) -> list[dict]:
     """Added parameters per backbone and method; each option goes to the methods that declare it."""
     options = dict(options or {})
@@ -37,8 +47,10 @@ def method_parameter_table(backbones: list[str], methods: list[str], options: di
     rows = []
     for name in backbones:
         backbone = load_backbone(name, weights="meta")  # shapes only: any size, no weights
+        check_context_fits(backbone, options)
         total = sum(p.numel() for p in backbone.parameters())
         for method in methods:
+            # The prompts are real tensors (an init phrase is looked up); their sizes are bounded by the checks.
             model = build_model(method, backbone, config=_method_options(method, options) or None)
             added = added_parameters(model)
             rows.append({"backbone": name, "method": method, "added": added, "backbone_params": total,

@@ -6,6 +6,7 @@ training steps against the bare tower; ``--epoch-cache``: one epoch with and wit
 from __future__ import annotations
 
 import argparse
+import os
 from dataclasses import asdict
 from pathlib import Path
 
@@ -15,6 +16,7 @@ from faceprompt.backbones import Backbone
 from faceprompt.bench.epoch_cache import bench_epoch_cache
 from faceprompt.bench.inference import bench_methods, format_table
 from faceprompt.bench.timing import DTYPES, parse_method_spec
+from faceprompt.commands.options import non_negative_int, positive_float, positive_int
 from faceprompt.bench.training import TOWER, bench_training, format_training_table
 from faceprompt.engine.runtime import resolve_device
 from faceprompt.io import write_json_atomic
@@ -26,16 +28,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--methods", nargs="+", default=None,
                         help="methods besides zero-shot (default coop softcpt vpt; --epoch-cache: softcpt); "
                              "options as NAME:key=value,... (vpt-ts:batched=false)")
-    parser.add_argument("--batch-sizes", nargs="+", type=int, default=[1, 64])
+    parser.add_argument("--batch-sizes", nargs="+", type=positive_int, default=[1, 64])
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--dtype", default="fp32", choices=list(DTYPES))
-    parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--warmup", type=int, default=1)
-    parser.add_argument("--threads", type=int, default=None, help="CPU threads for torch")
+    parser.add_argument("--repeats", type=positive_int, default=5)
+    parser.add_argument("--warmup", type=non_negative_int, default=1)
+    parser.add_argument("--threads", type=positive_int, default=None, help="CPU threads for torch")
     parser.add_argument("--epoch-cache", action="store_true",
                         help="time one training epoch with and without cached image features instead")
-    parser.add_argument("--images", type=int, default=512, help="--epoch-cache: images in the epoch")
-    parser.add_argument("--batch-size", type=int, nargs="+", default=[32],
+    parser.add_argument("--images", type=positive_int, default=512, help="--epoch-cache: images in the epoch")
+    parser.add_argument("--batch-size", type=positive_int, nargs="+", default=[32],
                         help="--epoch-cache: training batch sizes (one cache build serves them all)")
     parser.add_argument("--stand-in-tokenizer", action="store_true",
                         help="random weights only: word-hash token ids, for a tower whose tokenizer is not cached "
@@ -43,7 +45,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--compile", nargs="?", const="default", default="off", choices=Backbone.COMPILE_MODES,
                         help="the image path through torch.compile, in this mode (no value: default; "
                              "reduce-overhead: CUDA graphs, for batch 1 on a GPU); the warm-up calls compile")
-    parser.add_argument("--peak-tflops", type=float, default=None,
+    parser.add_argument("--peak-tflops", type=positive_float, default=None,
                         help="the device's peak TFLOP/s for the share column (default: known GPUs' data sheets)")
     parser.add_argument("--train", action="store_true",
                         help="time training steps instead (forward, backward, optimizer) at --batch-size, "
@@ -60,8 +62,13 @@ def _check_json_target(path: str | None) -> None:
     target = Path(path)
     if target.is_dir():
         raise ValueError(f"--json {path}: is a folder; give a file name (e.g. {target / 'bench.json'})")
-    if target.parent.exists() and not target.parent.is_dir():
-        raise ValueError(f"--json {path}: {target.parent} is a file, not a folder")
+    folder = target.parent if str(target.parent) else Path(".")
+    if folder.exists() and not folder.is_dir():
+        raise ValueError(f"--json {path}: {folder} is a file, not a folder")
+    if not folder.is_dir():
+        raise ValueError(f"--json {path}: the folder {folder} does not exist; create it first")
+    if not os.access(folder, os.W_OK) or (target.exists() and not os.access(target, os.W_OK)):
+        raise ValueError(f"--json {path}: not writable here; choose a file in a folder you can write")
 
 
 def run(args: argparse.Namespace) -> int:

@@ -37,6 +37,14 @@ def non_negative_float(text: str) -> float:
     return _bounded(text, float, "a number of 0 or more", 0.0)
 
 
+def positive_float(text: str) -> float:
+    """A rate or a peak: more than 0."""
+    value = _bounded(text, float, "a number more than 0", 0.0)
+    if value == 0:
+        raise argparse.ArgumentTypeError(f"must be a number more than 0, got {text!r}")
+    return value
+
+
 def margin(text: str) -> float:
     """A crop margin per side, as a fraction of the face: up to 2 (a crop 5 times the face), since a larger one
     pads the frame to a size that exhausts memory and shows no face anyway."""

@@ -10,6 +10,10 @@ from torch import nn
 from faceprompt.prompts.base import PromptConfig, VisualPrompt, register_visual_prompt
 
 
+# Visual prompt tokens a method may add: VPT's papers use 1 to 200; past this they dwarf any image's patches.
+MAX_VISUAL_TOKENS = 1024
+
+
 @dataclass(frozen=True)
 class NoVisualConfig(PromptConfig):
     pass
@@ -40,8 +44,9 @@ class VPTConfig(PromptConfig):
     train_logit_scale: bool = False  # learn t in exp(t) * cos, starting from the tower's own
 
     def validate(self, where: str = "config") -> None:
-        if self.tokens < 1:
-            raise ValueError(f"{where}: field 'tokens' must be >= 1, got {self.tokens}")
+        if not 1 <= self.tokens <= MAX_VISUAL_TOKENS:
+            raise ValueError(f"{where}: field 'tokens' must be from 1 to {MAX_VISUAL_TOKENS} (VPT uses 1 to a few "
+                             f"hundred; more would outnumber a 224-px image's patches many times), got {self.tokens}")
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"{where}: field 'dropout' must be in [0, 1), got {self.dropout}")
         if self.prompt_init not in ("xavier", "normal"):
