@@ -134,3 +134,32 @@ def test_init_from_refuses_a_run_of_another_backbone_or_text_prompt(synthetic_ma
     with pytest.raises(ValueError, match=r"^init_from: "):
         fit(second, progress=False)
     assert not (tmp_path / "runs" / "stage2" / "prompts.safetensors").exists()
+
+
+# The head's CoOp files (config/coop/<task>/PE_*_<n>.json), all run by coop_train.py.
+HEAD_COOP = [p for p in CONFIGS if re.fullmatch(r"coop/(age|gender|emotion)/PE_(coop_|vpt_10_cn)\d+\.yaml", _name(p))]
+
+
+def test_head_coop_configs_are_class_specific_with_cosine_and_square_root_weights():
+    """coop_train.py builds CoopModel (ClassPromptLearner: a context per class), steps
+    CosineAnnealingLR(T_max=EPOCHS, eta_min=1e-6) once per epoch and weighs the loss by
+    count ** -0.5 ('normalized_inverse_sqrt') whatever the task."""
+    assert len(HEAD_COOP) == 18
+    for path in HEAD_COOP:
+        cfg = load_config(path)
+        assert cfg.method_options["class_specific"] is True, _name(path)
+        assert (cfg.min_lr, cfg.lr_schedule_unit, cfg.warmup_epochs) == (1e-6, "epoch", 0.0), _name(path)
+        assert (cfg.class_balance, cfg.class_balance_power, cfg.class_balance_task_powers) == \
+            ("weights", 0.5, {}), _name(path)
+        assert cfg.best_rule == "loss_or_accuracy", _name(path)
+
+
+def test_head_coop_class_weights_are_inverse_square_roots_for_age(synthetic_manifest):  # noqa: F811
+    from faceprompt.training.loop import _class_weights
+
+    cfg = load_config(ROOT / "configs/thesis/coop/age/PE_coop_15.yaml")
+    labels = torch.tensor([[0]] * 4 + [[1]] * 1 + [[8]] * 16 + [[-1]] * 3)
+    weights = _class_weights(cfg, labels, torch.device("cpu"))["age"]
+    # the loss is a weighted mean, so only the ratios count: 4 ** -0.5 : 1 : 16 ** -0.5
+    assert float(weights[0] / weights[1]) == pytest.approx(0.5)
+    assert float(weights[8] / weights[1]) == pytest.approx(0.25)
