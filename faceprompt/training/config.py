@@ -33,8 +33,8 @@ RESUMABLE_CHANGES = ("device", "precision", "num_workers", "accelerate", "compil
 TASK_WEIGHTINGS = ("fixed", "loss_ema", "loss_ema_data")
 TASK_BALANCE_AUGMENTS = ("thesis", "none")  # what the duplicates of task_balance go through
 # ``protocol: thesis`` fills these fields (any of them still set in the config wins): the choices the
-# thesis's multitask script makes in its final version (train_multitask.py at a0d4ab01, with
-# training/loss.py and training/training_functions.py); book/protocol.md lists each one and what the
+# thesis's multitask script makes at the repository's head commit 4b18297 (2025-10-17: train_multitask.py,
+# with training/loss.py and training/training_functions.py); book/protocol.md lists each one and what the
 # script's older version did instead. Values read from the thesis's config files (PATIENCE, EMD_WEIGHT,
 # EMD_OMEGA, EMD_MU, BATCH_SIZE, EPOCHS, LR) are the multitask configs' (softpe_*.json, vpt_10_cn*.json).
 THESIS_PROTOCOL: dict[str, Any] = {
