@@ -227,3 +227,12 @@ def test_each_head_config_has_its_thesis_files_batch_size():
                 assert load_config(path).batch_size == batch, _name(path)
                 seen += 1
     assert seen == 24
+
+
+def test_first_lines_name_the_commit_and_the_readme_lists_every_config():
+    readme = (ROOT / "configs/thesis/README.md").read_text()
+    for path in CONFIGS:
+        first = path.read_text().splitlines()[0]
+        assert re.search(r"at the head commit 4b18297|as of commit [0-9a-f]{7}\b.*the head 4b18297 no longer has it",
+                         first), _name(path)
+        assert f"| `{_name(path)}` |" in readme, _name(path)
