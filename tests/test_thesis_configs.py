@@ -86,10 +86,14 @@ def test_stand_in_swaps_the_tower_by_family_and_moves_init_from(synthetic_manife
     swapped = stand_in(cfg, synthetic_manifest, tmp_path)
     assert swapped.backbone == "tiny-pe" and swapped.train[0].manifest == str(synthetic_manifest)
     assert swapped.init_from == str(tmp_path / "softpe_15")
-    assert swapped.method_options == {**cfg.method_options, "context_tokens": STAND_IN_CONTEXT_TOKENS,
-                                      "task_context_tokens": STAND_IN_CONTEXT_TOKENS}
+    # tiny-pe reads PE-Core's 32 text tokens: the context lengths stay as the config has them
+    assert swapped.method_options == cfg.method_options
     assert swapped.age_ordinal_omega == cfg.age_ordinal_omega and swapped.protocol == "thesis"
-    assert stand_in(load_config(ROOT / "configs/thesis/softsiglip2.yaml"), synthetic_manifest).backbone == "tiny-vit"
+    siglip = load_config(ROOT / "configs/thesis/softsiglip2.yaml")
+    swapped = stand_in(siglip, synthetic_manifest)
+    assert swapped.backbone == "tiny-vit"  # 32 tokens against SigLIP2's 64: capped
+    assert swapped.method_options == {**siglip.method_options, "context_tokens": STAND_IN_CONTEXT_TOKENS,
+                                      "task_context_tokens": STAND_IN_CONTEXT_TOKENS}
 
 
 def test_train_command_stand_in_runs_a_thesis_config(synthetic_manifest, tmp_path, monkeypatch, capsys):  # noqa: F811
@@ -134,3 +138,101 @@ def test_init_from_refuses_a_run_of_another_backbone_or_text_prompt(synthetic_ma
     with pytest.raises(ValueError, match=r"^init_from: "):
         fit(second, progress=False)
     assert not (tmp_path / "runs" / "stage2" / "prompts.safetensors").exists()
+
+
+# The head's CoOp files (config/coop/<task>/PE_*_<n>.json), all run by coop_train.py.
+HEAD_COOP = [p for p in CONFIGS if re.fullmatch(r"coop/(age|gender|emotion)/PE_(coop_|vpt_10_cn)\d+\.yaml", _name(p))]
+
+
+def test_head_coop_configs_are_class_specific_with_cosine_and_square_root_weights():
+    """coop_train.py builds CoopModel (ClassPromptLearner: a context per class), steps
+    CosineAnnealingLR(T_max=EPOCHS, eta_min=1e-6) once per epoch and weighs the loss by
+    count ** -0.5 ('normalized_inverse_sqrt') whatever the task."""
+    assert len(HEAD_COOP) == 18
+    for path in HEAD_COOP:
+        cfg = load_config(path)
+        assert cfg.method_options["class_specific"] is True, _name(path)
+        assert (cfg.min_lr, cfg.lr_schedule_unit, cfg.warmup_epochs) == (1e-6, "epoch", 0.0), _name(path)
+        assert (cfg.class_balance, cfg.class_balance_power, cfg.class_balance_task_powers) == \
+            ("weights", 0.5, {}), _name(path)
+        assert cfg.best_rule == "loss_or_accuracy", _name(path)
+
+
+def test_head_coop_class_weights_are_inverse_square_roots_for_age(synthetic_manifest):  # noqa: F811
+    from faceprompt.training.loop import _class_weights
+
+    cfg = load_config(ROOT / "configs/thesis/coop/age/PE_coop_15.yaml")
+    labels = torch.tensor([[0]] * 4 + [[1]] * 1 + [[8]] * 16 + [[-1]] * 3)
+    weights = _class_weights(cfg, labels, torch.device("cpu"))["age"]
+    # the loss is a weighted mean, so only the ratios count: 4 ** -0.5 : 1 : 16 ** -0.5
+    assert float(weights[0] / weights[1]) == pytest.approx(0.5)
+    assert float(weights[8] / weights[1]) == pytest.approx(0.25)
+
+
+@pytest.fixture(scope="module")
+def real_length_towers(tmp_path_factory):
+    """{family: a random tiny tower whose text reads as many tokens as the real one's}: tiny-pe for
+    PE-Core (32, both), and the SigLIP2-shaped tower at 64 (the CLIP tokenizer stands in for Gemma's)."""
+    import open_clip
+
+    from faceprompt.backbones import BACKBONES, BackboneSpec, MODEL_CONFIG_DIR, register_backbone
+
+    config = json.loads((MODEL_CONFIG_DIR / "FP-Tiny-ViT-MAP.json").read_text())
+    config["text_cfg"]["context_length"] = 64
+    path = tmp_path_factory.mktemp("towers") / "FP-Tiny-ViT-MAP-64.json"
+    path.write_text(json.dumps(config))
+    open_clip.add_model_config(path)
+    register_backbone(BackboneSpec("tiny-vit-64", "FP-Tiny-ViT-MAP-64", "siglip2"))
+    try:
+        yield {"pe-core": load_backbone("tiny-pe"), "siglip2": load_backbone("tiny-vit-64")}
+    finally:
+        BACKBONES.remove("tiny-vit-64")
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=_name)
+def test_every_config_builds_its_prompts_at_its_own_context_length(path, real_length_towers):
+    """No cap: what overflows the real tower's text context overflows here, and only a config that says
+    ``truncate: true`` (the thesis's tokenizer cut such prompts) gets past it, with a warning."""
+    from faceprompt.backbones import get_spec
+    from faceprompt.training.config import _text_context_length
+
+    cfg = load_config(path)
+    tower = real_length_towers[get_spec(cfg.backbone).family]
+    assert tower.context_length == _text_context_length(cfg.backbone)
+    model = build_model(cfg.method, tower, cfg.tasks, cfg.method_options)
+    import warnings
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        features = model.text.class_features()
+    cut = [w for w in caught if "truncated" in str(w.message)]
+    assert bool(cut) == bool(cfg.method_options.get("truncate")), _name(path)
+    assert set(features) == set(cfg.tasks)
+
+
+def test_the_25_token_pe_core_configs_are_the_ones_that_truncate():
+    truncating = sorted(_name(p) for p in CONFIGS if load_config(p).method_options.get("truncate"))
+    assert truncating == ["coop/age/PE_coop_25.yaml", "coop/age/PE_vpt_10_cn25.yaml", "softpe_25.yaml",
+                          "vpt_10_cn25.yaml"]
+
+
+def test_each_head_config_has_its_thesis_files_batch_size():
+    """BATCH_SIZE at 4b18297: softpe_* 256, vpt_10_cn* 60, coop/<task>/PE_coop_* 256, PE_vpt_10_cn* 64."""
+    expected = {r"softpe_\d+": 256, r"vpt_10_cn\d+": 60, r"coop/\w+/PE_coop_\d+": 256,
+                r"coop/\w+/PE_vpt_10_cn\d+": 64}
+    seen = 0
+    for path in CONFIGS:
+        for pattern, batch in expected.items():
+            if re.fullmatch(pattern + r"\.yaml", _name(path)):
+                assert load_config(path).batch_size == batch, _name(path)
+                seen += 1
+    assert seen == 24
+
+
+def test_first_lines_name_the_commit_and_the_readme_lists_every_config():
+    readme = (ROOT / "configs/thesis/README.md").read_text()
+    for path in CONFIGS:
+        first = path.read_text().splitlines()[0]
+        assert re.search(r"at the head commit 4b18297|as of commit [0-9a-f]{7}\b.*the head 4b18297 no longer has it",
+                         first), _name(path)
+        assert f"| `{_name(path)}` |" in readme, _name(path)

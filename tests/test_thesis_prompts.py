@@ -262,3 +262,36 @@ def test_thesis_variants_save_and_load_to_the_same_logits(tiny_backbones, method
     assert loaded.method_config() == model.method_config()
     for task, logits in loaded(x).logits.items():
         assert torch.equal(logits, expected[task])
+
+
+# --- prompts longer than the text context: truncated as the thesis's tokenizer does -------------------
+
+def test_truncate_cuts_an_overflowing_prompt_as_the_thesis_tokenizer_does(tiny_backbones):
+    from faceprompt.prompts.text import tokens_with_context
+
+    bb = tiny_backbones["tiny-pe"]  # 32 text tokens and the CLIP tokenizer, as PE-Core
+    with pytest.raises(ValueError, match="does not fit"):
+        tokens_with_context(bb, ["10-19."], 25)
+    with pytest.warns(UserWarning, match=r"1 of 2 prompts .* length 32 .*'10-19\.' lost 1"):
+        tokens = tokens_with_context(bb, ["10-19.", "70+."], 25, truncate=True)
+    # the thesis: "X" * n_ctx before the class name, tokens[:32] with the last set to the end token
+    thesis = bb.tokenizer([" ".join(["X"] * 25) + " " + t for t in ("10-19.", "70+.")], context_length=32)
+    assert torch.equal(tokens.cpu(), thesis)
+    assert int(tokens[0, -1]) == bb.tokenizer.eot_token_id
+    assert torch.equal(tokens[1], bb.tokenize_with_context(["70+."], 25)[0])  # what fits is unchanged
+
+
+def test_truncated_coop_and_softcpt_train_and_leave_the_option_out_of_old_configs(tiny_backbones):
+    bb = tiny_backbones["tiny-pe"]
+    for method, options in (("coop", {"context_tokens": 25, "class_specific": True, "wording": "thesis"}),
+                            ("softcpt", {**THESIS_SOFTCPT, "context_tokens": 25, "task_context_tokens": 25})):
+        with pytest.raises(ValueError, match="does not fit"):
+            build_model(method, bb, config=options).text.class_features()
+        model = build_model(method, bb, config={**options, "truncate": True})
+        with pytest.warns(UserWarning, match="truncated"):
+            features = model.text.class_features()
+        loss = sum(f.sum() for f in features.values())
+        loss.backward()
+        assert all(p.grad is not None for p in model.trainable_parameters())
+        assert model.method_config()["text"]["truncate"] is True
+        assert "truncate" not in build_model(method, bb, config=options).method_config()["text"]

@@ -17,8 +17,8 @@ Split: LAGENDA publishes no train/test division (the set itself is the benchmark
 trains age (with FairFace) and gender on it, reading an already converted copy, ``Lagenda/<split>/labels.csv``
 with columns ``Path, Gender, Age, Facial Emotion`` (gender 0 male / 1 female, age in exact years mapped to the
 same 9 bins after rounding, -1 for a missing value). The conversion from the published CSV, and so which face
-box it cropped, is not in its code; its splitting script (80/20 train/val, seeded, stratified on the label
-combination, per row) is run there on the other datasets' files, not on LAGENDA's.
+box it cropped, is not in its code; its splitting script (``script/split_dataset.sh``: 80/20 train/val, seed 2025, stratified on the label
+combination, per row) splits LAGENDA's ``train/labels.csv`` as it does the other datasets'.
 """
 from __future__ import annotations
 

@@ -5,6 +5,7 @@ from the HF hub: counting a method's parameters must work without it.
 """
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 import torch
@@ -59,8 +60,18 @@ class TemplatePrompt(TextPrompt):
         return out
 
 
+class _TruncateOption:
+    """``truncate`` is stored only when set: a run saved before the option existed still matches its config."""
+
+    def to_dict(self) -> dict:
+        data = super().to_dict()
+        if not data.get("truncate"):
+            data.pop("truncate", None)
+        return data
+
+
 @dataclass(frozen=True)
-class CoOpConfig(PromptConfig):
+class CoOpConfig(_TruncateOption, PromptConfig):
     """CoOp: M learnable context vectors per task before the class words."""
 
     context_tokens: int = 16
@@ -68,6 +79,9 @@ class CoOpConfig(PromptConfig):
     class_specific: bool = False  # one context per class instead of one per task
     suffix: str = "."  # what follows the class words
     wording: str = "faceprompt"  # class words: faceprompt's, or "thesis" (its raw class names)
+    # A prompt longer than the text context: False refuses it; True cuts its last words before the
+    # end token, as the thesis's tokenizers do, and warns how many tokens were cut.
+    truncate: bool = False
 
     def validate(self, where: str = "config") -> None:
         if self.context_tokens < 1:
@@ -91,12 +105,44 @@ class _ContextPrompt(TextPrompt):
         if tokens is None or tokens.device != self.backbone.device:
             words = worded(task, self.cfg.wording)
             texts = [f"{words.words(c)}{self.cfg.suffix}" for c in task.classes]
-            tokens = self.backbone.tokenize_with_context(texts, self.n_ctx)
+            tokens = tokens_with_context(self.backbone, texts, self.n_ctx, self.cfg.truncate)
             setattr(self, key, tokens)
         return tokens
 
     def _encode(self, task, context: torch.Tensor) -> torch.Tensor:
         return F.normalize(self.backbone.encode_text(self._class_tokens(task), context), dim=-1)
+
+
+def tokens_with_context(backbone, texts: list[str], n_ctx: int, truncate: bool = False) -> torch.Tensor:
+    """``backbone.tokenize_with_context``; with ``truncate``, a text that no longer fits loses its last
+    tokens before the end token instead of being refused (one warning gives each cut text and the count)."""
+    if not truncate or n_ctx == 0:
+        return backbone.tokenize_with_context(texts, n_ctx)
+    tokens = backbone.tokenize(texts)
+    start, length = backbone.context_start, tokens.shape[1]
+    pad = 0 if getattr(backbone.tokenizer, "pad_id", None) is None else int(backbone.tokenizer.pad_id)
+    real = (tokens != pad).sum(dim=1)  # the tokenizers pad at the end only
+    over = real + n_ctx - length
+    if not bool((over > 0).any()):
+        return backbone.tokenize_with_context(texts, n_ctx)
+    if start + n_ctx + 1 >= length:
+        raise ValueError(f"{n_ctx} context tokens leave no room for any word in the text context length {length}")
+    special = backbone.special_token_ids()
+    placeholder = int(backbone.tokenize(["X"])[0, start])
+    out = torch.full_like(tokens, pad)
+    out[:, :start] = tokens[:, :start]
+    out[:, start:start + n_ctx] = placeholder
+    out[:, start + n_ctx:] = tokens[:, start:length - n_ctx]
+    cut = []
+    for row in (over > 0).nonzero().flatten().tolist():
+        end = int(tokens[row, int(real[row]) - 1])
+        if end in special:  # the end token stays last, where the text tower pools
+            out[row, -1] = end
+        cut.append(f"{texts[row]!r} lost {int(over[row])}")
+    warnings.warn(f"{len(cut)} of {len(texts)} prompts with {n_ctx} context tokens overflow the text context "
+                  f"length {length} and were truncated, as the thesis's tokenizer does (tokens cut before the "
+                  f"end token): " + "; ".join(cut), stacklevel=2)
+    return out
 
 
 def _phrase_embedding(backbone, phrase: str, n_ctx: int, align: str = "left") -> torch.Tensor:
@@ -141,7 +187,7 @@ class CoOpPrompt(_ContextPrompt):
 
 
 @dataclass(frozen=True)
-class SoftCPTConfig(PromptConfig):
+class SoftCPTConfig(_TruncateOption, PromptConfig):
     """SoftCPT-CATS: a shared meta-network turns each task description into that task's context.
 
     The defaults are faceprompt's form; the thesis's form (Codice-Tesi, wrappers/promptopt/
@@ -161,6 +207,7 @@ class SoftCPTConfig(PromptConfig):
     wording: str = "faceprompt"  # class words and task descriptions: faceprompt's or "thesis"
     init: str = "random"  # "random", or a phrase such as "a photo of a" that every task's context starts from
     suffix: str = "."
+    truncate: bool = False  # as CoOpConfig.truncate, for the class prompts and the task descriptions
 
     def validate(self, where: str = "config") -> None:
         if self.context_tokens < 1 or self.task_context_tokens < 0:
@@ -222,8 +269,8 @@ class SoftCPTPrompt(_ContextPrompt):
         """Meta-network input: frozen-encoder features of '[task context] description' per task [T, E]."""
         tokens = getattr(self, "_description_tokens", None)
         if tokens is None or tokens.device != self.backbone.device:
-            tokens = self.backbone.tokenize_with_context(
-                [worded(t, self.cfg.wording).description for t in self.tasks], self.cfg.task_context_tokens)
+            tokens = tokens_with_context(self.backbone, [worded(t, self.cfg.wording).description for t in self.tasks],
+                                         self.cfg.task_context_tokens, self.cfg.truncate)
             self._description_tokens = tokens
         context = self.task_context if self.cfg.task_context_tokens else None
         features = self.backbone.encode_text(tokens, context)

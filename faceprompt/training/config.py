@@ -33,8 +33,8 @@ RESUMABLE_CHANGES = ("device", "precision", "num_workers", "accelerate", "compil
 TASK_WEIGHTINGS = ("fixed", "loss_ema", "loss_ema_data")
 TASK_BALANCE_AUGMENTS = ("thesis", "none")  # what the duplicates of task_balance go through
 # ``protocol: thesis`` fills these fields (any of them still set in the config wins): the choices the
-# thesis's multitask script makes in its final version (train_multitask.py at a0d4ab01, with
-# training/loss.py and training/training_functions.py); book/protocol.md lists each one and what the
+# thesis's multitask script makes at the repository's head commit 4b18297 (2025-10-17: train_multitask.py,
+# with training/loss.py and training/training_functions.py); book/protocol.md lists each one and what the
 # script's older version did instead. Values read from the thesis's config files (PATIENCE, EMD_WEIGHT,
 # EMD_OMEGA, EMD_MU, BATCH_SIZE, EPOCHS, LR) are the multitask configs' (softpe_*.json, vpt_10_cn*.json).
 THESIS_PROTOCOL: dict[str, Any] = {
@@ -46,7 +46,8 @@ THESIS_PROTOCOL: dict[str, Any] = {
     "precision": "fp16", "grad_clip": None,
     # CosineAnnealingLR(T_max=EPOCHS, eta_min=1e-6) stepped once after every epoch
     "optimizer": "adamw", "lr": 2e-3, "min_lr": 1e-6, "lr_schedule_unit": "epoch", "weight_decay": 0.0,
-    "warmup_epochs": 0.0, "epochs": 50, "batch_size": 64, "seed": 2025,
+    # BATCH_SIZE of vpt_10_cn*.json (softpe_*.json: 256; every configs/thesis file sets its own file's)
+    "warmup_epochs": 0.0, "epochs": 50, "batch_size": 60, "seed": 2025,
     # BALANCE_TASK {"2": 0.33}; like the thesis, only a run of several tasks that include emotion is balanced
     "task_balance": {"emotion": 0.33}, "task_balance_augment": "thesis",
 }
@@ -54,7 +55,9 @@ PROTOCOLS = {"faceprompt": {}, "thesis": THESIS_PROTOCOL}
 # The random tiny tower that stands in for each backbone family (``stand_in``): same text-context
 # placement and image path as the real towers, so every method and option runs unchanged.
 STAND_INS = {"pe-core": "tiny-pe", "siglip2": "tiny-vit"}
-# The tiny towers read 32 text tokens: a stand-in caps every context length at this many.
+# The tiny towers read 32 text tokens with open_clip's CLIP tokenizer, as PE-Core does: a PE-Core config
+# keeps its context lengths on its stand-in (a prompt that overflows there overflows on PE-Core). A tower
+# whose text is longer than its stand-in's (SigLIP2: 64) has every context length capped at this many.
 STAND_IN_CONTEXT_TOKENS = 12
 
 
@@ -319,21 +322,32 @@ def stand_in(cfg: TrainConfig, manifest: str | os.PathLike,
              run_dir: str | os.PathLike | None = None) -> TrainConfig:
     """``cfg`` made to run in seconds without weights or datasets: the backbone swapped for the random tiny
     tower of its family (``STAND_INS``), the data for ``manifest`` (its train split; val from its val split),
-    one epoch, precision and workers left to the machine, context lengths capped at ``STAND_IN_CONTEXT_TOKENS``
-    (the tiny towers' text is short). The method, its other options and the protocol's loss choices stay. ``run_dir``: where the run goes instead; an ``init_from`` under the old run_dir
+    one epoch, precision and workers left to the machine; context lengths are kept where the tiny tower reads
+    as many text tokens as the real one (PE-Core: 32, so an overflowing prompt shows), else capped at
+    ``STAND_IN_CONTEXT_TOKENS``. The method, its other options and the protocol's loss choices stay. ``run_dir``: where the run goes instead; an ``init_from`` under the old run_dir
     moves with it, so a two-stage recipe still finds its first stage.
     """
     family = get_spec(cfg.backbone).family
+    capped = _text_context_length(STAND_INS[family]) < _text_context_length(cfg.backbone)
     changes: dict[str, Any] = dict(
         backbone=STAND_INS[family], weights=None, train=(DataSource(str(manifest), ("train",)),), val=None,
         epochs=1, warmup_epochs=0.0, precision="auto", num_workers=0,
-        method_options={k: min(v, STAND_IN_CONTEXT_TOKENS) if k.endswith("context_tokens") else v
+        method_options={k: min(v, STAND_IN_CONTEXT_TOKENS) if capped and k.endswith("context_tokens") else v
                         for k, v in cfg.method_options.items()})
     if run_dir is not None:
         changes["run_dir"] = str(run_dir)
         if cfg.init_from is not None and Path(cfg.init_from).parent == Path(cfg.run_dir):
             changes["init_from"] = str(Path(run_dir) / Path(cfg.init_from).name)
     return dataclasses.replace(cfg, **changes)
+
+
+def _text_context_length(backbone: str) -> int:
+    """Text tokens the backbone's open_clip config reads (no weights loaded)."""
+    import open_clip
+
+    import faceprompt.backbones  # noqa: F401  (adds faceprompt's own model configs to open_clip)
+
+    return int(open_clip.get_model_config(get_spec(backbone).model_name)["text_cfg"].get("context_length", 77))
 
 
 def resume_config(run_dir: str | os.PathLike) -> TrainConfig:
