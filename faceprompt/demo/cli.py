@@ -23,7 +23,8 @@ from faceprompt.commands.options import (add_compile_arguments, device, fraction
                                         non_negative_int, port, positive_int)
 from faceprompt.data.images import load_rgb
 from faceprompt.io import write_json_atomic
-from faceprompt.demo.media import VideoReadError, VideoWriter, folder_images, input_kind, iter_frames, open_video
+from faceprompt.demo.media import (LatestFrame, VideoReadError, VideoWriter, folder_images, input_kind, iter_frames,
+                                   open_video)
 from faceprompt.align import CROP_MODES
 from faceprompt.demo.pipeline import (DEFAULT_FACE_PHOTO_SIDE, DEFAULT_LANDMARKS, DEFAULT_MAX_FACES, DEFAULT_MIN_SIZE,
                                      DEFAULT_UNCERTAIN_BELOW, LANDMARK_SOURCES, FacePipeline, FrameResult, draw)
@@ -133,7 +134,7 @@ def run(args: argparse.Namespace) -> int:
         return annotate_folder(pipeline, Path(args.input), out, args.json)
     name = f"webcam{args.webcam}" if kind == "webcam" else Path(args.input).stem
     frame_batch = 1 if kind == "webcam" else args.frame_batch  # a live camera labels each frame as it comes
-    annotate_video(pipeline, video, name, out, args.json, args.max_frames, frame_batch)
+    annotate_video(pipeline, video, name, out, args.json, args.max_frames, frame_batch, live=kind == "webcam")
     return 0
 
 
@@ -184,6 +185,28 @@ def annotate_folder(pipeline: FacePipeline, folder: Path, out: Path, write_json:
     return 1 if failed else 0
 
 
+class FrameRate:
+    """Frames labelled per second over the last ``window`` frames, and its drawing on a frame."""
+
+    def __init__(self, window: int = 10):
+        self.window, self.times = window, []
+
+    def tick(self) -> None:
+        self.times = (self.times + [time.perf_counter()])[-(self.window + 1):]
+
+    @property
+    def fps(self) -> float:
+        if len(self.times) < 2:
+            return 0.0
+        return (len(self.times) - 1) / max(self.times[-1] - self.times[0], 1e-9)
+
+    def draw(self, frame: Image.Image, dropped: int) -> Image.Image:
+        from PIL import ImageDraw
+
+        ImageDraw.Draw(frame).text((8, 8), f"{self.fps:.1f} fps, {dropped} dropped", fill=(255, 255, 0))
+        return frame
+
+
 def timed_draw(image, result: FrameResult) -> Image.Image:
     """``draw``, its time kept in ``result.draw_ms``."""
     start = time.perf_counter()
@@ -205,20 +228,29 @@ def batches(frames, size: int):
 
 
 def annotate_video(pipeline: FacePipeline, video: tuple, name: str, out: Path, write_json: bool,
-                   max_frames: int | None = None, frame_batch: int = 1) -> list[FrameResult]:
+                   max_frames: int | None = None, frame_batch: int = 1, live: bool = False) -> list[FrameResult]:
     """Annotate an opened video or webcam (``open_video``'s result) into ``out/<name>.mp4``, ``frame_batch``
     frames at a time (``FacePipeline.annotate_frames``).
 
-    Ctrl-C stops a webcam cleanly: the frames so far are written.
+    ``live`` (a webcam): frames that arrive while one is being labelled are dropped, not queued
+    (``media.LatestFrame``), one frame at a time; the frame rate reached is drawn on each frame and written
+    to the JSON with the count of dropped frames. Ctrl-C stops a webcam cleanly: the frames so far are written.
     """
     capture, info = video
     results: list[FrameResult] = []
     target = out / f"{name}.mp4"
+    frames = iter_frames(capture, info.source, max_frames)
+    source = LatestFrame(frames) if live else None
+    rate = FrameRate()
     with VideoWriter(target, info) as writer:
         try:
-            for frames in batches(iter_frames(capture, info.source, max_frames), frame_batch):
-                for rgb, result in zip(frames, pipeline.annotate_frames(frames)):
-                    writer.write(timed_draw(rgb, result))
+            for batch in batches(source if live else frames, 1 if live else frame_batch):
+                for rgb, result in zip(batch, pipeline.annotate_frames(batch)):
+                    drawn = timed_draw(rgb, result)
+                    if live:
+                        rate.tick()
+                        drawn = rate.draw(drawn, source.dropped)
+                    writer.write(drawn)
                     print(f"{name} frame {len(results)}: {result.summary()}")
                     results.append(result)
         except KeyboardInterrupt:
@@ -227,6 +259,9 @@ def annotate_video(pipeline: FacePipeline, video: tuple, name: str, out: Path, w
             writer.close()
             target.unlink(missing_ok=True)  # no half-written empty video left behind
             raise
+    if live:
+        print(f"{name}: {rate.fps:.1f} frames a second labelled, {source.dropped} of {source.read} frames dropped "
+              f"(they arrived while another was being labelled)")
     if results:
         mean = lambda xs: sum(xs) / len(xs)  # noqa: E731
         print(f"{name}: {len(results)} frames, mean detect {mean([r.detect_ms for r in results]):.1f} ms, "
@@ -234,6 +269,8 @@ def annotate_video(pipeline: FacePipeline, video: tuple, name: str, out: Path, w
               f"mean classify {mean([r.classify_ms for r in results]):.1f} ms")
     if write_json:
         record = {"input": info.source, "model": pipeline.classifier.describe(), "fps": info.fps,
+                  **({"labelled_fps": round(rate.fps, 2), "frames_read": source.read,
+                      "frames_dropped": source.dropped} if live else {}),
                   "frames": [{"frame": i, **r.to_json()} for i, r in enumerate(results)]}
         write_json_atomic(out / f"{name}.json", record)
     return results

@@ -113,3 +113,46 @@ class VideoWriter:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+class LatestFrame:
+    """A live source read on its own thread, keeping only the newest frame: a frame that arrives while another
+    is being labelled replaces the waiting one (counted in ``dropped``) instead of queueing, so the output
+    stays live when labelling is slower than the camera. Iterate to get the frames that were kept."""
+
+    def __init__(self, frames: Iterator[np.ndarray]):
+        import threading
+
+        self._ready = threading.Condition()
+        self._frame: np.ndarray | None = None
+        self._finished = False
+        self._error: BaseException | None = None
+        self.read = 0
+        self.dropped = 0
+        threading.Thread(target=self._pull, args=(frames,), daemon=True).start()
+
+    def _pull(self, frames: Iterator[np.ndarray]) -> None:
+        try:
+            for frame in frames:
+                with self._ready:
+                    self.dropped += self._frame is not None
+                    self._frame, self.read = frame, self.read + 1
+                    self._ready.notify()
+        except BaseException as err:  # handed to the consumer, which raises it
+            self._error = err
+        finally:
+            with self._ready:
+                self._finished = True
+                self._ready.notify()
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        while True:
+            with self._ready:
+                while self._frame is None and not self._finished:
+                    self._ready.wait()
+                if self._frame is None:
+                    if self._error is not None:
+                        raise self._error
+                    return
+                frame, self._frame = self._frame, None
+            yield frame
