@@ -68,7 +68,7 @@ releases = {r: pretraining.read_json(f"{releases_dir}/{r}.json") for r in pretra
 for release, earlier in releases.items():
     pretraining.glue_release(earlier, release)
 pretraining.glue_targets(record, {r: releases[r] for r in pretraining.IN_THE_WILD_SINCE})
-pretraining.glue_cache_time(releases[pretraining.PREVIOUS])  # its run built the image cache this one read
+pretraining.glue_cache_time(record)  # this run built its own image cache (FER+ left out, a new set of crops)
 pretraining.glue_pretrain_gpu(pretraining.read_json(pretrain_gpu), releases[pretraining.GPU_TIMED_RELEASE])
 
 # %% [markdown]

@@ -173,7 +173,7 @@ KEYS: tuple[GlueKey, ...] = tuple(
     + _family("70_recorded", "recipe.glue_recipe", "ftiny-train-rows", "ftiny-all-rows", "ftiny-image-size",
               "ftiny-seed", "ftiny-parameters", "ftiny-weights-mb", "ftiny-split-percent", "ftiny-crop-scale",
               "ftiny-grayscale-p", "ftiny-emotion-samples", "ftiny-emotion-share", "ftiny-emotion-balance",
-              "ftiny-epochs", "ftiny-steps", "ftiny-batch", "ftiny-optimiser", "ftiny-patch-drop", "ftiny-threads",
+              "ftiny-age-balance", "ftiny-epochs", "ftiny-steps", "ftiny-batch", "ftiny-optimiser", "ftiny-patch-drop", "ftiny-threads",
               "ftiny-torch", "ftiny-train-seconds", "ftiny-total-seconds", "ftiny-minutes", "ftiny-epoch-seconds",
               "ftiny-last-epoch-seconds")
     + _family("70_recorded", "recipe.glue_captions", "ftiny-templates", "ftiny-age-tolerance")
