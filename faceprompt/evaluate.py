@@ -120,6 +120,20 @@ def evaluation_tables(frame: pd.DataFrame, probs: dict[str, np.ndarray],
     return pd.DataFrame(metric_rows), pd.DataFrame(confusion_rows), pd.DataFrame(fairness_rows, columns=columns)
 
 
+def with_concordance(metrics: pd.DataFrame, frame: pd.DataFrame, probs: dict[str, np.ndarray], model: PromptModel,
+                     batch_size: int, cache_dir, num_workers: int, progress: bool) -> pd.DataFrame:
+    """``metrics`` with a ``concordance`` column: per dataset and task, the share of its rows on which the
+    model predicts what the zero-shot baseline with the thesis's sentences predicts (``metrics.concordance_index``,
+    every row of the dataset, labelled or not)."""
+    baseline = build_model("zero-shot", model.backbone, model.tasks, {"sentences": "thesis"})
+    base = predict(baseline, frame, batch_size, cache_dir, num_workers, progress)
+    values = []
+    for _, row in metrics.iterrows():
+        rows = (frame["dataset"] == row["dataset"]).to_numpy()
+        values.append(M.concordance_index(base[row["task"]][rows].argmax(1), probs[row["task"]][rows].argmax(1)))
+    return metrics.assign(concordance=values)
+
+
 def reliability_table(frame: pd.DataFrame, probs: dict[str, np.ndarray]) -> pd.DataFrame:
     """ECE's confidence bins per dataset and task (:func:`faceprompt.metrics.reliability_bins`): what a
     reliability diagram draws, kept so the book need not predict again."""
@@ -239,14 +253,16 @@ def evaluate(run_dir: str | os.PathLike | None = None, *, model: PromptModel | N
              datasets: list[str] | None = None, out_dir: str | os.PathLike | None = None, batch_size: int = 64,
              device: str = "cpu", weights: str | None = None, cache_dir: str | os.PathLike | None = None,
              num_workers: int = 0, progress: bool = True, backbone: str | None = None,
-             tasks: tuple[str, ...] | None = None, write_run: bool = False, compile: bool = False) -> EvalResult:
+             tasks: tuple[str, ...] | None = None, write_run: bool = False, compile: bool = False,
+             concordance: bool = False) -> EvalResult:
     """Evaluate a run folder (or an in-memory ``model``) on manifests; write tables to ``out_dir`` (default
     ``run_dir``). Without ``manifests`` a run is evaluated on the ``splits`` of its training manifests;
     ``datasets`` keeps only those values of the ``dataset`` column. ``backbone`` and ``tasks``, where given,
     must be the run's (a run is evaluated on what it was trained for; anything else is refused).
     Every image is checked (present, readable, big enough for a face) before the model loads.
     ``write_run``: once the data checks pass, save the model's prompts and config.json to ``out_dir`` too.
-    ``compile``: the image path runs through ``torch.compile`` (worth it on large test sets)."""
+    ``compile``: the image path runs through ``torch.compile`` (worth it on large test sets).
+    ``concordance``: add the thesis's concordance index per dataset and task (``with_concordance``)."""
     if model is None and run_dir is None:
         raise ValueError("run_dir: give a run folder or a model")
     if batch_size < 1:
@@ -284,6 +300,8 @@ def evaluate(run_dir: str | os.PathLike | None = None, *, model: PromptModel | N
         model.backbone.compile_image_path()
     probs = predict(model, frame, batch_size, cache_dir, num_workers, progress)
     metrics, confusion, fairness = evaluation_tables(frame, probs)
+    if concordance and len(metrics):
+        metrics = with_concordance(metrics, frame, probs, model, batch_size, cache_dir, num_workers, progress)
     identity = {"method": model.method, "backbone": model.backbone.name, "added_parameters": added_parameters(model)}
     if len(metrics):
         for position, (key, value) in enumerate(identity.items()):
@@ -319,7 +337,7 @@ def _refuse_replacing_a_run(out_dir: Path) -> None:
 
 def evaluate_zero_shot(backbone: str, manifests: list[str], out_dir: str | os.PathLike, *,
                        weights: str | None = None, tasks: tuple[str, ...] | None = None, device: str = "cpu",
-                       **kwargs) -> EvalResult:
+                       method_config: dict | None = None, **kwargs) -> EvalResult:
     """Zero-shot on the same footing as a trained run: ``out_dir`` becomes a run folder
     (config.json, an empty prompts file) and gets the same tables."""
     if not manifests:
@@ -327,5 +345,5 @@ def evaluate_zero_shot(backbone: str, manifests: list[str], out_dir: str | os.Pa
     _check_out_dir(out_dir)
     _refuse_replacing_a_run(Path(out_dir))
     tower = load_backbone(backbone, weights, device=device)
-    model = build_model("zero-shot", tower, tasks)
+    model = build_model("zero-shot", tower, tasks, method_config)
     return evaluate(model=model, manifests=manifests, out_dir=out_dir, write_run=True, **kwargs)

@@ -106,6 +106,16 @@ def offset_counts(y_true: np.ndarray, y_pred: np.ndarray, num_classes: int) -> n
     return counts
 
 
+def concordance_index(baseline_pred: np.ndarray, model_pred: np.ndarray) -> float:
+    """The thesis's concordance index (``concordance_index_computation.py``): the share of images on which a
+    model predicts the same class as the zero-shot baseline, labelled or not; how far tuning moved the
+    answers, not whether they are right."""
+    baseline_pred, model_pred = np.asarray(baseline_pred), np.asarray(model_pred)
+    if baseline_pred.shape != model_pred.shape:
+        raise ValueError(f"concordance: {baseline_pred.shape} baseline predictions for {model_pred.shape}")
+    return float((baseline_pred == model_pred).mean()) if len(model_pred) else float("nan")
+
+
 def group_accuracy(y_true: np.ndarray, y_pred: np.ndarray, groups: np.ndarray) -> dict[str, tuple[int, float]]:
     """{group: (n, accuracy)} for every non-empty group label (empty strings are skipped)."""
     y_true, y_pred, groups = np.asarray(y_true), np.asarray(y_pred), np.asarray(groups, dtype=str)

@@ -171,3 +171,30 @@ def test_evaluate_warns_of_repeated_rows_and_of_test_images_also_in_train(tmp_pa
     text = caplog.text
     assert "1 image(s) listed more than once (2 rows" in text
     assert "1 image(s) also in the train split" in text and test_row.path.iloc[0] in text
+
+
+def test_the_concordance_index_is_the_share_of_answers_shared_with_the_baseline():
+    from faceprompt.metrics import concordance_index
+
+    assert concordance_index([0, 1, 2, 2], [0, 1, 1, 2]) == 0.75
+    with pytest.raises(ValueError, match="concordance"):
+        concordance_index([0, 1], [0])
+
+
+def test_evaluate_gives_the_concordance_with_the_thesis_baseline_and_zero_shot_takes_its_sentences(tmp_path,
+                                                                                                  capsys):
+    import json
+
+    from faceprompt.cli import main
+    from faceprompt.data.synthetic import make_synthetic_dataset
+
+    manifest = make_synthetic_dataset(tmp_path / "syn", n=24, size=64, seed=0)
+    assert main(["evaluate", "--zero-shot", "--backbone", "tiny-pe", "--sentences", "thesis", "--manifest",
+                 str(manifest), "--out", str(tmp_path / "zs"), "--quiet", "--cache-dir", ""]) == 0
+    config = json.loads((tmp_path / "zs" / "config.json").read_text())
+    assert config["method_config"]["text"]["sentences"] == "thesis"
+    # The thesis baseline against itself agrees everywhere.
+    assert main(["evaluate", str(tmp_path / "zs"), "--manifest", str(manifest), "--out", str(tmp_path / "again"),
+                 "--concordance", "--quiet", "--cache-dir", ""]) == 0
+    metrics = json.loads((tmp_path / "again" / "eval" / "metrics.json").read_text())
+    assert metrics and all(row["concordance"] == 1.0 for row in metrics)

@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 
 from faceprompt.commands.options import add_compile_arguments, device, positive_int
+from faceprompt.tasks import CLASS_SENTENCES
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -22,6 +23,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--weights", help="backbone weights: random, a file, local-dir:... (default: the usual)")
     parser.add_argument("--tasks", nargs="+", default=None,
                         help="zero-shot: tasks (default all); with a run: must be the run's tasks")
+    parser.add_argument("--sentences", choices=sorted(CLASS_SENTENCES), default=None,
+                        help="zero-shot: one hand-written sentence per class from this set instead of the "
+                             "templates ('thesis': the thesis's baseline sentences)")
+    parser.add_argument("--concordance", action="store_true",
+                        help="also the thesis's concordance index: the share of images on which the run predicts "
+                             "what the zero-shot baseline with the thesis's sentences predicts")
     parser.add_argument("--batch-size", type=positive_int, default=64)
     parser.add_argument("--device", type=device, default="cpu", help="cpu, cuda, cuda:1 or auto")
     parser.add_argument("--cache-dir", default=".cache/faceprompt/features",
@@ -41,7 +48,9 @@ def run(args: argparse.Namespace) -> int:
         if not args.out:
             raise ValueError(f"--out: required with --zero-shot (e.g. runs/zero-shot-{backbone})")
         result = evaluate_zero_shot(backbone, args.manifest or [], args.out, weights=args.weights,
-                                    tasks=tuple(args.tasks) if args.tasks else None, device=args.device, **common)
+                                    tasks=tuple(args.tasks) if args.tasks else None, device=args.device,
+                                    method_config={"sentences": args.sentences} if args.sentences else None,
+                                    **common)
     else:
         run_dir = args.run_dir or (default_run(args.backbone, args.weights) if args.manifest else None)
         if not run_dir:
@@ -49,10 +58,14 @@ def run(args: argparse.Namespace) -> int:
                              "--zero-shot --backbone NAME")
         if not args.run_dir and not args.out:
             raise ValueError(f"--out: required without a run folder (the shipped run {run_dir} is not written to)")
+        if args.sentences:
+            raise ValueError("--sentences: chooses the zero-shot prompts; a run has its own (add --zero-shot)")
         result = evaluate(run_dir, manifests=args.manifest, out_dir=args.out, device=args.device,
-                          weights=args.weights, backbone=args.backbone, tasks=args.tasks, **common)
+                          weights=args.weights, backbone=args.backbone, tasks=args.tasks,
+                          concordance=args.concordance, **common)
     columns = [c for c in ("dataset", "task", "n", "accuracy", "balanced_accuracy", "macro_f1", "ece",
-                           "one_off_accuracy", "mean_abs_bin_error", "fairness_gap") if c in result.metrics]
+                           "one_off_accuracy", "mean_abs_bin_error", "fairness_gap", "concordance")
+               if c in result.metrics]
     print(f"{result.summary['method']} on {result.summary['backbone']} "
           f"(added parameters {result.summary['added_parameters']:,})")
     print(result.metrics[columns].to_string(index=False, float_format=lambda v: f"{v:.4f}"))
