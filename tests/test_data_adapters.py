@@ -328,3 +328,18 @@ def test_lagenda_missing_columns_refused(tmp_path):
         get_adapter("lagenda").scan(root)
     with pytest.raises(FileNotFoundError, match="lagenda_annotation.csv"):
         get_adapter("lagenda").scan(tmp_path)
+
+
+def test_rafdb_reads_gender_and_race_from_its_manual_attribute_files(tmp_path):
+    images = ["train_00001.jpg", "train_00002.jpg", "test_0001.jpg"]
+    basic = write_rafdb(tmp_path, ["train_00001.jpg 5", "train_00002.jpg 4", "test_0001.jpg 1"], images)
+    manual = basic / "Annotation" / "manual"
+    manual.mkdir(parents=True)
+    landmarks = "\n".join(["30.1 40.2", "60.3 40.1", "45.0 55.5", "35.2 70.0", "58.8 70.3"])
+    (manual / "train_00001_manu_attri.txt").write_text(f"{landmarks}\n1\n2\n2\n")  # female, Asian
+    (manual / "train_00002_manu_attri.txt").write_text(f"{landmarks}\n2\n0\n1\n")  # gender unsure
+    rows = _by_name(get_adapter("rafdb").scan(tmp_path))  # test_0001 has no attribute file
+    assert {n: (r["gender"], r["race"], r["emotion"]) for n, r in rows.items()} == {
+        "train_00001_aligned.jpg": ("female", "Asian", "sadness"),
+        "train_00002_aligned.jpg": ("", "Caucasian", "happiness"),
+        "test_0001_aligned.jpg": ("", "", "surprise")}
