@@ -104,6 +104,12 @@ class Profile(Config):
             for reserved in ("method", "seed"):
                 if reserved in values:
                     raise ValueError(f"{where}.method_parameters.{method}: {reserved!r} is set by the pipeline")
+        target = self.parameters.get("target")
+        if target is not None:
+            names = [d if isinstance(d, str) else d.get("name") for d in self.parameters.get("datasets", [])]
+            if not isinstance(target, dict) or target.get("dataset") not in names or "task" not in target:
+                raise ValueError(f"{where}.parameters.target: {target!r} must be {{dataset, task}} with a dataset "
+                                 f"of the profile ({names})")
         for key in ("parallel", "threads"):
             if getattr(self, key) < 1:
                 raise ValueError(f"{where}.{key}: must be an integer >= 1, got {getattr(self, key)!r}")

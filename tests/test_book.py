@@ -264,3 +264,14 @@ def test_profile_is_a_config_and_defaults_to_the_registry(tmp_path):
     profile = load_profile(path, ["threads=3", "epochs=2", "notebooks.30_train.lr=0.001"])
     assert (profile.threads, profile.parameters) == (3, {"work_dir": "work/x", "epochs": 2})
     assert profile.notebooks == {"30_train": {"lr": 0.001}}
+
+
+def test_a_profile_target_must_be_one_of_its_datasets():
+    from faceprompt.pipeline import load_profile
+
+    for name in ("book_default", "book_gpu", "book_real"):
+        profile = load_profile(ROOT / "configs" / f"{name}.yaml")
+        names = [d["name"] for d in profile.parameters["datasets"]]
+        assert profile.parameters["target"]["dataset"] in names
+    with pytest.raises(ValueError, match="target"):
+        load_profile(ROOT / "configs" / "book_gpu.yaml", ["target={dataset: rafdb, task: emotion}"])
