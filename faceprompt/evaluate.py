@@ -36,7 +36,8 @@ from faceprompt.data.images import check_face_files
 from faceprompt.data.manifest import label_indices, read_manifest
 from faceprompt.engine.run_folder import run_files_in
 from faceprompt.features import cached_features
-from faceprompt.io import atomic_path, read_json, write_json_atomic
+from faceprompt.io import atomic_path, read_json, refuse_link, write_json_atomic
+from faceprompt.lockfile import FolderLock
 from faceprompt.prompts import PromptModel, added_parameters, build_model
 from faceprompt.tasks import TASKS
 
@@ -173,6 +174,7 @@ def write_tables(out_dir: Path, result: EvalResult) -> Path:
     """``out_dir/eval/{metrics,confusion,fairness,reliability}.{csv,json}`` and ``summary.json``, atomically;
     each table's first column names the run it describes."""
     folder = Path(out_dir) / EVAL_DIR
+    refuse_link(folder)
     folder.mkdir(parents=True, exist_ok=True)
     for name in ("metrics", "confusion", "fairness", "reliability"):
         table: pd.DataFrame | None = getattr(result, name)
@@ -314,9 +316,11 @@ def evaluate(run_dir: str | os.PathLike | None = None, *, model: PromptModel | N
                "datasets": sorted(frame["dataset"].unique())}
     result = EvalResult(metrics, confusion, fairness, summary, None, reliability_table(frame, probs))
     if target is not None:
-        result.out_dir = write_tables(Path(target), result)
-        write_figures(result.out_dir, confusion, age_offset_table(frame, probs) if "age" in probs else None,
-                      model.method)
+        refuse_link(Path(target) / EVAL_DIR)
+        with FolderLock(Path(target) / EVAL_DIR, "faceprompt evaluate"):  # one writer: never two runs' tables mixed
+            result.out_dir = write_tables(Path(target), result)
+            write_figures(result.out_dir, confusion, age_offset_table(frame, probs) if "age" in probs else None,
+                          model.method)
     return result
 
 

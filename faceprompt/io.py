@@ -49,3 +49,11 @@ def check_is_file(path: Path, folder_error: Exception, missing_error: Exception)
         raise folder_error
     if not path.is_file():
         raise missing_error
+
+
+def refuse_link(path: str | os.PathLike) -> None:
+    """A folder faceprompt writes into must not be a symbolic link: a planted link would send the writes
+    elsewhere."""
+    if Path(path).is_symlink():
+        raise ValueError(f"{path} is a symbolic link (to {os.readlink(path)}); faceprompt writes only into real "
+                         f"folders: remove the link and run again")

@@ -38,7 +38,7 @@ from faceprompt.data.splits import SPLIT_FILE, assign_splits, read_splits, write
 from faceprompt.datasets import ADAPTERS, Skip, get_adapter, has_label
 from faceprompt.align import CROP_MODES
 from faceprompt.detect import DEFAULT_DETECTOR
-from faceprompt.io import atomic_path, write_json_atomic
+from faceprompt.io import atomic_path, refuse_link, write_json_atomic
 from faceprompt.lockfile import FolderLock
 from faceprompt.tasks import TASKS
 
@@ -83,6 +83,9 @@ class PrepareOptions:
             raise ValueError(f"splits must name some of {list(SPLITS)}, got {list(self.splits)}")
         if self.workers < 1:
             raise ValueError(f"workers must be >= 1, got {self.workers}")
+        if not (0 <= self.val_fraction < 1 and 0 <= self.test_fraction < 1 - self.val_fraction):
+            raise ValueError(f"val_fraction {self.val_fraction} and test_fraction {self.test_fraction} must be "
+                             f"fractions (0 to 1) that leave some rows for training")
         for split, n in dict(self.split_limits).items():
             if split not in SPLITS or not isinstance(n, int) or isinstance(n, bool) or n < 1:
                 raise ValueError(f"split_limits: {split!r}: {n!r} must be a split of {list(SPLITS)} with a "
@@ -344,6 +347,8 @@ def prepare_dataset(name: str, root: str | os.PathLike | None, out: str | os.Pat
     if name != "synthetic" and (out.resolve() == root.resolve() or root.resolve() in out.resolve().parents):
         raise ValueError(f"--out {out}: inside the dataset folder --root {root}, where a second run would read "
                          f"its own crops as new images; choose an output folder outside it")
+    for written in (out, out / "crops", out / "source"):  # a planted link would carry the writes elsewhere
+        refuse_link(written)
     detect = adapter.DETECT_BY_DEFAULT if opts.detect is None else opts.detect
     if detect:
         from faceprompt.detect import get_detector

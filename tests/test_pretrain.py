@@ -484,3 +484,15 @@ def test_age_balance_draws_rare_gender_age_groups_more_often():
     assert len(as_found) == len(balanced) == 1000
     assert (as_found >= 900).mean() == pytest.approx(0.1)
     assert 0.4 < (balanced >= 900).mean() < 0.6
+
+
+def test_resume_with_nothing_to_resume_and_bad_overrides_say_so(tmp_path, capsys):
+    from faceprompt.cli import main
+
+    config = tmp_path / "p.yaml"
+    config.write_text(f"out: {tmp_path / 'model'}\nwork_dir: {tmp_path / 'work'}\nepochs: 2\n")
+    assert main(["pretrain", "--config", str(config), "--resume"]) != 0
+    err = capsys.readouterr().err
+    assert "nothing to resume in" in err and "run without --resume" in err and "delete" not in err
+    assert main(["pretrain", "--config", str(config), "--set", "epochs=-1"]) != 0
+    assert "--set" in capsys.readouterr().err

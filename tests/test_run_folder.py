@@ -121,3 +121,43 @@ def test_prepare_refuses_a_planted_lock_link(tmp_path, capsys):
     code, _, err = run_cli(capsys, "prepare", "synthetic", "--out", out, "--n", 12, "--size", 32)
     error_line(code, err, ".lock")
     assert victim.read_text() == "precious"
+
+
+def test_planted_links_in_the_folders_written_are_refused(tmp_path, synthetic_manifest):
+    from faceprompt.prepare import prepare_dataset
+
+    victim = tmp_path / "victim"
+    victim.mkdir()
+    for sub in ("crops", "source"):
+        out = tmp_path / f"out-{sub}"
+        out.mkdir()
+        os.symlink(victim, out / sub)
+        with pytest.raises(ValueError, match="symbolic link"):
+            prepare_dataset("synthetic", None, out, n=12, size=32, workers=1, progress=False)
+    run = fit(quick_config(synthetic_manifest, tmp_path, epochs=1), progress=False).run_dir
+    os.symlink(victim, run / "eval")
+    with pytest.raises(ValueError, match="symbolic link"):
+        evaluate(run, progress=False, cache_dir=None)
+    assert list(victim.iterdir()) == []
+
+
+@pytest.mark.parametrize("run_id", ["", "x\ny", "tab\there"])
+def test_empty_and_control_character_run_ids_are_refused(tmp_path, capsys, synthetic_manifest, run_id):
+    config = tmp_path / "cfg.yaml"
+    config.write_text(f"method: zero-shot\nbackbone: tiny-pe\ntrain: [{synthetic_manifest}]\nepochs: 1\n"
+                      f"run_dir: {tmp_path / 'runs'}\nrun_id: base\n")
+    code, _, err = run_cli(capsys, "train", "--config", config, "--run-id", run_id)
+    assert code != 0 and "run_id" in err and "Traceback" not in err
+    assert not (tmp_path / "runs").exists()
+
+
+def test_evaluate_caches_features_in_the_folder_it_writes_to(tmp_path, monkeypatch, capsys, synthetic_manifest):
+    from faceprompt.cli import main
+
+    run = fit(quick_config(synthetic_manifest, tmp_path, epochs=1), progress=False).run_dir
+    elsewhere = tmp_path / "cwd"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    assert main(["evaluate", str(run), "--quiet"]) == 0
+    assert list(elsewhere.iterdir()) == []
+    assert (run / "feature-cache").is_dir()

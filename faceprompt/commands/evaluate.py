@@ -2,9 +2,11 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from faceprompt.commands.options import add_compile_arguments, device, positive_int
 from faceprompt.tasks import CLASS_SENTENCES
+from faceprompt.training.config import RESUME_CACHE as FEATURE_CACHE
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -31,8 +33,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "what the zero-shot baseline with the thesis's sentences predicts")
     parser.add_argument("--batch-size", type=positive_int, default=64)
     parser.add_argument("--device", type=device, default="cpu", help="cpu, cuda, cuda:1 or auto")
-    parser.add_argument("--cache-dir", default=".cache/faceprompt/features",
-                        help="image feature cache for frozen image paths ('' disables)")
+    parser.add_argument("--cache-dir", default=None,
+                        help="image feature cache for frozen image paths (default: feature-cache/ in the folder "
+                             "written to; '' disables)")
     add_compile_arguments(parser)
     parser.add_argument("--quiet", action="store_true")
 
@@ -41,8 +44,12 @@ def run(args: argparse.Namespace) -> int:
     from faceprompt.evaluate import evaluate, evaluate_zero_shot
     from faceprompt.predict import default_backbone, default_run
 
+    written_to = Path(args.out or args.run_dir or ".")  # the cache stays in the folder the user named
+    written_to = written_to.parent if written_to.suffix == ".safetensors" else written_to
+    cache_dir = args.cache_dir if args.cache_dir is not None else (
+        str(written_to / FEATURE_CACHE) if (args.out or args.run_dir) else "")
     common = dict(splits=tuple(args.split), datasets=args.datasets, batch_size=args.batch_size,
-                  cache_dir=args.cache_dir or None, progress=not args.quiet, compile=args.compile)
+                  cache_dir=cache_dir or None, progress=not args.quiet, compile=args.compile)
     if args.zero_shot:
         backbone = args.backbone or default_backbone()
         if not args.out:

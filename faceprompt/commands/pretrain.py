@@ -29,7 +29,9 @@ def run(args: argparse.Namespace) -> int:
     data = read_yaml(args.config) or {}
     if not isinstance(data, dict):
         raise ValueError(f"config {args.config}: expected a mapping of fields, got {type(data).__name__}")
-    cfg = PretrainConfig.from_dict(merge_overrides(data, overrides), where=f"config {args.config}")
+    PretrainConfig.from_dict(data, where=f"config {args.config}").validate(f"config {args.config}")
+    cfg = PretrainConfig.from_dict(merge_overrides(data, overrides), where="--set")
+    cfg.validate("--set/--out/--device")
     hint = " ".join(["faceprompt pretrain --config", args.config, "--resume",
                      *(["--set", *args.set] if args.set else []), *(["--out", args.out] if args.out else []),
                      *(["--device", args.device] if args.device else [])])

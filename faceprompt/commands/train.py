@@ -27,8 +27,8 @@ def run(args: argparse.Namespace) -> int:
     from faceprompt.training.config import stand_in
 
     overrides = parse_overrides(args.set)
-    if args.run_id:
-        overrides["run_id"] = args.run_id
+    if args.run_id is not None:
+        overrides["run_id"] = args.run_id  # '' too: refused by name, never a silent fallback
     if args.compile:
         overrides["compile"] = True
     if isinstance(args.resume, str):

@@ -127,6 +127,8 @@ def check_resume(cfg: PretrainConfig) -> None:
         raise engine_state.CheckpointError(
             f"{legacy}: an earlier version's pickle checkpoint, which is never loaded (unpickling can run "
             f"code); run without --resume to pretrain again")
+    if not (work / CHECKPOINT_FILE).exists():
+        raise FileNotFoundError(f"--resume: nothing to resume in {work} (no {CHECKPOINT_FILE}); run without --resume")
     info = engine_state.stored_info(work / CHECKPOINT_FILE, _advice(cfg))
     engine_state.check_same_recipe(info.get("config", {}), cfg.to_dict(), RESUMABLE_CHANGES,
                                    f"resume {work / CHECKPOINT_FILE}")

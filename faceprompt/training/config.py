@@ -254,8 +254,8 @@ class TrainConfig(Config):
 def is_plain_folder_name(name: str) -> bool:
     """One folder name that stays where it is put: not a path, not '.' or '..', nothing hidden in it."""
     text = str(name)
-    return bool(text.strip()) and text not in (".", "..") and not any(c in text for c in "/\\\0") \
-        and text == text.strip()
+    return bool(text.strip()) and text not in (".", "..") and not any(c in text for c in "/\\") \
+        and text == text.strip() and text.isprintable()
 
 
 def _protocol_defaults(protocol: str, data: dict[str, Any]) -> dict[str, Any]:
