@@ -20,6 +20,19 @@ def test_method_options_route_tokens_by_method():
     assert runs.method_options("v2pt", 4, 10, context_init="a photo of a") == {"tokens": 10}
 
 
+def test_method_options_come_from_the_registry_entry():
+    """The preset names its token options: every book method gets what the former per-kind checks gave."""
+    from faceprompt.book.methods import book_methods
+    from faceprompt.prompts import resolve_method
+
+    for method in book_methods():
+        preset = resolve_method(method)
+        context = preset.text in ("coop", "softcpt")
+        expected = {**({"context_tokens": 3, "init": "a face"} if context else {}),
+                    **({"tokens": 5} if preset.visual in ("vpt", "v2pt") else {})}
+        assert runs.method_options(method, 3, 5, context_init="a face") == expected, method
+
+
 def test_train_config_takes_its_splits_from_the_notebook_parameters(tmp_path):
     manifests = {"utkface": str(tmp_path / "u.csv"), "facial_expressions": str(tmp_path / "f.csv")}
     usual = runs.train_config("vpt", "tiny-pe", manifests, tmp_path / "runs")
