@@ -26,5 +26,6 @@ benchmarks     the speed chapter's numbers, from the JSON that ``faceprompt benc
 recipe         the faceclip-tiny chapter's numbers: its recipe, model config and GPU timing
 architecture   an open_clip model's shape, read from its config and its tower built on the meta device
 logged         measurements from runs that kept no JSON, copied once with the command that printed them
+build          run the notebooks on a profile with papermill, then build the book (``python -m``)
 =============  ===========================================================================================
 """
