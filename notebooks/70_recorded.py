@@ -41,7 +41,7 @@ shapes = {"pe-core-b16": "PE-Core-B-16"}  # key label -> open_clip model (facecl
 # %%
 from faceprompt.book import architecture, benchmarks, startup
 from faceprompt.book import logged as logged_numbers
-from faceprompt.book import recipe as pretraining
+from faceprompt.book import faceclip_tiny as pretraining
 from faceprompt.book import wild
 
 startup.setup(threads)

@@ -66,7 +66,7 @@ def _shape_fields() -> list[str]:
 
 
 def _releases() -> list[str]:
-    from faceprompt.book.recipe import RELEASES
+    from faceprompt.book.faceclip_tiny import RELEASES
 
     return list(RELEASES)
 
@@ -170,24 +170,25 @@ KEYS: tuple[GlueKey, ...] = tuple(
               "speed-gpu-vpt-ts-memory")
     + _family("70_recorded", "benchmarks.glue_epoch_cache", "speed-gpu-cache-build", "speed-gpu-cache-images",
               "speed-gpu-cache-table")
-    + _family("70_recorded", "recipe.glue_recipe", "ftiny-train-rows", "ftiny-all-rows", "ftiny-image-size",
+    + _family("70_recorded", "faceclip_tiny.glue_recipe", "ftiny-train-rows", "ftiny-all-rows", "ftiny-image-size",
               "ftiny-seed", "ftiny-parameters", "ftiny-weights-mb", "ftiny-split-percent", "ftiny-crop-scale",
               "ftiny-grayscale-p", "ftiny-emotion-samples", "ftiny-emotion-share", "ftiny-emotion-balance",
               "ftiny-epochs", "ftiny-steps", "ftiny-batch", "ftiny-optimiser", "ftiny-patch-drop", "ftiny-threads",
               "ftiny-torch", "ftiny-train-seconds", "ftiny-total-seconds", "ftiny-minutes", "ftiny-epoch-seconds",
               "ftiny-last-epoch-seconds")
-    + _family("70_recorded", "recipe.glue_captions", "ftiny-templates", "ftiny-age-tolerance")
-    + _family("70_recorded", "recipe.glue_cache_time", "ftiny-cache-minutes")
-    + _family("70_recorded", "recipe.glue_wild_recipe", "ftiny-datasets", "ftiny-crop", "ftiny-augmentations",
+    + _family("70_recorded", "faceclip_tiny.glue_captions", "ftiny-templates", "ftiny-age-tolerance")
+    + _family("70_recorded", "faceclip_tiny.glue_cache_time", "ftiny-cache-minutes")
+    + _family("70_recorded", "faceclip_tiny.glue_wild_recipe", "ftiny-datasets", "ftiny-crop", "ftiny-augmentations",
               "ftiny-model", "ftiny-prompt-loss", "ftiny-expression-train",
               "ftiny-emotion-table")
-    + _family("70_recorded", "recipe.glue_targets", "ftiny-targets-reached", "ftiny-targets-table")
-    + _family("70_recorded", "recipe.glue_zero_shot", "ftiny-zs-{dataset}-{task}", "ftiny-zs-{dataset}-{task}-n",
-              "ftiny-zs-{dataset}-{task}-oneoff", "ftiny-zs-{dataset}-{task}-f1", "ftiny-zero-shot-table")
-    + _family("70_recorded", "recipe.glue_pretrain_gpu", "ftiny-gpu-device", "ftiny-gpu-minutes", "ftiny-gpu-seconds",
-              "ftiny-gpu-epoch-seconds", "ftiny-gpu-rows", "ftiny-gpu-step-ms")
+    + _family("70_recorded", "faceclip_tiny.glue_targets", "ftiny-targets-reached", "ftiny-targets-table")
+    + _family("70_recorded", "faceclip_tiny.glue_zero_shot", "ftiny-zs-{dataset}-{task}",
+              "ftiny-zs-{dataset}-{task}-n", "ftiny-zs-{dataset}-{task}-oneoff", "ftiny-zs-{dataset}-{task}-f1",
+              "ftiny-zero-shot-table")
+    + _family("70_recorded", "faceclip_tiny.glue_pretrain_gpu", "ftiny-gpu-device", "ftiny-gpu-minutes",
+              "ftiny-gpu-seconds", "ftiny-gpu-epoch-seconds", "ftiny-gpu-rows", "ftiny-gpu-step-ms")
     + _family("70_recorded", "architecture.glue_shapes", "arch-{backbone}-{field}", "arch-table")
-    + _family("70_recorded", "recipe.glue_release", *(f"ftiny-{{release}}-{field}" for field in (
+    + _family("70_recorded", "faceclip_tiny.glue_release", *(f"ftiny-{{release}}-{field}" for field in (
         "f1", "emotion", "fe-gender", "age", "oneoff", "utk-gender", "epochs", "draws")))
     + _family("70_recorded", "logged.glue_logged", "{logged}")
     + _family("70_recorded", "wild.glue_landmarks", "crop-landmarks-table", "crop-landmarks-n", "crop-landmarks-run",
