@@ -44,9 +44,9 @@ def test_renaming_a_key_glued_inline_by_a_notebook_fails(copy):
 
 def test_a_notebook_that_stops_calling_the_producer_fails(copy):
     notebook = copy / "notebooks" / "70_recorded.py"
-    notebook.write_text(notebook.read_text().replace("benchmarks.glue_inference(results_dir)", "pass"))
+    notebook.write_text(notebook.read_text().replace("speed.glue_inference(results_dir)", "pass"))
     problems = keycheck.check(copy / "book", copy / "notebooks")
-    assert problems and all("does not call benchmarks.glue_inference" in p for p in problems)
+    assert problems and all("does not call speed.glue_inference" in p for p in problems)
 
 
 def test_a_producer_that_glues_another_name_fails(copy):

@@ -7,18 +7,18 @@ import json
 import pandas as pd
 import pytest
 
-from faceprompt.book import architecture, benchmarks, faceclip_tiny, logged
+from faceprompt.book import architecture, faceclip_tiny, logged, speed
 from faceprompt.book import glue as G
 from faceprompt.locations import project_root
 
 ROOT = project_root()
-RESULTS = ROOT / benchmarks.RESULTS_DIR
+RESULTS = ROOT / speed.RESULTS_DIR
 RECIPE = faceclip_tiny.read_json(ROOT / faceclip_tiny.RECIPE)
 
 
 def test_gpu_inference_table_quotes_every_row_of_the_json():
-    table = benchmarks.glue_inference(RESULTS)
-    frames = benchmarks.inference_frames(RESULTS)
+    table = speed.glue_inference(RESULTS)
+    frames = speed.inference_frames(RESULTS)
     pe = frames["PE-Core"]
     assert list(table.index) == list(dict.fromkeys(pe["method"]))
     assert len(table.columns) == sum(f["batch_size"].nunique() for f in frames.values())
@@ -31,14 +31,14 @@ def test_gpu_inference_table_quotes_every_row_of_the_json():
 
 def test_batching_savings_compare_one_pass_with_a_pass_per_task():
     rows = pd.DataFrame([{"backbone": "b", "batch_size": s, "method": m, "median_ms": ms}
-                         for s, m, ms in ((1, "vpt-ts", 1.0), (1, benchmarks.LOOPED_VPT_TS, 3.0),
-                                          (64, "vpt-ts", 9.0), (64, benchmarks.LOOPED_VPT_TS, 10.0))])
-    assert benchmarks.batching_savings(rows) == [pytest.approx(10.0)]
+                         for s, m, ms in ((1, "vpt-ts", 1.0), (1, speed.LOOPED_VPT_TS, 3.0),
+                                          (64, "vpt-ts", 9.0), (64, speed.LOOPED_VPT_TS, 10.0))])
+    assert speed.batching_savings(rows) == [pytest.approx(10.0)]
 
 
 def test_epoch_cache_table_matches_the_json():
-    table = benchmarks.glue_epoch_cache(RESULTS)
-    rows = json.loads((RESULTS / benchmarks.EPOCH_CACHE_FILE).read_text())
+    table = speed.glue_epoch_cache(RESULTS)
+    rows = json.loads((RESULTS / speed.EPOCH_CACHE_FILE).read_text())
     assert list(table.index) == [r["batch_size"] for r in rows]
     assert list(table["speed-up"]) == [f"{r['speedup']:.1f}×" for r in rows]
 

@@ -147,9 +147,9 @@ KEYS: tuple[GlueKey, ...] = tuple(
               "n-methods", "eval-methods-table")
     + _family("40_evaluate", "seeds.glue_seed_results", "eval-seed-table", "eval-seed-verdicts",
               "seed-{method}-verdict", "seed-count", "seed-methods", "seed-improving", "seed-improving-f1")
-    + _family("40_evaluate", "costs.parameter_table", "params-{backbone}-{method}", "pct-{backbone}-{method}",
+    + _family("40_evaluate", "speed.parameter_table", "params-{backbone}-{method}", "pct-{backbone}-{method}",
               "backbone-params-{backbone}")
-    + _family("40_evaluate", "costs.glue_latency", "latency-{method}-{batch}", "slowdown-{method}-{batch}",
+    + _family("40_evaluate", "speed.glue_latency", "latency-{method}-{batch}", "slowdown-{method}-{batch}",
               "latency-max-batch", "latency-device")
     + _family("40_evaluate", "results.glue_one_off", "oneoff-{method}-{dataset}")
     + _family("40_evaluate", "results.fairness_summary", "fairness-summary")
@@ -164,11 +164,11 @@ KEYS: tuple[GlueKey, ...] = tuple(
     + _family("60_demo", None, "demo-status", "demo-photos-count", "demo-photos-table", "demo-photos-right",
               "demo-older-table", "demo-tuned-prompts", "demo-photos-zero-shot-right", "demo-side-by-side",
               "demo-age-gender-table")
-    + _family("70_recorded", "benchmarks.glue_inference", "speed-gpu-table", "speed-gpu-repeats",
+    + _family("70_recorded", "speed.glue_inference", "speed-gpu-table", "speed-gpu-repeats",
               "speed-gpu-batches", "speed-gpu-text-within", "speed-gpu-vpt-pe", "speed-gpu-vpt-siglip",
               "speed-gpu-vpt-ts-b1", "speed-gpu-vpt-ts-looped-b1", "speed-gpu-vpt-ts-saving", "speed-gpu-v2pt-pe",
               "speed-gpu-vpt-ts-memory")
-    + _family("70_recorded", "benchmarks.glue_epoch_cache", "speed-gpu-cache-build", "speed-gpu-cache-images",
+    + _family("70_recorded", "speed.glue_epoch_cache", "speed-gpu-cache-build", "speed-gpu-cache-images",
               "speed-gpu-cache-table")
     + _family("70_recorded", "faceclip_tiny.glue_recipe", "ftiny-train-rows", "ftiny-all-rows", "ftiny-image-size",
               "ftiny-seed", "ftiny-parameters", "ftiny-weights-mb", "ftiny-split-percent", "ftiny-crop-scale",
