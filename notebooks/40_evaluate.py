@@ -36,9 +36,10 @@ target = {"dataset": "synthetic", "task": "emotion"}  # the labels the backbone 
 
 # %%
 from faceprompt import viz
-from faceprompt.book import calibration, results, seeds, speed, startup, target as held_out
+from faceprompt.book import calibration, results, seeds, speed, target as held_out
 from faceprompt.book import datasets as data
-from faceprompt.book.glue import count, glue, show
+from faceprompt.book._machinery import startup
+from faceprompt.book._machinery.glue import count, glue, show
 from faceprompt.book.methods import book_methods, method_order
 from faceprompt.tasks import TASKS
 

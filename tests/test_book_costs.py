@@ -4,7 +4,7 @@ from __future__ import annotations
 import pandas as pd
 
 from faceprompt.book import speed
-from faceprompt.book import glue as G
+from faceprompt.book._machinery import glue as G
 
 
 def test_latency_glue_keys_the_largest_batch_as_max():

@@ -7,8 +7,8 @@ import shutil
 
 import pytest
 
-from faceprompt.book import keycheck
-from faceprompt.book.keys import KEYS, GlueKey, declared
+from faceprompt.book._machinery import keycheck
+from faceprompt.book._machinery.keys import KEYS, GlueKey, declared
 from faceprompt.locations import project_root
 
 ROOT = project_root()

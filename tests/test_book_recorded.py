@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from faceprompt.book import architecture, faceclip_tiny, logged, speed
-from faceprompt.book import glue as G
+from faceprompt.book._machinery import glue as G
 from faceprompt.locations import project_root
 
 ROOT = project_root()

@@ -6,7 +6,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from faceprompt.book import glue as G
+from faceprompt.book._machinery import glue as G
 from faceprompt.book import runs
 
 

@@ -3,11 +3,7 @@
 =============  ===========================================================================================
 module         job
 =============  ===========================================================================================
-startup        notebook start-up: project root, torch threads, quiet logs, the default backbone
-glue           hand a value to the book (MyST-NB glue) and format numbers for prose
-keys           every glue key the chapters use, with the notebook and function that glue it
-keycheck       a static check that every quoted key is declared and produced by the notebook it names
-executed       read the values glued into executed notebooks; compare two builds of the book
+_machinery     start-up, glue, the glue keys and their check, reading executed notebooks back
 methods        the book's method lists, derived from the prompt registry; run folder names
 datasets       prepare a profile's datasets; split and label tables; sample faces
 leakage        check a run's test split against the split a pretrained model recorded

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from faceprompt.book.glue import glue, key, percent, points, show
+from faceprompt.book._machinery.glue import glue, key, percent, points, show
 from faceprompt.book.methods import run_name
 from faceprompt.tasks import TASKS
 

@@ -2,7 +2,7 @@
 and what a method costs in this build: the parameters it adds on the thesis's backbones, and inference latency.
 
 Recorded keys start with ``speed-``, this build's with ``params-``, ``pct-``, ``backbone-params-``,
-``latency-`` and ``slowdown-``; :mod:`faceprompt.book.keys` lists them. Each recorded ``glue_*`` function
+``latency-`` and ``slowdown-``; :mod:`faceprompt.book._machinery.keys` lists them. Each recorded ``glue_*`` function
 reads one result file, so a rerun of the benchmarks changes the chapter without touching its text.
 """
 from __future__ import annotations
@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from faceprompt.book.glue import count, glue, key, span
+from faceprompt.book._machinery.glue import count, glue, key, span
 from faceprompt.book.methods import text_methods
 from faceprompt.io import read_json
 

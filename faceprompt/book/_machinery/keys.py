@@ -3,7 +3,7 @@ that does (``None``: the notebook glues it itself, by its literal name).
 
 A pattern's ``{placeholder}`` stands for any value of a list derived from the registries
 (``PLACEHOLDERS``): ``mean-{method}`` is ``mean-zero-shot``, ``mean-coop``, ... for every method of
-:func:`faceprompt.book.methods.book_methods`. :mod:`faceprompt.book.keycheck` checks, without running
+:func:`faceprompt.book.methods.book_methods`. :mod:`faceprompt.book._machinery.keycheck` checks, without running
 anything, that every key a chapter quotes matches a pattern here, that the notebook it names calls the
 producing function and that the function's source glues that key.
 """

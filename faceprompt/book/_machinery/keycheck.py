@@ -1,7 +1,7 @@
-"""A static check of the glue keys: every key a chapter quotes is declared in :mod:`faceprompt.book.keys`,
+"""A static check of the glue keys: every key a chapter quotes is declared in :mod:`faceprompt.book._machinery.keys`,
 and the notebook it names produces it. Nothing is executed.
 
-    python -m faceprompt.book.keycheck      # prints the problems; exit status 1 when there are some
+    python -m faceprompt.book._machinery.keycheck      # prints the problems; exit status 1 when there are some
 
 A key is produced by a notebook when the notebook's source calls the declared producer and the
 producer's source spells the key (its literal start), or, for a key glued inline, when the notebook's
@@ -16,7 +16,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from faceprompt.book.keys import KEYS, GlueKey, declared
+from faceprompt.book._machinery.keys import KEYS, GlueKey, declared
 
 # {glue}`key`, {glue:text}`notebook.ipynb::key:s`, and the ```{glue} key / :doc: notebook.ipynb directive
 ROLE = re.compile(r"\{glue(?::\w+)?\}`([^`]+)`")
@@ -107,7 +107,8 @@ def check(book_dir: Path, notebooks_dir: Path, keys: tuple[GlueKey, ...] = KEYS)
             continue
         entries = declared(use.key, notebook, keys)
         if not entries:
-            problems.append(f"{use.where()}: {use.key!r} is not declared for {notebook} in faceprompt/book/keys.py")
+            problems.append(f"{use.where()}: {use.key!r} is not declared for {notebook} in "
+                            f"faceprompt/book/_machinery/keys.py")
             continue
         why = [produced(e, sources[notebook]) for e in entries]
         if all(why):
