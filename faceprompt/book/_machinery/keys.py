@@ -205,6 +205,32 @@ KEYS: tuple[GlueKey, ...] = tuple(
 )
 
 
+# Each producing module's key prefixes: a key glued by a function of ``faceprompt/book/<module>.py`` starts
+# with a prefix of that module, and with no longer prefix of another, so the key a chapter quotes names the
+# module that computes it. Keys a notebook glues itself, and keys named by data (``{logged}``), are free.
+PREFIXES: dict[str, tuple[str, ...]] = {
+    "datasets": ("data-",),
+    "leakage": ("heldout-", "adaptation-"),
+    "runs": ("zs-", "train-"),
+    "results": ("acc-", "ece-", "mean-", "delta-", "added-", "best-", "n-methods", "eval-methods-", "oneoff-",
+                "fairness-"),
+    "seeds": ("seed-", "eval-seed-"),
+    "speed": ("speed-", "params-", "pct-", "backbone-params-", "latency-", "slowdown-"),
+    "target": ("target-",),
+    "few_shot": ("few-shot-",),
+    "attention": ("prompt-share-",),
+    "faceclip_tiny": ("ftiny-",),
+    "architecture": ("arch-",),
+    "wild": ("crop-", "wild-", "demo-"),
+}
+
+
+def prefix_module(key: str, prefixes: dict[str, tuple[str, ...]] = PREFIXES) -> str | None:
+    """The module whose longest declared prefix starts ``key``, the first declared on a tie (None: no prefix does)."""
+    matches = [(p, module) for module, own in prefixes.items() for p in own if key.startswith(p)]
+    return max(matches, key=lambda match: len(match[0]))[1] if matches else None
+
+
 def declared(key: str, notebook: str | None = None, keys: tuple[GlueKey, ...] = KEYS) -> list[GlueKey]:
     """The declarations matching ``key`` (of ``notebook`` only, when given)."""
     return [k for k in keys if (notebook is None or k.notebook == notebook) and k.matches(key)]
