@@ -1,4 +1,4 @@
-"""Numbers of the speed and faceclip-tiny chapters, read from the recorded JSON (faceprompt.book.benchmarks,
+"""Numbers of the speed and faceclip-tiny chapters, read from the recorded JSON (faceprompt.book.speed,
 faceclip_tiny, architecture, logged)."""
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Added parameters and latency glue (faceprompt.book.costs)."""
+"""Added parameters and latency glue (faceprompt.book.speed; the recorded speed numbers: test_book_recorded.py)."""
 from __future__ import annotations
 
 import pandas as pd
