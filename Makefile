@@ -32,7 +32,7 @@ test-fast: $(STAMP)
 # _build/html with warnings as errors.
 book: $(STAMP)
 	@start=$$(date +%s); \
-	$(BIN)/python -m faceprompt.pipeline --profile $(BOOK_PROFILE) && \
+	$(BIN)/python -m faceprompt.book.build --profile $(BOOK_PROFILE) && \
 	echo "make book: $$(( $$(date +%s) - start )) s"
 
 # Each notebook with its own small defaults under nbval (paired .ipynb made from the jupytext sources).

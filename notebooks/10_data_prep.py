@@ -30,8 +30,9 @@ workers = 2
 # %%
 from faceprompt import viz
 from faceprompt.book import datasets as data
-from faceprompt.book import leakage, startup
-from faceprompt.book.glue import GLUED
+from faceprompt.book import leakage
+from faceprompt.book._machinery import startup
+from faceprompt.book._machinery.glue import GLUED
 
 startup.setup(threads)
 manifests = data.prepare_datasets(datasets, work_dir, workers=workers)

@@ -30,8 +30,9 @@ threads = 1
 # %%
 from faceprompt import viz
 from faceprompt.book import datasets as data
-from faceprompt.book import results, runs, startup
-from faceprompt.book.glue import glue, show
+from faceprompt.book import results, runs
+from faceprompt.book._machinery import startup
+from faceprompt.book._machinery.glue import glue, show
 
 startup.setup(threads)
 backbone = glue("zs-backbone", startup.resolve_backbone(backbone))

@@ -51,8 +51,9 @@ import pandas as pd
 
 from faceprompt import viz
 from faceprompt.book import datasets as data
-from faceprompt.book import runs, startup
-from faceprompt.book.glue import show
+from faceprompt.book import runs
+from faceprompt.book._machinery import startup
+from faceprompt.book._machinery.glue import show
 from faceprompt.book.methods import run_name
 
 startup.setup(threads)

@@ -36,9 +36,10 @@ target = {"dataset": "synthetic", "task": "emotion"}  # the labels the backbone 
 
 # %%
 from faceprompt import viz
-from faceprompt.book import calibration, costs, results, seeds, startup, target as held_out
+from faceprompt.book import calibration, results, seeds, speed, target as held_out
 from faceprompt.book import datasets as data
-from faceprompt.book.glue import count, glue, show
+from faceprompt.book._machinery import startup
+from faceprompt.book._machinery.glue import count, glue, show
 from faceprompt.book.methods import book_methods, method_order
 from faceprompt.tasks import TASKS
 
@@ -104,7 +105,7 @@ verdicts
 # for the thesis's backbones even on a laptop.
 
 # %%
-params = costs.parameter_table(param_backbones, methods)
+params = speed.parameter_table(param_backbones, methods)
 params_wide = params.pivot_table(index="method", columns="backbone", values="added", sort=False)
 params_wide = params_wide.reindex(method_order(params_wide.index))[param_backbones]
 glue("eval-params-table", params_wide.map(count), display=False)
@@ -117,9 +118,9 @@ params_wide.map(count)
 
 # %%
 bench_name = glue("bench-backbone", startup.resolve_backbone(bench_backbone))
-latency = costs.latency_table(bench_name, methods, bench_batch_sizes, repeats=bench_repeats,
+latency = speed.latency_table(bench_name, methods, bench_batch_sizes, repeats=bench_repeats,
                               weights=bench_weights, device=device)
-costs.glue_latency(latency, device)
+speed.glue_latency(latency, device)
 latency_wide = latency.pivot_table(index="method", columns="batch_size", values=["median_ms", "vs_zero_shot"],
                                    sort=False).reindex(method_order(latency["method"]))
 glue("eval-latency-table", show(latency_wide, 2), display=False)

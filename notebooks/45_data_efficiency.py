@@ -42,7 +42,8 @@ val_limit = 200
 # %%
 from faceprompt import viz
 from faceprompt.book import datasets as data
-from faceprompt.book import few_shot, results, startup
+from faceprompt.book import few_shot, results
+from faceprompt.book._machinery import startup
 
 startup.setup(threads)
 backbone = startup.resolve_backbone(backbone)

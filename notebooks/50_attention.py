@@ -46,9 +46,10 @@ import pandas as pd
 import torch
 
 from faceprompt import explain, viz
-from faceprompt.book import attention, startup
+from faceprompt.book import attention
 from faceprompt.book import datasets as data
-from faceprompt.book.glue import glue, show
+from faceprompt.book._machinery import startup
+from faceprompt.book._machinery.glue import glue, show
 from faceprompt.book.methods import attention_methods
 
 startup.setup(threads)

@@ -33,8 +33,9 @@ photo_side = 480     # longest side of the photos from outside the datasets
 # %%
 from faceprompt import viz
 from faceprompt.book import datasets as data
-from faceprompt.book import demo, photos, startup
-from faceprompt.book.glue import glue
+from faceprompt.book import demo, photos
+from faceprompt.book._machinery import startup
+from faceprompt.book._machinery.glue import glue
 from faceprompt.demo.app import build_app
 
 startup.setup(threads)

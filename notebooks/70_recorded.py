@@ -39,10 +39,11 @@ earlier_wild_results = {"centre64": "benchmarks/results/cpu-2026-12-03",  # the 
 shapes = {"pe-core-b16": "PE-Core-B-16"}  # key label -> open_clip model (faceclip-tiny's: from its recipe)
 
 # %%
-from faceprompt.book import architecture, benchmarks, startup
+from faceprompt.book import architecture, speed
+from faceprompt.book import faceclip_tiny as pretraining
 from faceprompt.book import logged as logged_numbers
-from faceprompt.book import recipe as pretraining
 from faceprompt.book import wild
+from faceprompt.book._machinery import startup
 
 startup.setup(threads)
 
@@ -50,10 +51,10 @@ startup.setup(threads)
 # ## Inference and training cost on one GPU
 
 # %%
-benchmarks.glue_inference(results_dir)
+speed.glue_inference(results_dir)
 
 # %%
-benchmarks.glue_epoch_cache(results_dir)
+speed.glue_epoch_cache(results_dir)
 
 # %% [markdown]
 # ## faceclip-tiny's recipe and its zero-shot test scores

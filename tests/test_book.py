@@ -56,7 +56,7 @@ def test_method_chapters_cover_every_method():
 
 
 def test_the_notebooks_are_the_pipelines():
-    from faceprompt.pipeline import NOTEBOOKS as RUN, STAGES
+    from faceprompt.book.build import NOTEBOOKS as RUN, STAGES
 
     assert [p.stem for p in NOTEBOOKS] == ["10_data_prep", "20_zero_shot", "30_train", "40_evaluate",
                                           "45_data_efficiency", "50_attention", "60_demo", "70_recorded"]
@@ -81,7 +81,7 @@ def test_notebook_is_paired_and_starts_with_parameters(source):
 
 @pytest.mark.parametrize("source", NOTEBOOKS, ids=lambda p: p.stem)
 def test_notebook_parameters_are_declared_and_defaults_are_small(source):
-    from faceprompt.pipeline import declared_parameters
+    from faceprompt.book.build import declared_parameters
 
     declared = declared_parameters(source)
     assert {"work_dir", "threads"} <= declared
@@ -97,7 +97,7 @@ def test_notebook_parameters_are_declared_and_defaults_are_small(source):
 
 def test_profiles_parse_and_plan(tmp_path):
     from faceprompt.book.methods import trained_methods
-    from faceprompt.pipeline import STAGES, load_profile, plan
+    from faceprompt.book.build import STAGES, load_profile, plan
 
     for name in ("book_default", "book_gpu", "book_real"):
         profile = load_profile(ROOT / "configs" / f"{name}.yaml")
@@ -126,7 +126,7 @@ def _fake_shared(root: Path, names=("UTKFace", "facial_expressions", "LFW", "FER
 
 
 def test_default_profile_uses_real_faces_when_the_shared_data_are_there(tmp_path, monkeypatch):
-    from faceprompt.pipeline import load_profile, plan
+    from faceprompt.book.build import load_profile, plan
 
     shared = _fake_shared(tmp_path / "shared")
     monkeypatch.setenv("FACEPROMPT_SHARED_DATA", str(shared))
@@ -158,7 +158,7 @@ def test_default_profile_uses_real_faces_when_the_shared_data_are_there(tmp_path
 
 
 def test_default_profile_falls_back_to_synthetic_faces(tmp_path, monkeypatch):
-    from faceprompt.pipeline import load_profile, plan
+    from faceprompt.book.build import load_profile, plan
 
     monkeypatch.delenv("FACEPROMPT_BOOK_DATA", raising=False)
     for shared in (tmp_path / "absent", _fake_shared(tmp_path / "partial", ("UTKFace",))):
@@ -173,7 +173,7 @@ def test_default_profile_falls_back_to_synthetic_faces(tmp_path, monkeypatch):
 
 
 def test_seeds_must_name_trained_methods():
-    from faceprompt.pipeline import Profile
+    from faceprompt.book.build import Profile
 
     with pytest.raises(ValueError, match="not among the profile's methods"):
         Profile.from_dict({"methods": ["vpt"], "seeds": {"coop": [0, 1]}})
@@ -183,7 +183,7 @@ def test_seeds_must_name_trained_methods():
 
 
 def test_a_method_can_have_its_own_train_parameters():
-    from faceprompt.pipeline import Profile, plan
+    from faceprompt.book.build import Profile, plan
 
     profile = Profile.from_dict({
         "methods": ["vpt", "v2pt"], "seeds": {"v2pt": [0, 1]},
@@ -205,7 +205,7 @@ def test_a_method_can_have_its_own_train_parameters():
 
 
 def test_profile_errors_name_the_field(tmp_path):
-    from faceprompt.pipeline import Profile, load_profile, plan
+    from faceprompt.book.build import Profile, load_profile, plan
 
     with pytest.raises(ValueError, match="unknown field"):
         Profile.from_dict({"paralel": 2})
@@ -222,7 +222,7 @@ def test_profile_errors_name_the_field(tmp_path):
 
 
 def test_job_stamps_change_with_parameters():
-    from faceprompt.pipeline import Profile, job_stamp, plan
+    from faceprompt.book.build import Profile, job_stamp, plan
 
     first = plan(Profile.from_dict({}), ROOT)[2][0]
     second = plan(Profile.from_dict({"notebooks": {"30_train": {"epochs": 2}}}), ROOT)[2][0]
@@ -251,7 +251,7 @@ def test_savefig_writes_a_png(tmp_path):
 def test_profile_is_a_config_and_defaults_to_the_registry(tmp_path):
     from faceprompt.book.methods import trained_methods
     from faceprompt.config import Config
-    from faceprompt.pipeline import Profile, load_profile
+    from faceprompt.book.build import Profile, load_profile
 
     assert issubclass(Profile, Config)
     assert list(Profile.from_dict({}).methods) == trained_methods()

@@ -6,7 +6,7 @@ import json
 import pandas as pd
 
 from faceprompt.book import attention
-from faceprompt.book import glue as G
+from faceprompt.book._machinery import glue as G
 
 
 def test_attention_runs_from_other_weights_are_not_reused(tmp_path, tiny_backbones):

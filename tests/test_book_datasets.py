@@ -8,7 +8,7 @@ import pytest
 
 from book_runs import prepare_synthetic
 from faceprompt.book import datasets as data
-from faceprompt.book import glue as G
+from faceprompt.book._machinery import glue as G
 from faceprompt.tasks import TASKS
 
 

@@ -1,12 +1,13 @@
-"""Glue and the prose formats (faceprompt.book.glue), and reading glued values back (faceprompt.book.executed)."""
+"""Glue and the prose formats (faceprompt.book._machinery.glue), and reading glued values back
+(faceprompt.book._machinery.executed)."""
 from __future__ import annotations
 
 import json
 
 import pandas as pd
 
-from faceprompt.book import executed
-from faceprompt.book import glue as G
+from faceprompt.book._machinery import executed
+from faceprompt.book._machinery import glue as G
 
 
 def test_glue_outside_a_kernel_keeps_the_value():

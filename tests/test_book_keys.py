@@ -7,8 +7,8 @@ import shutil
 
 import pytest
 
-from faceprompt.book import keycheck
-from faceprompt.book.keys import KEYS, GlueKey, declared
+from faceprompt.book._machinery import keycheck
+from faceprompt.book._machinery.keys import KEYS, PREFIXES, GlueKey, declared, prefix_module
 from faceprompt.locations import project_root
 
 ROOT = project_root()
@@ -44,9 +44,9 @@ def test_renaming_a_key_glued_inline_by_a_notebook_fails(copy):
 
 def test_a_notebook_that_stops_calling_the_producer_fails(copy):
     notebook = copy / "notebooks" / "70_recorded.py"
-    notebook.write_text(notebook.read_text().replace("benchmarks.glue_inference(results_dir)", "pass"))
+    notebook.write_text(notebook.read_text().replace("speed.glue_inference(results_dir)", "pass"))
     problems = keycheck.check(copy / "book", copy / "notebooks")
-    assert problems and all("does not call benchmarks.glue_inference" in p for p in problems)
+    assert problems and all("does not call speed.glue_inference" in p for p in problems)
 
 
 def test_a_producer_that_glues_another_name_fails(copy):
@@ -86,3 +86,32 @@ def test_references_are_parsed_with_their_notebook(tmp_path):
     assert uses == [("30_train_vpt", "train-epochs-vpt"), (None, "lonely"), ("40_evaluate", "eval-ece-table")]
     assert keycheck.notebook_of("30_train_vpt-seed1", ["30_train", "40_evaluate"]) == "30_train"
     assert re.search("names no executed notebook", "\n".join(keycheck.check(tmp_path, ROOT / "notebooks")))
+
+
+# --- a key's prefix names the module that glues it -----------------------------------------------------
+
+def test_every_produced_key_starts_with_a_prefix_of_its_module():
+    assert keycheck.prefix_problems() == []
+    assert prefix_module("ftiny-zs-utkface-age") == "faceclip_tiny" and prefix_module("crop-landmarks-n") == "wild"
+    assert prefix_module("eval-seed-table") == "seeds" and prefix_module("eval-methods-table") == "results"
+    assert prefix_module("speed-gpu-table") == "speed" and prefix_module("eval-backbone") is None
+
+
+def test_a_key_glued_under_another_module_prefix_fails():
+    moved = (*KEYS, GlueKey("ftiny-landmarks", "70_recorded", "wild.glue_landmarks"))
+    problems = keycheck.prefix_problems(moved)
+    assert problems == ["'ftiny-landmarks' (glued by wild.glue_landmarks) does not start with a key prefix of wild "
+                        "(declared: crop-, wild-, demo-); it reads as faceclip_tiny's"]
+
+
+def test_a_producing_module_without_its_prefix_fails():
+    prefixes = {m: own for m, own in PREFIXES.items() if m != "faceclip_tiny"}
+    problems = keycheck.prefix_problems(KEYS, prefixes)
+    assert problems and all("of faceclip_tiny (declared: none)" in p for p in problems)
+
+
+def test_a_prefix_declared_twice_or_never_used_fails():
+    prefixes = {**PREFIXES, "wild": (*PREFIXES["wild"], "ftiny-", "unused-")}
+    assert keycheck.prefix_problems(KEYS, prefixes) == [
+        "key prefix 'ftiny-' is declared for both faceclip_tiny and wild",
+        "key prefix 'unused-' of wild: no key glued by wild starts with it"]

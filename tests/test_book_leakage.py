@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from book_runs import prepare_synthetic
-from faceprompt.book import glue as G
+from faceprompt.book._machinery import glue as G
 from faceprompt.book import leakage
 from faceprompt.data.splits import read_splits
 

@@ -1,5 +1,5 @@
-"""Numbers of the speed and faceclip-tiny chapters, read from the recorded JSON (faceprompt.book.benchmarks,
-recipe, architecture, logged)."""
+"""Numbers of the speed and faceclip-tiny chapters, read from the recorded JSON (faceprompt.book.speed,
+faceclip_tiny, architecture, logged)."""
 from __future__ import annotations
 
 import json
@@ -7,18 +7,18 @@ import json
 import pandas as pd
 import pytest
 
-from faceprompt.book import architecture, benchmarks, logged, recipe
-from faceprompt.book import glue as G
+from faceprompt.book import architecture, faceclip_tiny, logged, speed
+from faceprompt.book._machinery import glue as G
 from faceprompt.locations import project_root
 
 ROOT = project_root()
-RESULTS = ROOT / benchmarks.RESULTS_DIR
-RECIPE = recipe.read_json(ROOT / recipe.RECIPE)
+RESULTS = ROOT / speed.RESULTS_DIR
+RECIPE = faceclip_tiny.read_json(ROOT / faceclip_tiny.RECIPE)
 
 
 def test_gpu_inference_table_quotes_every_row_of_the_json():
-    table = benchmarks.glue_inference(RESULTS)
-    frames = benchmarks.inference_frames(RESULTS)
+    table = speed.glue_inference(RESULTS)
+    frames = speed.inference_frames(RESULTS)
     pe = frames["PE-Core"]
     assert list(table.index) == list(dict.fromkeys(pe["method"]))
     assert len(table.columns) == sum(f["batch_size"].nunique() for f in frames.values())
@@ -31,46 +31,47 @@ def test_gpu_inference_table_quotes_every_row_of_the_json():
 
 def test_batching_savings_compare_one_pass_with_a_pass_per_task():
     rows = pd.DataFrame([{"backbone": "b", "batch_size": s, "method": m, "median_ms": ms}
-                         for s, m, ms in ((1, "vpt-ts", 1.0), (1, benchmarks.LOOPED_VPT_TS, 3.0),
-                                          (64, "vpt-ts", 9.0), (64, benchmarks.LOOPED_VPT_TS, 10.0))])
-    assert benchmarks.batching_savings(rows) == [pytest.approx(10.0)]
+                         for s, m, ms in ((1, "vpt-ts", 1.0), (1, speed.LOOPED_VPT_TS, 3.0),
+                                          (64, "vpt-ts", 9.0), (64, speed.LOOPED_VPT_TS, 10.0))])
+    assert speed.batching_savings(rows) == [pytest.approx(10.0)]
 
 
 def test_epoch_cache_table_matches_the_json():
-    table = benchmarks.glue_epoch_cache(RESULTS)
-    rows = json.loads((RESULTS / benchmarks.EPOCH_CACHE_FILE).read_text())
+    table = speed.glue_epoch_cache(RESULTS)
+    rows = json.loads((RESULTS / speed.EPOCH_CACHE_FILE).read_text())
     assert list(table.index) == [r["batch_size"] for r in rows]
     assert list(table["speed-up"]) == [f"{r['speedup']:.1f}×" for r in rows]
 
 
 def test_recipe_counts_steps_and_durations():
-    steps = recipe.steps_per_epoch(RECIPE)
+    steps = faceclip_tiny.steps_per_epoch(RECIPE)
     cfg = RECIPE["config"]
-    assert steps * cfg["batch_size"] <= recipe.split_rows(RECIPE, "train") - int(
-        recipe.emotion_counts(RECIPE, ("train",)).sum()) + cfg["emotion_samples"] < (steps + 1) * cfg["batch_size"]
-    durations = recipe.epoch_durations(RECIPE)
+    emotion = int(faceclip_tiny.emotion_counts(RECIPE, ("train",)).sum())
+    assert steps * cfg["batch_size"] <= faceclip_tiny.split_rows(RECIPE, "train") - emotion + cfg["emotion_samples"] \
+        < (steps + 1) * cfg["batch_size"]
+    durations = faceclip_tiny.epoch_durations(RECIPE)
     assert len(durations) == cfg["epochs"] and sum(durations) == pytest.approx(RECIPE["history"][-1]["seconds"])
-    recipe.glue_recipe(RECIPE)
+    faceclip_tiny.glue_recipe(RECIPE)
     assert G.GLUED["ftiny-steps"] == str(steps) and G.GLUED["ftiny-epochs"] == str(cfg["epochs"])
-    assert G.GLUED["ftiny-train-rows"] == f"{recipe.split_rows(RECIPE, 'train'):,}"
+    assert G.GLUED["ftiny-train-rows"] == f"{faceclip_tiny.split_rows(RECIPE, 'train'):,}"
 
 
 def test_zero_shot_table_has_a_row_per_recorded_score():
-    table = recipe.glue_zero_shot(RECIPE)
+    table = faceclip_tiny.glue_zero_shot(RECIPE)
     recorded = RECIPE["test_zero_shot"]
     assert len(table) == sum(len(tasks) for tasks in recorded.values())
     assert G.GLUED["ftiny-zs-utkface-age-oneoff"] == G.percent(recorded["utkface"]["age"]["one_off"])
 
 
 def test_gpu_pretraining_time_per_step_is_that_of_the_release_it_timed():
-    timing = recipe.read_json(ROOT / recipe.PRETRAIN_GPU)
-    timed = recipe.read_json(ROOT / recipe.RELEASES_DIR / f"{recipe.GPU_TIMED_RELEASE}.json")
-    recipe.glue_pretrain_gpu(timing, timed)
-    steps = timing["epochs"] * recipe.steps_per_epoch(timed)
+    timing = faceclip_tiny.read_json(ROOT / faceclip_tiny.PRETRAIN_GPU)
+    timed = faceclip_tiny.read_json(ROOT / faceclip_tiny.RELEASES_DIR / f"{faceclip_tiny.GPU_TIMED_RELEASE}.json")
+    faceclip_tiny.glue_pretrain_gpu(timing, timed)
+    steps = timing["epochs"] * faceclip_tiny.steps_per_epoch(timed)
     assert timing["epochs"] == timed["config"]["epochs"]
     assert G.GLUED["ftiny-gpu-step-ms"] == f"{1000 * timing['train_seconds'] / steps:.0f} ms"
     # stand-in data of the recorded size
-    assert timing["rows"] == sum(recipe.split_rows(timed, s) for s in ("train", "val", "test"))
+    assert timing["rows"] == sum(faceclip_tiny.split_rows(timed, s) for s in ("train", "val", "test"))
 
 
 def test_the_shape_counted_on_the_meta_device_is_the_recorded_model():
@@ -95,7 +96,7 @@ def test_logged_entries_need_a_source(tmp_path):
 def test_caption_numbers_come_from_the_caption_module():
     from faceprompt.pretraining.captions import AGE_TOLERANCE, TEMPLATES
 
-    recipe.glue_captions()
+    faceclip_tiny.glue_captions()
     assert G.GLUED["ftiny-templates"] == str(len(TEMPLATES))
     assert G.GLUED["ftiny-age-tolerance"] == str(AGE_TOLERANCE)
 
@@ -108,7 +109,7 @@ def test_caption_numbers_come_from_the_caption_module():
 ])
 def test_earlier_releases_are_read_from_their_recipe_records(release, expected):
     """The numbers the chapter compares with come from each release's own recipe.json."""
-    recipe.glue_release(recipe.read_json(ROOT / recipe.RELEASES_DIR / f"{release}.json"), release)
+    faceclip_tiny.glue_release(faceclip_tiny.read_json(ROOT / faceclip_tiny.RELEASES_DIR / f"{release}.json"), release)
     assert {field: G.GLUED[f"ftiny-{release}-{field}"] for field in expected} == expected
 
 
@@ -123,8 +124,8 @@ def _recipe(fe_train: dict, fer_train: dict, scores: dict, balance: float = 0.5)
 
 def test_emotion_draws_pool_the_expression_datasets_and_balance_by_the_power():
     record = _recipe({"neutral": 8, "fear": 1}, {"neutral": 8}, {})
-    assert recipe.expression_datasets(record) == ["facial_expressions", "ferplus"]
-    table = recipe.emotion_draws(record)
+    assert faceclip_tiny.expression_datasets(record) == ["facial_expressions", "ferplus"]
+    table = faceclip_tiny.emotion_draws(record)
     assert table.loc["neutral", "ferplus"] == 8 and table.loc["fear", "ferplus"] == 0
     assert table.loc["fear", "share of images"] == G.percent(1 / 17)
     assert table.loc["fear", "share of draws"] == G.percent(1 / (1 + 16 ** 0.5))  # class share ~ count ** 0.5
@@ -136,11 +137,11 @@ def test_augmentations_name_every_configured_one_and_only_those():
     from faceprompt.pretraining.config import PretrainConfig
 
     wild = asdict(PretrainConfig.load(ROOT / "configs/pretrain_faceclip_tiny_wild.yaml"))
-    text = recipe.augmentations(wild)
+    text = faceclip_tiny.augmentations(wild)
     for word in ("flip", "rotation", "shift", "colour jitter", "white balance", "grayscale", "blur", "JPEG"):
         assert word in text
     plain = asdict(PretrainConfig.load(ROOT / "configs/pretrain_faceclip_tiny.yaml"))
-    assert "JPEG" not in recipe.augmentations({**plain, "jpeg_p": 0.0})
+    assert "JPEG" not in faceclip_tiny.augmentations({**plain, "jpeg_p": 0.0})
 
 
 def test_targets_are_reached_only_at_or_above_the_aim_and_the_previous_accuracy_is_one():
@@ -148,7 +149,7 @@ def test_targets_are_reached_only_at_or_above_the_aim_and_the_previous_accuracy_
     now = _recipe({}, {}, {"ferplus": {"emotion": {"accuracy": 0.75, "balanced_accuracy": 0.60}},
                            "facial_expressions": {"emotion": {"accuracy": 0.69, "macro_f1": 0.46}}})
     middle = _recipe({}, {}, {"facial_expressions": {"emotion": {"accuracy": 0.80, "macro_f1": 0.35}}})
-    table = recipe.target_table(now, {"first": previous, "second": middle}, "first")
+    table = faceclip_tiny.target_table(now, {"first": previous, "second": middle}, "first")
     table = table.set_index(["test split", "task", "metric"])
     assert table.loc[("ferplus", "emotion", "accuracy"), "reached"] == "yes"  # exactly the aim
     assert table.loc[("ferplus", "emotion", "balanced accuracy"), "reached"] == "no"
@@ -160,8 +161,8 @@ def test_targets_are_reached_only_at_or_above_the_aim_and_the_previous_accuracy_
 
 
 def test_the_zero_shot_loss_term_is_described_from_the_config():
-    assert recipe.prompt_loss_words({}) == "none (the contrastive loss alone)"
-    assert recipe.prompt_loss_words({"prompt_loss_weight": 0.0, "age_neighbour_weight": 0.1}).startswith("none")
-    words = recipe.prompt_loss_words({"prompt_loss_weight": 1.0, "age_neighbour_weight": 0.1})
+    assert faceclip_tiny.prompt_loss_words({}) == "none (the contrastive loss alone)"
+    assert faceclip_tiny.prompt_loss_words({"prompt_loss_weight": 0.0, "age_neighbour_weight": 0.1}).startswith("none")
+    words = faceclip_tiny.prompt_loss_words({"prompt_loss_weight": 1.0, "age_neighbour_weight": 0.1})
     assert words.startswith("weight 1;") and "adjacent age bin gets 0.1" in words
-    assert recipe.prompt_loss_words({"prompt_loss_weight": 0.5}) == "weight 0.5"
+    assert faceclip_tiny.prompt_loss_words({"prompt_loss_weight": 0.5}) == "weight 0.5"

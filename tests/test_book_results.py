@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 
 from book_runs import write_run
-from faceprompt.book import glue as G
+from faceprompt.book._machinery import glue as G
 from faceprompt.book import results
 
 CELLS = {("synthetic", "gender"): 0.5, ("synthetic", "age"): 0.2}

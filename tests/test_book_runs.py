@@ -6,7 +6,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from faceprompt.book import glue as G
+from faceprompt.book._machinery import glue as G
 from faceprompt.book import runs
 
 
@@ -18,6 +18,19 @@ def test_method_options_route_tokens_by_method():
     assert runs.method_options("softcpt", 4, 10, context_init="a photo of a") == {"context_tokens": 4,
                                                                                 "init": "a photo of a"}
     assert runs.method_options("v2pt", 4, 10, context_init="a photo of a") == {"tokens": 10}
+
+
+def test_method_options_come_from_the_registry_entry():
+    """The preset names its token options: every book method gets what the former per-kind checks gave."""
+    from faceprompt.book.methods import book_methods
+    from faceprompt.prompts import resolve_method
+
+    for method in book_methods():
+        preset = resolve_method(method)
+        context = preset.text in ("coop", "softcpt")
+        expected = {**({"context_tokens": 3, "init": "a face"} if context else {}),
+                    **({"tokens": 5} if preset.visual in ("vpt", "v2pt") else {})}
+        assert runs.method_options(method, 3, 5, context_init="a face") == expected, method
 
 
 def test_train_config_takes_its_splits_from_the_notebook_parameters(tmp_path):

@@ -4,7 +4,7 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from faceprompt.book import glue as G
+from faceprompt.book._machinery import glue as G
 from faceprompt.book import seeds
 
 CELLS = [("utkface", "gender"), ("utkface", "age"), ("facial_expressions", "gender"),

@@ -1,4 +1,4 @@
-"""Notebook start-up (faceprompt.book.startup): the project root, threads, narrowly quieted warnings."""
+"""Notebook start-up (faceprompt.book._machinery.startup): the project root, threads, narrowly quieted warnings."""
 from __future__ import annotations
 
 import os
@@ -6,7 +6,7 @@ import warnings
 
 import torch
 
-from faceprompt.book import startup
+from faceprompt.book._machinery import startup
 from faceprompt.locations import project_root
 
 

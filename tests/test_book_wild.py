@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from faceprompt.book import glue as G
-from faceprompt.book import keycheck, wild
+from faceprompt.book._machinery import glue as G
+from faceprompt.book import wild
+from faceprompt.book._machinery import keycheck
 from faceprompt.demo.pipeline import DEFAULT_FACE_PHOTO_SIDE, DEFAULT_MIN_SIZE, DEFAULT_UNCERTAIN_BELOW, MIN_SCORES
 from faceprompt.locations import project_root
 

@@ -267,7 +267,7 @@ def test_thesis_variants_save_and_load_to_the_same_logits(tiny_backbones, method
 # --- prompts longer than the text context: truncated as the thesis's tokenizer does -------------------
 
 def test_truncate_cuts_an_overflowing_prompt_as_the_thesis_tokenizer_does(tiny_backbones):
-    from faceprompt.prompts.text import tokens_with_context
+    from faceprompt.prompts.coop import tokens_with_context
 
     bb = tiny_backbones["tiny-pe"]  # 32 text tokens and the CLIP tokenizer, as PE-Core
     with pytest.raises(ValueError, match="does not fit"):

@@ -3,11 +3,7 @@
 =============  ===========================================================================================
 module         job
 =============  ===========================================================================================
-startup        notebook start-up: project root, torch threads, quiet logs, the default backbone
-glue           hand a value to the book (MyST-NB glue) and format numbers for prose
-keys           every glue key the chapters use, with the notebook and function that glue it
-keycheck       a static check that every quoted key is declared and produced by the notebook it names
-executed       read the values glued into executed notebooks; compare two builds of the book
+_machinery     start-up, glue, the glue keys and their check, reading executed notebooks back
 methods        the book's method lists, derived from the prompt registry; run folder names
 datasets       prepare a profile's datasets; split and label tables; sample faces
 leakage        check a run's test split against the split a pretrained model recorded
@@ -15,16 +11,16 @@ runs           zero-shot, template comparison, one training run and its evaluati
 results        collect evaluated runs; accuracy, summary, one-off and fairness tables
 target         the held-out target: every method's seed mean, spread and gain; the validation-selected one
 few_shot       data efficiency on the held-out target: a method tuned on k labelled faces per class
-costs          added parameters and inference latency per method
 calibration    reliability curves on the bins of ``metrics.expected_calibration_error``
 seeds          means and spreads over training seeds, and whether a method beats zero-shot
 attention      the models the attention chapter looks inside
 demo           the example photo run through the demo app
 photos         photos from outside every dataset, annotated by the demo's own path
 wild           the face-crop and demo chapters' numbers: CPU benchmarks' JSON, the demo's settings
-benchmarks     the speed chapter's numbers, from the JSON that ``faceprompt bench`` wrote
-recipe         the faceclip-tiny chapter's numbers: its recipe, model config and GPU timing
+speed          the speed chapter's numbers (``faceprompt bench``'s JSON); added parameters and latency per method
+faceclip_tiny  the faceclip-tiny chapter's numbers: its recipe, model config and GPU timing
 architecture   an open_clip model's shape, read from its config and its tower built on the meta device
 logged         measurements from runs that kept no JSON, copied once with the command that printed them
+build          run the notebooks on a profile with papermill, then build the book (``python -m``)
 =============  ===========================================================================================
 """

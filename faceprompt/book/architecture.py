@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from faceprompt.book.glue import count, glue
+from faceprompt.book._machinery.glue import count, glue
 
 # The suffixes glue_shapes glues for every model: arch-<backbone>-<field>.
 SHAPE_FIELDS = ("image-size", "patch-size", "vision-width", "vision-depth", "text-width", "text-depth", "context",

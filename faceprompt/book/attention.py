@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from faceprompt.book.glue import glue, key, percent
+from faceprompt.book._machinery.glue import glue, key, percent
 from faceprompt.book.methods import run_name, trains
 from faceprompt.book.runs import train_and_evaluate, train_config
 

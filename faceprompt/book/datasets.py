@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from faceprompt.book.glue import glue
+from faceprompt.book._machinery.glue import glue
 from faceprompt.tasks import TASKS
 
 PREPARE_STAMP = "book_prepare.json"  # what a prepared folder was made from

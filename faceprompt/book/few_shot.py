@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from faceprompt.book.glue import glue, percent, points
+from faceprompt.book._machinery.glue import glue, percent, points
 from faceprompt.data.manifest import TASK_COLUMNS, read_manifest, write_manifest
 
 ALL = 0  # a ``shots`` value: every labelled training face

@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from faceprompt.book.glue import glue
+from faceprompt.book._machinery.glue import glue
 
 PRETRAINED_DIR = Path(__file__).resolve().parent.parent / "pretrained"
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from faceprompt.book.glue import glue
+from faceprompt.book._machinery.glue import glue
 from faceprompt.io import read_json
 
 LOGGED = "book/_data/logged_measurements.json"

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from faceprompt.book.glue import count, glue, key, percent, points
+from faceprompt.book._machinery.glue import count, glue, key, percent, points
 from faceprompt.book.methods import method_order
 from faceprompt.tasks import TASKS
 

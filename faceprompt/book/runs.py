@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from faceprompt.book.glue import glue, key, percent, points, show
+from faceprompt.book._machinery.glue import glue, key, percent, points, show
 from faceprompt.book.methods import run_name
 from faceprompt.tasks import TASKS
 
@@ -73,20 +73,20 @@ def glue_template_comparison(templates: pd.DataFrame) -> pd.DataFrame:
 
 def method_options(method: str, context_tokens: int | None = None, visual_tokens: int | None = None,
                    extra: dict | None = None, context_init: str | None = None) -> dict:
-    """Flat method options: ``context_tokens`` and ``context_init`` (its ``init``) for text methods that
-    learn a context (CoOp, SoftCPT), ``tokens`` for visual prompts (VPT, VPT-TS, V2PT), plus ``extra``;
-    a method ignores what it lacks."""
+    """Flat method options: ``context_tokens`` and ``context_init`` for text methods that learn a context
+    (CoOp, SoftCPT), ``visual_tokens`` for visual prompts (VPT, VPT-TS, V2PT), each under the option its
+    registry entry names (``MethodPreset.context_tokens_option``, ...), plus ``extra``; a method ignores
+    what it lacks."""
     from faceprompt.prompts import resolve_method
 
     preset = resolve_method(method)
     options = {}
-    if preset.text in ("coop", "softcpt"):
-        if context_tokens is not None:
-            options["context_tokens"] = int(context_tokens)
-        if context_init is not None:
-            options["init"] = str(context_init)
-    if visual_tokens is not None and preset.visual in ("vpt", "v2pt"):
-        options["tokens"] = int(visual_tokens)
+    if context_tokens is not None and preset.context_tokens_option is not None:
+        options[preset.context_tokens_option] = int(context_tokens)
+    if context_init is not None and preset.context_init_option is not None:
+        options[preset.context_init_option] = str(context_init)
+    if visual_tokens is not None and preset.visual_tokens_option is not None:
+        options[preset.visual_tokens_option] = int(visual_tokens)
     return {**options, **dict(extra or {})}
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from faceprompt.book.glue import glue, key, percent, points
+from faceprompt.book._machinery.glue import glue, key, percent, points
 from faceprompt.book.methods import method_order
 
 TASK_SCORES = (("gender", "accuracy"), ("age", "accuracy"), ("emotion", "accuracy"), ("emotion", "macro_f1"))

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from faceprompt.book.glue import glue, percent, points
+from faceprompt.book._machinery.glue import glue, percent, points
 from faceprompt.book.methods import method_order
 
 SCORES = ("accuracy", "balanced_accuracy", "macro_f1")

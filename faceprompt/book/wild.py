@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from faceprompt.book.glue import glue, percent, points, span
+from faceprompt.book._machinery.glue import glue, percent, points, span
 from faceprompt.io import read_json
 
 CPU_RESULTS_DIR = "benchmarks/results/cpu-2026-12-03"

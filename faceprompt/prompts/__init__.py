@@ -11,24 +11,20 @@ vpt-ts         templates    vpt (TS)    one set of P visual tokens per task
 v2pt           templates    v2pt        learned prompts + the VAE encoder/decoder
 A+B            A's text     B's visual  both (e.g. softcpt+vpt, coop+vpt-ts)
 =============  ===========  ==========  =================================================
+
+A method's module (``templates``, ``coop``, ``softcpt``, ``vpt``, ``v2pt``) holds its options, its prompt
+class and the registration of its presets; importing this package imports them in this order, which is
+the order of :func:`list_methods`.
 """
-from faceprompt.prompts import text as _text  # noqa: F401  (registers the text prompts)
-from faceprompt.prompts import visual as _visual  # noqa: F401  (registers the visual prompts)
+from faceprompt.prompts import templates as _templates  # noqa: F401  (registers zero-shot)
+from faceprompt.prompts import coop as _coop  # noqa: F401  (registers coop)
+from faceprompt.prompts import softcpt as _softcpt  # noqa: F401  (registers softcpt)
+from faceprompt.prompts import vpt as _vpt  # noqa: F401  (registers the visual kind none, vpt and vpt-ts)
+from faceprompt.prompts import v2pt as _v2pt  # noqa: F401  (registers v2pt)
 from faceprompt.prompts.base import (
     METHODS, MethodPreset, Output, PromptModel, added_parameters, build_model, list_methods, list_text_prompts,
     list_visual_prompts, method_configs, register_method, resolve_method,
 )
-
-for _preset in (
-    MethodPreset("zero-shot", "templates", "none", summary="hand-written templates, nothing trains"),
-    MethodPreset("coop", "coop", "none", summary="CoOp: learnable context per task"),
-    MethodPreset("softcpt", "softcpt", "none", summary="SoftCPT-CATS: context generated from the task description"),
-    MethodPreset("vpt", "templates", "vpt", summary="VPT: one set of visual tokens for all tasks"),
-    MethodPreset("vpt-ts", "templates", "vpt", visual_defaults={"task_specific": True},
-                 summary="VPT-TS: one set of visual tokens per task"),
-    MethodPreset("v2pt", "templates", "v2pt", summary="V2PT: visual tokens + VAE per-image prompts"),
-):
-    register_method(_preset)
 
 __all__ = ["METHODS", "MethodPreset", "Output", "PromptModel", "added_parameters", "build_model",
            "list_methods", "list_text_prompts", "list_visual_prompts", "method_configs", "register_method",

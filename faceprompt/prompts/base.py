@@ -39,6 +39,8 @@ class TextPrompt(nn.Module):
 
     kind: ClassVar[str]
     config_class: ClassVar[type[PromptConfig]]
+    context_tokens_option: ClassVar[str | None] = None  # the option counting the context vectors it learns
+    context_init_option: ClassVar[str | None] = None  # the option naming the phrase its context starts from
 
     def __init__(self, cfg: PromptConfig, backbone: Backbone, tasks: tuple[Task, ...]):
         super().__init__()
@@ -57,6 +59,7 @@ class VisualPrompt(nn.Module):
     kind: ClassVar[str]
     config_class: ClassVar[type[PromptConfig]]
     touches_image_path: ClassVar[bool] = True  # False: image features can be cached on disk
+    tokens_option: ClassVar[str | None] = None  # the option counting the prompt tokens it adds
 
     def __init__(self, cfg: PromptConfig, backbone: Backbone, tasks: tuple[Task, ...]):
         super().__init__()
@@ -115,6 +118,21 @@ class MethodPreset:
     text_defaults: dict = field(default_factory=dict)
     visual_defaults: dict = field(default_factory=dict)
     summary: str = ""
+
+    @property
+    def context_tokens_option(self) -> str | None:
+        """The text option counting the context vectors the method learns; None: its text part learns none."""
+        return TEXT_PROMPTS[self.text].context_tokens_option
+
+    @property
+    def context_init_option(self) -> str | None:
+        """The text option naming the phrase its learned context starts from; None: no learned context."""
+        return TEXT_PROMPTS[self.text].context_init_option
+
+    @property
+    def visual_tokens_option(self) -> str | None:
+        """The visual option counting the prompt tokens it adds to the image; None: no visual prompt tokens."""
+        return VISUAL_PROMPTS[self.visual].tokens_option
 
 
 METHODS: Registry[MethodPreset] = Registry("method")

@@ -3,7 +3,7 @@ that does (``None``: the notebook glues it itself, by its literal name).
 
 A pattern's ``{placeholder}`` stands for any value of a list derived from the registries
 (``PLACEHOLDERS``): ``mean-{method}`` is ``mean-zero-shot``, ``mean-coop``, ... for every method of
-:func:`faceprompt.book.methods.book_methods`. :mod:`faceprompt.book.keycheck` checks, without running
+:func:`faceprompt.book.methods.book_methods`. :mod:`faceprompt.book._machinery.keycheck` checks, without running
 anything, that every key a chapter quotes matches a pattern here, that the notebook it names calls the
 producing function and that the function's source glues that key.
 """
@@ -66,7 +66,7 @@ def _shape_fields() -> list[str]:
 
 
 def _releases() -> list[str]:
-    from faceprompt.book.recipe import RELEASES
+    from faceprompt.book.faceclip_tiny import RELEASES
 
     return list(RELEASES)
 
@@ -147,9 +147,9 @@ KEYS: tuple[GlueKey, ...] = tuple(
               "n-methods", "eval-methods-table")
     + _family("40_evaluate", "seeds.glue_seed_results", "eval-seed-table", "eval-seed-verdicts",
               "seed-{method}-verdict", "seed-count", "seed-methods", "seed-improving", "seed-improving-f1")
-    + _family("40_evaluate", "costs.parameter_table", "params-{backbone}-{method}", "pct-{backbone}-{method}",
+    + _family("40_evaluate", "speed.parameter_table", "params-{backbone}-{method}", "pct-{backbone}-{method}",
               "backbone-params-{backbone}")
-    + _family("40_evaluate", "costs.glue_latency", "latency-{method}-{batch}", "slowdown-{method}-{batch}",
+    + _family("40_evaluate", "speed.glue_latency", "latency-{method}-{batch}", "slowdown-{method}-{batch}",
               "latency-max-batch", "latency-device")
     + _family("40_evaluate", "results.glue_one_off", "oneoff-{method}-{dataset}")
     + _family("40_evaluate", "results.fairness_summary", "fairness-summary")
@@ -164,30 +164,31 @@ KEYS: tuple[GlueKey, ...] = tuple(
     + _family("60_demo", None, "demo-status", "demo-photos-count", "demo-photos-table", "demo-photos-right",
               "demo-older-table", "demo-tuned-prompts", "demo-photos-zero-shot-right", "demo-side-by-side",
               "demo-age-gender-table")
-    + _family("70_recorded", "benchmarks.glue_inference", "speed-gpu-table", "speed-gpu-repeats",
+    + _family("70_recorded", "speed.glue_inference", "speed-gpu-table", "speed-gpu-repeats",
               "speed-gpu-batches", "speed-gpu-text-within", "speed-gpu-vpt-pe", "speed-gpu-vpt-siglip",
               "speed-gpu-vpt-ts-b1", "speed-gpu-vpt-ts-looped-b1", "speed-gpu-vpt-ts-saving", "speed-gpu-v2pt-pe",
               "speed-gpu-vpt-ts-memory")
-    + _family("70_recorded", "benchmarks.glue_epoch_cache", "speed-gpu-cache-build", "speed-gpu-cache-images",
+    + _family("70_recorded", "speed.glue_epoch_cache", "speed-gpu-cache-build", "speed-gpu-cache-images",
               "speed-gpu-cache-table")
-    + _family("70_recorded", "recipe.glue_recipe", "ftiny-train-rows", "ftiny-all-rows", "ftiny-image-size",
+    + _family("70_recorded", "faceclip_tiny.glue_recipe", "ftiny-train-rows", "ftiny-all-rows", "ftiny-image-size",
               "ftiny-seed", "ftiny-parameters", "ftiny-weights-mb", "ftiny-split-percent", "ftiny-crop-scale",
               "ftiny-grayscale-p", "ftiny-emotion-samples", "ftiny-emotion-share", "ftiny-emotion-balance",
               "ftiny-age-balance", "ftiny-epochs", "ftiny-steps", "ftiny-batch", "ftiny-optimiser", "ftiny-patch-drop", "ftiny-threads",
               "ftiny-torch", "ftiny-train-seconds", "ftiny-total-seconds", "ftiny-minutes", "ftiny-epoch-seconds",
               "ftiny-last-epoch-seconds")
-    + _family("70_recorded", "recipe.glue_captions", "ftiny-templates", "ftiny-age-tolerance")
-    + _family("70_recorded", "recipe.glue_cache_time", "ftiny-cache-minutes")
-    + _family("70_recorded", "recipe.glue_wild_recipe", "ftiny-datasets", "ftiny-crop", "ftiny-augmentations",
+    + _family("70_recorded", "faceclip_tiny.glue_captions", "ftiny-templates", "ftiny-age-tolerance")
+    + _family("70_recorded", "faceclip_tiny.glue_cache_time", "ftiny-cache-minutes")
+    + _family("70_recorded", "faceclip_tiny.glue_wild_recipe", "ftiny-datasets", "ftiny-crop", "ftiny-augmentations",
               "ftiny-model", "ftiny-prompt-loss", "ftiny-expression-train",
               "ftiny-emotion-table")
-    + _family("70_recorded", "recipe.glue_targets", "ftiny-targets-reached", "ftiny-targets-table")
-    + _family("70_recorded", "recipe.glue_zero_shot", "ftiny-zs-{dataset}-{task}", "ftiny-zs-{dataset}-{task}-n",
-              "ftiny-zs-{dataset}-{task}-oneoff", "ftiny-zs-{dataset}-{task}-f1", "ftiny-zero-shot-table")
-    + _family("70_recorded", "recipe.glue_pretrain_gpu", "ftiny-gpu-device", "ftiny-gpu-minutes", "ftiny-gpu-seconds",
-              "ftiny-gpu-epoch-seconds", "ftiny-gpu-rows", "ftiny-gpu-step-ms")
+    + _family("70_recorded", "faceclip_tiny.glue_targets", "ftiny-targets-reached", "ftiny-targets-table")
+    + _family("70_recorded", "faceclip_tiny.glue_zero_shot", "ftiny-zs-{dataset}-{task}",
+              "ftiny-zs-{dataset}-{task}-n", "ftiny-zs-{dataset}-{task}-oneoff", "ftiny-zs-{dataset}-{task}-f1",
+              "ftiny-zero-shot-table")
+    + _family("70_recorded", "faceclip_tiny.glue_pretrain_gpu", "ftiny-gpu-device", "ftiny-gpu-minutes",
+              "ftiny-gpu-seconds", "ftiny-gpu-epoch-seconds", "ftiny-gpu-rows", "ftiny-gpu-step-ms")
     + _family("70_recorded", "architecture.glue_shapes", "arch-{backbone}-{field}", "arch-table")
-    + _family("70_recorded", "recipe.glue_release", *(f"ftiny-{{release}}-{field}" for field in (
+    + _family("70_recorded", "faceclip_tiny.glue_release", *(f"ftiny-{{release}}-{field}" for field in (
         "f1", "emotion", "fe-gender", "age", "oneoff", "utk-gender", "epochs", "draws")))
     + _family("70_recorded", "logged.glue_logged", "{logged}")
     + _family("70_recorded", "wild.glue_landmarks", "crop-landmarks-table", "crop-landmarks-n", "crop-landmarks-run",
@@ -202,6 +203,32 @@ KEYS: tuple[GlueKey, ...] = tuple(
               "demo-margin", "demo-crop", "demo-face-photo-side", "demo-max-megapixels",
               "demo-uncertain-levels")
 )
+
+
+# Each producing module's key prefixes: a key glued by a function of ``faceprompt/book/<module>.py`` starts
+# with a prefix of that module, and with no longer prefix of another, so the key a chapter quotes names the
+# module that computes it. Keys a notebook glues itself, and keys named by data (``{logged}``), are free.
+PREFIXES: dict[str, tuple[str, ...]] = {
+    "datasets": ("data-",),
+    "leakage": ("heldout-", "adaptation-"),
+    "runs": ("zs-", "train-"),
+    "results": ("acc-", "ece-", "mean-", "delta-", "added-", "best-", "n-methods", "eval-methods-", "oneoff-",
+                "fairness-"),
+    "seeds": ("seed-", "eval-seed-"),
+    "speed": ("speed-", "params-", "pct-", "backbone-params-", "latency-", "slowdown-"),
+    "target": ("target-",),
+    "few_shot": ("few-shot-",),
+    "attention": ("prompt-share-",),
+    "faceclip_tiny": ("ftiny-",),
+    "architecture": ("arch-",),
+    "wild": ("crop-", "wild-", "demo-"),
+}
+
+
+def prefix_module(key: str, prefixes: dict[str, tuple[str, ...]] = PREFIXES) -> str | None:
+    """The module whose longest declared prefix starts ``key``, the first declared on a tie (None: no prefix does)."""
+    matches = [(p, module) for module, own in prefixes.items() for p in own if key.startswith(p)]
+    return max(matches, key=lambda match: len(match[0]))[1] if matches else None
 
 
 def declared(key: str, notebook: str | None = None, keys: tuple[GlueKey, ...] = KEYS) -> list[GlueKey]:

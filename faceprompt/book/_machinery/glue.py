@@ -1,7 +1,7 @@
 """Hand values to the book and format numbers for prose.
 
 A notebook calls :func:`glue`; MyST-NB stores the value in the executed notebook and a chapter quotes
-it by key (``{glue:text}`notebook.ipynb::key:s```). Every key is declared in :mod:`faceprompt.book.keys`.
+it by key (``{glue:text}`notebook.ipynb::key:s```). Every key is declared in :mod:`faceprompt.book._machinery.keys`.
 """
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """Run the book's notebooks with papermill on one profile, then build the book.
 
-    python -m faceprompt.pipeline --profile configs/book_default.yaml
-    python -m faceprompt.pipeline --profile configs/book_gpu.yaml --set backbone=siglip2-b16 work_dir=work/gpu-siglip2
+    python -m faceprompt.book.build --profile configs/book_default.yaml
+    python -m faceprompt.book.build --profile configs/book_gpu.yaml --set backbone=siglip2-b16 work_dir=work/gpu-siglip2
 
 A profile (YAML) gives the parameters every notebook receives (``parameters``), per-notebook extras
 (``notebooks: {30_train: {...}}``), the methods ``30_train`` is run for (default: every method of the
@@ -46,6 +46,7 @@ PLACEHOLDER_CHAPTERS = {
 }
 # What shapes a notebook's output besides its source and parameters (hashed into every stamp).
 FINGERPRINT_FOLDERS = ("faceprompt", "data_prep", "benchmarks/results", "book/_data")
+SELF = "faceprompt/book/build.py"  # left out of the fingerprint, as the files named pipeline.py are
 DATA_CHOICE_ENV = "FACEPROMPT_BOOK_DATA"  # "synthetic" forces the synthetic faces even when real data are here
 REAL_DATASETS = ("UTKFace", "facial_expressions", "LFW", "FERPlus")  # folders the real-data profile reads
 
@@ -287,8 +288,9 @@ def code_fingerprint(root: Path) -> str:
     h = hashlib.sha256()
     for folder in FINGERPRINT_FOLDERS:
         for path in sorted((root / folder).rglob("*")):
-            if not path.is_file() or "__pycache__" in path.parts or path.name == "pipeline.py":
-                continue  # the pipeline itself does not shape any notebook's output
+            if not path.is_file() or "__pycache__" in path.parts or path.name == "pipeline.py" \
+                    or path.relative_to(root).as_posix() == SELF:
+                continue  # the build itself does not shape any notebook's output
             h.update(str(path.relative_to(root)).encode())
             if path.suffix in (".py", ".json", ".yaml", ".yml", ".txt"):
                 h.update(path.read_bytes())
@@ -437,7 +439,7 @@ def run(profile: Profile, root: Path, force: bool = False, only: list[str] | Non
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m faceprompt.pipeline", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m faceprompt.book.build", description=__doc__.split("\n\n")[0])
     parser.add_argument("--profile", default="configs/book_default.yaml", help="the profile YAML")
     add_set_argument(parser, "a profile field (by its name) or a shared notebook parameter")
     parser.add_argument("--force", action="store_true", help="run every notebook, up to date or not")

@@ -1,6 +1,6 @@
 """Read the values glued into executed notebooks, and compare two builds of the book.
 
-    python -m faceprompt.book.executed BEFORE_DIR AFTER_DIR     # folders of executed notebooks
+    python -m faceprompt.book._machinery.executed BEFORE_DIR AFTER_DIR     # folders of executed notebooks
 
 MyST-NB stores each glued value as an output whose metadata names it (``scrapbook.name``); its
 ``text/plain`` form is what ``{glue:text}`` prints, its ``text/html`` form what a ``{glue}`` table shows.
@@ -50,7 +50,8 @@ def compare(before: dict, after: dict) -> dict[str, list]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m faceprompt.book.executed", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m faceprompt.book._machinery.executed",
+                                     description=__doc__.split("\n\n")[0])
     parser.add_argument("before", help="folder of executed notebooks (one build)")
     parser.add_argument("after", help="folder of executed notebooks (another build)")
     args = parser.parse_args(argv)

@@ -1,13 +1,13 @@
 """The numbers of the faceclip-tiny chapter: its recipe (``recipe.json``, written by ``faceprompt pretrain``),
 its model config and the GPU timing of the recipe (``benchmarks/bench_pretrain.py``'s JSON).
 
-Keys start with ``ftiny-``; :mod:`faceprompt.book.keys` lists them.
+Keys start with ``ftiny-``; :mod:`faceprompt.book._machinery.keys` lists them.
 """
 from __future__ import annotations
 
 import pandas as pd
 
-from faceprompt.book.glue import count, glue, percent, span
+from faceprompt.book._machinery.glue import count, glue, percent, span
 from faceprompt.io import read_json  # noqa: F401  (the notebook reads records through this module)
 
 MODEL = "faceclip-tiny"

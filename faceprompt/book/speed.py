@@ -1,15 +1,18 @@
-"""The numbers of the speed chapter, from the JSON that ``faceprompt bench`` wrote (``benchmarks/results/``).
+"""The numbers of the speed chapter, from the JSON that ``faceprompt bench`` wrote (``benchmarks/results/``),
+and what a method costs in this build: the parameters it adds on the thesis's backbones, and inference latency.
 
-Keys start with ``speed-``; :mod:`faceprompt.book.keys` lists them. Each ``glue_*`` function reads one
-result file, so a rerun of the benchmarks changes the chapter without touching its text.
+Recorded keys start with ``speed-``, this build's with ``params-``, ``pct-``, ``backbone-params-``,
+``latency-`` and ``slowdown-``; :mod:`faceprompt.book._machinery.keys` lists them. Each recorded ``glue_*`` function
+reads one result file, so a rerun of the benchmarks changes the chapter without touching its text.
 """
 from __future__ import annotations
 
+from dataclasses import asdict
 from pathlib import Path
 
 import pandas as pd
 
-from faceprompt.book.glue import glue, span
+from faceprompt.book._machinery.glue import count, glue, key, span
 from faceprompt.book.methods import text_methods
 from faceprompt.io import read_json
 
@@ -98,3 +101,43 @@ def glue_epoch_cache(results_dir: str | Path = RESULTS_DIR) -> pd.DataFrame:
     glue("speed-gpu-cache-build", f"{rows['cache_build_s'].iloc[0]:.2f} s")
     glue("speed-gpu-cache-images", str(int(rows["images"].iloc[0])))
     return glue("speed-gpu-cache-table", epoch_cache_table(rows), display=False)
+
+
+# --- what a method costs in this build (40_evaluate) ---------------------------------------------------
+
+def parameter_table(backbones: list[str], methods: list[str]) -> pd.DataFrame:
+    """Added parameters per backbone and method, counted on the meta device (no weights needed);
+    glued as ``params-<backbone>-<method>``, ``pct-<backbone>-<method>`` and ``backbone-params-<backbone>``."""
+    from faceprompt.bench.parameters import method_parameter_table
+
+    table = pd.DataFrame(method_parameter_table(backbones, methods))
+    for _, r in table.iterrows():
+        glue(key("params", r["backbone"], r["method"]), count(r["added"]))
+        glue(key("pct", r["backbone"], r["method"]), f"{r['percent']:.4f}%")
+    for backbone, sub in table.groupby("backbone"):
+        glue(key("backbone-params", backbone), count(sub["backbone_params"].iloc[0]))
+    return table
+
+
+def latency_table(backbone: str, methods: list[str], batch_sizes: list[int], repeats: int = 5,
+                  weights: str | None = None, device: str = "cpu", dtype: str = "fp32") -> pd.DataFrame:
+    """Inference latency of every method against zero-shot (``faceprompt.bench``); :func:`glue_latency` glues it."""
+    from faceprompt.bench.inference import bench_methods
+
+    rows = bench_methods(backbone, [m for m in methods if m != "zero-shot"], list(batch_sizes), device=device,
+                         weights=weights, dtype=dtype, repeats=repeats, warmup=1)
+    return pd.DataFrame([asdict(r) for r in rows])
+
+
+def glue_latency(table: pd.DataFrame, device: str) -> None:
+    """Glue ``latency-<method>-b<batch>`` (ms per call), ``slowdown-<method>-b<batch>`` (x zero-shot),
+    ``slowdown-<method>-max`` (at the largest batch size timed, ``latency-max-batch``) and ``latency-device``."""
+    for _, r in table.iterrows():
+        glue(key("latency", r["method"], f"b{r['batch_size']}"), f"{r['median_ms']:.1f} ms")
+        glue(key("slowdown", r["method"], f"b{r['batch_size']}"), f"{r['vs_zero_shot']:.2f}x")
+    if len(table):
+        largest = table[table["batch_size"] == table["batch_size"].max()]
+        for _, r in largest.iterrows():  # the same key whatever batch sizes a profile times
+            glue(key("slowdown", r["method"], "max"), f"{r['vs_zero_shot']:.2f}x")
+        glue("latency-max-batch", str(int(table["batch_size"].max())))
+    glue("latency-device", str(table["device"].iloc[0]) if len(table) else device)

@@ -1,11 +1,12 @@
-"""A static check of the glue keys: every key a chapter quotes is declared in :mod:`faceprompt.book.keys`,
+"""A static check of the glue keys: every key a chapter quotes is declared in :mod:`faceprompt.book._machinery.keys`,
 and the notebook it names produces it. Nothing is executed.
 
-    python -m faceprompt.book.keycheck      # prints the problems; exit status 1 when there are some
+    python -m faceprompt.book._machinery.keycheck      # prints the problems; exit status 1 when there are some
 
 A key is produced by a notebook when the notebook's source calls the declared producer and the
 producer's source spells the key (its literal start), or, for a key glued inline, when the notebook's
-source spells the key in quotes.
+source spells the key in quotes. A key with a producer starts with a prefix its module declares
+(``keys.PREFIXES``), so a key quoted in a chapter names the module that computes it.
 """
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from faceprompt.book.keys import KEYS, GlueKey, declared
+from faceprompt.book._machinery.keys import KEYS, PREFIXES, GlueKey, declared, prefix_module
 
 # {glue}`key`, {glue:text}`notebook.ipynb::key:s`, and the ```{glue} key / :doc: notebook.ipynb directive
 ROLE = re.compile(r"\{glue(?::\w+)?\}`([^`]+)`")
@@ -107,7 +108,8 @@ def check(book_dir: Path, notebooks_dir: Path, keys: tuple[GlueKey, ...] = KEYS)
             continue
         entries = declared(use.key, notebook, keys)
         if not entries:
-            problems.append(f"{use.where()}: {use.key!r} is not declared for {notebook} in faceprompt/book/keys.py")
+            problems.append(f"{use.where()}: {use.key!r} is not declared for {notebook} in "
+                            f"faceprompt/book/_machinery/keys.py")
             continue
         why = [produced(e, sources[notebook]) for e in entries]
         if all(why):
@@ -115,11 +117,41 @@ def check(book_dir: Path, notebooks_dir: Path, keys: tuple[GlueKey, ...] = KEYS)
     return problems
 
 
+def prefix_problems(keys: tuple[GlueKey, ...] = KEYS, prefixes: dict[str, tuple[str, ...]] = PREFIXES) -> list[str]:
+    """Key families with a producer whose pattern does not start with a prefix of the producer's module
+    (``keys.PREFIXES``, the longest matching prefix deciding), prefixes declared for two modules, and
+    prefixes no family of their module uses. A pattern that starts with a placeholder is named by data."""
+    problems = []
+    owners: dict[str, str] = {}
+    for module, own in prefixes.items():
+        for prefix in own:
+            if prefix in owners:
+                problems.append(f"key prefix {prefix!r} is declared for both {owners[prefix]} and {module}")
+            owners.setdefault(prefix, module)
+    used = set()
+    for entry in keys:
+        if entry.producer is None or entry.pattern.startswith("{"):
+            continue
+        module = entry.producer.rsplit(".", 1)[0]
+        owner = prefix_module(entry.pattern, prefixes)
+        if owner == module:
+            used.add(max((p for p in prefixes[module] if entry.pattern.startswith(p)), key=len))
+            continue
+        own = ", ".join(prefixes.get(module, ())) or "none"
+        reads = f"; it reads as {owner}'s" if owner else ""
+        problems.append(f"{entry.pattern!r} (glued by {entry.producer}) does not start with a key prefix of "
+                        f"{module} (declared: {own}){reads}")
+    for module, own in prefixes.items():
+        problems += [f"key prefix {p!r} of {module}: no key glued by {module} starts with it" for p in own
+                     if p not in used and owners[p] == module]
+    return problems
+
+
 def main() -> int:
     from faceprompt.locations import project_root
 
     root = project_root()
-    problems = check(root / "book", root / "notebooks")
+    problems = prefix_problems() + check(root / "book", root / "notebooks")
     print("\n".join(problems) or "every glue key of the book is declared and produced")
     return 1 if problems else 0
 
