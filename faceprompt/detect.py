@@ -224,10 +224,11 @@ class BlazeFaceDetector:
     five points of ``align.TEMPLATE`` made from its eyes, nose tip and mouth centre, so an aligned crop needs
     no landmark search. ``model``: "full" (faces down to ~1/20 of the frame) or "short" (close-ups)."""
 
-    def __init__(self, model: str = "full", min_score: float = 0.5, threads: int = 1):
+    def __init__(self, model: str = "both", min_score: float = 0.5, threads: int = 1):
         from faceprompt.blazeface import BlazeFace
 
-        self._model = BlazeFace(model, min_score, threads)
+        names = ("short", "full") if model == "both" else (model,)
+        self._models = [BlazeFace(name, min_score, threads) for name in names]
 
     @staticmethod
     def check_installed():
@@ -240,11 +241,14 @@ class BlazeFaceDetector:
         return model_path("full")
 
     def detect(self, rgb: np.ndarray) -> list[Detection]:
-        from faceprompt.blazeface import five_points
+        from faceprompt.blazeface import five_points, weighted_nms
 
         rgb = _check_rgb(rgb)
         h, w = rgb.shape[:2]
-        boxes, points, scores = self._model.detect(rgb)
+        found = [model.detect(rgb) for model in self._models]
+        boxes, points, scores = (np.concatenate(parts) for parts in zip(*found))
+        if len(self._models) > 1 and len(scores):  # a face both models found is one face
+            boxes, points, scores = weighted_nms(boxes, points, scores)
         return _sorted([
             Detection((float(max(x0, 0)), float(max(y0, 0)), float(min(x1, w)), float(min(y1, h))), float(s),
                       tuple((float(x), float(y)) for x, y in five_points(p)))

@@ -267,7 +267,7 @@ def test_profile_is_a_config_and_defaults_to_the_registry(tmp_path):
 
 
 def test_a_profile_target_must_be_one_of_its_datasets():
-    from faceprompt.pipeline import load_profile
+    from faceprompt.book.build import load_profile
 
     for name in ("book_default", "book_gpu", "book_real"):
         profile = load_profile(ROOT / "configs" / f"{name}.yaml")
