@@ -14,7 +14,7 @@ A+B            A's text     B's visual  both (e.g. softcpt+vpt, coop+vpt-ts)
 
 A method's module (``templates``, ``coop``, ``softcpt``, ``vpt``, ``v2pt``) holds its options, its prompt
 class and the registration of its presets; importing this package imports them in this order, which is
-the order of :func:`list_methods`.
+the order of :func:`~faceprompt.prompts.base.list_methods`.
 """
 from faceprompt.prompts import templates as _templates  # noqa: F401  (registers zero-shot)
 from faceprompt.prompts import coop as _coop  # noqa: F401  (registers coop)

@@ -73,7 +73,8 @@ class VisualPrompt(nn.Module):
 
     def prompts_for(self, images: torch.Tensor, task: str) -> tuple[torch.Tensor | None, bool]:
         """The prompt tokens this component inserts for ``task`` on ``images`` as at evaluation, and whether
-        they are deep (one set per layer): what :meth:`Backbone.image_tokens` takes. None: no prompt tokens."""
+        they are deep (one set per layer): what
+        :meth:`~faceprompt.backbones.Backbone.image_tokens` takes. None: no prompt tokens."""
         self.task_index(task)
         return None, False
 

@@ -1,7 +1,7 @@
 """Prompt training: what ``faceprompt train`` runs, on the shared engine (``faceprompt.engine``).
 
 ============  =========================================================================================
-config        :class:`TrainConfig`, read from YAML/JSON and checked before any work; presets, stand-ins
+config        ``TrainConfig``, read from YAML/JSON and checked before any work; presets, stand-ins
 data          the rows a run trains and validates on, checked; repeated and shared images warned of
 loop          ``fit(config)``: the model, epochs, validation, kept prompts, checkpoints, resume
 losses        the masked multitask cross-entropy, the age penalties, class weights, anchor divergence

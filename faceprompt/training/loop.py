@@ -1,4 +1,4 @@
-"""Training: a prompt method, manifests and a :class:`TrainConfig` in; a run folder out.
+"""Training: a prompt method, manifests and a :class:`~faceprompt.training.config.TrainConfig` in; a run folder out.
 
 ``fit(config)`` writes ``<run_dir>/<run_id>/``:
 
