@@ -32,10 +32,12 @@ pretrain_gpu = "benchmarks/results/h200-2026-11-27/pretrain_gpu.json"
 releases_dir = "benchmarks/results/faceclip-tiny-releases"  # earlier releases' recipe.json
 logged = "book/_data/logged_measurements.json"
 cpu_results_dir = "benchmarks/results/cpu-2026-12-03"  # bench_landmarks.py
-wild_results_dir = "benchmarks/results/cpu-2026-12-03-prompt-loss"  # bench_in_the_wild.py and bench_demo_cpu.py
-                                                                     # --json of the shipped model
+wild_results_dir = "benchmarks/results/cpu-2026-12-07"  # bench_in_the_wild.py and bench_demo_cpu.py --json
+                                                        # of the shipped model (its tuned run)
 earlier_wild_results = {"centre64": "benchmarks/results/cpu-2026-12-03",  # the same benchmark, earlier releases
-                        "wild80": "benchmarks/results/cpu-2026-12-03-wild"}
+                        "wild80": "benchmarks/results/cpu-2026-12-03-wild",
+                        "wildpl": "benchmarks/results/cpu-2026-12-03-prompt-loss",
+                        "this release, zero-shot": "benchmarks/results/cpu-2026-12-07-zero-shot"}
 shapes = {"pe-core-b16": "PE-Core-B-16"}  # key label -> open_clip model (faceclip-tiny's: from its recipe)
 
 # %%

@@ -117,4 +117,6 @@ def glue_data_efficiency(table: pd.DataFrame, zero_shot: float) -> None:
     glue("few-shot-zero-shot", percent(zero_shot))
     for method, part in table.groupby("method", sort=False):
         beats = part[part["accuracy"] - zero_shot > 2 * part["accuracy_sd"].fillna(np.inf)]
-        glue(f"few-shot-beats-{method}", f"{beats.iloc[0]['shots']} per class" if len(beats) else "no subset tried")
+        first = beats.iloc[0]["shots"] if len(beats) else None
+        glue(f"few-shot-beats-{method}", "no subset tried" if first is None else
+             "only with every training face" if first == "all" else f"{first} per class")

@@ -79,7 +79,7 @@ def adaptation_check(backbone: str, target: dict, roles: dict | None = None) -> 
             raise ValueError(f"{backbone}'s recipe does not hold out {dataset}:{task} for prompt tuning "
                              f"(adaptation_labels: {roles.get('adaptation_labels')})")
         seen = f"its images with {', '.join(read)} only" if read else "none of its images"
-        text = (f"{backbone}'s pretraining never read a {task} label of {dataset} ({seen}): prompt tuning "
+        text = (f"{backbone}'s pretraining never read any {task} label of {dataset} ({seen}): prompt tuning "
                 f"adapts it to labels it never saw, as the thesis adapts SigLIP2 and PE-Core.")
     glue("adaptation-summary", text)
     return text

@@ -128,5 +128,7 @@ def glue_target(metrics: pd.DataFrame, dataset: str, task: str, runs_dir: str | 
          f"{points(worst.iloc[0]['worst_drop'])} ({worst.iloc[0]['method']}, {worst.iloc[0]['where']})")
     chosen = selected_by_validation(runs_dir)
     glue("target-selected", chosen.iloc[0]["method"] if len(chosen) else "none")
+    glue("target-selection-table", chosen.assign(val_metric=chosen["val_metric"].map(percent)).rename(
+        columns={"val_metric": "validation mean accuracy (seed mean)"}).set_index("method"), display=False)
     glue("target-table", target_display(table, drops), display=False)
     return table

@@ -156,6 +156,7 @@ KEYS: tuple[GlueKey, ...] = tuple(
     + _family("40_evaluate", "target.glue_target", "target-dataset", "target-task", "target-zero-shot",
               "target-zero-shot-balanced", "target-best-method", "target-best", "target-best-gain",
               "target-best-balanced-gain", "target-over-2sd", "target-worst-elsewhere", "target-selected",
+              "target-selection-table",
               "target-table")
     + _family("45_data_efficiency", "few_shot.glue_data_efficiency", "few-shot-table", "few-shot-zero-shot",
               "few-shot-beats-{method}")
