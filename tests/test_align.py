@@ -185,3 +185,48 @@ def test_searching_without_the_small_face_scales_finds_the_same_points():
         (fast,) = landmarker.locate_many(rgb, [face.box], skip_small=True)
         np.testing.assert_allclose(fast, landmarker.locate(rgb, face.box), atol=1e-3)
     assert landmarker._model.min_face_size == 12  # restored
+
+
+def test_prepare_and_demo_make_the_same_crop_with_blazeface(tmp_path):
+    """BlazeFace's own landmarks make the aligned crop: prepare and the demo give the classifier the same one."""
+    pytest.importorskip("ai_edge_litert")
+    from faceprompt.data.images import load_rgb
+    from faceprompt.demo.pipeline import FacePipeline
+    from faceprompt.detect import pick_face
+    from faceprompt.prepare import CropJob, crop_one
+
+    path = _real_faces("facial_expressions/images", "*.jpg", 1)[0]
+    pipeline = FacePipeline.load(detector="blazeface", crop="aligned")
+    dst = tmp_path / "crop.jpg"
+    outcome = crop_one(CropJob("k", str(path), str(dst), True, "blazeface", 0.25, pipeline.crop_size, "aligned"))
+    assert outcome["status"] == "face" and outcome["crop"] == "aligned"
+    image = load_rgb(path)
+    face = pick_face(pipeline.detect(np.asarray(image)))
+    demo = pipeline.face_crops(image, [face])[0]
+    assert demo.mode == "aligned"
+    diff = np.abs(np.asarray(Image.open(dst), dtype=float) - np.asarray(demo.image, dtype=float))
+    assert diff.mean() < 2.0  # JPEG quality 95 only
+
+
+@pytest.mark.parametrize("angle", [-30.0, 30.0])
+def test_a_rotated_real_face_comes_out_upright_with_blazeface(angle):
+    """A real face turned by ``angle``: BlazeFace's landmarks bring it back level (MTCNN, searched afresh on the
+    crop, finds the eye line within a few degrees)."""
+    pytest.importorskip("ai_edge_litert")
+    pytest.importorskip("facenet_pytorch")
+    from faceprompt.align import get_landmarker
+    from faceprompt.data.images import load_rgb
+    from faceprompt.detect import get_detector, pick_face
+
+    path = _real_faces("UTKFace", "*.jpg", 1)[0]
+    image = load_rgb(path)
+    canvas = Image.new("RGB", (400, 400), (128, 128, 128))
+    canvas.paste(image, ((400 - image.width) // 2, (400 - image.height) // 2))
+    turned = canvas.rotate(angle, resample=Image.BICUBIC, fillcolor=(128, 128, 128))
+    face = pick_face(get_detector("blazeface").detect(np.asarray(turned)))
+    assert face is not None and face.landmarks is not None
+    crop = face_crop(turned, face, SIZE, "aligned")
+    points = get_landmarker().locate(np.asarray(crop.image))
+    assert points is not None
+    tilt = abs(math.degrees(math.atan2(*(points[1] - points[0])[::-1])))
+    assert tilt < 8.0, f"eye line tilted {tilt:.1f} degrees after alignment"
