@@ -349,6 +349,7 @@ def prepare_dataset(name: str, root: str | os.PathLike | None, out: str | os.Pat
                          f"its own crops as new images; choose an output folder outside it")
     for written in (out, out / "crops", out / "source"):  # a planted link would carry the writes elsewhere
         refuse_link(written)
+    refuse_foreign_output(out, name)
     detect = adapter.DETECT_BY_DEFAULT if opts.detect is None else opts.detect
     if detect:
         from faceprompt.detect import get_detector
@@ -356,6 +357,23 @@ def prepare_dataset(name: str, root: str | os.PathLike | None, out: str | os.Pat
         get_detector(opts.detector)  # fail now, with the install hint, not once per image
     with FolderLock(out, f"faceprompt prepare {name}"):
         return _prepare_locked(name, adapter, root, out, opts, detect, start)
+
+
+def refuse_foreign_output(out: Path, name: str) -> None:
+    """``out`` may hold an earlier prepare of the same dataset (it is updated); a manifest of another dataset,
+    or a ``manifest.csv`` no prepare wrote, is never replaced."""
+    manifest, record = out / "manifest.csv", out / "prepare.json"
+    if record.is_file():
+        try:
+            earlier = json.loads(record.read_text()).get("dataset")
+        except (OSError, ValueError, AttributeError):
+            earlier = None
+        if earlier not in (None, name):
+            raise ValueError(f"--out {out}: holds a prepared {earlier!r} dataset; preparing {name!r} there would "
+                             f"replace its manifest: choose another folder")
+    elif manifest.exists():
+        raise ValueError(f"--out {out}: holds a manifest.csv that no prepare wrote (no prepare.json beside it); "
+                         f"choose another folder or move that file")
 
 
 def _labelled_rows(scan, root: Path, opts: PrepareOptions, skipped: list[Skip]) -> list[dict]:

@@ -370,3 +370,19 @@ def test_a_folder_whose_only_image_is_one_pixel_is_skipped_by_name(tmp_path):
     report = prepare_dataset("utkface", root, tmp_path / "out", size=48, workers=1, progress=False)
     assert report.rows == 0 and str(tiny) in report.skipped[0].file
     assert "too small to show a face" in report.skipped[0].reason
+
+
+def test_prepare_never_replaces_another_dataset_or_a_manifest_it_did_not_write(utk, tmp_path):
+    prepare_dataset("utkface", utk, tmp_path / "out", size=48, workers=1, progress=False)
+    before = (tmp_path / "out" / "manifest.csv").read_text()
+    with pytest.raises(ValueError, match="holds a prepared 'utkface' dataset"):
+        prepare_dataset("synthetic", None, tmp_path / "out", n=12, size=32, workers=1, progress=False)
+    assert (tmp_path / "out" / "manifest.csv").read_text() == before
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "manifest.csv").write_text("my precious notes\n")
+    with pytest.raises(ValueError, match="no prepare wrote"):
+        prepare_dataset("synthetic", None, mine, n=12, size=32, workers=1, progress=False)
+    assert (mine / "manifest.csv").read_text() == "my precious notes\n"
+    again = prepare_dataset("utkface", utk, tmp_path / "out", size=48, workers=1, progress=False)
+    assert again.rows == len(UTK)  # the same dataset again is an update

@@ -467,3 +467,14 @@ def test_the_age_gender_sampler_draws_rare_groups_as_often_as_common_ones(synthe
     with pytest.raises(ValueError, match="age_gender_balance"):
         quick_config(synthetic_manifest, tmp_path, tasks=["emotion"], age_gender_balance=1.0).validate()
     fit(quick_config(synthetic_manifest, tmp_path, epochs=1, age_gender_balance=0.5), progress=False)
+
+
+def test_a_task_without_validation_labels_is_named_in_a_warning(synthetic_manifest, tmp_path, caplog):  # noqa: F811
+    from faceprompt.data.manifest import read_manifest, write_manifest
+
+    frame = read_manifest(synthetic_manifest)
+    frame.loc[frame.split == "val", "emotion"] = ""
+    blanked = write_manifest(frame, synthetic_manifest.parent / "no_val_emotion.csv")
+    with caplog.at_level("WARNING"):
+        fit(quick_config(blanked, tmp_path, epochs=1), progress=False)
+    assert "val: no row labelled for ['emotion']" in caplog.text and "['gender', 'age']" in caplog.text

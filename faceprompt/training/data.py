@@ -49,4 +49,9 @@ def load_frames(cfg: TrainConfig):
     duplicate_warnings(train, "training rows", {"the validation rows": val, "the test split": _test_rows(cfg)})
     if len(val) == 0:
         log.warning("no validation rows: the epoch kept is the one with the lowest training loss")
+    else:
+        unjudged = [task for task, n in ManifestDataset(val, None, cfg.tasks).labelled_counts().items() if n == 0]
+        if unjudged:
+            log.warning("val: no row labelled for %s: the epoch is chosen on the mean of %s only", unjudged,
+                        [t for t in cfg.tasks if t not in unjudged])
     return train, val
