@@ -71,11 +71,14 @@ def test_embedded_model_loads_offline_in_fp32_with_working_hooks(faceclip):
 
 def test_recipe_is_recorded_next_to_the_weights():
     recipe = pd.read_json(EMBEDDED / "recipe.json", typ="series")
-    assert recipe["command"].startswith("faceprompt pretrain --config configs/pretrain_faceclip_tiny_wild.yaml")
+    assert recipe["command"].startswith("faceprompt pretrain --config configs/pretrain_faceclip_tiny_heldout.yaml")
     with gzip.open(EMBEDDED / "splits.csv.gz", "rt") as f:
         splits = pd.read_csv(io.StringIO(f.read()), dtype=str)
     assert set(splits["split"]) == {"train", "val", "test"}
-    assert set(splits["dataset"]) == {"utkface", "facial_expressions", "ferplus"}
+    # FER+ is the held-out target: none of its images or labels reached pretraining.
+    assert set(splits["dataset"]) == {"utkface", "facial_expressions"}
+    assert recipe["roles"]["adaptation_labels"] == ["ferplus:emotion"]
+    assert "ferplus" not in recipe["roles"]["pretraining_labels"]
     assert set(recipe["test_zero_shot"]) == set(splits["dataset"])
 
 
