@@ -47,3 +47,17 @@ def test_faceclip_tiny_ships_its_split_record():
     splits = leakage.model_splits("faceclip-tiny")
     assert set(splits.columns) == {"dataset", "key", "split"}
     assert set(splits["split"]) == {"train", "val", "test"}
+
+
+def test_the_adaptation_check_refuses_a_target_whose_labels_pretraining_read():
+    from faceprompt.book.leakage import adaptation_check
+
+    roles = {"pretraining_labels": {"utkface": ["age", "gender"], "facial_expressions": ["emotion", "gender"]},
+             "adaptation_labels": ["ferplus:emotion"]}
+    assert "never read any emotion label of ferplus" in adaptation_check(
+        "faceclip-tiny", {"dataset": "ferplus", "task": "emotion"}, roles)
+    other = adaptation_check("faceclip-tiny", {"dataset": "synthetic", "task": "emotion"}, roles)
+    assert "never read any emotion label of synthetic" in other and "not the target the recipe held out" in other
+    with pytest.raises(ValueError, match="pretraining read facial_expressions's emotion labels"):
+        adaptation_check("faceclip-tiny", {"dataset": "facial_expressions", "task": "emotion"}, roles)
+    assert "records no pretraining roles" in adaptation_check("tiny-pe", {"dataset": "x", "task": "age"}, None)
