@@ -57,3 +57,14 @@ def refuse_link(path: str | os.PathLike) -> None:
     if Path(path).is_symlink():
         raise ValueError(f"{path} is a symbolic link (to {os.readlink(path)}); faceprompt writes only into real "
                          f"folders: remove the link and run again")
+
+
+def relative_to(path: str | os.PathLike | None, root: str | os.PathLike = ".") -> str | None:
+    """``path`` relative to ``root`` when inside it, else its name alone: a recorded or shipped file must not
+    carry one machine's folder layout."""
+    if not path:
+        return path
+    try:
+        return Path(path).resolve().relative_to(Path(root).resolve()).as_posix()
+    except ValueError:
+        return Path(path).name

@@ -7,20 +7,10 @@ import shutil
 from pathlib import Path
 
 from faceprompt.checkpoint import CONFIG_FILE, PROMPTS_FILE
-from faceprompt.io import atomic_path, read_json, write_json_atomic
+from faceprompt.io import atomic_path, read_json, relative_to, write_json_atomic
 
 SHIPPED_FILES = (CONFIG_FILE, PROMPTS_FILE, "metrics.json")
 PATH_FIELDS = ("run_dir", "cache_dir", "init_from")
-
-
-def relative(path: str | None, root: Path) -> str | None:
-    """``path`` relative to ``root`` when inside it (a shipped file must not record one machine's layout)."""
-    if not path:
-        return path
-    try:
-        return Path(path).resolve().relative_to(root.resolve()).as_posix()
-    except ValueError:
-        return Path(path).name
 
 
 def portable_config(config: dict, root: Path) -> dict:
@@ -28,10 +18,10 @@ def portable_config(config: dict, root: Path) -> dict:
     train = dict(config.get("train_config") or {})
     for field in PATH_FIELDS:
         if field in train:
-            train[field] = relative(train[field], root)
+            train[field] = relative_to(train[field], root)
     for key in ("train", "val"):
         if isinstance(train.get(key), list):
-            train[key] = [{**source, "manifest": relative(source["manifest"], root)} for source in train[key]]
+            train[key] = [{**source, "manifest": relative_to(source["manifest"], root)} for source in train[key]]
     return {**config, "train_config": train}
 
 

@@ -63,7 +63,7 @@ from faceprompt.engine.progress import bar, interruptible
 from faceprompt.engine.runtime import LocalRuntime, make_runtime
 from faceprompt.engine.schedule import warmup_cosine
 from faceprompt.engine.seeding import epoch_seed
-from faceprompt.io import write_json_atomic
+from faceprompt.io import relative_to, write_json_atomic
 from faceprompt.pretraining.config import RESUMABLE_CHANGES, PretrainConfig
 from faceprompt.pretraining.data import (Labels, PretrainData, batches, epoch_order, load_data, roles, split_counts,
                                          split_data, write_splits_file)
@@ -229,21 +229,12 @@ def _finish(run: _Run, rows, images: torch.Tensor, state: dict, started: float, 
     device = run.runtime.describe()
     write_json_atomic(out / "recipe.json", {
         "command": command,
-        "config": {**cfg.to_dict(), "out": project_relative(out)}, "train_seconds": round(state["seconds"], 1),
+        "config": {**cfg.to_dict(), "out": relative_to(out)}, "train_seconds": round(state["seconds"], 1),
         "total_seconds": round(time.perf_counter() - started, 1), "threads": cfg.threads, "device": device,
         "parameters": params, "weights_bytes": size, "roles": roles(cfg, rows), "splits": split_counts(rows),
         "history": state["history"], "test_zero_shot": test, "torch": torch.__version__,
     })
     return PretrainResult(out, state["seconds"], params, size, test, device)
-
-
-def project_relative(path: Path) -> str:
-    """``path`` relative to the working folder when inside it (a recipe must not record a machine's layout)."""
-    resolved = Path(path).resolve()
-    try:
-        return resolved.relative_to(Path.cwd().resolve()).as_posix()
-    except ValueError:
-        return Path(path).name
 
 
 def check_fresh_start(cfg: PretrainConfig) -> None:
