@@ -46,7 +46,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=10)
     parser.add_argument("--backbone", default=None, help="default: the package's default backbone")
-    parser.add_argument("--detector", default=None, help="default: detect.DEFAULT_DETECTOR")
+    parser.add_argument("--detector", default=None, help="default: detect.demo_detector()")
     parser.add_argument("--threads", type=int, nargs="+", default=None, help="torch intra-op thread counts")
     args = parser.parse_args()
     threads = args.threads or sorted({1, torch.get_num_threads()})

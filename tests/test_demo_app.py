@@ -14,7 +14,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 import demo_helpers as h  # noqa: E402
 
 from faceprompt.demo.app import DemoApp, build_app, find_runs, voila_command, write_notebook  # noqa: E402
-from faceprompt.detect import DEFAULT_DETECTOR  # noqa: E402
+from faceprompt.detect import demo_detector  # noqa: E402
 from faceprompt.predict import default_backbone  # noqa: E402
 
 
@@ -80,7 +80,7 @@ def test_the_shipped_run_answers_by_default_and_zero_shot_is_offered(shipped, ru
 def test_defaults_and_choices(app, runs):
     assert app.backbone.value == default_backbone()
     assert "tiny-pe" in app.backbone.options and "tiny-vit" in app.backbone.options
-    assert app.detector.value == DEFAULT_DETECTOR
+    assert app.detector.value == demo_detector()
     # Only runs trained on the chosen backbone are offered; the broken one is skipped.
     assert [label for label, _ in app.run.options] == ["zero-shot", "vptts-demo (vpt-ts)"]
     assert [r.path.name for r in find_runs(runs)] == ["other", "vptts-demo"]
@@ -164,7 +164,7 @@ def test_changing_run_and_detector_reruns_the_last_photo(app, runs):
     app.status.value = ""
     app.detector.value = "haar"  # re-runs at once (haar may miss a face the default found)
     assert app.pipeline().detector.name == "haar" and re.match(r"pair\.jpg: (\d faces?|no face found)", app.message)
-    app.detector.value = DEFAULT_DETECTOR
+    app.detector.value = demo_detector()
     app.run.value = "zero-shot"
 
 

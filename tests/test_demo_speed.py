@@ -16,7 +16,8 @@ from faceprompt.detect import Detection, get_detector  # noqa: E402
 
 @pytest.fixture(scope="module")
 def pipeline():
-    return FacePipeline.load().warm_up()
+    # MTCNN's landmark paths: a detector that gives boxes only (BlazeFace brings its own points).
+    return FacePipeline.load(detector="dlib").warm_up()
 
 
 def labels(result) -> list[dict[str, str]]:

@@ -137,7 +137,7 @@ class DemoApp:
     def __init__(self, backbone: str | None = None, runs_dir: str | os.PathLike | None = "runs",
                  detector: str | None = None, margin: float = 0.25, device: str = "cpu",
                  max_pixels: int | None = DEFAULT_MAX_PIXELS):
-        from faceprompt.detect import DEFAULT_DETECTOR, available_detectors
+        from faceprompt.detect import available_detectors, demo_detector
         from faceprompt.predict import default_backbone
 
         self.margin, self.device, self.max_pixels = margin, device, max_pixels
@@ -148,7 +148,7 @@ class DemoApp:
             backbones.append(backbone)  # asked for explicitly: loading it will say what is missing
         self.backbone = widgets.Dropdown(options=backbones, value=backbone, description="Backbone")
         self.run = widgets.Dropdown(description="Prompts")
-        self.detector = widgets.Dropdown(options=available_detectors(), value=detector or DEFAULT_DETECTOR,
+        self.detector = widgets.Dropdown(options=available_detectors(), value=detector or demo_detector(),
                                          description="Detector")
         self.upload = widgets.FileUpload(accept="image/*", multiple=False, description="Upload photo")
         self.status = widgets.HTML("Upload a photo to find and label its faces.")

@@ -41,7 +41,7 @@ LABEL_RULES = (
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from faceprompt.detect import DEFAULT_DETECTOR
+    from faceprompt.detect import demo_detector
     from faceprompt.predict import default_backbone
 
     parser.add_argument("input", nargs="?", help="an image, a folder of images, or a video file")
@@ -56,7 +56,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "embedded model that ships with it)")
     parser.add_argument("--zero-shot", action="store_true",
                         help="the bare pretrained backbone with its hand-written prompts, no tuned run")
-    parser.add_argument("--detector", default=DEFAULT_DETECTOR, help=f"face detector (default: {DEFAULT_DETECTOR})")
+    parser.add_argument("--detector", default=None, help=f"face detector (default: {demo_detector()})")
     parser.add_argument("--margin", type=margin, default=0.25,
                         help="crop margin per side, fraction of the face")
     parser.add_argument("--crop", choices=CROP_MODES, default=DEFAULT_CROP,

@@ -27,19 +27,20 @@ from PIL import Image, ImageDraw, ImageFont
 from faceprompt.backbones import Backbone
 from faceprompt.data.images import DEFAULT_MAX_PIXELS, ImageLoadError, to_rgb
 from faceprompt.align import face_crop
-from faceprompt.detect import DEFAULT_DETECTOR, Detection, Detector, get_detector
+from faceprompt.detect import Detection, Detector, demo_detector, get_detector
 from faceprompt.demo.layout import place_labels
-from faceprompt.demo.screening import layout_problem
+from faceprompt.demo.screening import inside_larger, layout_problem
 from faceprompt.predict import DEFAULT_CROP, FaceClassifier, TaskPrediction, as_json
 
 # Faces classified per frame at most: a crowd photo stays one bounded batch (the best-scored faces win).
 DEFAULT_MAX_FACES = 32
 NO_FACE_MESSAGE = "no face found"
 # Lowest detector score labelled: about the 1% quantile of the largest detection's score on held-out
-# single-face photos (benchmarks/bench_in_the_wild.py: UTKFace 0.045, facial_expressions 0.078), so 99% of
-# true faces stay. Only dlib is calibrated; other detectors keep their own threshold. Those photos held no
-# false boxes to calibrate against (the bench's "other boxes 0").
-MIN_SCORES = {"dlib": 0.05}
+# single-face photos (benchmarks/bench_in_the_wild.py; dlib: UTKFace 0.045, facial_expressions 0.078;
+# BlazeFace: 0.574, 0.550 and FER+ 0.516 above MediaPipe's own 0.5), so 99% of true faces stay. Other
+# detectors keep their own threshold. BlazeFace's false boxes score 0.50-0.58 too: its face-mesh check
+# (``detect.BlazeFaceDetector``), not the score, drops them.
+MIN_SCORES = {"dlib": 0.05, "blazeface": 0.5}
 # Faces smaller than this (box side, pixels) carry too little detail to label.
 DEFAULT_MIN_SIZE = 20
 # A task whose label is less than this far from chance towards certainty (``TaskPrediction.certainty``) is
@@ -194,10 +195,10 @@ class FacePipeline:
              compile: str = "off", zero_shot: bool = False, **options) -> "FacePipeline":
         """A pipeline from names: backbone (name or loaded; default: the embedded face model), trained run
         (default: the run tuned on the embedded model that ships with it; ``zero_shot``: none), detector
-        (default: ``detect.DEFAULT_DETECTOR``); ``compile``: the classifier's ``torch.compile`` mode."""
+        (default: ``detect.demo_detector()``); ``compile``: the classifier's ``torch.compile`` mode."""
         classifier = FaceClassifier.load(backbone, run_dir=run_dir, weights=weights, device=device, compile=compile,
                                          zero_shot=zero_shot)
-        return cls(get_detector(detector or DEFAULT_DETECTOR), classifier, **options)
+        return cls(get_detector(detector or demo_detector()), classifier, **options)
 
     @property
     def crop_size(self) -> int:
@@ -246,7 +247,7 @@ class FacePipeline:
         align_ms = (time.perf_counter() - start) * 1000 / len(rgbs)
         for i, w in enumerate(whole):  # a box whose landmarks make no face is dropped, with the reason
             if not w and self.crop_mode == "aligned":
-                kept[i], crops[i] = self.drop_non_faces(kept[i], crops[i], screened[i][1])
+                kept[i], crops[i] = self.drop_non_faces(rgbs[i], kept[i], crops[i], screened[i][1])
         start = time.perf_counter()
         predictions = self.classifier.predict([c.image for frame in crops for c in frame])
         classify_ms = (time.perf_counter() - start) * 1000 / len(rgbs)
@@ -262,26 +263,34 @@ class FacePipeline:
         return results
 
     def screen(self, detections: list[Detection]) -> tuple[list[Detection], list[dict]]:
-        """The detections to label, and the dropped ones with why (score below ``min_score``, or a box side
-        below ``min_size`` pixels)."""
+        """The detections to label, and the dropped ones with why (score below ``min_score``, a box side
+        below ``min_size`` pixels, the detector's own check found no face, or it lies within a larger kept box)."""
         kept, dropped = [], []
-        for d in detections:
+        for d in sorted(detections, key=lambda d: -d.area):  # larger boxes first, so a box inside one is seen
             side = min(d.width, d.height)
+            holder = inside_larger(d.box, [k.box for k in kept])
             reason = (f"score {d.score:.3f} < {self.min_score:g}" if d.score < self.min_score else
-                      f"size {side:.0f} px < {self.min_size:g} px" if side < self.min_size else "")
+                      f"size {side:.0f} px < {self.min_size:g} px" if side < self.min_size else
+                      f"not a face: {d.rejected}" if d.rejected else
+                      "not a face: inside a larger face's box" if holder is not None else "")
             if reason:
                 dropped.append({"box": [round(v, 1) for v in d.box], "score": round(d.score, 4), "reason": reason})
             else:
                 kept.append(d)
-        return kept, dropped
+        order = {id(d): i for i, d in enumerate(detections)}  # the detector's order (best first) again
+        return sorted(kept, key=lambda d: order[id(d)]), dropped
 
-    @staticmethod
-    def drop_non_faces(faces: list[Detection], crops: list, dropped: list[dict]) -> tuple[list, list]:
+    def drop_non_faces(self, rgb: np.ndarray, faces: list[Detection], crops: list,
+                       dropped: list[dict]) -> tuple[list, list]:
         """The faces whose landmarks are in a face's layout (``screening.layout_problem``) and their crops;
-        the others join ``dropped`` with the reason."""
+        the others join ``dropped`` with the reason. A detector with a second look of its own (``confirms``)
+        keeps a box it is sure of: a face turned to profile has its eyes close together, no frontal layout."""
         keep = []
+        confirms = getattr(self.detector, "confirms", None)
         for i, (face, crop) in enumerate(zip(faces, crops)):
             problem = layout_problem(None if crop.fell_back else crop.landmarks, face.box)
+            if problem and confirms is not None and confirms(rgb, face):
+                problem = ""
             if problem:
                 dropped.append({"box": [round(v, 1) for v in face.box], "score": round(face.score, 4),
                                 "reason": f"not a face: {problem}"})
@@ -339,7 +348,7 @@ def scaled(detection: Detection, factor: float) -> Detection:
     if factor == 1.0:
         return detection
     points = None if detection.landmarks is None else tuple((x / factor, y / factor) for x, y in detection.landmarks)
-    return Detection(tuple(v / factor for v in detection.box), detection.score, points)
+    return replace(detection, box=tuple(v / factor for v in detection.box), landmarks=points)
 
 
 def with_landmarks(rgb: np.ndarray, detections: list[Detection], source: str = DEFAULT_LANDMARKS) -> list[Detection]:

@@ -2,7 +2,8 @@
 
 A detector also boxes round badges, wheels and patterned cloth; the landmark search then finds no face in
 the box, or points no face has (a nose above the eyes, eyes a whole box apart). Such a box is dropped, with
-the reason, before anything is labelled.
+the reason, before anything is labelled. So is a small box lying within a larger face's box (an eye or a
+cheek boxed as a face of its own): one face does not hold another.
 """
 from __future__ import annotations
 
@@ -36,3 +37,16 @@ def layout_problem(points, box) -> str:
     if abs(nose[0]) > 1.0:
         return "the nose is far beside the eyes"
     return ""
+
+
+def inside_larger(box, larger_boxes, share: float = 0.7) -> int | None:
+    """The index of the first of ``larger_boxes`` with a larger area that holds at least ``share`` of ``box``'s
+    area; None when none does."""
+    area = lambda b: max(b[2] - b[0], 0.0) * max(b[3] - b[1], 0.0)  # noqa: E731
+    own = area(box)
+    for i, other in enumerate(larger_boxes):
+        inter = (max(min(box[2], other[2]) - max(box[0], other[0]), 0.0)
+                 * max(min(box[3], other[3]) - max(box[1], other[1]), 0.0))
+        if area(other) > own > 0 and inter >= share * own:
+            return i
+    return None
