@@ -229,7 +229,7 @@ def test_a_second_prepare_into_the_same_folder_is_refused_naming_the_first(utk, 
 def test_a_prepare_started_while_another_runs_is_refused_and_the_first_finishes_whole(utk, tmp_path, monkeypatch):
     import threading
 
-    from faceprompt.datasets import get_adapter
+    from faceprompt.data.adapters import get_adapter
 
     adapter = get_adapter("utkface")
     scan, first_scanning, second_done = adapter.scan, threading.Event(), threading.Event()

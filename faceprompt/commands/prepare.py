@@ -7,7 +7,7 @@ import argparse
 import os
 
 from faceprompt.align import CROP_MODES
-from faceprompt.datasets import ADAPTERS
+from faceprompt.data.adapters import ADAPTERS
 from faceprompt.detect import DEFAULT_DETECTOR
 from faceprompt.prepare import NO_FACE_POLICIES, prepare_dataset
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from faceprompt.datasets.base import ScanResult
+from faceprompt.data.adapters.base import ScanResult
 from faceprompt.data.manifest import read_manifest
 from faceprompt.data.synthetic_faces import make_synthetic_dataset
 
