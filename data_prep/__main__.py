@@ -4,7 +4,7 @@
 
 The datasets and their options come from the profile's ``parameters.datasets`` (default the real-data book,
 configs/book_real.yaml), with ``{shared}`` standing for the shared data folder; a dataset whose folder is
-not there is named and left out. Each one goes to ``OUT/<name>`` through ``faceprompt.prepare``.
+not there is named and left out. Each one goes to ``OUT/<name>`` through ``faceprompt.data.prepare``.
 """
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from pathlib import Path
 
 from faceprompt.config import read_yaml
 from faceprompt.locations import project_root, shared_data_root
-from faceprompt.prepare import prepare_dataset
+from faceprompt.data.prepare import prepare_dataset
 
 
 def _with_shared(value, shared: Path):

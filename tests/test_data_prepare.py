@@ -14,7 +14,7 @@ from data_fixtures import (face, write_bad_images, write_ferplus, write_lagenda,
 
 from faceprompt.cli import main  # noqa: E402
 from faceprompt.data.manifest import read_manifest  # noqa: E402
-from faceprompt.prepare import prepare_dataset  # noqa: E402
+from faceprompt.data.prepare import prepare_dataset  # noqa: E402
 
 UTK = [f"{age}_{i % 2}_{i % 5}_2017011617452{i:04d}.jpg.chip.jpg" for i, age in enumerate(range(1, 90, 3))]
 

@@ -115,7 +115,7 @@ def test_evaluate_names_a_missing_manifest(tmp_path):
 def test_train_and_evaluate_on_utkface_and_facial_expressions(shared_data, tmp_path):
     from faceprompt.training.loop import fit
 
-    from faceprompt.prepare import prepare_dataset
+    from faceprompt.data.prepare import prepare_dataset
 
     utk, fer = tmp_path / "utkface", tmp_path / "fer"
     common = dict(limit=60, size=64, detect=False, workers=1, progress=False)

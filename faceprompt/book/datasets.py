@@ -47,7 +47,7 @@ def prepare_datasets(datasets: list, work_dir: str | os.PathLike, workers: int =
 
     A dataset whose name, root and options match its stamp is not prepared again.
     """
-    from faceprompt.prepare import prepare_dataset
+    from faceprompt.data.prepare import prepare_dataset
 
     manifests = {}
     for spec in parse_datasets(datasets):

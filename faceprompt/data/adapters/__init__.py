@@ -1,8 +1,8 @@
 """Dataset adapters: each reads one dataset in its published layout and returns manifest rows.
 
 Every adapter module exposes ``NAME``, ``DETECT_BY_DEFAULT`` and ``scan(root, **options) -> ScanResult``
-(see :mod:`faceprompt.data.adapters.base`). :func:`faceprompt.prepare.prepare_dataset` turns those rows into
-face crops and a manifest. Adapters are registered by name and imported on first use, so listing them is cheap.
+(see :mod:`faceprompt.data.adapters.base`). :func:`faceprompt.data.prepare.prepare_dataset` turns those rows
+into face crops and a manifest. Adapters are registered by name and imported on first use, so listing them is cheap.
 """
 from __future__ import annotations
 
