@@ -303,6 +303,22 @@ def test_data_prep_prepares_what_the_shared_folder_holds(utk, tmp_path, capsys):
     assert prepare_all(["--shared", str(tmp_path / "empty"), "--profile", str(profile), "--out", str(out)]) == 1
 
 
+def test_data_prep_reads_a_profile_as_the_book_does(utk, tmp_path):
+    """The book's reader: a dataset named alone is an entry, {shared} is filled inside lists too."""
+    from data_prep.__main__ import profile_datasets
+    from faceprompt.book.datasets import DatasetSpec
+
+    profile = tmp_path / "profile.yaml"
+    profile.write_text("parameters:\n  datasets:\n    - synthetic\n"
+                       "    - {name: utkface, root: '{shared}/UTKFace', splits: [val, '{shared}']}\n")
+    shared = utk.parent
+    assert profile_datasets(profile, shared) == [
+        DatasetSpec("synthetic"), DatasetSpec("utkface", str(utk), {"splits": ["val", str(shared)]})]
+    profile.write_text("parameters:\n  datasets: {name: utkface}\n")
+    with pytest.raises(ValueError, match="parameters.datasets must be a list"):
+        profile_datasets(profile, shared)
+
+
 def test_ferplus_keeps_its_official_splits_through_prepare(tmp_path):
     box = '"(0, 0, 48, 48)"'
     votes = {"happiness": "0,9,0,0,0,0,0,0,1,0", "anger": "0,0,0,0,7,0,0,0,0,0", "neutral": "8,0,0,0,0,0,0,0,2,0"}
