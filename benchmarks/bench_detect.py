@@ -18,7 +18,7 @@ from pathlib import Path
 
 from faceprompt.detect import available_detectors
 from faceprompt.locations import shared_data_root
-from faceprompt.prepare import CropJob, _init_worker, crop_one
+from faceprompt.data.prepare import CropJob, _init_worker, crop_one
 
 
 def shared_data() -> Path:

@@ -30,7 +30,7 @@ from faceprompt.align import face_crop
 from faceprompt.book.leakage import model_splits
 from faceprompt.data.images import load_rgb
 from faceprompt.locations import shared_data_root
-from faceprompt.datasets import get_adapter
+from faceprompt.data.adapters import get_adapter
 from faceprompt.demo.pipeline import FacePipeline
 from faceprompt.io import write_json_atomic
 from faceprompt.provenance import run_record

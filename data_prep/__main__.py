@@ -4,35 +4,28 @@
 
 The datasets and their options come from the profile's ``parameters.datasets`` (default the real-data book,
 configs/book_real.yaml), with ``{shared}`` standing for the shared data folder; a dataset whose folder is
-not there is named and left out. Each one goes to ``OUT/<name>`` through ``faceprompt.prepare``.
+not there is named and left out. Each one goes to ``OUT/<name>`` through ``faceprompt.data.prepare``; the
+entries are read as the book reads them (:func:`faceprompt.book.datasets.parse_datasets`).
 """
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 from pathlib import Path
 
+from faceprompt.book.datasets import DatasetSpec, parse_datasets
 from faceprompt.config import read_yaml
 from faceprompt.locations import project_root, shared_data_root
-from faceprompt.prepare import prepare_dataset
 
 
-def _with_shared(value, shared: Path):
-    """``{shared}`` in the strings of a profile entry -> the shared data folder."""
-    if isinstance(value, str):
-        return value.replace("{shared}", str(shared))
-    if isinstance(value, dict):
-        return {k: _with_shared(v, shared) for k, v in value.items()}
-    return value
-
-
-def profile_datasets(profile: Path, shared: Path) -> list[dict]:
-    """The profile's dataset entries ({name, root, options...}) with the shared folder filled in."""
+def profile_datasets(profile: Path, shared: Path) -> list[DatasetSpec]:
+    """The profile's datasets as prepare calls, with the shared folder filled in."""
     data = read_yaml(profile)
     entries = (data.get("parameters") or {}).get("datasets") if isinstance(data, dict) else None
-    if not isinstance(entries, list) or not all(isinstance(e, dict) and "name" in e for e in entries):
-        raise ValueError(f"{profile}: parameters.datasets must be a list of {{name: ..., root: ...}} entries")
-    return [_with_shared(e, shared) for e in entries]
+    if not isinstance(entries, list):
+        raise ValueError(f"{profile}: parameters.datasets must be a list of names or {{name: ..., root: ...}} entries")
+    return parse_datasets(entries, shared)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -47,16 +40,13 @@ def main(argv: list[str] | None = None) -> int:
     shared = args.shared or shared_data_root()
     profile = args.profile or project_root() / "configs" / "book_real.yaml"
     prepared = 0
-    for entry in profile_datasets(profile, shared):
-        options = {k: v for k, v in entry.items() if k not in ("name", "root")}
-        root = entry.get("root")
-        if root is not None and not Path(root).is_dir():
-            print(f"{entry['name']}: {root} is not there; left out", file=sys.stderr)
+    for spec in profile_datasets(profile, shared):
+        if spec.root is not None and not Path(spec.root).is_dir():
+            print(f"{spec.name}: {spec.root} is not there; left out", file=sys.stderr)
             continue
         if args.limit is not None:
-            options["limit"] = args.limit
-        report = prepare_dataset(entry["name"], root, args.out / entry["name"], workers=args.workers,
-                                 progress=False, **options)
+            spec = dataclasses.replace(spec, options={**spec.options, "limit": args.limit})
+        report = spec.prepare(args.out / spec.name, workers=args.workers, progress=False)
         print(report.summary())
         prepared += 1
     if not prepared:

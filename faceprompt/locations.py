@@ -3,9 +3,11 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 ROOT_MARKERS = ("pyproject.toml", "_config.yml")
 SHARED_DATA_ENV = "FACEPROMPT_SHARED_DATA"
+SHARED_PLACEHOLDER = "{shared}"  # how a profile names the shared data folder
 
 
 def project_root(start: str | os.PathLike | None = None) -> Path:
@@ -40,3 +42,20 @@ def shared_data_root(root: str | os.PathLike | None = None) -> Path:
 def shared_dataset(name: str, root: str | os.PathLike | None = None) -> Path:
     """One dataset's folder under the shared data folder (it may not exist)."""
     return shared_data_root(root) / name
+
+
+def fill_shared(value: Any, shared: str | os.PathLike | None = None) -> Any:
+    """``value`` with ``{shared}`` in each of its strings (inside lists and mappings too) replaced by the shared
+    data folder: ``shared``, else the one :func:`shared_data_root` finds."""
+    folder = str(shared_data_root() if shared is None else shared)
+
+    def fill(item: Any) -> Any:
+        if isinstance(item, str):
+            return item.replace(SHARED_PLACEHOLDER, folder)
+        if isinstance(item, list):
+            return [fill(v) for v in item]
+        if isinstance(item, dict):
+            return {k: fill(v) for k, v in item.items()}
+        return item
+
+    return fill(value)

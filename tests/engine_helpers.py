@@ -6,7 +6,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from faceprompt.data.synthetic import make_synthetic_dataset
+from faceprompt.data.synthetic_faces import make_synthetic_dataset
 from faceprompt.training.loop import TrainConfig
 
 # Small enough for a 2-core machine: the tiny towers take 64 px images.

@@ -134,7 +134,7 @@ def test_prepare_and_demo_make_the_same_crop(tmp_path, detector, landmarks, mean
     from faceprompt.data.images import load_rgb
     from faceprompt.demo.pipeline import FacePipeline
     from faceprompt.detect import pick_face
-    from faceprompt.prepare import CropJob, crop_one
+    from faceprompt.data.prepare import CropJob, crop_one
 
     path = _real_faces("facial_expressions/images", "*.jpg", 1)[0]
     pipeline = FacePipeline.load(detector=detector, crop="aligned", landmarks=landmarks)

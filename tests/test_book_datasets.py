@@ -1,4 +1,4 @@
-"""A profile's datasets: preparing once, split and label tables, sample faces (faceprompt.book.datasets)."""
+"""A profile's datasets: read with the shared folder filled in, preparing once, split and label tables, sample faces (faceprompt.book.datasets)."""
 from __future__ import annotations
 
 import json
@@ -9,6 +9,7 @@ import pytest
 from book_runs import prepare_synthetic
 from faceprompt.book import datasets as data
 from faceprompt.book._machinery import glue as G
+from faceprompt.locations import SHARED_DATA_ENV
 from faceprompt.tasks import TASKS
 
 
@@ -58,6 +59,18 @@ def test_dataset_specs_and_the_data_source_phrase():
     assert data.data_source(["utkface", "synthetic"]) == "real faces: utkface and synthetic faces"
     assert data.data_source([{"name": "utkface", "splits": ["val", "test"]}]) == \
         "real faces: utkface (val and test splits)"
+
+
+def test_dataset_entries_get_the_shared_folder_in_every_string(tmp_path, monkeypatch):
+    entries = [{"name": "facial_expressions", "root": "{shared}/fe", "lfw_lists": "{shared}/LFW",
+                "splits": ["val", "{shared}"]}, "synthetic"]
+    assert data.parse_datasets(entries, tmp_path) == [
+        data.DatasetSpec("facial_expressions", f"{tmp_path}/fe",
+                         {"lfw_lists": f"{tmp_path}/LFW", "splits": ["val", str(tmp_path)]}),
+        data.DatasetSpec("synthetic")]
+    assert entries[0]["root"] == "{shared}/fe"  # the profile's own entries are left as written
+    monkeypatch.setenv(SHARED_DATA_ENV, str(tmp_path / "elsewhere"))
+    assert data.parse_datasets(entries)[0].root == str((tmp_path / "elsewhere").resolve() / "fe")
 
 
 def test_split_table_orders_splits_within_datasets():

@@ -235,7 +235,7 @@ def test_a_config_of_the_wrong_shape_is_named(saved_run, tiny_backbones, config)
 def test_a_run_trained_on_a_local_dir_loads_those_weights_without_being_told(tmp_path):
     from engine_helpers import quick_config
     from faceprompt.backbones import PRETRAINED_DIR
-    from faceprompt.data.synthetic import make_synthetic_dataset
+    from faceprompt.data.synthetic_faces import make_synthetic_dataset
     from faceprompt.evaluate import evaluate
     from faceprompt.training.loop import fit
 

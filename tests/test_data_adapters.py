@@ -8,9 +8,9 @@ sys.path.insert(0, str(Path(__file__).parent))
 from data_fixtures import (face, write_celebahq, write_facial_expressions, write_fairface, write_ferplus,  # noqa: E402
                            write_lagenda, write_lfw, write_rafdb, write_utkface, write_vggface2)
 
-from faceprompt.datasets import ADAPTERS, get_adapter  # noqa: E402
-from faceprompt.datasets.fairface import parse_age  # noqa: E402
-from faceprompt.datasets.utkface import parse_name  # noqa: E402
+from faceprompt.data.adapters import ADAPTERS, get_adapter  # noqa: E402
+from faceprompt.data.adapters.fairface import parse_age  # noqa: E402
+from faceprompt.data.adapters.utkface import parse_name  # noqa: E402
 
 
 def _reasons(result):
@@ -232,7 +232,7 @@ def test_missing_label_file_is_a_clear_error(tmp_path):
 
 
 def test_registering_a_taken_dataset_name_is_refused():
-    from faceprompt.datasets import list_adapters, register_adapter
+    from faceprompt.data.adapters import list_adapters, register_adapter
     from faceprompt.registry import DuplicateNameError
 
     before = list_adapters()
@@ -253,7 +253,7 @@ def test_registering_a_taken_dataset_name_is_refused():
     ([5, 5, 0, 0, 0, 0, 0, 0, 0, 0], "unknown"),      # a tie is not more than half
 ])
 def test_ferplus_majority_rule(votes, label):
-    from faceprompt.datasets.ferplus import majority_label
+    from faceprompt.data.adapters.ferplus import majority_label
 
     assert majority_label(votes) == label
 

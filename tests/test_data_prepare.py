@@ -14,7 +14,7 @@ from data_fixtures import (face, write_bad_images, write_ferplus, write_lagenda,
 
 from faceprompt.cli import main  # noqa: E402
 from faceprompt.data.manifest import read_manifest  # noqa: E402
-from faceprompt.prepare import prepare_dataset  # noqa: E402
+from faceprompt.data.prepare import prepare_dataset  # noqa: E402
 
 UTK = [f"{age}_{i % 2}_{i % 5}_2017011617452{i:04d}.jpg.chip.jpg" for i, age in enumerate(range(1, 90, 3))]
 
@@ -229,7 +229,7 @@ def test_a_second_prepare_into_the_same_folder_is_refused_naming_the_first(utk, 
 def test_a_prepare_started_while_another_runs_is_refused_and_the_first_finishes_whole(utk, tmp_path, monkeypatch):
     import threading
 
-    from faceprompt.datasets import get_adapter
+    from faceprompt.data.adapters import get_adapter
 
     adapter = get_adapter("utkface")
     scan, first_scanning, second_done = adapter.scan, threading.Event(), threading.Event()
@@ -301,6 +301,22 @@ def test_data_prep_prepares_what_the_shared_folder_holds(utk, tmp_path, capsys):
     assert len(frame) == len(UTK) and {Image.open(p).size for p in frame.path} == {(32, 32)}
     assert not (out / "rafdb").exists()
     assert prepare_all(["--shared", str(tmp_path / "empty"), "--profile", str(profile), "--out", str(out)]) == 1
+
+
+def test_data_prep_reads_a_profile_as_the_book_does(utk, tmp_path):
+    """The book's reader: a dataset named alone is an entry, {shared} is filled inside lists too."""
+    from data_prep.__main__ import profile_datasets
+    from faceprompt.book.datasets import DatasetSpec
+
+    profile = tmp_path / "profile.yaml"
+    profile.write_text("parameters:\n  datasets:\n    - synthetic\n"
+                       "    - {name: utkface, root: '{shared}/UTKFace', splits: [val, '{shared}']}\n")
+    shared = utk.parent
+    assert profile_datasets(profile, shared) == [
+        DatasetSpec("synthetic"), DatasetSpec("utkface", str(utk), {"splits": ["val", str(shared)]})]
+    profile.write_text("parameters:\n  datasets: {name: utkface}\n")
+    with pytest.raises(ValueError, match="parameters.datasets must be a list"):
+        profile_datasets(profile, shared)
 
 
 def test_ferplus_keeps_its_official_splits_through_prepare(tmp_path):

@@ -8,11 +8,11 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))
 from data_fixtures import shared_data  # noqa: E402
 
-from faceprompt.datasets import get_adapter  # noqa: E402
-from faceprompt.datasets.celebahq import read_attributes  # noqa: E402
-from faceprompt.datasets.lfw import read_gender_lists  # noqa: E402
+from faceprompt.data.adapters import get_adapter  # noqa: E402
+from faceprompt.data.adapters.celebahq import read_attributes  # noqa: E402
+from faceprompt.data.adapters.lfw import read_gender_lists  # noqa: E402
 from faceprompt.data.manifest import read_manifest  # noqa: E402
-from faceprompt.prepare import _reason_kind, prepare_dataset  # noqa: E402
+from faceprompt.data.prepare import _reason_kind, prepare_dataset  # noqa: E402
 
 pytestmark = pytest.mark.shared_data
 

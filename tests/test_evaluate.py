@@ -115,7 +115,7 @@ def test_evaluate_names_a_missing_manifest(tmp_path):
 def test_train_and_evaluate_on_utkface_and_facial_expressions(shared_data, tmp_path):
     from faceprompt.training.loop import fit
 
-    from faceprompt.prepare import prepare_dataset
+    from faceprompt.data.prepare import prepare_dataset
 
     utk, fer = tmp_path / "utkface", tmp_path / "fer"
     common = dict(limit=60, size=64, detect=False, workers=1, progress=False)
@@ -157,7 +157,7 @@ def test_evaluate_warns_of_repeated_rows_and_of_test_images_also_in_train(tmp_pa
     import pandas as pd
 
     from faceprompt.data.manifest import read_manifest, write_manifest
-    from faceprompt.data.synthetic import make_synthetic_dataset
+    from faceprompt.data.synthetic_faces import make_synthetic_dataset
     from faceprompt.evaluate import evaluate_zero_shot
 
     manifest = make_synthetic_dataset(tmp_path / "syn", n=24, size=64, seed=0)
@@ -186,7 +186,7 @@ def test_evaluate_gives_the_concordance_with_the_thesis_baseline_and_zero_shot_t
     import json
 
     from faceprompt.cli import main
-    from faceprompt.data.synthetic import make_synthetic_dataset
+    from faceprompt.data.synthetic_faces import make_synthetic_dataset
 
     manifest = make_synthetic_dataset(tmp_path / "syn", n=24, size=64, seed=0)
     assert main(["evaluate", "--zero-shot", "--backbone", "tiny-pe", "--sentences", "thesis", "--manifest",

@@ -51,7 +51,7 @@ def test_predict_json_names_the_model_and_the_crop_really_used(shipped, face_ima
 
 
 def test_evaluate_a_manifest_without_a_run_uses_the_shipped_run(shipped, tmp_path, capsys):
-    from faceprompt.data.synthetic import make_synthetic_dataset
+    from faceprompt.data.synthetic_faces import make_synthetic_dataset
 
     manifest = make_synthetic_dataset(tmp_path / "synthetic", n=24, size=80, seed=0)
     out = tmp_path / "eval-out"

@@ -124,7 +124,7 @@ def test_prepare_refuses_a_planted_lock_link(tmp_path, capsys):
 
 
 def test_planted_links_in_the_folders_written_are_refused(tmp_path, synthetic_manifest):
-    from faceprompt.prepare import prepare_dataset
+    from faceprompt.data.prepare import prepare_dataset
 
     victim = tmp_path / "victim"
     victim.mkdir()

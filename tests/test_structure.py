@@ -4,6 +4,8 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
+import pytest
+
 REPO = Path(__file__).resolve().parents[1]
 PACKAGE = REPO / "faceprompt"
 MAX_MODULE_LINES = 500
@@ -65,12 +67,22 @@ def test_the_package_never_imports_data_prep():
     assert not offenders, f"faceprompt modules importing data_prep: {offenders}"
 
 
-def test_one_place_resolves_the_shared_data_folder():
-    """Only locations.py reads the variable that moves the shared data folder (prose may name it)."""
+@pytest.mark.parametrize("constant", ["FACEPROMPT_SHARED_DATA", "{shared}"])
+def test_one_place_resolves_the_shared_data_folder(constant):
+    """Only locations.py reads the variable that moves the shared data folder, and only it fills a profile's
+    ``{shared}`` (the book and data_prep go through it; prose may name both)."""
     owners = [_rel(p) for p in _sources("faceprompt", "data_prep", "benchmarks", "notebooks")
-              if any(isinstance(node, ast.Constant) and node.value == "FACEPROMPT_SHARED_DATA"
+              if any(isinstance(node, ast.Constant) and node.value == constant
                      for node in ast.walk(ast.parse(p.read_text(encoding="utf-8"))))]
     assert owners == ["faceprompt/locations.py"], owners
+
+
+def test_every_dataset_adapter_lives_in_data_adapters():
+    """One folder holds the adapters: each of its modules but base is a registered dataset, and back."""
+    from faceprompt.data.adapters import ADAPTERS
+
+    modules = {p.stem for p in (PACKAGE / "data" / "adapters").glob("*.py")} - {"__init__", "base"}
+    assert sorted(ADAPTERS[name] for name in ADAPTERS) == sorted(f"faceprompt.data.adapters.{m}" for m in modules)
 
 
 def _package_docstring_modules(init: Path) -> list[str] | None:
@@ -202,4 +214,5 @@ def test_the_import_graph_sees_submodules_and_packages():
     assert "faceprompt.backbones" in graph["faceprompt.training.loop"]  # a package, through its __init__
     assert "faceprompt.training.losses" in graph["faceprompt.training.loop"]
     assert "faceprompt.training" not in graph["faceprompt.training.loop"]  # its own package is already loading
+    assert "faceprompt.data.adapters" in graph["faceprompt.data.prepare"]  # a subpackage of a sibling
     assert _cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]

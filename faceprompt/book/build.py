@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from faceprompt.config import Config, add_set_argument, merge_overrides, parse_overrides, read_yaml
-from faceprompt.locations import project_root, shared_data_root
+from faceprompt.locations import fill_shared, project_root, shared_data_root
 
 NOTEBOOKS = ("10_data_prep", "20_zero_shot", "30_train", "40_evaluate", "45_data_efficiency", "50_attention",
              "60_demo", "70_recorded")
@@ -180,17 +180,6 @@ def real_data_available(root: Path | None = None) -> bool:
     return all((shared / name).is_dir() and any((shared / name).iterdir()) for name in REAL_DATASETS)
 
 
-def _expand_shared(value: Any, shared: Path) -> Any:
-    """``{shared}`` in any string of a profile -> the shared data folder."""
-    if isinstance(value, str):
-        return value.replace("{shared}", str(shared))
-    if isinstance(value, list):
-        return [_expand_shared(v, shared) for v in value]
-    if isinstance(value, dict):
-        return {k: _expand_shared(v, shared) for k, v in value.items()}
-    return value
-
-
 def _choose_data(path: Path, data: dict, root: Path) -> tuple[Path, dict, str]:
     """The profile to run (``path`` or its ``real_data`` profile when the shared datasets are there),
     its contents and a phrase on the data it uses."""
@@ -221,7 +210,7 @@ def load_profile(path: str | os.PathLike, overrides: list[str] | None = None) ->
     except FileNotFoundError:
         root = Path.cwd()
     path, data, source = _choose_data(path, dict(read_yaml(path) or {}), root)
-    data = _expand_shared(data, shared_data_root(root))
+    data = fill_shared(data, shared_data_root(root))
     fields = {f.name for f in dataclasses.fields(Profile)} - {"data_source"}
     for key, value in parse_overrides(overrides).items():
         if key in fields:

@@ -5,14 +5,19 @@ import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pandas as pd
 
 from faceprompt.book._machinery.glue import glue
+from faceprompt.locations import fill_shared
 from faceprompt.tasks import TASKS
 
 PREPARE_STAMP = "book_prepare.json"  # what a prepared folder was made from
 SPLIT_ORDER = {"train": 0, "val": 1, "test": 2}
+
+if TYPE_CHECKING:
+    from faceprompt.data.prepare import PrepareReport
 
 
 @dataclass(frozen=True)
@@ -36,9 +41,17 @@ class DatasetSpec:
         value = dict(value)
         return cls(value.pop("name"), value.pop("root", None), value)
 
+    def prepare(self, out: str | os.PathLike, **defaults) -> PrepareReport:
+        """Run this call into ``out``; ``defaults`` (``workers``, ``progress``) give way to the spec's options."""
+        from faceprompt.data.prepare import prepare_dataset
 
-def parse_datasets(values: list) -> list[DatasetSpec]:
-    return [DatasetSpec.parse(v) for v in values]
+        return prepare_dataset(self.name, self.root, out, **{**defaults, **self.options})
+
+
+def parse_datasets(values: list, shared: str | os.PathLike | None = None) -> list[DatasetSpec]:
+    """A profile's ``datasets`` entries as prepare calls, ``{shared}`` filled in with ``shared`` (default: the
+    shared data folder). The book and ``python -m data_prep`` both read a profile's datasets here."""
+    return [DatasetSpec.parse(v) for v in fill_shared(list(values), shared)]
 
 
 def prepare_datasets(datasets: list, work_dir: str | os.PathLike, workers: int = 2,
@@ -47,16 +60,13 @@ def prepare_datasets(datasets: list, work_dir: str | os.PathLike, workers: int =
 
     A dataset whose name, root and options match its stamp is not prepared again.
     """
-    from faceprompt.prepare import prepare_dataset
-
     manifests = {}
     for spec in parse_datasets(datasets):
         out = Path(work_dir) / "data" / spec.name
         manifest, stamp = out / "manifest.csv", out / PREPARE_STAMP
         wanted = {"name": spec.name, "root": spec.root, "options": spec.options}
         if not (manifest.is_file() and stamp.is_file() and json.loads(stamp.read_text()) == wanted):
-            root = None if spec.root is None else str(Path(spec.root).expanduser())
-            prepare_dataset(spec.name, root, out, **{"workers": workers, "progress": progress, **spec.options})
+            spec.prepare(out, workers=workers, progress=progress)
             stamp.write_text(json.dumps(wanted))
         manifests[spec.name] = str(manifest)
     return manifests

@@ -1,5 +1,5 @@
 """`faceprompt prepare DATASET --root PATH --out DIR`: a downloaded dataset -> face crops + one manifest
-(``faceprompt.prepare.prepare_dataset``).
+(``faceprompt.data.prepare.prepare_dataset``).
 """
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ import argparse
 import os
 
 from faceprompt.align import CROP_MODES
-from faceprompt.datasets import ADAPTERS
+from faceprompt.data.adapters import ADAPTERS
+from faceprompt.data.prepare import NO_FACE_POLICIES, prepare_dataset
 from faceprompt.detect import DEFAULT_DETECTOR
-from faceprompt.prepare import NO_FACE_POLICIES, prepare_dataset
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -81,7 +81,7 @@ def roles(cfg: PretrainConfig, rows: pd.DataFrame) -> dict:
 
 def collect_rows(cfg: PretrainConfig) -> pd.DataFrame:
     """Labelled rows of every dataset with ``faceprompt prepare``'s keys and seeded splits."""
-    from faceprompt.datasets import get_adapter, has_label
+    from faceprompt.data.adapters import get_adapter, has_label
     from faceprompt.data.splits import assign_splits
 
     root = data_root(cfg)

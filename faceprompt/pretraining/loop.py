@@ -7,7 +7,7 @@ method's hooks apply) and whose text tower is open_clip's causal transformer wit
 
 Recipe, in order (each step's code is in ``faceprompt.pretraining``):
 
-1. **Rows and splits** (``data``). The dataset adapters (``data_prep``) read UTKFace, facial_expressions
+1. **Rows and splits** (``data``). The dataset adapters (``faceprompt.data.adapters``) read UTKFace, facial_expressions
    and (in the in-the-wild recipe) FER+ in their published layouts (gender for facial_expressions from the
    LFW lists); splits are assigned exactly as ``faceprompt prepare`` assigns them (same keys, seed and
    fractions; FER+ keeps its official Train/Valid/Test), so ``prepare``'s held-out test set is this model's

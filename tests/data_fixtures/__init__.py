@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from faceprompt.data.synthetic import FaceSpec, draw_face
+from faceprompt.data.synthetic_faces import FaceSpec, draw_face
 from faceprompt.locations import shared_data_root
 
 REPO = Path(__file__).resolve().parents[2]

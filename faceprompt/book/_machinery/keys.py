@@ -30,7 +30,7 @@ def _runs() -> list[str]:
 
 
 def _datasets() -> list[str]:
-    from faceprompt.prepare import ADAPTERS  # the dataset layouts `faceprompt prepare` reads
+    from faceprompt.data.adapters import ADAPTERS  # the dataset layouts `faceprompt prepare` reads
 
     return list(ADAPTERS)
 

@@ -1,15 +1,15 @@
 """Dataset adapters: each reads one dataset in its published layout and returns manifest rows.
 
 Every adapter module exposes ``NAME``, ``DETECT_BY_DEFAULT`` and ``scan(root, **options) -> ScanResult``
-(see :mod:`faceprompt.datasets.base`). :func:`faceprompt.prepare.prepare_dataset` turns those rows into face
-crops and a manifest. Adapters are registered by name and imported on first use, so listing them is cheap.
+(see :mod:`faceprompt.data.adapters.base`). :func:`faceprompt.data.prepare.prepare_dataset` turns those rows
+into face crops and a manifest. Adapters are registered by name and imported on first use, so listing them is cheap.
 """
 from __future__ import annotations
 
 import importlib
 from types import ModuleType
 
-from faceprompt.datasets.base import ScanResult, Skip, has_label, make_row
+from faceprompt.data.adapters.base import ScanResult, Skip, has_label, make_row
 from faceprompt.registry import Registry
 
 # dataset name -> the module that reads it
@@ -24,7 +24,7 @@ def register_adapter(name: str, module: str) -> str:
 
 for _name in ("celebahq", "lfw", "rafdb", "vggface2", "utkface", "fairface", "lagenda", "facial_expressions",
               "ferplus", "synthetic"):
-    register_adapter(_name, f"faceprompt.datasets.{_name}")
+    register_adapter(_name, f"faceprompt.data.adapters.{_name}")
 
 
 def list_adapters() -> list[str]:

@@ -15,7 +15,7 @@ import csv
 from collections import Counter
 from pathlib import Path
 
-from faceprompt.datasets.base import ScanResult, make_row, require_dir
+from faceprompt.data.adapters.base import ScanResult, make_row, require_dir
 from faceprompt.tasks import EMOTIONS
 
 NAME = "ferplus"

@@ -17,8 +17,8 @@ import csv
 import re
 from pathlib import Path
 
-from faceprompt.datasets.base import ScanResult, make_row, require_dir, require_file
-from faceprompt.datasets.lfw import GenderLists, find_lists, read_gender_lists
+from faceprompt.data.adapters.base import ScanResult, make_row, require_dir, require_file
+from faceprompt.data.adapters.lfw import GenderLists, find_lists, read_gender_lists
 from faceprompt.tasks import EMOTIONS
 
 NAME = "facial_expressions"

@@ -3,8 +3,8 @@
     report = prepare_dataset("utkface", "~/data/UTKFace", "prepared/utkface", limit=500)
     print(report.summary())
 
-Steps: the dataset's adapter (``faceprompt.datasets``) reads the labels in the published layout; ``--limit`` takes a
-seeded subset; rows without an official split get a seeded identity-disjoint one (stored in
+Steps: the dataset's adapter (``faceprompt.data.adapters``) reads the labels in the published layout; ``--limit``
+takes a seeded subset; rows without an official split get a seeded identity-disjoint one (stored in
 ``DIR/splits.csv`` and reused); every image is loaded robustly (``load_rgb``), the largest detected face
 is cropped to a square of ``--size`` pixels by ``align.face_crop`` and cached under ``DIR/crops/<setting>/``:
 ``--crop aligned`` (default) maps five facial landmarks onto one template, as the published chips were made,
@@ -33,10 +33,10 @@ from pathlib import Path
 import pandas as pd
 from tqdm import tqdm
 
+from faceprompt.align import CROP_MODES
+from faceprompt.data.adapters import Skip, get_adapter, has_label
 from faceprompt.data.manifest import SPLITS, TASK_COLUMNS, write_manifest
 from faceprompt.data.splits import SPLIT_FILE, assign_splits, read_splits, write_splits
-from faceprompt.datasets import ADAPTERS, Skip, get_adapter, has_label
-from faceprompt.align import CROP_MODES
 from faceprompt.detect import DEFAULT_DETECTOR
 from faceprompt.io import atomic_path, refuse_link, write_json_atomic
 from faceprompt.lockfile import FolderLock

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from faceprompt.datasets.base import ScanResult, make_row, require_dir, require_file
+from faceprompt.data.adapters.base import ScanResult, make_row, require_dir, require_file
 from faceprompt.tasks import EMOTIONS
 
 NAME = "rafdb"

@@ -13,7 +13,7 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
-from faceprompt.datasets.base import ScanResult, make_row, require_dir
+from faceprompt.data.adapters.base import ScanResult, make_row, require_dir
 from faceprompt.tasks import AGE_BINS
 
 NAME = "fairface"

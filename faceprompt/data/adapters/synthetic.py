@@ -3,9 +3,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from faceprompt.datasets.base import ScanResult
+from faceprompt.data.adapters.base import ScanResult
 from faceprompt.data.manifest import read_manifest
-from faceprompt.data.synthetic import make_synthetic_dataset
+from faceprompt.data.synthetic_faces import make_synthetic_dataset
 
 NAME = "synthetic"
 DETECT_BY_DEFAULT = False  # drawn centred, nothing to detect

@@ -11,7 +11,7 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
-from faceprompt.datasets.base import ScanResult, make_row, require_dir, require_file
+from faceprompt.data.adapters.base import ScanResult, make_row, require_dir, require_file
 from faceprompt.tasks import age_to_bin
 
 NAME = "vggface2"

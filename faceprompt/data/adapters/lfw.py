@@ -11,7 +11,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from faceprompt.datasets.base import ScanResult, Skip, find_file, make_row, require_dir
+from faceprompt.data.adapters.base import ScanResult, Skip, find_file, make_row, require_dir
 
 NAME = "lfw"
 DETECT_BY_DEFAULT = True  # 250x250 photos, the face about 110 px in the middle

@@ -25,7 +25,7 @@ from __future__ import annotations
 import csv
 import math
 
-from faceprompt.datasets.base import ScanResult, make_row, require_dir, require_file
+from faceprompt.data.adapters.base import ScanResult, make_row, require_dir, require_file
 
 NAME = "lagenda"
 DETECT_BY_DEFAULT = False  # the CSV gives every face's box

@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from faceprompt.datasets.base import ScanResult, make_row, require_dir
+from faceprompt.data.adapters.base import ScanResult, make_row, require_dir
 
 NAME = "utkface"
 DETECT_BY_DEFAULT = False  # the chips are aligned, cropped faces

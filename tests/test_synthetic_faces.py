@@ -6,7 +6,7 @@ import pytest
 from PIL import Image
 
 from faceprompt.data.manifest import read_manifest
-from faceprompt.data.synthetic import FaceSpec, draw_face, make_synthetic_dataset
+from faceprompt.data.synthetic_faces import FaceSpec, draw_face, make_synthetic_dataset
 from faceprompt.tasks import AGE_BINS, EMOTIONS
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from faceprompt.datasets.base import ScanResult, Skip, find_file, make_row, require_dir, require_file
+from faceprompt.data.adapters.base import ScanResult, Skip, find_file, make_row, require_dir, require_file
 
 NAME = "celebahq"
 DETECT_BY_DEFAULT = True  # HQ images are 1024 px with much hair and background around the face
