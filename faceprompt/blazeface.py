@@ -12,10 +12,11 @@ short       128     896     faces that fill much of the frame (selfies, webcams,
 full        192     2304    faces down to about a twentieth of the frame (groups, rooms)
 ========== ======= ======= =====================================================================
 
-``detect_tiled`` runs a model on the whole frame and on overlapping square tiles of it, each half the
-frame's longer side: a face a sixth of a group photo wide fills a third of a tile, where the short-range
-model finds it surely (on pasted groups of real faces it found more faces, with higher scores, than the
-full-range model on the whole frame, in about the same time).
+``detect_tiled`` runs a model on the whole frame and on overlapping square tiles of it, each 0.4 of the
+frame's longer side (nine tiles on a 640x480 frame): a face a tenth of a group photo wide fills a quarter of
+a tile, where the short-range model finds it surely. On the pasted groups of
+``benchmarks/bench_detector_photos.py`` this found every face; the full-range model on the whole frame, or
+tiles half the frame wide, missed up to a third of them.
 
 A box BlazeFace is unsure of (score below ``verify_below``) is checked by MediaPipe's face-mesh network
 (``face_landmark.tflite``, 192 px, about 2 ms), whose second output is the probability that its crop holds a
@@ -53,6 +54,7 @@ MOUTH_HALF_WIDTH = 0.452
 
 
 MESH_FILE = "face_landmark.tflite"
+TILE_SHARE, TILE_OVERLAP = 0.4, 0.25
 
 
 def model_path(name: str) -> str:
@@ -105,15 +107,16 @@ def weighted_nms(boxes: np.ndarray, points: np.ndarray, scores: np.ndarray, thre
     return np.array(b), np.array(p), np.array(s)
 
 
-def tiles(height: int, width: int, share: float = 0.5) -> list[tuple[int, int, int]]:
+def tiles(height: int, width: int, share: float = TILE_SHARE, overlap: float = TILE_OVERLAP
+          ) -> list[tuple[int, int, int]]:
     """Square tiles (top, left, side) over a frame: side = ``share`` of the longer side, at most the shorter
-    one; along each axis as few as overlap their neighbours by at least a third of a side."""
+    one; along each axis as few as overlap their neighbours by at least ``overlap`` of a side."""
     side = int(min(share * max(height, width), height, width))
 
     def starts(length: int) -> list[int]:
         if length <= side:
             return [0]
-        n = math.ceil((length - side) / (side * 2 / 3)) + 1
+        n = math.ceil((length - side) / (side * (1 - overlap))) + 1
         return [round(i * (length - side) / (n - 1)) for i in range(n)]
 
     return [(top, left, side) for top in starts(height) for left in starts(width)] if side > 0 else []
@@ -212,7 +215,7 @@ class BlazeFace:
             if len(points) else points
         return boxes, points, scores
 
-    def detect_tiled(self, rgb: np.ndarray, share: float = 0.5):
+    def detect_tiled(self, rgb: np.ndarray, share: float = TILE_SHARE):
         """``detect`` on the whole frame and, when a tile is larger than the model's input, on each of its
         ``tiles``; in frame pixels, not yet merged."""
         found = [self.detect(rgb)]
