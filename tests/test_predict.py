@@ -71,3 +71,20 @@ def test_the_predict_path_on_the_embedded_model_never_imports_transformers():
                           env={"HF_HUB_OFFLINE": "1", "PATH": "/usr/bin:/bin"})
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip().splitlines()[-1] == "False"
+
+
+def test_the_predict_path_defers_the_compiler_and_it_still_loads_when_asked():
+    """torchvision and timm touch ``torch._dynamo`` at import; the predict path imports it only when used, and
+    then the real one comes: ``is_compile_supported`` answers and ``torch.compile`` compiles."""
+    import subprocess
+    import sys
+
+    code = ("import sys, torch; import faceprompt.commands.predict; from faceprompt.predict import FaceClassifier; "
+            "FaceClassifier.load(); print('torch._dynamo' in sys.modules); "
+            "print(sys.modules['torchvision.ops.roi_align'].is_compile_supported('cpu')); "
+            "import torch._dynamo; print(hasattr(torch._dynamo, 'optimize') and 'torch._dynamo' in sys.modules); "
+            "print(torch.compile(lambda x: x * 2, backend='eager')(torch.ones(2)).tolist())")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
+                          env={"HF_HUB_OFFLINE": "1", "PATH": "/usr/bin:/bin"})
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip().splitlines()[-4:] == ["False", "True", "True", "[2.0, 2.0]"]
