@@ -22,10 +22,10 @@ from faceprompt.prompts import softcpt as _softcpt  # noqa: F401  (registers sof
 from faceprompt.prompts import vpt as _vpt  # noqa: F401  (registers the visual kind none, vpt and vpt-ts)
 from faceprompt.prompts import v2pt as _v2pt  # noqa: F401  (registers v2pt)
 from faceprompt.prompts.base import (
-    METHODS, MethodPreset, Output, PromptModel, added_parameters, build_model, list_methods, list_text_prompts,
-    list_visual_prompts, method_configs, register_method, resolve_method,
+    METHODS, MethodOptions, MethodPreset, Output, PromptModel, added_parameters, build_model, declared_options,
+    list_methods, list_text_prompts, list_visual_prompts, method_configs, register_method, resolve_method,
 )
 
-__all__ = ["METHODS", "MethodPreset", "Output", "PromptModel", "added_parameters", "build_model",
-           "list_methods", "list_text_prompts", "list_visual_prompts", "method_configs", "register_method",
-           "resolve_method"]
+__all__ = ["METHODS", "MethodOptions", "MethodPreset", "Output", "PromptModel", "added_parameters", "build_model",
+           "declared_options", "list_methods", "list_text_prompts", "list_visual_prompts", "method_configs",
+           "register_method", "resolve_method"]
