@@ -6,8 +6,8 @@ method         text         visual      what trains
 zero-shot      templates    none        nothing
 coop           coop         none        M context vectors per task
 softcpt        softcpt      none        task-context tokens + the context generator
-vpt            templates    vpt         P visual tokens (x depth if deep), one set
-vpt-ts         templates    vpt (TS)    one set of P visual tokens per task
+vpt            templates    vpt         ``tokens`` visual tokens (x depth if deep), one set
+vpt-ts         templates    vpt (TS)    one set of ``tokens`` visual tokens per task
 v2pt           templates    v2pt        learned prompts + the VAE encoder/decoder
 A+B            A's text     B's visual  both (e.g. softcpt+vpt, coop+vpt-ts)
 =============  ===========  ==========  =================================================
