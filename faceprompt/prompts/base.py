@@ -41,8 +41,6 @@ class TextPrompt(nn.Module):
 
     kind: ClassVar[str]
     config_class: ClassVar[type[PromptConfig]]
-    context_tokens_option: ClassVar[str | None] = None  # the option counting the context vectors it learns
-    context_init_option: ClassVar[str | None] = None  # the option naming the phrase its context starts from
 
     def __init__(self, cfg: PromptConfig, backbone: Backbone, tasks: tuple[Task, ...]):
         super().__init__()
@@ -61,7 +59,6 @@ class VisualPrompt(nn.Module):
     kind: ClassVar[str]
     config_class: ClassVar[type[PromptConfig]]
     touches_image_path: ClassVar[bool] = True  # False: image features can be cached on disk
-    tokens_option: ClassVar[str | None] = None  # the option counting the prompt tokens it adds
 
     def __init__(self, cfg: PromptConfig, backbone: Backbone, tasks: tuple[Task, ...]):
         super().__init__()
@@ -123,25 +120,10 @@ class MethodPreset:
     summary: str = ""
 
     @property
-    def context_tokens_option(self) -> str | None:
-        """The text option counting the context vectors the method learns; None: its text part learns none."""
-        return TEXT_PROMPTS[self.text].context_tokens_option
-
-    @property
-    def context_init_option(self) -> str | None:
-        """The text option naming the phrase its learned context starts from; None: no learned context."""
-        return TEXT_PROMPTS[self.text].context_init_option
-
-    @property
     def option_names(self) -> frozenset[str]:
         """Every option its text and visual parts declare, by its flat name."""
         return frozenset(f.name for registry, kind in ((TEXT_PROMPTS, self.text), (VISUAL_PROMPTS, self.visual))
                          for f in dataclasses.fields(registry[kind].config_class))
-
-    @property
-    def visual_tokens_option(self) -> str | None:
-        """The visual option counting the prompt tokens it adds to the image; None: no visual prompt tokens."""
-        return VISUAL_PROMPTS[self.visual].tokens_option
 
 
 METHODS: Registry[MethodPreset] = Registry("method")

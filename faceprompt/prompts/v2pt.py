@@ -48,7 +48,6 @@ class V2PTPrompt(VisualPrompt):
     """
 
     config_class = V2PTConfig
-    tokens_option = "tokens"
 
     def __init__(self, cfg: V2PTConfig, backbone, tasks):
         super().__init__(cfg, backbone, tasks)

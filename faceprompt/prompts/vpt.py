@@ -64,7 +64,6 @@ class VPTPrompt(VisualPrompt):
     """``tokens`` learnable tokens after the prefix tokens; one set for all tasks, or one per task (VPT-TS)."""
 
     config_class = VPTConfig
-    tokens_option = "tokens"
 
     def __init__(self, cfg: VPTConfig, backbone, tasks):
         super().__init__(cfg, backbone, tasks)
