@@ -183,6 +183,44 @@ def test_seeds_must_name_trained_methods():
     assert Profile.from_dict({"methods": ["vpt"], "seeds": {"vpt": [0, 1]}}).method_seeds("vpt") == (0, 1)
 
 
+# What each profile's 30_train run config holds (the values the profiles gave before they spoke TrainConfig).
+PROFILE_RUNS = {
+    "book_default": {"coop": (8, 64, 3, None, 0.0, {"context_tokens": 8}),
+                     "softcpt+vpt": (8, 64, 3, None, 0.0, {"context_tokens": 8, "tokens": 10}),
+                     "v2pt": (8, 64, 3, None, 0.0, {"tokens": 10})},
+    "book_gpu": {"softcpt": (50, 60, 7, None, 0.0, {"context_tokens": 16}),
+                 "vpt-ts": (50, 60, 7, None, 0.0, {"tokens": 10})},
+    "book_real": {"coop": (12, 64, 7, 1200, 0.0, {"context_tokens": 4, "init": "a photo of a"}),
+                  "softcpt+vpt": (5, 64, 7, 640, 0.0, {"context_tokens": 4, "init": "a photo of a", "tokens": 10}),
+                  "v2pt": (5, 64, 7, 640, 5.0, {"tokens": 10}),
+                  "vpt-ts": (4, 64, 7, 640, 0.0, {"tokens": 10})},
+}
+
+
+@pytest.mark.parametrize("name", sorted(PROFILE_RUNS))
+def test_every_profiles_train_jobs_make_the_run_configs_it_means(name, tmp_path, monkeypatch):
+    """30_train's own call on each job's parameters: a valid TrainConfig, with the profile's schedule and each
+    method's share of the shared method_options."""
+    from faceprompt.book import runs
+    from faceprompt.book.build import load_profile, plan
+
+    monkeypatch.setenv("FACEPROMPT_BOOK_DATA", "synthetic")
+    profile = load_profile(ROOT / "configs" / f"{name}.yaml")
+    names = [d if isinstance(d, str) else d["name"] for d in profile.parameters["datasets"]]
+    manifests = {n: str(tmp_path / n / "manifest.csv") for n in names}
+    made = {}
+    for job in (j for j in plan(profile, ROOT)[2] if j.notebook == "30_train"):
+        p = job.parameters
+        made[job.output] = runs.train_config(
+            p["method"], "tiny-pe", manifests, tmp_path / "runs", p["train_config"], seed=p.get("seed", 0),
+            **{k: p[k] for k in ("train_splits", "val_splits", "train_part", "val_part") if k in p})
+    for method, (epochs, batch, patience, samples, anchor, options) in PROFILE_RUNS[name].items():
+        cfg = made[f"30_train_{method.replace('+', '_')}"]
+        assert (cfg.epochs, cfg.batch_size, cfg.patience, cfg.max_train_samples, cfg.anchor_weight) == \
+            (epochs, batch, patience, samples, anchor), method
+        assert cfg.method_options == options and cfg.lr == 0.002, method
+
+
 def test_a_method_can_have_its_own_train_parameters():
     from faceprompt.book.build import Profile, plan
 
