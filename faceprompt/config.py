@@ -155,7 +155,7 @@ def _plain(value: Any) -> Any:
     if isinstance(value, Config):
         return value.to_dict()
     if hasattr(value, "to_dict") and not isinstance(value, type):
-        return value.to_dict()
+        return _plain(value.to_dict())
     if isinstance(value, (list, tuple)):
         return [_plain(v) for v in value]
     if isinstance(value, dict):

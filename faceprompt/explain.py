@@ -27,7 +27,7 @@ class PoolAttention:
     """MAP-head attention for a batch: per-image weights on patches (grid), prompts and prefix tokens."""
 
     patches: torch.Tensor  # [B, h, w], sums with the others to 1 per image
-    prompts: torch.Tensor  # [B, P]
+    prompts: torch.Tensor  # [B, tokens]
     prefix: torch.Tensor  # [B, n_prefix] (PE-Core's cls token; empty on SigLIP2)
 
     @property
@@ -42,9 +42,9 @@ def pool_attention(backbone: Backbone, images: torch.Tensor, prompts: torch.Tens
     """Attention weights of the MAP head's latent query over the final tokens, mean over heads and latents."""
     weights = backbone.pool_attention(backbone.image_tokens(images, prompts, deep))
     n_pre = backbone.num_prefix_tokens
-    n_prompts = 0 if prompts is None else prompts.shape[-2]
-    patches = weights[:, n_pre + n_prompts:].reshape(weights.shape[0], *backbone.patch_grid)
-    return PoolAttention(patches, weights[:, n_pre:n_pre + n_prompts], weights[:, :n_pre])
+    tokens = 0 if prompts is None else prompts.shape[-2]
+    patches = weights[:, n_pre + tokens:].reshape(weights.shape[0], *backbone.patch_grid)
+    return PoolAttention(patches, weights[:, n_pre:n_pre + tokens], weights[:, :n_pre])
 
 
 def method_attention(model: PromptModel, images: torch.Tensor, task: str) -> PoolAttention:

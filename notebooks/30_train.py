@@ -16,11 +16,14 @@
 #
 # One method (`method`) is trained on the training split of the prepared datasets, with early stopping
 # on the validation split (`train_splits`, `val_splits`; `train_part` and `val_part` keep disjoint hashed
-# parts of them, so one split can serve both), and evaluated on the test split. The book's pipeline runs this notebook once
-# per method with papermill; the same run from a shell:
+# parts of them, so one split can serve both), and evaluated on the test split. `train_config` holds the
+# run's TrainConfig fields in a run config's own words (`configs/train_*.yaml`); its `method_options` serve
+# every method, each taking those its text and visual parts declare. The book's pipeline runs this notebook
+# once per method with papermill; the same run from a shell:
 #
 # ```bash
-# papermill notebooks/30_train.ipynb out.ipynb -p method vpt -p epochs 10
+# papermill notebooks/30_train.ipynb out.ipynb -p method vpt \
+#     -y 'train_config: {epochs: 10, batch_size: 32, method_options: {tokens: 5}}'
 # ```
 
 # %% tags=["parameters"]
@@ -33,14 +36,9 @@ backbone = "default"
 weights = None
 device = "cpu"
 threads = 1
-epochs = 1
-batch_size = 32
-lr = 2e-3
-context_tokens = 8      # text context length M (CoOp, SoftCPT)
-context_init = None     # where contexts start: None (each method's default), "random" or a phrase
-visual_tokens = 5       # visual prompt tokens P (VPT, VPT-TS, V2PT)
-method_options = {}     # any other option of the method, e.g. {"deep": True}
-train_options = {}      # any other TrainConfig field, e.g. {"optimizer": "sgd", "patience": 3}
+# TrainConfig fields; method_options: context_tokens (CoOp, SoftCPT), tokens (VPT, VPT-TS, V2PT), init
+# (where a learned context starts), deep, ...
+train_config = {"epochs": 1, "batch_size": 32, "lr": 2e-3, "method_options": {"context_tokens": 8, "tokens": 5}}
 train_splits = ["train"]
 val_splits = ["val"]    # [] : no validation, all epochs run and the last is kept
 train_part = None       # [lo, hi]: only the rows whose identity hash falls in it, e.g. [0, 0.6]
@@ -59,11 +57,9 @@ from faceprompt.book.methods import run_name
 startup.setup(threads)
 backbone = startup.resolve_backbone(backbone)
 manifests = data.prepare_datasets(datasets, work_dir)
-options = runs.method_options(method, context_tokens, visual_tokens, method_options, context_init)
 config = runs.train_config(
-    method, backbone, manifests, f"{work_dir}/runs", weights=weights, device=device,
-    cache_dir=f"{work_dir}/cache", method_options=options, seed=seed,
-    train={"epochs": epochs, "batch_size": batch_size, "lr": lr, **train_options},
+    method, backbone, manifests, f"{work_dir}/runs", train_config, weights=weights, device=device,
+    cache_dir=f"{work_dir}/cache", seed=seed,
     train_splits=train_splits, val_splits=val_splits, train_part=train_part, val_part=val_part,
 )
 pd.Series(config.to_dict(), dtype=object).drop(["train", "val"])

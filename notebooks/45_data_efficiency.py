@@ -29,13 +29,14 @@ weights = None
 threads = 1
 shots = [1, 4, 16, 0]   # faces per class; 0: every labelled training face
 seeds = [0, 1]
-# method -> its options, TrainConfig fields, optimizer steps to aim for and the most epochs
+# method -> its TrainConfig fields (as 30_train's train_config), optimizer steps to aim for and the most epochs
 methods = {
-    "coop": {"options": {"context_tokens": 4}, "train": {"batch_size": 32, "lr": 0.002}, "steps": 60,
-             "max_epochs": 30},
-    "softcpt": {"options": {"context_tokens": 4}, "train": {"batch_size": 32, "lr": 0.002}, "steps": 60,
-                "max_epochs": 30},
-    "vpt": {"options": {"tokens": 5}, "train": {"batch_size": 32, "lr": 0.002}, "steps": 20, "max_epochs": 5},
+    "coop": {"train_config": {"batch_size": 32, "lr": 0.002, "method_options": {"context_tokens": 4}},
+             "steps": 60, "max_epochs": 30},
+    "softcpt": {"train_config": {"batch_size": 32, "lr": 0.002, "method_options": {"context_tokens": 4}},
+                "steps": 60, "max_epochs": 30},
+    "vpt": {"train_config": {"batch_size": 32, "lr": 0.002, "method_options": {"tokens": 5}},
+            "steps": 20, "max_epochs": 5},
 }
 val_limit = 200
 

@@ -37,9 +37,8 @@ threads = 1
 methods = None       # None: zero-shot and every visual-prompt method (faceprompt.book.methods)
 faces = 3            # test faces shown
 ig_steps = 16        # integration steps
-epochs = 1           # for a backbone without trained runs in this work folder
-train_options = {}
-splits = {}          # where that run trains and stops: train_config's train_splits, val_splits, train_part, val_part
+train_config = {"epochs": 1}   # TrainConfig fields of a short run, for a backbone without trained runs here
+splits = {}          # where that run trains and stops: train_splits, val_splits, train_part, val_part (as 30_train)
 
 # %%
 import pandas as pd
@@ -64,7 +63,7 @@ backbones
 summary_rows = []
 for backbone in backbones:
     models = attention.attention_models(backbone, f"{work_dir}/runs", methods, manifests, work_dir, weights=weights,
-                                        device=device, epochs=epochs, train=train_options, splits=splits)
+                                        device=device, fields=train_config, splits=splits)
     tower = next(iter(models.values())).backbone
     images = explain.load_images(paths, tower)
     shown = explain.display_images(images, tower)

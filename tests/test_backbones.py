@@ -418,13 +418,13 @@ def test_pool_attention_equals_the_weights_of_the_towers_own_head(backbone, monk
 
     prompts = torch.randn(2, backbone.width)
     x = images(backbone)
-    tokens = backbone.image_tokens(x, prompts)
+    sequence = backbone.image_tokens(x, prompts)
     monkeypatch.setattr(F, "scaled_dot_product_attention", recording)
-    backbone.pool_tokens(tokens, n_prompts=2)
+    backbone.pool_tokens(sequence, tokens=2)
     assert calls, "the head did not use fused attention: nothing to compare with"
     q, k = calls[-1]  # the pooling head runs last
     expected = (q @ k.transpose(-2, -1) / q.shape[-1] ** 0.5).softmax(-1).mean(dim=(1, 2))
-    torch.testing.assert_close(backbone.pool_attention(tokens), expected)
+    torch.testing.assert_close(backbone.pool_attention(sequence), expected)
 
 
 def test_the_embedded_model_is_registered_under_the_config_its_weights_were_written_with(tmp_path):

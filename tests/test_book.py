@@ -109,9 +109,10 @@ def test_profiles_parse_and_plan(tmp_path):
         assert len({j.output for j in train_jobs}) == len(train_jobs)
         assert list(profile.methods) == trained_methods()
     gpu = load_profile(ROOT / "configs" / "book_gpu.yaml", ["backbone=siglip2-b16", "parallel=1",
-                                                            "notebooks.30_train.epochs=2"])
+                                                            "notebooks.30_train.train_config.epochs=2"])
     assert gpu.parameters["backbone"] == "siglip2-b16" and gpu.parallel == 1
-    assert gpu.notebooks["30_train"]["epochs"] == 2 and gpu.notebooks["30_train"]["batch_size"] == 60
+    assert gpu.notebooks["30_train"]["train_config"]["epochs"] == 2
+    assert gpu.notebooks["30_train"]["train_config"]["batch_size"] == 60
     with pytest.raises(ValueError, match="expected KEY=VALUE"):
         load_profile(ROOT / "configs" / "book_gpu.yaml", ["parallel"])
     with pytest.raises(ValueError, match="parallel"):
@@ -148,11 +149,11 @@ def test_default_profile_uses_real_faces_when_the_shared_data_are_there(tmp_path
     for method in ("vpt", "vpt-ts", "v2pt", "softcpt+vpt"):
         assert profile.method_seeds(method) == (0, 1)
     # text methods keep the longer schedule; the visual ones the short one the 20-minute build allows
-    by_method = {j.parameters["method"]: j.parameters for j in training}
-    assert by_method["coop"]["epochs"] == 12 and by_method["coop"]["train_options"]["max_train_samples"] == 1200
-    assert by_method["coop"]["train_options"]["class_balance_tasks"] == ["emotion"]  # merged, not replaced
-    assert by_method["vpt"]["epochs"] == 5 and by_method["vpt"]["train_options"]["max_train_samples"] == 640
-    assert by_method["vpt-ts"]["epochs"] == 4 and by_method["vpt-ts"]["train_options"]["max_val_samples"] == 400
+    by_method = {j.parameters["method"]: j.parameters["train_config"] for j in training}
+    assert by_method["coop"]["epochs"] == 12 and by_method["coop"]["max_train_samples"] == 1200
+    assert by_method["coop"]["class_balance_tasks"] == ["emotion"]  # merged, not replaced
+    assert by_method["vpt"]["epochs"] == 5 and by_method["vpt"]["max_train_samples"] == 640
+    assert by_method["vpt-ts"]["epochs"] == 4 and by_method["vpt-ts"]["max_val_samples"] == 400
     monkeypatch.setenv("FACEPROMPT_BOOK_DATA", "synthetic")
     assert load_profile(ROOT / "configs" / "book_default.yaml").name == "default"
 
@@ -182,26 +183,67 @@ def test_seeds_must_name_trained_methods():
     assert Profile.from_dict({"methods": ["vpt"], "seeds": {"vpt": [0, 1]}}).method_seeds("vpt") == (0, 1)
 
 
+# What each profile's 30_train run config holds (the values the profiles gave before they spoke TrainConfig).
+PROFILE_RUNS = {
+    "book_default": {"coop": (8, 64, 3, None, 0.0, {"context_tokens": 8}),
+                     "softcpt+vpt": (8, 64, 3, None, 0.0, {"context_tokens": 8, "tokens": 10}),
+                     "v2pt": (8, 64, 3, None, 0.0, {"tokens": 10})},
+    "book_gpu": {"softcpt": (50, 60, 7, None, 0.0, {"context_tokens": 16}),
+                 "vpt-ts": (50, 60, 7, None, 0.0, {"tokens": 10})},
+    "book_real": {"coop": (12, 64, 7, 1200, 0.0, {"context_tokens": 4, "init": "a photo of a"}),
+                  "softcpt+vpt": (5, 64, 7, 640, 0.0, {"context_tokens": 4, "init": "a photo of a", "tokens": 10}),
+                  "v2pt": (5, 64, 7, 640, 5.0, {"tokens": 10}),
+                  "vpt-ts": (4, 64, 7, 640, 0.0, {"tokens": 10})},
+}
+
+
+@pytest.mark.parametrize("name", sorted(PROFILE_RUNS))
+def test_every_profiles_train_jobs_make_the_run_configs_it_means(name, tmp_path, monkeypatch):
+    """30_train's own call on each job's parameters: a valid TrainConfig, with the profile's schedule and each
+    method's share of the shared method_options."""
+    from faceprompt.book import runs
+    from faceprompt.book.build import load_profile, plan
+
+    monkeypatch.setenv("FACEPROMPT_BOOK_DATA", "synthetic")
+    profile = load_profile(ROOT / "configs" / f"{name}.yaml")
+    names = [d if isinstance(d, str) else d["name"] for d in profile.parameters["datasets"]]
+    manifests = {n: str(tmp_path / n / "manifest.csv") for n in names}
+    made = {}
+    for job in (j for j in plan(profile, ROOT)[2] if j.notebook == "30_train"):
+        p = job.parameters
+        made[job.output] = runs.train_config(
+            p["method"], "tiny-pe", manifests, tmp_path / "runs", p["train_config"], seed=p.get("seed", 0),
+            **{k: p[k] for k in ("train_splits", "val_splits", "train_part", "val_part") if k in p})
+    for method, (epochs, batch, patience, samples, anchor, options) in PROFILE_RUNS[name].items():
+        cfg = made[f"30_train_{method.replace('+', '_')}"]
+        assert (cfg.epochs, cfg.batch_size, cfg.patience, cfg.max_train_samples, cfg.anchor_weight) == \
+            (epochs, batch, patience, samples, anchor), method
+        assert cfg.method_options == options and cfg.lr == 0.002, method
+
+
 def test_a_method_can_have_its_own_train_parameters():
     from faceprompt.book.build import Profile, plan
 
+    shared = {"lr": 0.002, "min_lr": 1e-5, "method_options": {"tokens": 4, "context_tokens": 2}}
     profile = Profile.from_dict({
         "methods": ["vpt", "v2pt"], "seeds": {"v2pt": [0, 1]},
-        "notebooks": {"30_train": {"lr": 0.002, "train_options": {"min_lr": 1e-5, "max_train_samples": 40}}},
-        "method_parameters": {"v2pt": {"lr": 0.001, "train_options": {"anchor_weight": 5.0}}}})
+        "notebooks": {"30_train": {"train_splits": ["val"], "train_config": shared}},
+        "method_parameters": {"v2pt": {"train_config": {"lr": 0.001, "anchor_weight": 5.0,
+                                                        "method_options": {"deep": False}}}}})
     jobs = {j.output: j.parameters for j in plan(profile, ROOT)[2] if j.notebook == "30_train"}
-    assert jobs["30_train_vpt"]["lr"] == 0.002
-    assert jobs["30_train_vpt"]["train_options"] == {"min_lr": 1e-5, "max_train_samples": 40}
-    for run in ("30_train_v2pt", "30_train_v2pt-seed1"):  # every seed; the shared mapping is merged, not replaced
-        assert jobs[run]["lr"] == 0.001
-        assert jobs[run]["train_options"] == {"min_lr": 1e-5, "max_train_samples": 40, "anchor_weight": 5.0}
+    assert jobs["30_train_vpt"]["train_config"] == shared and jobs["30_train_vpt"]["train_splits"] == ["val"]
+    for run in ("30_train_v2pt", "30_train_v2pt-seed1"):  # every seed; the shared mappings are merged, not replaced
+        assert jobs[run]["train_config"] == {"lr": 0.001, "min_lr": 1e-5, "anchor_weight": 5.0,
+                                             "method_options": {"tokens": 4, "context_tokens": 2, "deep": False}}
+        assert jobs[run]["train_splits"] == ["val"]
     assert jobs["30_train_v2pt-seed1"]["seed"] == 1
+    assert shared["method_options"] == {"tokens": 4, "context_tokens": 2}  # the shared section is left as it was
     with pytest.raises(ValueError, match="not among the profile's methods"):
-        Profile.from_dict({"methods": ["vpt"], "method_parameters": {"v2pt": {"lr": 0.1}}})
+        Profile.from_dict({"methods": ["vpt"], "method_parameters": {"v2pt": {"train_config": {"lr": 0.1}}}})
     with pytest.raises(ValueError, match="set by the pipeline"):
         Profile.from_dict({"methods": ["vpt"], "method_parameters": {"vpt": {"seed": 3}}})
     with pytest.raises(ValueError, match="not parameters of 30_train"):
-        plan(Profile.from_dict({"methods": ["vpt"], "method_parameters": {"vpt": {"learning_rate": 0.1}}}), ROOT)
+        plan(Profile.from_dict({"methods": ["vpt"], "method_parameters": {"vpt": {"epochs": 3}}}), ROOT)
 
 
 def test_profile_errors_name_the_field(tmp_path):
@@ -225,7 +267,7 @@ def test_job_stamps_change_with_parameters():
     from faceprompt.book.build import Profile, job_stamp, plan
 
     first = plan(Profile.from_dict({}), ROOT)[2][0]
-    second = plan(Profile.from_dict({"notebooks": {"30_train": {"epochs": 2}}}), ROOT)[2][0]
+    second = plan(Profile.from_dict({"notebooks": {"30_train": {"train_config": {"epochs": 2}}}}), ROOT)[2][0]
     assert job_stamp(first, ROOT, "code", "") == job_stamp(first, ROOT, "code", "")
     assert job_stamp(first, ROOT, "code", "") != job_stamp(second, ROOT, "code", "")
     assert job_stamp(first, ROOT, "code", "") != job_stamp(first, ROOT, "other code", "")
@@ -261,9 +303,9 @@ def test_profile_is_a_config_and_defaults_to_the_registry(tmp_path):
         Profile.from_dict({"threads": "two"})
     path = tmp_path / "p.yaml"
     path.write_text("name: small\nparameters: {work_dir: work/x}\n")
-    profile = load_profile(path, ["threads=3", "epochs=2", "notebooks.30_train.lr=0.001"])
+    profile = load_profile(path, ["threads=3", "epochs=2", "notebooks.30_train.train_config.lr=0.001"])
     assert (profile.threads, profile.parameters) == (3, {"work_dir": "work/x", "epochs": 2})
-    assert profile.notebooks == {"30_train": {"lr": 0.001}}
+    assert profile.notebooks == {"30_train": {"train_config": {"lr": 0.001}}}
 
 
 def test_a_profile_target_must_be_one_of_its_datasets():

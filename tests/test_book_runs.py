@@ -10,27 +10,50 @@ from faceprompt.book._machinery import glue as G
 from faceprompt.book import runs
 
 
-def test_method_options_route_tokens_by_method():
-    assert runs.method_options("coop", 8, 10) == {"context_tokens": 8}
-    assert runs.method_options("vpt-ts", 8, 10) == {"tokens": 10}
-    assert runs.method_options("softcpt+vpt", 8, 10, {"deep": True}) == {"context_tokens": 8, "tokens": 10,
-                                                                         "deep": True}
-    assert runs.method_options("softcpt", 4, 10, context_init="a photo of a") == {"context_tokens": 4,
-                                                                                "init": "a photo of a"}
-    assert runs.method_options("v2pt", 4, 10, context_init="a photo of a") == {"tokens": 10}
+SHARED = {"context_tokens": 8, "init": "a face", "tokens": 10}  # a profile's method_options, for every method
 
 
-def test_method_options_come_from_the_registry_entry():
-    """The preset names its token options: every book method gets what the former per-kind checks gave."""
+def test_each_method_takes_the_shared_options_its_parts_declare():
+    assert runs.method_options("coop", SHARED) == {"context_tokens": 8, "init": "a face"}
+    assert runs.method_options("vpt-ts", SHARED) == {"tokens": 10}
+    assert runs.method_options("softcpt+vpt", {**SHARED, "deep": True}) == {**SHARED, "deep": True}
+    assert runs.method_options("v2pt", {**SHARED, "latent": 4}) == {"tokens": 10, "latent": 4}
+    assert runs.method_options("vpt", None) == {}
+    with pytest.raises(ValueError, match=r"method_options \['tokenz'\] are options of no method"):
+        runs.method_options("coop", {"context_tokens": 8, "tokenz": 10})
+
+
+def test_every_book_method_gets_its_token_counts_from_the_shared_options():
     from faceprompt.book.methods import book_methods
     from faceprompt.prompts import resolve_method
 
     for method in book_methods():
         preset = resolve_method(method)
         context = preset.text in ("coop", "softcpt")
-        expected = {**({"context_tokens": 3, "init": "a face"} if context else {}),
-                    **({"tokens": 5} if preset.visual in ("vpt", "v2pt") else {})}
-        assert runs.method_options(method, 3, 5, context_init="a face") == expected, method
+        expected = {**({"context_tokens": 8, "init": "a face"} if context else {}),
+                    **({"tokens": 10} if preset.visual in ("vpt", "v2pt") else {})}
+        assert runs.method_options(method, SHARED) == expected, method
+
+
+def test_train_config_lays_the_profiles_fields_over_the_run(tmp_path):
+    manifests = {"utkface": str(tmp_path / "u.csv")}
+    fields = {"epochs": 3, "lr": 0.01, "patience": None, "method_options": {**SHARED, "deep": True}}
+    both = runs.train_config("softcpt+vpt", "tiny-pe", manifests, tmp_path / "runs", fields, seed=1)
+    assert (both.epochs, both.lr, both.patience, both.seed) == (3, 0.01, None, 1)
+    assert both.method_options == {**SHARED, "deep": True} and both.method_options.visual.deep is True
+    text = runs.train_config("coop", "tiny-pe", manifests, tmp_path / "runs", fields)
+    assert text.method_options == {"context_tokens": 8, "init": "a face"} and text.epochs == 3
+    assert fields["method_options"]["tokens"] == 10  # the shared fields are left as they were
+    with pytest.raises(ValueError, match=r"^train_config: unknown field\(s\) \['patiense'\]"):
+        runs.train_config("coop", "tiny-pe", manifests, tmp_path / "runs", {"patiense": 3})
+
+
+def test_data_efficiency_refuses_a_method_entry_in_other_words(tmp_path):
+    from faceprompt.book import few_shot
+
+    old = {"vpt": {"options": {"tokens": 5}, "train": {"lr": 0.1}, "steps": 20}}
+    with pytest.raises(ValueError, match=r"methods.vpt: unknown key\(s\) \['options', 'train'\]"):
+        few_shot.data_efficiency(old, [1], [0], str(tmp_path / "m.csv"), "d", "emotion", "tiny-pe", tmp_path)
 
 
 def test_train_config_takes_its_splits_from_the_notebook_parameters(tmp_path):

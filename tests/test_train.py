@@ -373,6 +373,45 @@ def test_a_method_option_of_the_wrong_type_is_named(synthetic_manifest, tmp_path
     assert not (tmp_path / "runs").exists()
 
 
+def test_method_options_are_parsed_once_into_the_methods_typed_configs(tmp_path, monkeypatch, tiny_backbones):
+    from faceprompt.prompts import MethodOptions
+    from faceprompt.prompts.softcpt import SoftCPTConfig
+    from faceprompt.prompts.vpt import VPTConfig
+
+    cfg = TrainConfig.from_dict({"method": "softcpt+vpt", "train": [str(tmp_path / "m.csv")],
+                                 "method_options": {"context_tokens": 4, "tokens": 3, "dropout": "1e-1"}})
+    options = cfg.method_options
+    assert isinstance(options.text, SoftCPTConfig) and options.text.context_tokens == 4
+    assert isinstance(options.visual, VPTConfig) and (options.visual.tokens, options.visual.dropout) == (3, 0.1)
+    # saved as given, each value typed: a saved run config reads as it was written
+    assert cfg.to_dict()["method_options"] == {"context_tokens": 4, "tokens": 3, "dropout": 0.1}
+    assert options == {"context_tokens": 4, "tokens": 3, "dropout": 0.1} and options["tokens"] == 3
+    monkeypatch.setattr(MethodOptions, "parse", classmethod(lambda *a, **k: pytest.fail("options parsed again")))
+    cfg.validate()
+    model = build_model(cfg.method, tiny_backbones["tiny-pe"], cfg.tasks, cfg.method_options)
+    assert model.text.cfg is options.text and model.visual.cfg is options.visual
+    with pytest.raises(ValueError, match="parsed for method 'softcpt\\+vpt' can't build 'vpt'"):
+        build_model("vpt", tiny_backbones["tiny-pe"], cfg.tasks, cfg.method_options)
+
+
+def test_a_config_made_in_code_holds_parsed_options_of_its_own_method(tmp_path):
+    cfg = TrainConfig.from_dict({"method": "softcpt", "train": [str(tmp_path / "m.csv")]})
+    assert cfg.method_options.method == "softcpt" and cfg.method_options.text.context_tokens == 16
+    swapped = dataclasses.replace(cfg, method="vpt", method_options={"tokens": 2})
+    assert swapped.method_options.method == "vpt" and swapped.method_options.visual.tokens == 2
+    assert TrainConfig(method="vpt").method_options.visual.tokens == 10
+
+
+def test_a_bad_method_option_in_a_file_names_the_file_and_the_option(tmp_path):
+    path = tmp_path / "train.yaml"
+    for options, message in [("{tokens: abc}", "method_options.tokens must be an integer, got 'abc'"),
+                             ("{tokens: 0}", "method_options: vpt.visual: field 'tokens' must be from 1"),
+                             ("{tokenz: 3}", "method_options: method 'vpt': unknown option 'tokenz'")]:
+        path.write_text(f"method: vpt\nmethod_options: {options}\ntrain: [m.csv]\n")
+        with pytest.raises(ValueError, match=f"^config {path}: {message}"):
+            load_config(path)
+
+
 def test_ctrl_c_keeps_the_checkpoint_and_the_resumed_run_matches(synthetic_manifest, tmp_path,  # noqa: F811
                                                                  monkeypatch):
     options = dict(method="v2pt", method_options={"tokens": 2, "latent": 4, "hidden": 16, "kl_weight": 0.1},

@@ -302,18 +302,18 @@ class Backbone(nn.Module):
     # --- image ---------------------------------------------------------------------------------
 
     def _layer_prompts(self, prompts: torch.Tensor, batch: int, deep: bool) -> torch.Tensor:
-        """Normalise prompts to [B, D, P, W] (deep) or [B, 1, P, W] (shallow)."""
+        """Normalise prompts to [B, D, tokens, W] (deep) or [B, 1, tokens, W] (shallow)."""
         if deep:
             if prompts.dim() == 3:
                 prompts = prompts.unsqueeze(0)
             if prompts.dim() != 4 or prompts.shape[1] != self.depth:
-                raise ValueError(f"deep prompts must be [depth={self.depth}, P, W] or [B, depth, P, W], "
+                raise ValueError(f"deep prompts must be [depth={self.depth}, tokens, W] or [B, depth, tokens, W], "
                                  f"got {tuple(prompts.shape)}")
         else:
             if prompts.dim() == 2:
                 prompts = prompts.unsqueeze(0)
             if prompts.dim() != 3:
-                raise ValueError(f"shallow prompts must be [P, W] or [B, P, W], got {tuple(prompts.shape)}")
+                raise ValueError(f"shallow prompts must be [tokens, W] or [B, tokens, W], got {tuple(prompts.shape)}")
             prompts = prompts.unsqueeze(1)
         if prompts.shape[-1] != self.width:
             raise ValueError(f"prompt width {prompts.shape[-1]} != vision width {self.width} of {self.name}")
@@ -322,15 +322,15 @@ class Backbone(nn.Module):
         return prompts.expand(batch, -1, -1, -1)
 
     @contextlib.contextmanager
-    def _rope_prefix(self, extra: int) -> Iterator[None]:
+    def _rope_prefix(self, tokens: int) -> Iterator[None]:
         # Eva applies RoPE to tokens after num_prefix_tokens: prompts must count as prefix, or shapes clash.
-        if not self.is_eva or extra == 0:
+        if not self.is_eva or tokens == 0:
             yield
             return
         attns = [blk.attn for blk in self._trunk.blocks]
         saved = [a.num_prefix_tokens for a in attns]
         for a, n in zip(attns, saved):
-            a.num_prefix_tokens = n + extra
+            a.num_prefix_tokens = n + tokens
         try:
             yield
         finally:
@@ -339,7 +339,7 @@ class Backbone(nn.Module):
 
     def image_tokens(self, images: torch.Tensor, prompts: torch.Tensor | None = None,
                      deep: bool = False) -> torch.Tensor:
-        """Final-norm token sequence [B, prefix + P + patches, W] (for pooling or attribution)."""
+        """Final-norm token sequence [B, prefix + tokens + patches, W] (for pooling or attribution)."""
         trunk = self._trunk
         # The patch projection leaves [B, N, W] as a transposed view of the conv output; without a cls token
         # to concatenate (SigLIP2), every residual add would keep that width-major layout through all blocks.
@@ -350,24 +350,25 @@ class Backbone(nn.Module):
             x, rope = trunk.patch_drop(trunk._pos_embed(x)), None
         n_pre = trunk.num_prefix_tokens
         if prompts is None:
-            layer_prompts, n_prompts = None, 0
+            layer_prompts, tokens = None, 0
         else:
             layer_prompts = self._layer_prompts(prompts.to(x.dtype), x.shape[0], deep)
-            n_prompts = layer_prompts.shape[2]
+            tokens = layer_prompts.shape[2]  # per layer, as VPTConfig.tokens counts them
             x = torch.cat([x[:, :n_pre], layer_prompts[:, 0], x[:, n_pre:]], dim=1)
         x = trunk.norm_pre(x)
-        with self._rope_prefix(n_prompts):
+        with self._rope_prefix(tokens):
             for i, block in enumerate(trunk.blocks):
-                if deep and i > 0 and n_prompts:
-                    x = torch.cat([x[:, :n_pre], layer_prompts[:, i], x[:, n_pre + n_prompts:]], dim=1)
+                if deep and i > 0 and tokens:
+                    x = torch.cat([x[:, :n_pre], layer_prompts[:, i], x[:, n_pre + tokens:]], dim=1)
                 x = block(x, rope=rope) if self.is_eva else block(x)
         return trunk.norm(x)
 
-    def pool_tokens(self, tokens: torch.Tensor, n_prompts: int = 0, pool_prompts: bool = True) -> torch.Tensor:
-        if n_prompts and not pool_prompts:
+    def pool_tokens(self, sequence: torch.Tensor, tokens: int = 0, pool_prompts: bool = True) -> torch.Tensor:
+        """The tower's head over ``sequence`` from :meth:`image_tokens`, which holds ``tokens`` prompt tokens."""
+        if tokens and not pool_prompts:
             n_pre = self.num_prefix_tokens
-            tokens = torch.cat([tokens[:, :n_pre], tokens[:, n_pre + n_prompts:]], dim=1)
-        return self.model.visual.head(self._trunk.forward_head(tokens))
+            sequence = torch.cat([sequence[:, :n_pre], sequence[:, n_pre + tokens:]], dim=1)
+        return self.model.visual.head(self._trunk.forward_head(sequence))
 
     def pool_attention(self, tokens: torch.Tensor) -> torch.Tensor:
         """The attention-pool (MAP) head's softmax weights over ``tokens`` [B, N, W] from :meth:`image_tokens`:
@@ -388,7 +389,8 @@ class Backbone(nn.Module):
 
     def encode_image(self, images: torch.Tensor, prompts: torch.Tensor | None = None, deep: bool = False,
                      pool_prompts: bool = True, normalize: bool = False) -> torch.Tensor:
-        """Image features, optionally with visual prompts ([P, W], [B, P, W]; deep: [D, P, W], [B, D, P, W]).
+        """Image features, optionally with visual prompts ([tokens, W] or [B, tokens, W]; deep: [D, tokens, W] or
+        [B, D, tokens, W]).
 
         Zero-shot and every prompt method take this one path (:meth:`image_tokens`, then the tower's own
         head): the same fused-attention blocks, the same token layout; without prompts it equals open_clip's
@@ -399,8 +401,8 @@ class Backbone(nn.Module):
 
     def _image_features(self, images: torch.Tensor, prompts: torch.Tensor | None, deep: bool,
                         pool_prompts: bool) -> torch.Tensor:
-        tokens = self.image_tokens(images, prompts, deep)
-        return self.pool_tokens(tokens, 0 if prompts is None else prompts.shape[-2], pool_prompts)
+        sequence = self.image_tokens(images, prompts, deep)
+        return self.pool_tokens(sequence, 0 if prompts is None else prompts.shape[-2], pool_prompts)
 
     COMPILE_MODES = ("off", "default", "reduce-overhead", "max-autotune")
 

@@ -2,30 +2,19 @@
 weights needed); what ``faceprompt params`` prints and the book's cost chapter glues."""
 from __future__ import annotations
 
-import dataclasses
-
 from faceprompt.backbones import load_backbone
-from faceprompt.prompts import added_parameters, build_model, method_configs, resolve_method
-from faceprompt.prompts.base import TEXT_PROMPTS, VISUAL_PROMPTS
-
-
-def _method_options(method: str, options: dict) -> dict:
-    """The options that this method's components declare (others belong to other methods of the table)."""
-    preset = resolve_method(method)
-    known = {f.name for cls in (TEXT_PROMPTS[preset.text], VISUAL_PROMPTS[preset.visual])
-             for f in dataclasses.fields(cls.config_class)}
-    return {k: v for k, v in options.items() if k in known}
+from faceprompt.prompts import added_parameters, build_model, declared_options, method_configs
 
 
 def check_options(methods: list[str], options: dict, flag: str = "--set") -> None:
     """Refuse, naming ``flag``, an option no method declares or a value a method can't take; before any work."""
-    used = set().union(*(_method_options(m, options) for m in methods)) if methods else set()
+    used = set().union(*(declared_options(m, options) for m in methods)) if methods else set()
     unused = sorted(set(options) - used)
     if unused:
         raise ValueError(f"{flag}: option(s) {unused} are not options of any of the methods {methods}")
     for method in methods:
         try:
-            method_configs(method, _method_options(method, options))
+            method_configs(method, declared_options(method, options))
         except ValueError as err:
             raise ValueError(f"{flag}: {err}") from None
 
@@ -51,7 +40,7 @@ def method_parameter_table(backbones: list[str], methods: list[str], options: di
         total = sum(p.numel() for p in backbone.parameters())
         for method in methods:
             # The prompts are real tensors (an init phrase is looked up); their sizes are bounded by the checks.
-            model = build_model(method, backbone, config=_method_options(method, options) or None)
+            model = build_model(method, backbone, config=declared_options(method, options) or None)
             added = added_parameters(model)
             rows.append({"backbone": name, "method": method, "added": added, "backbone_params": total,
                          "percent": round(100 * added / total, 4)})

@@ -11,7 +11,7 @@ from faceprompt.book._machinery.glue import glue, key, percent
 from faceprompt.book.methods import run_name, trains
 from faceprompt.book.runs import train_and_evaluate, train_config
 
-ATTENTION_BATCH = 32  # the short runs' batch size (a profile's train options may change it)
+ATTENTION_BATCH = 32  # the short runs' batch size (a profile's train_config may change it)
 
 
 def trained_on(run: Path, tower) -> bool:
@@ -24,10 +24,11 @@ def trained_on(run: Path, tower) -> bool:
 
 def attention_models(backbone: str, runs_dir: str | os.PathLike, methods: list[str], manifests: dict[str, str],
                      work_dir: str | os.PathLike, weights: str | None = None, device: str = "cpu",
-                     epochs: int = 1, train: dict | None = None, splits: dict | None = None) -> dict:
+                     fields: dict | None = None, splits: dict | None = None) -> dict:
     """Models to look inside: each method's trained run on ``backbone`` from ``runs_dir`` when there is
-    one, else a short training run into ``work_dir/attention/<backbone>`` (zero-shot needs none).
-    ``splits``: ``train_config``'s ``train_splits``, ``val_splits``, ``train_part``, ``val_part`` for that run."""
+    one, else a short training run into ``work_dir/attention/<backbone>`` (zero-shot needs none) with
+    TrainConfig ``fields`` (one epoch unless they say otherwise). ``splits``: the ``train_splits``,
+    ``val_splits``, ``train_part`` and ``val_part`` of :func:`~faceprompt.book.runs.train_config` for that run."""
     from faceprompt.backbones import load_backbone
     from faceprompt.checkpoint import load_prompts
     from faceprompt.prompts import build_model
@@ -42,9 +43,9 @@ def attention_models(backbone: str, runs_dir: str | os.PathLike, methods: list[s
         if not trained_on(run, tower):
             run = Path(work_dir) / "attention" / backbone / run_name(method)
             if not trained_on(run, tower):  # absent, or left from other weights (an updated model)
-                config = train_config(method, backbone, manifests, run.parent, weights=weights, device=device,
-                                      train={"epochs": epochs, "batch_size": ATTENTION_BATCH, **dict(train or {})},
-                                      **dict(splits or {}))
+                config = train_config(method, backbone, manifests, run.parent,
+                                      {"epochs": 1, "batch_size": ATTENTION_BATCH, **dict(fields or {})},
+                                      weights=weights, device=device, **dict(splits or {}))
                 train_and_evaluate(config)
         models[method] = load_prompts(run, backbone=tower)
     return models

@@ -6,8 +6,10 @@
 A profile (YAML) gives the parameters every notebook receives (``parameters``), per-notebook extras
 (``notebooks: {30_train: {...}}``), the methods ``30_train`` is run for (default: every method of the
 registry that trains, :func:`faceprompt.book.methods.trained_methods`), a method's own ``30_train``
-parameters (``method_parameters: {v2pt: {train_options: {...}}}``: a mapping is merged into the shared
-one, any other value replaces it), and how many notebooks may run at once. ``--set KEY=VALUE`` overrides
+parameters (``method_parameters: {v2pt: {train_config: {anchor_weight: 5.0}}}``: mappings are merged key
+by key into the shared ones, any other value replaces it), and how many notebooks may run at once.
+``30_train``'s ``train_config`` holds TrainConfig fields in a run config's own words (``configs/train_*.yaml``);
+its ``method_options`` serve every method, each taking those its parts declare. ``--set KEY=VALUE`` overrides
 a profile field by its name and any other key as a shared notebook parameter (``faceprompt.config``'s
 one override syntax). Notebooks run in stages: data preparation and the recorded measurements (in
 parallel), zero-shot, one training run per method (in parallel), then evaluation and attention (in
@@ -126,14 +128,10 @@ class Profile(Config):
 
     def method_train_parameters(self, method: str, shared: dict, declared: set[str] | None = None) -> dict:
         """``30_train``'s parameters for ``method``: ``shared`` with the method's own section laid over it
-        (a mapping is merged into the shared one, any other value replaces it)."""
+        (mappings are merged key by key, any other value replaces the shared one)."""
         own = self.method_parameters.get(method, {})
         _check_declared(own, declared, f"method_parameters.{method}", "30_train")
-        merged = dict(shared)
-        for key, value in own.items():
-            base = merged.get(key)
-            merged[key] = {**base, **value} if isinstance(base, dict) and isinstance(value, dict) else value
-        return merged
+        return merge_overrides(shared, own)
 
     def method_seeds(self, method: str) -> tuple[int, ...]:
         """The seeds ``method`` is trained with (seed 0 alone unless ``seeds`` names it)."""

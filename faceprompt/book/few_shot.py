@@ -17,6 +17,7 @@ from faceprompt.book._machinery.glue import glue, percent, points
 from faceprompt.data.manifest import TASK_COLUMNS, read_manifest, write_manifest
 
 ALL = 0  # a ``shots`` value: every labelled training face
+METHOD_SPEC = ("train_config", "steps", "max_epochs")  # what a method's entry in ``methods`` may say
 
 
 def shots_label(shots: int) -> str:
@@ -52,16 +53,16 @@ def epochs_for(faces: int, batch_size: int, steps: int, max_epochs: int) -> int:
 
 
 def train_point(method: str, backbone: str, manifest: Path, task: str, runs_dir: Path, seed: int, epochs: int,
-                options: dict, train: dict, weights: str | None, cache_dir: str | None, test_manifest: str,
-                dataset: str) -> dict:
-    """Train one point of the curve and score it on the target's test split."""
+                fields: dict, weights: str | None, cache_dir: str | None, test_manifest: str, dataset: str) -> dict:
+    """Train one point of the curve (TrainConfig ``fields``, on ``task`` alone for ``epochs``) and score it on
+    the target's test split."""
     from faceprompt.book import runs
     from faceprompt.evaluate import evaluate
     from faceprompt.training.loop import fit
 
-    config = runs.train_config(method, backbone, {"subset": str(manifest)}, runs_dir, weights=weights,
-                               cache_dir=cache_dir, method_options=options, seed=seed,
-                               train={**train, "epochs": epochs, "tasks": [task]})
+    config = runs.train_config(method, backbone, {"subset": str(manifest)}, runs_dir,
+                               {**fields, "epochs": epochs, "tasks": [task]}, weights=weights,
+                               cache_dir=cache_dir, seed=seed)
     runs.clear_run(config.run_path())
     result = fit(config, progress=False)
     scores = evaluate(result.run_dir, manifests=[test_manifest], splits=("test",), datasets=[dataset],
@@ -76,8 +77,12 @@ def data_efficiency(methods: dict[str, dict], shots: list[int], seeds: list[int]
                     weights: str | None = None, val_limit: int | None = 400) -> pd.DataFrame:
     """One row per (method, shots, seed): training faces, epochs, test accuracy and balanced accuracy.
 
-    ``methods``: method -> {"options": method options, "train": TrainConfig fields, "steps": optimizer steps
-    to aim for, "max_epochs"}; ``shots`` uses ``ALL`` for every labelled face."""
+    ``methods``: method -> {"train_config": TrainConfig fields (its ``method_options`` among them), "steps":
+    optimizer steps to aim for, "max_epochs"}; ``shots`` uses ``ALL`` for every labelled face."""
+    for method, spec in methods.items():
+        unknown = sorted(set(spec) - set(METHOD_SPEC))
+        if unknown:
+            raise ValueError(f"methods.{method}: unknown key(s) {unknown}; allowed: {list(METHOD_SPEC)}")
     work = Path(work_dir)
     rows = []
     for k in shots:
@@ -85,12 +90,11 @@ def data_efficiency(methods: dict[str, dict], shots: list[int], seeds: list[int]
             manifest, faces = subset_manifest(target_manifest, task, k, seed, work / f"k{shots_label(k)}-s{seed}.csv",
                                               val_limit)
             for method, spec in methods.items():
-                train = dict(spec.get("train") or {})
-                epochs = epochs_for(faces, int(train.get("batch_size", 32)), int(spec.get("steps", 100)),
+                fields = dict(spec.get("train_config") or {})
+                epochs = epochs_for(faces, int(fields.get("batch_size", 32)), int(spec.get("steps", 100)),
                                     int(spec.get("max_epochs", 50)))
                 point = train_point(method, backbone, manifest, task, work / f"k{shots_label(k)}", seed, epochs,
-                                    dict(spec.get("options") or {}), train, weights, str(work / "cache"),
-                                    target_manifest, dataset)
+                                    fields, weights, str(work / "cache"), target_manifest, dataset)
                 rows.append({"method": method, "shots": shots_label(k), "seed": seed, "faces": faces, **point})
     return pd.DataFrame(rows)
 

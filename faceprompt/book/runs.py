@@ -71,35 +71,20 @@ def glue_template_comparison(templates: pd.DataFrame) -> pd.DataFrame:
     return table
 
 
-def method_options(method: str, context_tokens: int | None = None, visual_tokens: int | None = None,
-                   extra: dict | None = None, context_init: str | None = None) -> dict:
-    """Flat method options: ``context_tokens`` and ``context_init`` for text methods that learn a context
-    (CoOp, SoftCPT), ``visual_tokens`` for visual prompts (VPT, VPT-TS, V2PT), each under the option its
-    registry entry names (``MethodPreset.context_tokens_option``, ...), plus ``extra``; a method ignores
-    what it lacks."""
-    from faceprompt.prompts import resolve_method
-
-    preset = resolve_method(method)
-    options = {}
-    if context_tokens is not None and preset.context_tokens_option is not None:
-        options[preset.context_tokens_option] = int(context_tokens)
-    if context_init is not None and preset.context_init_option is not None:
-        options[preset.context_init_option] = str(context_init)
-    if visual_tokens is not None and preset.visual_tokens_option is not None:
-        options[preset.visual_tokens_option] = int(visual_tokens)
-    return {**options, **dict(extra or {})}
-
-
 def train_config(method: str, backbone: str, manifests: dict[str, str], runs_dir: str | os.PathLike,
-                 train: dict | None = None, method_options: dict | None = None, weights: str | None = None,
-                 device: str = "cpu", cache_dir: str | None = None, datasets: list[str] | None = None,
-                 seed: int = 0, train_splits: list[str] | tuple[str, ...] = ("train",),
+                 fields: dict | None = None, weights: str | None = None, device: str = "cpu",
+                 cache_dir: str | None = None, datasets: list[str] | None = None, seed: int = 0,
+                 train_splits: list[str] | tuple[str, ...] = ("train",),
                  val_splits: list[str] | tuple[str, ...] | None = ("val",),
                  train_part: list[float] | None = None, val_part: list[float] | None = None):
     """A TrainConfig for one method on the prepared manifests, trained with ``seed`` into
     ``runs_dir/<run_name(method, seed)>``: on their ``train_splits``, early-stopping on their ``val_splits``
     (empty: no validation, every epoch runs and the last is kept). ``train_part`` and ``val_part``
-    ([lo, hi]) keep a hashed part of those rows, so one split can serve both when the parts are disjoint."""
+    ([lo, hi]) keep a hashed part of those rows, so one split can serve both when the parts are disjoint.
+
+    ``fields``: TrainConfig fields in a run config's words (a profile's ``train_config``), laid over these.
+    Its ``method_options`` may serve several methods: this one takes those its parts declare
+    (:func:`~faceprompt.prompts.base.declared_options`); an option no method declares is refused."""
     from faceprompt.training.loop import TrainConfig
 
     chosen = {name: m for name, m in manifests.items() if datasets is None or name in datasets}
@@ -110,13 +95,28 @@ def train_config(method: str, backbone: str, manifests: dict[str, str], runs_dir
     # training rows are refused by TrainConfig, naming both.
     val = None if val_splits is None else [{"manifest": m, "splits": list(val_splits), "part": val_part}
                                            for m in chosen.values()] if val_splits else []
+    fields = dict(fields or {})
     config = TrainConfig.from_dict({
-        "method": method, "method_options": dict(method_options or {}), "backbone": backbone, "weights": weights,
-        "train": sources, "val": val, "run_dir": str(runs_dir), "run_id": run_name(method, seed), "device": device,
-        "cache_dir": cache_dir, "seed": int(seed), **dict(train or {}),
-    })
+        "method": method, "backbone": backbone, "weights": weights, "train": sources, "val": val,
+        "run_dir": str(runs_dir), "run_id": run_name(method, seed), "device": device, "cache_dir": cache_dir,
+        "seed": int(seed), **fields, "method_options": method_options(method, fields.get("method_options")),
+    }, where="train_config")
     config.validate()
     return config
+
+
+def method_options(method: str, shared: dict | None) -> dict:
+    """The options among ``shared`` that ``method``'s parts declare; one that no method declares is refused
+    (a misspelt option would otherwise reach no method, silently)."""
+    from faceprompt.prompts import declared_options, list_methods, resolve_method
+
+    shared = dict(shared or {})
+    known = set().union(*(resolve_method(m).option_names for m in list_methods()))
+    unknown = sorted(set(shared) - known)
+    if unknown:
+        raise ValueError(f"train_config: method_options {unknown} are options of no method; "
+                         f"known: {sorted(known)}")
+    return declared_options(method, shared)
 
 
 def clear_run(run_dir: str | os.PathLike) -> bool:

@@ -9,6 +9,8 @@ presets of that composition (``vpt`` = templates + VPT, ``softcpt+vpt`` = SoftCP
 from __future__ import annotations
 
 import dataclasses
+import typing
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -16,7 +18,7 @@ import torch
 from torch import nn
 
 from faceprompt.backbones import Backbone
-from faceprompt.config import Config
+from faceprompt.config import Config, coerce
 from faceprompt.registry import Registry
 from faceprompt.tasks import Task
 
@@ -39,8 +41,6 @@ class TextPrompt(nn.Module):
 
     kind: ClassVar[str]
     config_class: ClassVar[type[PromptConfig]]
-    context_tokens_option: ClassVar[str | None] = None  # the option counting the context vectors it learns
-    context_init_option: ClassVar[str | None] = None  # the option naming the phrase its context starts from
 
     def __init__(self, cfg: PromptConfig, backbone: Backbone, tasks: tuple[Task, ...]):
         super().__init__()
@@ -59,7 +59,6 @@ class VisualPrompt(nn.Module):
     kind: ClassVar[str]
     config_class: ClassVar[type[PromptConfig]]
     touches_image_path: ClassVar[bool] = True  # False: image features can be cached on disk
-    tokens_option: ClassVar[str | None] = None  # the option counting the prompt tokens it adds
 
     def __init__(self, cfg: PromptConfig, backbone: Backbone, tasks: tuple[Task, ...]):
         super().__init__()
@@ -121,19 +120,10 @@ class MethodPreset:
     summary: str = ""
 
     @property
-    def context_tokens_option(self) -> str | None:
-        """The text option counting the context vectors the method learns; None: its text part learns none."""
-        return TEXT_PROMPTS[self.text].context_tokens_option
-
-    @property
-    def context_init_option(self) -> str | None:
-        """The text option naming the phrase its learned context starts from; None: no learned context."""
-        return TEXT_PROMPTS[self.text].context_init_option
-
-    @property
-    def visual_tokens_option(self) -> str | None:
-        """The visual option counting the prompt tokens it adds to the image; None: no visual prompt tokens."""
-        return VISUAL_PROMPTS[self.visual].tokens_option
+    def option_names(self) -> frozenset[str]:
+        """Every option its text and visual parts declare, by its flat name."""
+        return frozenset(f.name for registry, kind in ((TEXT_PROMPTS, self.text), (VISUAL_PROMPTS, self.visual))
+                         for f in dataclasses.fields(registry[kind].config_class))
 
 
 METHODS: Registry[MethodPreset] = Registry("method")
@@ -247,28 +237,6 @@ def added_parameters(model: PromptModel) -> int:
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
 
 
-def _split_config(preset: MethodPreset, config: dict | None) -> tuple[dict, dict]:
-    config = dict(config or {})
-    text_cfg = {**preset.text_defaults, **config.pop("text", {})}
-    visual_cfg = {**preset.visual_defaults, **config.pop("visual", {})}
-    text_cfg.pop("kind", None)
-    visual_cfg.pop("kind", None)
-    # Flat keys are routed to whichever component declares them (e.g. {"tokens": 10}).
-    text_fields = {f.name for f in dataclasses.fields(TEXT_PROMPTS[preset.text].config_class)}
-    visual_fields = {f.name for f in dataclasses.fields(VISUAL_PROMPTS[preset.visual].config_class)}
-    for key, value in config.items():
-        if key in visual_fields:
-            visual_cfg[key] = value
-        elif key in text_fields:
-            text_cfg[key] = value
-        else:
-            raise ValueError(
-                f"method {preset.name!r}: unknown option {key!r}; text options {sorted(text_fields)}, "
-                f"visual options {sorted(visual_fields)}"
-            )
-    return text_cfg, visual_cfg
-
-
 def resolve_method(method: str) -> MethodPreset:
     """A registered preset, or a combination 'TEXT+VISUAL' of registered presets."""
     if method in METHODS:
@@ -282,27 +250,117 @@ def resolve_method(method: str) -> MethodPreset:
     raise ValueError(f"unknown method {method!r}; known: {', '.join(METHODS)} (or TEXT+VISUAL, e.g. softcpt+vpt)")
 
 
-def method_configs(method: str, config: dict | None = None) -> tuple[PromptConfig, PromptConfig]:
+PARTS = ("text", "visual")  # a method's two components, and the keys that give options by component
+
+
+@dataclass(frozen=True, eq=False)
+class MethodOptions(Mapping):
+    """A method's options, parsed once: the typed configs of its text and visual parts, which build it.
+
+    As a read-only mapping it holds the options as they were given, each with its typed value: flat
+    (``{"tokens": 10}``, routed to the part that declares the name, the visual one first) or by part
+    (``{"text": {...}, "visual": {...}}``). That mapping is what a run config saves, so a saved config
+    reads as it was written. Equal to any mapping of the same options.
+    """
+
+    method: str
+    text: PromptConfig
+    visual: PromptConfig
+    given: dict = field(default_factory=dict)
+
+    @classmethod
+    def parse(cls, method: str, options: Mapping | None = None, where: str | None = None) -> "MethodOptions":
+        """``options`` of ``method``, checked: an unknown option, a wrong type or an impossible value raises
+        ValueError naming it, after ``where`` when given (``"config x.yaml: method_options"`` names a wrong
+        type ``... method_options.tokens``)."""
+        preset = resolve_method(method)
+        classes = {"text": TEXT_PROMPTS[preset.text].config_class, "visual": VISUAL_PROMPTS[preset.visual].config_class}
+        prefix = f"{where}: " if where else ""
+        try:
+            values, owners = _route(preset, classes, dict(options or {}))
+        except ValueError as err:
+            raise ValueError(f"{prefix}{err}") from None
+        for key, part in owners.items():
+            hint = typing.get_type_hints(classes[part])[key]
+            values[part][key] = coerce(values[part][key], hint,
+                                       f"{where}.{key}" if where else f"{method}.{part}: field {key!r}")
+        try:
+            parts = {part: classes[part].from_dict(values[part], f"{method}.{part}") for part in PARTS}
+        except ValueError as err:
+            raise ValueError(f"{prefix}{err}") from None
+        return cls(method, parts["text"], parts["visual"], _typed(dict(options or {}), parts, owners))
+
+    def __getitem__(self, key: str) -> Any:
+        return self.given[key]
+
+    def __iter__(self):
+        return iter(self.given)
+
+    def __len__(self) -> int:
+        return len(self.given)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.given)
+
+
+def _route(preset: MethodPreset, classes: dict[str, type[PromptConfig]], options: dict) -> tuple[dict, dict]:
+    """({part: its options over the preset's defaults}, {flat option: the part that declares it})."""
+    defaults = {"text": preset.text_defaults, "visual": preset.visual_defaults}
+    values, owners = {}, {}
+    for part in PARTS:
+        own = options.pop(part, None) or {}
+        if not isinstance(own, Mapping):
+            raise ValueError(f"method {preset.name!r}: {part!r} must be a mapping of {part} options, got {own!r}")
+        values[part] = {k: v for k, v in {**defaults[part], **own}.items() if k != "kind"}
+    names = {part: {f.name for f in dataclasses.fields(classes[part])} for part in PARTS}
+    for key, value in options.items():
+        # a name both parts declare (V2PT's and SoftCPT's "hidden") goes to the visual part, as it always has
+        part = "visual" if key in names["visual"] else "text" if key in names["text"] else None
+        if part is None:
+            raise ValueError(f"method {preset.name!r}: unknown option {key!r}; text options {sorted(names['text'])}, "
+                             f"visual options {sorted(names['visual'])}")
+        values[part][key] = value
+        owners[key] = part
+    return values, owners
+
+
+def _typed(options: dict, parts: dict[str, PromptConfig], owners: dict[str, str]) -> dict:
+    """``options`` in their given shape, each value read back from the part config that took it."""
+    def value(part: str, key: str, given: Any) -> Any:
+        return given if key == "kind" else getattr(parts[part], key)
+
+    return {key: {k: value(key, k, v) for k, v in (given or {}).items()} if key in PARTS
+            else value(owners[key], key, given) for key, given in options.items()}
+
+
+def declared_options(method: str, options: Mapping) -> dict:
+    """The entries of ``options`` that ``method``'s text or visual part declares: one set of options serves
+    several methods (``faceprompt params --set``, a book profile's ``method_options``), each taking its own."""
+    return {k: v for k, v in options.items() if k in resolve_method(method).option_names}
+
+
+def method_configs(method: str, config: Mapping | None = None) -> tuple[PromptConfig, PromptConfig]:
     """The validated (text, visual) component configs of ``method``: checks options without a backbone.
 
     ``config`` may be flat or {"text": {...}, "visual": {...}}; a bad option raises ValueError naming it.
     """
-    preset = resolve_method(method)
-    text_cfg, visual_cfg = _split_config(preset, config)
-    return (TEXT_PROMPTS[preset.text].config_class.from_dict(text_cfg, f"{method}.text"),
-            VISUAL_PROMPTS[preset.visual].config_class.from_dict(visual_cfg, f"{method}.visual"))
+    options = MethodOptions.parse(method, config)
+    return options.text, options.visual
 
 
 def build_model(method: str, backbone: Backbone, tasks: tuple[Task, ...] | None = None,
-                config: dict | None = None) -> PromptModel:
-    """Build a method around a frozen backbone. ``config`` may be flat or {"text": {...}, "visual": {...}}."""
+                config: MethodOptions | Mapping | None = None) -> PromptModel:
+    """Build a method around a frozen backbone. ``config``: its parsed options (a TrainConfig's
+    ``method_options``), or options to parse, flat or {"text": {...}, "visual": {...}}."""
     from faceprompt.tasks import get_tasks
 
     tasks = tuple(tasks) if tasks is not None else get_tasks()
     tasks = tuple(get_tasks([t])[0] if isinstance(t, str) else t for t in tasks)
     preset = resolve_method(method)
-    text_cfg, visual_cfg = method_configs(method, config)
-    text = TEXT_PROMPTS[preset.text](text_cfg, backbone, tasks)
-    visual = VISUAL_PROMPTS[preset.visual](visual_cfg, backbone, tasks)
+    options = config if isinstance(config, MethodOptions) else MethodOptions.parse(method, config)
+    if options.method != preset.name:
+        raise ValueError(f"options parsed for method {options.method!r} can't build {preset.name!r}")
+    text = TEXT_PROMPTS[preset.text](options.text, backbone, tasks)
+    visual = VISUAL_PROMPTS[preset.visual](options.visual, backbone, tasks)
     model = PromptModel(preset.name, backbone, tasks, text, visual)
     return model.to(backbone.device)

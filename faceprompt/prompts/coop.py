@@ -124,8 +124,6 @@ class CoOpPrompt(_ContextPrompt):
     """Learnable context per task (or per class); the single-task baseline run for all tasks."""
 
     config_class = CoOpConfig
-    context_tokens_option = "context_tokens"
-    context_init_option = "init"
 
     def __init__(self, cfg: CoOpConfig, backbone, tasks):
         super().__init__(cfg, backbone, tasks)

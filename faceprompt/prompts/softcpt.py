@@ -63,8 +63,6 @@ class SoftCPTPrompt(_ContextPrompt):
     """
 
     config_class = SoftCPTConfig
-    context_tokens_option = "context_tokens"
-    context_init_option = "init"
 
     def __init__(self, cfg: SoftCPTConfig, backbone, tasks):
         super().__init__(cfg, backbone, tasks)

@@ -12,17 +12,17 @@ from faceprompt.prompts.vpt import _xavier_prompts
 
 @dataclass(frozen=True)
 class V2PTConfig(PromptConfig):
-    tokens: int = 10  # P: prompt tokens per layer, learned and generated together
+    tokens: int = 10  # prompt tokens per layer, learned and generated together
     deep: bool = True  # the paper adds the per-image prompts at each layer
     latent: int = 16  # VAE latent size
     hidden: int = 128  # encoder / decoder hidden width
     kl_weight: float = 1e-3  # beta in  CE + beta * KL(q || N(0, I))
     pool_prompts: bool = True
-    # "add": one generated [P, W] offset added to the P learned prompts of every layer;
-    # "split": the paper's form, P - P_ins learned domain prompts followed by P_ins generated instance
-    # prompts, so the token count stays P.
+    # "add": one generated [tokens, W] offset added to the learned prompts of every layer;
+    # "split": the paper's form, tokens - instance_tokens learned domain prompts followed by instance_tokens
+    # generated instance prompts, so the count stays tokens.
     combine: str = "add"
-    instance_tokens: int = 5  # P_ins ("split" only)
+    instance_tokens: int = 5  # the paper's P_ins, a part of tokens ("split" only)
 
     def validate(self, where: str = "config") -> None:
         if self.tokens < 1 or self.latent < 1 or self.hidden < 1:
@@ -42,13 +42,12 @@ class V2PTPrompt(VisualPrompt):
 
     encoder: mean patch embedding -> MLP -> (mu, log sigma^2); z = mu + sigma * eps while training,
     z = mu at evaluation (deterministic); decoder: z -> MLP -> generated prompts, either added to the
-    P learned prompts at every layer (``combine="add"``) or placed after P - P_ins learned domain
-    prompts at every layer (``combine="split"``, the paper's: still P tokens). The KL term, already
-    weighted by ``kl_weight``, is returned as ``aux['kl']``.
+    ``tokens`` learned prompts at every layer (``combine="add"``) or placed after ``tokens -
+    instance_tokens`` learned domain prompts at every layer (``combine="split"``, the paper's: still
+    ``tokens``). The KL term, already weighted by ``kl_weight``, is returned as ``aux['kl']``.
     """
 
     config_class = V2PTConfig
-    tokens_option = "tokens"
 
     def __init__(self, cfg: V2PTConfig, backbone, tasks):
         super().__init__(cfg, backbone, tasks)
@@ -76,11 +75,11 @@ class V2PTPrompt(VisualPrompt):
         return mu, logvar.clamp(-10.0, 10.0)
 
     def image_prompts(self, z: torch.Tensor) -> torch.Tensor:
-        """Learned + generated prompts per image from latents ``z``: [B, (layers,) P, W]."""
+        """Learned + generated prompts per image from latents ``z``: [B, (layers,) tokens, W]."""
         batch, learned = z.shape[0], self.prompts.unsqueeze(0)  # [1, layers, learned, W]
         generated = self.decoder(z).view(batch, 1, self.generated_tokens, self.backbone.width)
         if self.cfg.combine == "add":
-            prompts = learned + generated  # [B, layers, P, W]
+            prompts = learned + generated  # [B, layers, tokens, W]
         else:  # domain prompts, then the instance prompts (the same generated set at every layer)
             layers = learned.shape[1]
             prompts = torch.cat([learned.expand(batch, -1, -1, -1), generated.expand(-1, layers, -1, -1)], dim=2)

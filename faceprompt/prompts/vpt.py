@@ -32,7 +32,7 @@ class NoVisualPrompt(VisualPrompt):
 
 @dataclass(frozen=True)
 class VPTConfig(PromptConfig):
-    tokens: int = 10  # P
+    tokens: int = 10  # prompt tokens in each set (in each layer when deep)
     deep: bool = False  # fresh prompts before every block
     task_specific: bool = False  # VPT-TS: one prompt set (and one pass) per task
     batched: bool = True  # VPT-TS: all tasks' passes as one batch of B x T
@@ -61,10 +61,9 @@ def _xavier_prompts(sets: int, layers: int, tokens: int, width: int, patch_dim: 
 
 @register_visual_prompt("vpt")
 class VPTPrompt(VisualPrompt):
-    """P learnable tokens after the prefix tokens; one set for all tasks, or one per task (VPT-TS)."""
+    """``tokens`` learnable tokens after the prefix tokens; one set for all tasks, or one per task (VPT-TS)."""
 
     config_class = VPTConfig
-    tokens_option = "tokens"
 
     def __init__(self, cfg: VPTConfig, backbone, tasks):
         super().__init__(cfg, backbone, tasks)
@@ -72,7 +71,7 @@ class VPTPrompt(VisualPrompt):
         layers = backbone.depth if cfg.deep else 1
         patch = backbone.patch_size
         patch_dim = 3 * patch[0] * patch[1]
-        # [sets, layers, P, W]
+        # [sets, layers, tokens, W]
         if cfg.prompt_init == "normal":
             prompts = torch.randn(sets, layers, cfg.tokens, backbone.width)
         else:
@@ -108,8 +107,8 @@ class VPTPrompt(VisualPrompt):
         """All tasks in one pass: the batch repeated T times, each copy with its task's prompts."""
         n_tasks, batch = len(self.tasks), images.shape[0]
         repeated = images.repeat(n_tasks, *([1] * (images.dim() - 1)))  # [T*B, ...], task-major
-        per_image = torch.stack([self.prompt_set(i) for i in range(n_tasks)])  # [T, (D,) P, W]
-        per_image = per_image.repeat_interleave(batch, dim=0)  # [T*B, (D,) P, W]
+        per_image = torch.stack([self.prompt_set(i) for i in range(n_tasks)])  # [T, (D,) tokens, W]
+        per_image = per_image.repeat_interleave(batch, dim=0)  # [T*B, (D,) tokens, W]
         features = self.encode(repeated, per_image).view(n_tasks, batch, -1)
         return {t.name: features[i] for i, t in enumerate(self.tasks)}
 

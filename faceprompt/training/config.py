@@ -5,21 +5,20 @@ import dataclasses
 import math
 import os
 import time
-import typing
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from faceprompt.backbones import get_spec
-from faceprompt.config import Config, coerce
+from faceprompt.config import Config
 from faceprompt.data.dataset import DataSource
 from faceprompt.engine.optim import OPTIMIZERS
 from faceprompt.engine.runtime import PRECISIONS
 from faceprompt.engine.schedule import SCHEDULE_UNITS
 from faceprompt.engine.selection import BEST_RULES
 from faceprompt.io import read_json
-from faceprompt.prompts import method_configs, resolve_method
-from faceprompt.prompts.base import TEXT_PROMPTS, VISUAL_PROMPTS
+from faceprompt.prompts import MethodOptions, resolve_method
 from faceprompt.tasks import DEFAULT_TASKS, TASKS
 from faceprompt.training.losses import ORDINAL_PENALTIES
 
@@ -71,7 +70,8 @@ class TrainConfig(Config):
 
     protocol: str = "faceprompt"  # "thesis": defaults from THESIS_PROTOCOL for every field not set
     method: str = "softcpt"
-    method_options: dict = field(default_factory=dict)  # flat, e.g. {"tokens": 10, "context_tokens": 16}
+    # given flat, e.g. {"tokens": 10, "context_tokens": 16}; held parsed for the method (MethodOptions)
+    method_options: MethodOptions = field(default_factory=dict)
     backbone: str = "tiny-pe"
     weights: str | None = None  # None: the backbone's default; "random", a file, "local-dir:..."
     tasks: tuple[str, ...] = DEFAULT_TASKS
@@ -136,6 +136,13 @@ class TrainConfig(Config):
     # prompts keep lr. 0.1: the thesis's second stage; 0: the text part stays as loaded (not optimised).
     text_lr_scale: float = 1.0
 
+    def __post_init__(self) -> None:
+        # A config made in code (or by dataclasses.replace) gets its options parsed here; from_dict has parsed
+        # them already, naming the file in any error.
+        options = self.method_options
+        if not isinstance(options, MethodOptions) or options.method != self.method:
+            object.__setattr__(self, "method_options", MethodOptions.parse(self.method, options, "method_options"))
+
     @classmethod
     def from_dict(cls, data: dict[str, Any] | None, where: str = "train config") -> "TrainConfig":
         return super().from_dict(data, where)
@@ -153,15 +160,12 @@ class TrainConfig(Config):
         for key in ("method_options", "task_weights", "class_balance_task_powers", "task_balance"):
             if key in data and data[key] is None:
                 data[key] = {}
-        if isinstance(data.get("method_options"), dict):
-            data["method_options"] = typed_method_options(data.get("method", cls.method), data["method_options"])
+        data["method_options"] = _method_options(data.get("method", cls.method), data.get("method_options", {}), where)
         return data
 
     def validate(self, where: str = "train config") -> None:
         """Raise ValueError naming the field of the first impossible value (no files are read)."""
-        resolve_method(self.method)  # "unknown method ..." names the method
-        _check_method_options(self.method, self.method_options)
-        get_spec(self.backbone)
+        get_spec(self.backbone)  # the method and its options were checked when they were parsed
         unknown = [t for t in self.tasks if t not in TASKS]
         if unknown or not self.tasks:
             raise ValueError(f"tasks: unknown or empty {unknown or '[]'}; known: {list(TASKS)}")
@@ -274,34 +278,17 @@ def _sources(value, default_splits, where) -> tuple[DataSource, ...]:
     return tuple(DataSource.parse(v, default_splits, f"{where}[{i}]") for i, v in enumerate(items))
 
 
-def _option_types(method: str) -> dict[str, Any]:
-    """Type hints of every option the method's text and visual components declare."""
-    preset = resolve_method(method)
-    hints: dict[str, Any] = {}
-    for registry, kind in ((TEXT_PROMPTS, preset.text), (VISUAL_PROMPTS, preset.visual)):
-        config_class = registry[kind].config_class
-        names = {f.name for f in dataclasses.fields(config_class)}
-        hints.update({k: v for k, v in typing.get_type_hints(config_class).items() if k in names})
-    return hints
-
-
-def typed_method_options(method: str, options: dict) -> dict:
-    """``options`` with each value checked against (and coerced to) the type its component declares,
-    a wrong one refused naming ``method_options.<option>``; an unknown method or option is left to validate."""
+def _method_options(method: Any, options: Any, where: str) -> MethodOptions:
+    """The method's options parsed once, every error naming ``where`` and the field."""
+    if not isinstance(method, str):
+        raise ValueError(f"{where}: field 'method' must be a string, got {method!r}")
+    if not isinstance(options, Mapping):
+        raise ValueError(f"{where}: field 'method_options' must be a mapping, got {options!r}")
     try:
-        hints = _option_types(method)
-    except (KeyError, ValueError):
-        return dict(options)
-    return {key: coerce(value, hints[key], f"method_options.{key}") if key in hints else value
-            for key, value in options.items()}
-
-
-def _check_method_options(method: str, options: dict) -> None:
-    """Method options are checked against the method's component configs without building it."""
-    try:
-        method_configs(method, options)
-    except (TypeError, ValueError) as err:
-        raise ValueError(f"method_options: {err}") from None
+        resolve_method(method)
+    except ValueError as err:
+        raise ValueError(f"{where}: field 'method': {err}") from None
+    return MethodOptions.parse(method, options, f"{where}: method_options")
 
 
 def load_config(path: str | os.PathLike) -> TrainConfig:
@@ -332,8 +319,9 @@ def stand_in(cfg: TrainConfig, manifest: str | os.PathLike,
     changes: dict[str, Any] = dict(
         backbone=STAND_INS[family], weights=None, train=(DataSource(str(manifest), ("train",)),), val=None,
         epochs=1, warmup_epochs=0.0, precision="auto", num_workers=0,
-        method_options={k: min(v, STAND_IN_CONTEXT_TOKENS) if capped and k.endswith("context_tokens") else v
-                        for k, v in cfg.method_options.items()})
+        method_options=MethodOptions.parse(cfg.method, {
+            k: min(v, STAND_IN_CONTEXT_TOKENS) if capped and k.endswith("context_tokens") else v
+            for k, v in cfg.method_options.items()}))
     if run_dir is not None:
         changes["run_dir"] = str(run_dir)
         if cfg.init_from is not None and Path(cfg.init_from).parent == Path(cfg.run_dir):
