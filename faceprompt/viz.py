@@ -162,12 +162,7 @@ def reliability_diagram(curves: pd.DataFrame, title: str = "") -> plt.Figure:
         ax.plot(sub["confidence"], sub["accuracy"], marker="o", markersize=3, label=str(method))
     ax.set_xlim(0, 1)
     ax.set_ylim(0, 1)
-    ax.set_xlabel("confidence")
-    ax.set_ylabel("accuracy")
-    ax.set_title(title)
-    ax.legend(fontsize=7, frameon=False)
-    fig.tight_layout()
-    return fig
+    return _labelled(fig, ax, "confidence", "accuracy", title)
 
 
 def data_efficiency(table: pd.DataFrame, zero_shot: float, title: str = "") -> plt.Figure:
@@ -182,8 +177,13 @@ def data_efficiency(table: pd.DataFrame, zero_shot: float, title: str = "") -> p
         ax.fill_between(xs, sub["accuracy"] - sd, sub["accuracy"] + sd, color=line.get_color(), alpha=0.15)
         ax.set_xticks(xs, [str(s) for s in sub["shots"]])
     ax.axhline(zero_shot, color="k", linestyle="--", linewidth=1, label="zero-shot")
-    ax.set_xlabel("labelled faces per class")
-    ax.set_ylabel("test accuracy")
+    return _labelled(fig, ax, "labelled faces per class", "test accuracy", title)
+
+
+def _labelled(fig: plt.Figure, ax, xlabel: str, ylabel: str, title: str) -> plt.Figure:
+    """Axis labels, title and a small frameless legend: the line plots' common finish."""
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
     ax.set_title(title)
     ax.legend(fontsize=7, frameon=False)
     fig.tight_layout()
