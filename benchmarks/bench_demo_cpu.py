@@ -124,23 +124,32 @@ def measure(base: FacePipeline, photo, repeats: int) -> dict[str, dict]:
     return report
 
 
-def start_up_seconds(repeats: int = 3) -> dict[str, float]:
-    """Median wall seconds of a fresh interpreter importing torch, and importing the predict path and loading
-    the default classifier (what ``faceprompt predict`` does before the first face)."""
+def start_up_seconds(face, repeats: int = 3) -> dict[str, float]:
+    """Median wall seconds of a fresh interpreter importing torch; importing the predict path and loading the
+    default classifier; and the whole ``faceprompt predict one.jpg`` on ``face`` (its aligned crop, one
+    forward, the JSON printed), with torch's threads and with ``--threads 1``."""
     import subprocess
+    import tempfile
 
-    def timed(code: str) -> float:
+    def timed(*args: str) -> float:
         runs = []
         for _ in range(repeats):
             start = time.perf_counter()
-            subprocess.run([sys.executable, "-c", code], check=True, capture_output=True)
+            subprocess.run([sys.executable, *args], check=True, capture_output=True)
             runs.append(time.perf_counter() - start)
         return round(statistics.median(runs), 3)
 
-    torch_s = timed("import torch")
-    predict_s = timed("import faceprompt.commands.predict; from faceprompt.predict import FaceClassifier; "
-                      "FaceClassifier.load()")
-    return {"import_torch_s": torch_s, "predict_ready_s": predict_s, "beyond_torch_s": round(predict_s - torch_s, 3)}
+    torch_s = timed("-c", "import torch")
+    ready_s = timed("-c", "import faceprompt.commands.predict; from faceprompt.predict import FaceClassifier; "
+                          "FaceClassifier.load()")
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "one.jpg"
+        face.save(path)
+        predict_s = timed("-m", "faceprompt", "predict", str(path))
+        one_thread_s = timed("-m", "faceprompt", "predict", str(path), "--threads", "1")
+    return {"import_torch_s": torch_s, "predict_ready_s": ready_s, "predict_one_s": predict_s,
+            "beyond_torch_s": round(predict_s - torch_s, 3), "predict_one_thread_s": one_thread_s,
+            "beyond_torch_one_thread_s": round(one_thread_s - torch_s, 3)}
 
 
 def print_table(report: dict) -> None:
@@ -177,9 +186,10 @@ def main() -> int:
     certain = [name for name in within if not report[name]["certain_label_changes"]]
     print(f"within {TARGET_MS:g} ms: {within or 'none'}; of those with all the {REFERENCE} labels: {kept or 'none'}; "
           f"with its certain labels: {certain or 'none'}")
-    start_up = start_up_seconds()
-    print(f"start-up: import torch {start_up['import_torch_s']} s; predict path ready {start_up['predict_ready_s']} s "
-          f"({start_up['beyond_torch_s']} s beyond torch)")
+    start_up = start_up_seconds(h.detectable_faces(1)[0])
+    print(f"start-up: import torch {start_up['import_torch_s']} s; predict path ready {start_up['predict_ready_s']} s; "
+          f"faceprompt predict one.jpg {start_up['predict_one_s']} s ({start_up['beyond_torch_s']} s beyond torch; "
+          f"{start_up['beyond_torch_one_thread_s']} s with --threads 1)")
     if args.json:
         record = {**run_record(sys.argv), "backbone": pipeline.classifier.backbone.name,
                   "detector": pipeline.detector.name, "threads": 1, "repeats": args.repeats,

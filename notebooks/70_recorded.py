@@ -32,7 +32,7 @@ pretrain_gpu = "benchmarks/results/h200-2026-11-27/pretrain_gpu.json"
 releases_dir = "benchmarks/results/faceclip-tiny-releases"  # earlier releases' recipe.json
 logged = "book/_data/logged_measurements.json"
 cpu_results_dir = "benchmarks/results/cpu-2026-12-03"  # bench_landmarks.py
-wild_results_dir = "benchmarks/results/cpu-2026-12-07"  # bench_in_the_wild.py and bench_demo_cpu.py --json
+wild_results_dir = "benchmarks/results/cpu-2026-12-07-blazeface"  # bench_in_the_wild.py, bench_detector_photos.py, bench_demo_cpu.py --json
                                                         # of the shipped model (its tuned run)
 earlier_wild_results = {"centre64": "benchmarks/results/cpu-2026-12-03",  # the same benchmark, earlier releases
                         "wild80": "benchmarks/results/cpu-2026-12-03-wild",
@@ -95,6 +95,9 @@ wild.glue_landmarks(cpu_results_dir)
 # %%
 wild.glue_wild(wild_results_dir)
 wild.glue_releases(earlier_wild_results, wild_results_dir)
+
+# %%
+wild.glue_detectors(wild_results_dir)
 
 # %%
 wild.glue_demo_timings(wild_results_dir)

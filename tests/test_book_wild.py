@@ -62,7 +62,8 @@ def test_gains_are_aligned_minus_box_per_dataset():
 
 def test_demo_settings_are_the_code_constants():
     settings = wild.glue_demo_settings()
-    assert float(settings["demo-min-score"]) == MIN_SCORES["dlib"]
+    assert settings["demo-min-score"] == ", ".join(f"{d} {v:g}" for d, v in MIN_SCORES.items())
+    assert "dlib 0.05" in settings["demo-min-score"] and "blazeface 0.5" in settings["demo-min-score"]
     assert float(settings["demo-min-size"]) == DEFAULT_MIN_SIZE
     assert float(settings["demo-uncertain-below"]) == DEFAULT_UNCERTAIN_BELOW
     assert int(settings["demo-face-photo-side"]) == DEFAULT_FACE_PHOTO_SIDE
@@ -102,7 +103,10 @@ def test_demo_timing_table_quotes_every_setting_of_the_json(tmp_path):
     record = {"command": "benchmarks/bench_demo_cpu.py --json x", "date": "2026-12-03T15:00:00+00:00", "cpus": 2,
               "load_average": [0.5, 0.4, 0.3], "backbone": "faceclip-tiny", "detector": "dlib", "repeats": 20,
               "target_ms": 150.0, "settings": {"unoptimised": setting(160.25, []), "default": setting(120.0, ["a", "b"])},
-              "within_target": ["default"]}
+              "within_target": ["default"], "start_up": {"import_torch_s": 1.5, "predict_ready_s": 2.4,
+                                                         "predict_one_s": 2.9, "beyond_torch_s": 1.4,
+                                                         "predict_one_thread_s": 2.8,
+                                                         "beyond_torch_one_thread_s": 1.3}}
     write_json_atomic(tmp_path / wild.DEMO_CPU_FILE, record)
     table = wild.glue_demo_timings(tmp_path)
     assert list(table.index) == ["unoptimised", "default"]
@@ -111,3 +115,38 @@ def test_demo_timing_table_quotes_every_setting_of_the_json(tmp_path):
     assert table.loc["default", "certain labels"] == "1 face(s) differ"
     assert G.GLUED["demo-cpu-default-ms"] == "120" and G.GLUED["demo-cpu-within"] == "default"
     assert G.GLUED["demo-cpu-target-ms"] == "150" and "bench_demo_cpu.py --json x" in G.GLUED["demo-cpu-run"]
+    assert G.GLUED["demo-cpu-default-detect-ms"] == "110"  # detect 80 + align 30
+    assert G.GLUED["demo-cpu-startup"] == "1.40 s after the 1.50 s of importing torch (1.30 s with --threads 1)"
+
+
+def _wild_record(detector: str, rate: float, accuracy: float, others: list, dropped: dict) -> dict:
+    result = {"images": 300, "detection_rate": rate, "faces_per_s": 50.0, "accuracy": {"gender": accuracy},
+              "other_box_scores": others, "dropped_boxes": dropped}
+    return {"command": "bench", "date": "2026-12-07T12:00:00+00:00", "cpus": 2, "detector": detector,
+            "results": {"utkface": result, "ferplus": {**result, "accuracy": {"emotion": accuracy - 0.3}}}}
+
+
+def test_detector_and_photo_tables_quote_every_detector_and_photo(tmp_path):
+    from faceprompt.io import write_json_atomic
+
+    blaze, dlib = _wild_record("blazeface", 1.0, 0.84, [], {"not a face": 2}), _wild_record("dlib", 0.99, 0.857,
+                                                                                            [0.3], {})
+    write_json_atomic(tmp_path / wild.DETECTOR_FILES[0], blaze)
+    write_json_atomic(tmp_path / wild.DETECTOR_FILES[1], dlib)
+    photo = lambda faces, found, false: {"faces": faces, "labelled": found + false, "on_a_face": found,  # noqa: E731
+                                         "false": false, "dropped": [], "ms": 5.0}
+    photos = {"command": "photos", "date": "2026-12-07T12:00:00+00:00", "cpus": 2, "load_average": [0.1, 0.1, 0.1],
+              "results": {"blazeface": {"group": photo(6, 6, 0), "cat": photo(0, 0, 0)},
+                          "dlib": {"group": photo(6, 5, 0), "cat": photo(0, 0, 1)}}}
+    write_json_atomic(tmp_path / wild.PHOTOS_FILE, photos)
+    table = wild.glue_detectors(tmp_path)
+    assert list(table.index) == [("utkface", "blazeface"), ("utkface", "dlib"), ("ferplus", "blazeface"),
+                                 ("ferplus", "dlib")]
+    assert table.loc[("utkface", "dlib"), "labelled"] == "99.0%" and table.loc[("utkface", "dlib"), "gender"] == "85.7%"
+    assert table.loc[("utkface", "dlib"), "other boxes labelled"] == 1
+    assert table.loc[("ferplus", "blazeface"), "dropped"] == 2 and table.loc[("ferplus", "blazeface"), "gender"] == ""
+    photo_table = G.GLUED["wild-photos-table"]
+    assert photo_table.loc["group", "dlib"] == "5" and photo_table.loc["cat", "dlib"] == "0 (1 false)"
+    assert photo_table.loc["all photos", "blazeface"] == "6" and photo_table.loc["all photos", "faces"] == 6
+    assert G.GLUED["wild-photos-dlib"] == "5 of 6 faces, 1 false boxes"
+    assert G.GLUED["wild-photos-blazeface"] == "6 of 6 faces, 0 false boxes"

@@ -20,6 +20,9 @@ CPU_RESULTS_DIR = "benchmarks/results/cpu-2026-12-03"
 LANDMARKS_FILE = "landmarks.json"
 WILD_FILES = {"box": "in_the_wild_box.json", "aligned": "in_the_wild_aligned.json"}
 DEMO_CPU_FILE = "demo_cpu.json"  # benchmarks/bench_demo_cpu.py --json
+# bench_in_the_wild.py with the aligned crop: the demo's default detector, and dlib beside it
+DETECTOR_FILES = ("in_the_wild_aligned.json", "in_the_wild_dlib.json")
+PHOTOS_FILE = "detector_photos.json"  # benchmarks/bench_detector_photos.py --json
 QUANTILES = {"0.01": "q1", "0.05": "q5", "0.5": "q50"}  # as the JSON spells them -> column
 TASKS = ("gender", "age", "emotion")
 Z95 = 1.96  # normal quantile of a two-sided 95% interval
@@ -146,6 +149,57 @@ def glue_releases(earlier_dirs: dict[str, str | Path], current_dir: str | Path, 
     return glue("wild-release-table", table, display=False)
 
 
+def detector_table(records: list[dict]) -> pd.DataFrame:
+    """Rows (dataset, detector) of ``bench_in_the_wild.py`` runs that differ in their detector: faces
+    labelled, other boxes labelled in these single-face photos, boxes dropped, accuracy per task, speed."""
+    rows = {}
+    for record in records:
+        for dataset, r in record["results"].items():
+            row = {"labelled": percent(r["detection_rate"]), "other boxes labelled": len(r["other_box_scores"]),
+                   "dropped": sum(r.get("dropped_boxes", {}).values())}
+            row.update({task: percent(r["accuracy"][task]) for task in TASKS if task in r["accuracy"]})
+            rows[(dataset, record["detector"])] = {**row, "img/s": f"{r['faces_per_s']:.1f}"}
+    table = pd.DataFrame.from_dict(rows, orient="index").fillna("").rename_axis(["dataset", "detector"])
+    order = {d: i for i, d in enumerate(dict.fromkeys(d for d, _ in rows))}
+    columns = [c for c in ("labelled", "other boxes labelled", "dropped", *TASKS, "img/s") if c in table]
+    return table.sort_index(level=0, key=lambda index: index.map(order), sort_remaining=False)[columns]
+
+
+def photos_table(record: dict) -> pd.DataFrame:
+    """``bench_detector_photos.py``: a row per photo with its faces, a column per detector 'found (false)',
+    and a last row of totals."""
+    detectors = list(record["results"])
+    photos = list(record["results"][detectors[0]])
+    cell = lambda r: f"{r['on_a_face']}" + (f" ({r['false']} false)" if r["false"] else "")  # noqa: E731
+    rows = {photo: {"faces": record["results"][detectors[0]][photo]["faces"],
+                    **{d: cell(record["results"][d][photo]) for d in detectors}} for photo in photos}
+    totals = {d: photo_totals(record, d) for d in detectors}
+    rows["all photos"] = {"faces": totals[detectors[0]][1],
+                          **{d: f"{found}" + (f" ({false} false)" if false else "") for d, (found, _, false)
+                             in totals.items()}}
+    return pd.DataFrame.from_dict(rows, orient="index").rename_axis("photo")
+
+
+def photo_totals(record: dict, detector: str) -> tuple[int, int, int]:
+    """(faces found, faces there, false boxes) over every photo of ``detector``."""
+    rows = record["results"][detector].values()
+    return sum(r["on_a_face"] for r in rows), sum(r["faces"] for r in rows), sum(r["false"] for r in rows)
+
+
+def glue_detectors(results_dir: str | Path) -> pd.DataFrame:
+    """Glue the detector comparison: held-out photos per detector (``wild-detectors-table``), photos from
+    outside the datasets (``wild-photos-table``), and per detector its totals there (``wild-photos-<name>``:
+    'F of N faces, B false boxes')."""
+    records = [read_record(Path(results_dir) / name) for name in DETECTOR_FILES]
+    photos = read_record(Path(results_dir) / PHOTOS_FILE)
+    glue("wild-photos-run", run_line(photos))
+    for detector in photos["results"]:
+        found, faces, false = photo_totals(photos, detector)
+        glue(f"wild-photos-{detector}", f"{found} of {faces} faces, {false} false boxes")
+    glue("wild-photos-table", photos_table(photos), display=False)
+    return glue("wild-detectors-table", detector_table(records), display=False)
+
+
 def demo_timing_table(record: dict) -> pd.DataFrame:
     """``bench_demo_cpu.py``'s settings as rows: the median ms of each stage and the frame's 90th percentile,
     and whether every face kept the reference setting's labels (all of them, and those it shows as certain)."""
@@ -172,11 +226,17 @@ def glue_demo_timings(results_dir: str | Path) -> pd.DataFrame:
     glue("demo-cpu-default-ms", f"{record['settings']['default']['median_ms']['frame']:.0f}")
     glue("demo-cpu-target-ms", f"{record['target_ms']:g}")
     glue("demo-cpu-within", ", ".join(record["within_target"]) or "none")
+    default = record["settings"]["default"]["median_ms"]
+    glue("demo-cpu-default-detect-ms", f"{default['detect'] + default['align']:.0f}")
+    start = record["start_up"]
+    glue("demo-cpu-startup", f"{start['beyond_torch_s']:.2f} s after the {start['import_torch_s']:.2f} s of importing "
+         "torch" + (f" ({start['beyond_torch_one_thread_s']:.2f} s with --threads 1)" if "beyond_torch_one_thread_s" in start
+            else ""))
     return glue("demo-cpu-table", demo_timing_table(record), display=False)
 
 
 def glue_demo_settings() -> dict:
-    """Glue the demo's defaults from the code: dlib's score threshold, the smallest face, the uncertainty
+    """Glue the demo's defaults from the code: the calibrated score thresholds, the smallest face, the uncertainty
     level (and the top probability it means per task), the box-crop margin, the default crop, the
     face-sized photo limit and the image size limit."""
     from faceprompt.demo.pipeline import (DEFAULT_FACE_PHOTO_SIDE, DEFAULT_MIN_SIZE, DEFAULT_UNCERTAIN_BELOW,
@@ -184,7 +244,7 @@ def glue_demo_settings() -> dict:
     from faceprompt.data.images import DEFAULT_MAX_PIXELS
     from faceprompt.predict import DEFAULT_CROP
 
-    return {"demo-min-score": glue("demo-min-score", f"{MIN_SCORES['dlib']:g}"),
+    return {"demo-min-score": glue("demo-min-score", ", ".join(f"{d} {v:g}" for d, v in MIN_SCORES.items())),
             "demo-min-size": glue("demo-min-size", f"{DEFAULT_MIN_SIZE:g}"),
             "demo-uncertain-below": glue("demo-uncertain-below", f"{DEFAULT_UNCERTAIN_BELOW:g}"),
             "demo-margin": glue("demo-margin", f"{inspect.signature(FacePipeline).parameters['margin'].default:g}"),

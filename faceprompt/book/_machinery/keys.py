@@ -79,11 +79,17 @@ def _logged() -> list[str]:
     return [*data.get("values", {}), *data.get("tables", {})]
 
 
+def _detectors() -> list[str]:
+    from faceprompt.detect import DETECTORS
+
+    return list(DETECTORS)
+
+
 # placeholder -> the values it stands for (a run name may carry a seed suffix: see RUN_SUFFIX)
 PLACEHOLDERS: dict[str, Callable[[], list[str]]] = {
     "method": _methods, "run": _runs, "dataset": _datasets, "task": _tasks, "emotion": _emotions,
     "backbone": _backbones, "family": _families, "field": _shape_fields, "logged": _logged,
-    "release": _releases,
+    "release": _releases, "detector": _detectors,
 }
 RUN_SUFFIX = r"(-seed\d+)?"
 BATCH = r"(b\d+|max)"  # {batch}: a batch size timed, or the largest one
@@ -198,8 +204,11 @@ KEYS: tuple[GlueKey, ...] = tuple(
               "wild-other-boxes", "wild-interval", "wild-speed-box", "wild-speed-aligned", "wild-gain-{task}",
               "wild-q1")
     + _family("70_recorded", "wild.glue_releases", "wild-release-table")
+    + _family("70_recorded", "wild.glue_detectors", "wild-detectors-table", "wild-photos-table", "wild-photos-run",
+              "wild-photos-{detector}")
     + _family("70_recorded", "wild.glue_demo_timings", "demo-cpu-table", "demo-cpu-run", "demo-cpu-backbone",
-              "demo-cpu-detector", "demo-cpu-repeats", "demo-cpu-default-ms", "demo-cpu-target-ms", "demo-cpu-within")
+              "demo-cpu-detector", "demo-cpu-repeats", "demo-cpu-default-ms", "demo-cpu-target-ms", "demo-cpu-within",
+              "demo-cpu-default-detect-ms", "demo-cpu-startup")
     + _family("70_recorded", "wild.glue_demo_settings", "demo-min-score", "demo-min-size", "demo-uncertain-below",
               "demo-margin", "demo-crop", "demo-face-photo-side", "demo-max-megapixels",
               "demo-uncertain-levels")
