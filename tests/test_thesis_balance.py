@@ -92,6 +92,14 @@ def test_the_thesis_protocol_balances_emotion_only_in_a_run_of_several_tasks(syn
             TrainConfig.from_dict({"train": [str(synthetic_manifest)], "task_balance": bad})
 
 
+def test_the_thesis_augmentation_squashes_to_the_models_size_before_blurring(synthetic_manifest):  # noqa: F811
+    # get_augmentation_transform: T.Resize((image_size, image_size)) first, then flip, jitter and blur
+    resize, *rest = thesis_augmentation(64).transforms
+    assert isinstance(resize, T.Resize) and resize.size == (64, 64) and len(rest) == 3
+    crop = load_rgb(read_manifest(synthetic_manifest)["path"].iloc[0]).resize((100, 120))
+    assert thesis_augmentation(64)(crop).size == (64, 64)
+
+
 @pytest.mark.parametrize("method, options", [("softcpt", TEXT_OPTIONS), ("vpt", {"tokens": 2})])
 def test_a_run_with_task_balance_trains(synthetic_manifest, tmp_path, method, options):  # noqa: F811
     cfg = quick_config(synthetic_manifest, tmp_path, method=method, method_options=options, epochs=1,
@@ -143,3 +151,4 @@ def test_text_lr_scale_is_checked_and_a_run_with_it_trains(synthetic_manifest, t
                        method_options={**TEXT_OPTIONS, "tokens": 2}, text_lr_scale=0.1)
     result = fit(dataclasses.replace(cfg, lr=1e-2), progress=False)
     assert result.stopped == "completed" and result.history[0]["lr"] == pytest.approx(1e-2, rel=0.5)
+

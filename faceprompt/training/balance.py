@@ -47,13 +47,15 @@ def duplicate_rows(labels: torch.Tensor, tasks: Sequence[str], shares: Mapping[s
     return index[total:]
 
 
-def thesis_augmentation() -> Callable:
+def thesis_augmentation(image_size: int | None = None) -> Callable:
     """The thesis's augmentation of duplicated faces (its ``get_augmentation_transform``), on PIL images
-    before the backbone's own resize and normalisation: a horizontal flip half the time, brightness and
-    contrast jittered by 0.15 and saturation by 0.05, and half the time a 3 px Gaussian blur, sigma 0.1-0.8."""
+    before the backbone's normalisation: squashed to ``image_size`` square first (where given; the thesis
+    blurs at the model's resolution), a horizontal flip half the time, brightness and contrast jittered by 0.15
+    and saturation by 0.05, and half the time a 3 px Gaussian blur, sigma 0.1-0.8."""
     from torchvision import transforms as T
 
     return T.Compose([
+        *([T.Resize((image_size, image_size))] if image_size else []),
         T.RandomHorizontalFlip(p=0.5),
         T.ColorJitter(brightness=0.15, contrast=0.15, saturation=0.05),
         T.RandomApply([T.GaussianBlur(kernel_size=3, sigma=(0.1, 0.8))], p=0.5),
@@ -118,8 +120,8 @@ class TaskBalancedDataset(Dataset):
 
 # --- task_balance in a training run -------------------------------------------------------------------
 
-def _augmentation(kind: str):
-    return thesis_augmentation() if kind == "thesis" else (lambda image: image)
+def _augmentation(kind: str, image_size: int | None = None):
+    return thesis_augmentation(image_size) if kind == "thesis" else (lambda image: image)
 
 
 def duplicates_of(cfg, train: ManifestDataset) -> torch.Tensor:
@@ -129,11 +131,12 @@ def duplicates_of(cfg, train: ManifestDataset) -> torch.Tensor:
     return duplicate_rows(train.labels, train.tasks, cfg.task_balance, cfg.seed)
 
 
-def balanced_images(cfg, train: ManifestDataset, rows: torch.Tensor) -> ManifestDataset | TaskBalancedDataset:
+def balanced_images(cfg, train: ManifestDataset, rows: torch.Tensor,
+                    image_size: int | None = None) -> ManifestDataset | TaskBalancedDataset:
     """The originals, then the duplicates, each augmented afresh whenever it is loaded (as the thesis does)."""
     if not len(rows):
         return train
-    return TaskBalancedDataset(train, DuplicateViews(train, rows, _augmentation(cfg.task_balance_augment)))
+    return TaskBalancedDataset(train, DuplicateViews(train, rows, _augmentation(cfg.task_balance_augment, image_size)))
 
 
 def balanced_features(cfg, train: ManifestDataset, features: torch.Tensor, rows: torch.Tensor, backbone: Backbone,
@@ -144,7 +147,7 @@ def balanced_features(cfg, train: ManifestDataset, features: torch.Tensor, rows:
     labels = torch.cat([train.labels, train.labels[rows]])
     if cfg.task_balance_augment == "none" or not len(rows):
         return FeatureDataset(torch.cat([features, features[rows]]), labels, train.tasks)
-    views = DuplicateViews(train, rows, _augmentation(cfg.task_balance_augment), seed=cfg.seed)
+    views = DuplicateViews(train, rows, _augmentation(cfg.task_balance_augment, backbone.image_size), seed=cfg.seed)
     variant = f"task_balance:{cfg.task_balance_augment}:{cfg.seed}:{repr(views.augment)}"
     extra = cached_features(backbone, views, cfg.cache_dir, cfg.batch_size, cfg.num_workers, dtype, progress,
                             variant=variant)

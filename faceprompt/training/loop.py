@@ -194,7 +194,7 @@ def _datasets(cfg: TrainConfig, model: PromptModel, runtime: LocalRuntime, train
     val = ManifestDataset(val_frame, backbone.preprocess, cfg.tasks) if len(val_frame) else None
     duplicates = duplicates_of(cfg, train)
     if not model.caches_image_features:
-        return balanced_images(cfg, train, duplicates), val, False
+        return balanced_images(cfg, train, duplicates, backbone.image_size), val, False
     out = []
     for ds in (train, val):
         if ds is None:
