@@ -119,6 +119,9 @@ class TrainConfig(Config):
     # (training/balance.py); the duplicates alone are augmented (task_balance_augment: thesis | none)
     task_balance: dict = field(default_factory=dict)
     task_balance_augment: str = "thesis"
+    # On cached image features (frozen image paths) each duplicate's augmented views, cached once; an epoch sees
+    # one of them, drawn from (seed, epoch). 1: one view for the whole run. Images re-augment at every load.
+    feature_views: int = 1
     # manifest: train and val rows as the manifests' splits say; thesis: each training manifest's train and val
     # rows pooled and cut 80/20 per dataset as the thesis's split_csv.py (data.splits.thesis_split; val unset)
     val_split: str = "manifest"
@@ -245,6 +248,7 @@ class TrainConfig(Config):
             ("val_split", self.val_split in VAL_SPLITS and (self.val_split != "thesis" or self.val is None),
              f"must be one of {list(VAL_SPLITS)}; thesis takes the val rows from the training manifests, so "
              f"with it leave 'val' out"),
+            ("feature_views", isinstance(self.feature_views, int) and self.feature_views >= 1, "must be >= 1"),
             ("age_binning", self.age_binning in AGE_BINNINGS, f"must be one of {list(AGE_BINNINGS)}"),
             ("text_lr_scale", 0 <= self.text_lr_scale < math.inf, "must be >= 0 (0: the text part is not optimised)"),
             ("init_from", self.init_from is None or bool(str(self.init_from).strip()), "must be a run folder or null"),

@@ -367,7 +367,7 @@ def _start(cfg: TrainConfig, run_dir: Path, train_frame, val_frame, progress: bo
         joint = age_gender_sample_weights(train_ds.labels, cfg.tasks.index("gender"), cfg.tasks.index("age"),
                                           cfg.age_gender_balance)
         weights = joint if weights is None else weights * joint
-    sampler = EpochSampler(len(train_ds), cfg.seed, weights)
+    sampler = EpochSampler(len(train_ds), cfg.seed, weights, getattr(train_ds, "set_epoch", None))
     workers = 0 if on_features else cfg.num_workers
     train_loader = DataLoader(train_ds, batch_size=cfg.batch_size, sampler=sampler, num_workers=workers,
                               pin_memory=runtime.device.type == "cuda")
