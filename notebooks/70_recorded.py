@@ -27,6 +27,7 @@
 work_dir = "work/notebooks"    # unused: nothing is computed here (every notebook takes it)
 threads = 1
 results_dir = "benchmarks/results/h200-2026-11-27"
+flops_results_dir = "benchmarks/results/cpu-2026-12-07-flops"  # GFLOPs counted both ways
 recipe = "faceprompt/pretrained/faceclip-tiny/recipe.json"
 pretrain_gpu = "benchmarks/results/h200-2026-11-27/pretrain_gpu.json"
 releases_dir = "benchmarks/results/faceclip-tiny-releases"  # earlier releases' recipe.json
@@ -57,6 +58,9 @@ speed.glue_inference(results_dir)
 
 # %%
 speed.glue_epoch_cache(results_dir)
+
+# %%
+speed.glue_flops(flops_results_dir)
 
 # %% [markdown]
 # ## faceclip-tiny's recipe and its zero-shot test scores

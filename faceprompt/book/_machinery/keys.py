@@ -171,6 +171,8 @@ KEYS: tuple[GlueKey, ...] = tuple(
               "speed-gpu-vpt-ts-memory")
     + _family("70_recorded", "speed.glue_epoch_cache", "speed-gpu-cache-build", "speed-gpu-cache-images",
               "speed-gpu-cache-table")
+    + _family("70_recorded", "speed.glue_flops", "speed-flops-table", "speed-flops-share", "speed-flops-lower",
+              "speed-flops-l14-counter", "speed-flops-l14-profiler")
     + _family("70_recorded", "faceclip_tiny.glue_recipe", "ftiny-train-rows", "ftiny-all-rows", "ftiny-image-size",
               "ftiny-seed", "ftiny-parameters", "ftiny-weights-mb", "ftiny-split-percent", "ftiny-crop-scale",
               "ftiny-grayscale-p", "ftiny-emotion-samples", "ftiny-emotion-share", "ftiny-emotion-balance",
