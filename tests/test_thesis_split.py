@@ -92,7 +92,7 @@ def test_strata_that_outnumber_the_target_all_get_a_validation_row():
 
 # --- in a run ------------------------------------------------------------------------------------------
 
-def test_the_thesis_protocol_selects_its_split_and_rounding_and_the_default_is_unchanged(synthetic_manifest):  # noqa: F811
+def test_the_thesis_protocol_selects_its_split_and_rounding_the_default_neither(synthetic_manifest):  # noqa: F811
     manifest = str(synthetic_manifest)
     thesis = TrainConfig.from_dict({"protocol": "thesis", "train": [manifest]})
     assert (thesis.val_split, thesis.age_binning) == ("thesis", "round")
@@ -153,3 +153,9 @@ def test_evaluation_bins_ages_as_the_run_trained_unless_told(synthetic_manifest,
 
     assert cli(["evaluate", str(run), "--age-binning", "floor", "--quiet"]) == 0
     assert read_json(run / "eval" / "summary.json")["age_binning"] == "floor"
+
+
+def test_a_thesis_run_may_still_skip_validation(synthetic_manifest):  # noqa: F811
+    cfg = TrainConfig.from_dict({"protocol": "thesis", "train": [str(synthetic_manifest)], "val": []})
+    train, val = load_frames(cfg)  # no val rows: nothing to bin there
+    assert len(val) == 0 and cfg.val_split == "manifest" and cfg.age_binning == "round"

@@ -110,9 +110,11 @@ def with_age_binning(frame: pd.DataFrame, binning: str = "floor") -> pd.DataFram
     it. A read manifest's bins are already "floor" (checked on reading), so that returns ``frame`` itself."""
     if binning not in AGE_BINNINGS:
         raise ValueError(f"age_binning: {binning!r} must be one of {list(AGE_BINNINGS)}")
+    if binning == "floor" or "age" not in frame:  # no rows at all: no columns either
+        return frame
     ages = frame["age"].fillna("").astype(str).str.strip()
     given = ages != ""
-    if binning == "floor" or not given.any():
+    if not given.any():
         return frame
     frame = frame.copy()
     frame.loc[given, "age_bin"] = [age_to_bin(a, binning) or "" for a in ages[given]]

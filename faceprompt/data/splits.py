@@ -84,7 +84,8 @@ def thesis_split(frame: pd.DataFrame, seed: int = THESIS_SPLIT_SEED,
     """Which rows are validation rows (a bool per row) under the thesis's split (``dataset/split_csv.py``).
 
     Each dataset (the ``dataset`` column) is cut on its own. A stratum is one combination of its rows'
-    gender, age bin and emotion, a missing label counting as a value. One row of every stratum of two rows or
+    gender, age bin and emotion, a missing label counting as a value (the thesis drops a missing gender or
+    emotion from the combination, which can merge two rare combinations into one). One row of every stratum of two rows or
     more goes to validation, then rows drawn from the rest until validation holds ``round(n * (1 -
     train_fraction))`` of the dataset's ``n`` rows (more only where the strata alone exceed that). So the cut is
     80/20 per dataset and every repeated label combination is validated on; within a stratum it is 80/20 only
