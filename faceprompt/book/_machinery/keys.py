@@ -174,7 +174,7 @@ KEYS: tuple[GlueKey, ...] = tuple(
     + _family("70_recorded", "views.glue_views", "views-table", "views-most", "views-seeds", "views-epochs",
               "views-train-rows", "views-emotion-rows", "views-duplicates", "views-per-face", "views-emotion-change",
               "views-verdict")
-    + _family("70_recorded", "speed.glue_flops", "speed-flops-table", "speed-flops-share", "speed-flops-lower",
+    + _family("70_recorded", "speed.glue_flops", "speed-flops-table", "speed-flops-lower",
               "speed-flops-l14-counter", "speed-flops-l14-profiler")
     + _family("70_recorded", "faceclip_tiny.glue_recipe", "ftiny-train-rows", "ftiny-all-rows", "ftiny-image-size",
               "ftiny-seed", "ftiny-parameters", "ftiny-weights-mb", "ftiny-split-percent", "ftiny-crop-scale",
