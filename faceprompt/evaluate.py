@@ -33,7 +33,7 @@ from faceprompt.backbones import load_backbone
 from faceprompt.checkpoint import CONFIG_FILE, load_prompts, read_run_config, run_paths, save_prompts
 from faceprompt.data.dataset import DataSource, ManifestDataset, duplicate_warnings, load_sources
 from faceprompt.data.images import check_face_files
-from faceprompt.data.manifest import label_indices, read_manifest
+from faceprompt.data.manifest import label_indices, read_manifest, with_age_binning
 from faceprompt.engine.run_folder import run_files_in
 from faceprompt.features import cached_features
 from faceprompt.io import atomic_path, read_json, refuse_link, write_json_atomic
@@ -239,6 +239,14 @@ def _default_sources(run_dir: Path, splits: tuple[str, ...]) -> list[DataSource]
     return [DataSource(m, splits) for m in manifests]
 
 
+def run_age_binning(run_dir: Path | None) -> str:
+    """How the run binned ages in training (its ``age_binning``; "floor" for a run from before the option)."""
+    if run_dir is None:
+        return "floor"
+    config = read_run_config(run_paths(run_dir)[0]).get("train_config")
+    return str(config.get("age_binning", "floor")) if isinstance(config, dict) else "floor"
+
+
 def _check_out_dir(out_dir: str | os.PathLike | None, run_dir: Path | None = None) -> None:
     if out_dir is not None and Path(out_dir).exists() and not Path(out_dir).is_dir():
         raise ValueError(f"out_dir: {out_dir} exists and is not a folder")
@@ -256,7 +264,7 @@ def evaluate(run_dir: str | os.PathLike | None = None, *, model: PromptModel | N
              device: str = "cpu", weights: str | None = None, cache_dir: str | os.PathLike | None = None,
              num_workers: int = 0, progress: bool = True, backbone: str | None = None,
              tasks: tuple[str, ...] | None = None, write_run: bool = False, compile: bool = False,
-             concordance: bool = False) -> EvalResult:
+             concordance: bool = False, age_binning: str | None = None) -> EvalResult:
     """Evaluate a run folder (or an in-memory ``model``) on manifests; write tables to ``out_dir`` (default
     ``run_dir``). Without ``manifests`` a run is evaluated on the ``splits`` of its training manifests;
     ``datasets`` keeps only those values of the ``dataset`` column. ``backbone`` and ``tasks``, where given,
@@ -264,7 +272,8 @@ def evaluate(run_dir: str | os.PathLike | None = None, *, model: PromptModel | N
     Every image is checked (present, readable, big enough for a face) before the model loads.
     ``write_run``: once the data checks pass, save the model's prompts and config.json to ``out_dir`` too.
     ``compile``: the image path runs through ``torch.compile`` (worth it on large test sets).
-    ``concordance``: add the thesis's concordance index per dataset and task (``with_concordance``)."""
+    ``concordance``: add the thesis's concordance index per dataset and task (``with_concordance``).
+    ``age_binning``: how a given age becomes its true bin (``tasks.AGE_BINNINGS``); None: as the run trained."""
     if model is None and run_dir is None:
         raise ValueError("run_dir: give a run folder or a model")
     if batch_size < 1:
@@ -283,7 +292,8 @@ def evaluate(run_dir: str | os.PathLike | None = None, *, model: PromptModel | N
         raise ValueError("manifests: give at least one manifest to evaluate on")
     for i, source in enumerate(sources):
         source.check(f"manifests[{i}]")
-    frame = load_sources(sources, "manifests")  # fails on a missing manifest before weights load
+    age_binning = age_binning or run_age_binning(run_dir)
+    frame = with_age_binning(load_sources(sources, "manifests"), age_binning)  # fails before weights load
     if len(frame) == 0:
         raise ValueError(f"splits: no rows with split {list(splits)} in {[s.manifest for s in sources]}")
     check_face_files(list(frame["path"]), where=f"manifests {[s.manifest for s in sources]}")
@@ -312,7 +322,7 @@ def evaluate(run_dir: str | os.PathLike | None = None, *, model: PromptModel | N
     named = run_dir if run_dir is not None else target
     summary = {"run": Path(named).name if named is not None else None, **identity,
                "weights": model.backbone.weights_id, "rows": len(frame),
-               "manifests": [s.manifest for s in sources], "splits": list(splits),
+               "manifests": [s.manifest for s in sources], "splits": list(splits), "age_binning": age_binning,
                "datasets": sorted(frame["dataset"].unique())}
     result = EvalResult(metrics, confusion, fairness, summary, None, reliability_table(frame, probs))
     if target is not None:

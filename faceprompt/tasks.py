@@ -145,8 +145,17 @@ def with_templates(task: Task, templates: tuple[str, ...]) -> Task:
     return replace(task, templates=tuple(templates))
 
 
-def age_to_bin(age: float | int | None) -> str | None:
-    """The 9-bin label of an age in years; None for a missing or impossible age."""
+# How a fractional age becomes a bin. floor: by the whole years lived (19.6 is 10-19); round: to the nearest
+# whole year first (19.6 is 20-29), with Python's round, halves to even (2.5 stays 0-2, 9.5 is 10-19), as the
+# thesis's map_age_to_group (dataset/dataset.py and dataset/split_csv.py at 4b18297).
+AGE_BINNINGS: tuple[str, ...] = ("floor", "round")
+
+
+def age_to_bin(age: float | int | None, binning: str = "floor") -> str | None:
+    """The 9-bin label of an age in years (``binning``: see ``AGE_BINNINGS``); None for a missing or
+    impossible age."""
+    if binning not in AGE_BINNINGS:
+        raise ValueError(f"unknown age binning {binning!r}; known: {list(AGE_BINNINGS)}")
     if age is None:
         return None
     try:
@@ -155,6 +164,8 @@ def age_to_bin(age: float | int | None) -> str | None:
         return None
     if math.isnan(age) or age < 0 or age > 150:
         return None
+    if binning == "round":
+        age = float(round(age))
     for label, lower in zip(reversed(AGE_BINS), reversed(_AGE_BIN_EDGES)):
         if age >= lower:
             return label

@@ -18,15 +18,17 @@
 # (`benchmarks/results/`, written by `faceprompt bench --json`), faceclip-tiny's pretraining record
 # (`recipe.json`, written by `faceprompt pretrain`), the shapes of the models, and the few measurements
 # that kept no JSON (`book/_data/logged_measurements.json`, each with the command that printed it).
-# It also reads the CPU benchmarks of the face crop and the demo
-# (`benchmarks/results/cpu-*/`) and the demo's default settings from the code. This notebook glues every
-# number {doc}`../speed`, {doc}`../faceclip_tiny`, the face-crop section of {doc}`../datasets` and
-# {doc}`../demo` quote.
+# It also reads the CPU benchmarks of the face crop and the demo, of the GFLOPs counted two ways and of the
+# task balance's cached views (`benchmarks/results/cpu-*/`) and the demo's default settings from the code. This
+# notebook glues every number {doc}`../speed`, {doc}`../faceclip_tiny`, the face-crop section of
+# {doc}`../datasets`, {doc}`../demo` and the cached-views paragraph of {doc}`../protocol` quote.
 
 # %% tags=["parameters"]
 work_dir = "work/notebooks"    # unused: nothing is computed here (every notebook takes it)
 threads = 1
 results_dir = "benchmarks/results/h200-2026-11-27"
+flops_results_dir = "benchmarks/results/cpu-2026-12-07-flops"  # GFLOPs counted both ways
+feature_views = "benchmarks/results/cpu-2026-12-07-views/feature_views.json"  # bench_feature_views.py
 recipe = "faceprompt/pretrained/faceclip-tiny/recipe.json"
 pretrain_gpu = "benchmarks/results/h200-2026-11-27/pretrain_gpu.json"
 releases_dir = "benchmarks/results/faceclip-tiny-releases"  # earlier releases' recipe.json
@@ -44,7 +46,7 @@ shapes = {"pe-core-b16": "PE-Core-B-16"}  # key label -> open_clip model (facecl
 from faceprompt.book import architecture, speed
 from faceprompt.book import faceclip_tiny as pretraining
 from faceprompt.book import logged as logged_numbers
-from faceprompt.book import wild
+from faceprompt.book import views, wild
 from faceprompt.book._machinery import startup
 
 startup.setup(threads)
@@ -57,6 +59,15 @@ speed.glue_inference(results_dir)
 
 # %%
 speed.glue_epoch_cache(results_dir)
+
+# %%
+speed.glue_flops(flops_results_dir)
+
+# %% [markdown]
+# ## Cached views of the task balance's copies (the protocol chapter)
+
+# %%
+views.glue_views(feature_views)
 
 # %% [markdown]
 # ## faceclip-tiny's recipe and its zero-shot test scores

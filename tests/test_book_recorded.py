@@ -7,7 +7,7 @@ import json
 import pandas as pd
 import pytest
 
-from faceprompt.book import architecture, faceclip_tiny, logged, speed
+from faceprompt.book import architecture, faceclip_tiny, logged, speed, views
 from faceprompt.book._machinery import glue as G
 from faceprompt.locations import project_root
 
@@ -41,6 +41,26 @@ def test_epoch_cache_table_matches_the_json():
     rows = json.loads((RESULTS / speed.EPOCH_CACHE_FILE).read_text())
     assert list(table.index) == [r["batch_size"] for r in rows]
     assert list(table["speed-up"]) == [f"{r['speedup']:.1f}×" for r in rows]
+
+
+def test_flops_table_quotes_both_counts_of_every_recorded_row():
+    folder = ROOT / speed.FLOPS_RESULTS_DIR
+    table = speed.glue_flops(folder)
+    rows = json.loads((folder / speed.FLOPS_FILES[speed.THESIS_TOWER]).read_text())
+    zero_shot = next(r for r in rows if r["method"] == "zero-shot")
+    assert table.loc[(speed.THESIS_TOWER, "zero-shot"), "FlopCounterMode"] == f"{zero_shot['gflops_per_image']:.1f}"
+    assert G.GLUED["speed-flops-l14-profiler"] == f"{zero_shot['gflops_per_image_profiler']:.1f}"
+    assert len(table) == sum(len(json.loads((folder / f).read_text())) for f in speed.FLOPS_FILES.values())
+
+
+def test_the_views_measurement_is_quoted_from_its_json_and_judged_by_its_spread():
+    table = views.glue_views(ROOT / views.VIEWS_RESULT)
+    record = json.loads((ROOT / views.VIEWS_RESULT).read_text())
+    one = record["summary"]["1"]["ferplus/emotion/accuracy"]
+    assert table.loc["FER+ emotion accuracy", "1 view"] == f"{100 * one['mean']:.1f} ± {100 * one['sd']:.1f}"
+    assert G.GLUED["views-duplicates"] == f"{record['duplicates']:,}"
+    assert views.verdict([0.01, 0.012, 0.011]).startswith("That is beyond")  # a steady gain
+    assert views.verdict([0.05, -0.04, 0.0]).startswith("That is within")
 
 
 def test_recipe_counts_steps_and_durations():

@@ -3,6 +3,7 @@ its second-stage learning rates (the text part at a fraction of the image prompt
 from __future__ import annotations
 
 import dataclasses
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -13,8 +14,8 @@ from faceprompt.backbones import load_backbone
 from faceprompt.data.dataset import ManifestDataset
 from faceprompt.data.images import load_rgb
 from faceprompt.data.manifest import read_manifest
-from faceprompt.training.balance import (DuplicateViews, TaskBalancedDataset, duplicate_rows, duplicates_needed,
-                                         thesis_augmentation)
+from faceprompt.training.balance import (DrawnViewFeatures, DuplicateViews, TaskBalancedDataset, balanced_features,
+                                         duplicate_rows, duplicates_needed, thesis_augmentation)
 from faceprompt.engine.optim import make_optimizer, part_groups
 from faceprompt.prompts import build_model
 from faceprompt.training.loop import TrainConfig, fit
@@ -92,6 +93,44 @@ def test_the_thesis_protocol_balances_emotion_only_in_a_run_of_several_tasks(syn
             TrainConfig.from_dict({"train": [str(synthetic_manifest)], "task_balance": bad})
 
 
+def test_the_thesis_augmentation_squashes_to_the_models_size_before_blurring(synthetic_manifest):  # noqa: F811
+    # get_augmentation_transform: T.Resize((image_size, image_size)) first, then flip, jitter and blur
+    resize, *rest = thesis_augmentation(64).transforms
+    assert isinstance(resize, T.Resize) and resize.size == (64, 64) and len(rest) == 3
+    crop = load_rgb(read_manifest(synthetic_manifest)["path"].iloc[0]).resize((100, 120))
+    assert thesis_augmentation(64)(crop).size == (64, 64)
+
+
+# --- duplicates on cached features: several views, one an epoch ---------------------------------------
+
+def _views_config(tmp_path, views):
+    return SimpleNamespace(task_balance_augment="thesis", feature_views=views, seed=3, cache_dir=str(tmp_path),
+                           batch_size=8, num_workers=0)
+
+
+def test_cached_duplicates_get_k_views_of_which_view_0_is_the_single_view(synthetic_manifest, tmp_path):  # noqa: F811
+    tower = load_backbone("tiny-pe")
+    base = ManifestDataset(read_manifest(synthetic_manifest).head(10), tower.preprocess, TASKS)
+    rows = torch.tensor([0, 1, 1, 4])
+    features = torch.zeros(10, tower.embed_dim)
+    single = balanced_features(_views_config(tmp_path, 1), base, features, rows, tower, torch.float32, False)
+    drawn = balanced_features(_views_config(tmp_path, 3), base, features, rows, tower, torch.float32, False)
+    assert isinstance(drawn, DrawnViewFeatures) and drawn.views.shape == (3, 4, tower.embed_dim)
+    assert torch.equal(drawn.views[0], single.features[10:])  # K=1 is view 0: the behaviour before K existed
+    assert not torch.allclose(drawn.views[1], drawn.views[0])  # the other views are other augmentations
+    assert torch.equal(drawn.labels, single.labels) and len(drawn) == len(single) == 14
+    seen = []
+    for epoch in range(1, 9):
+        drawn.set_epoch(epoch)
+        picked = torch.stack([drawn[10 + k][0] for k in range(4)])
+        assert torch.equal(picked, drawn.views[drawn.drawn, torch.arange(4)])
+        assert torch.equal(drawn[0][0], features[0])  # the originals never change
+        seen.append(drawn.drawn.clone())
+    assert len({tuple(s.tolist()) for s in seen}) > 1 and set(torch.cat(seen).tolist()) == {0, 1, 2}
+    drawn.set_epoch(5)
+    assert torch.equal(drawn.drawn, seen[4])  # fixed by (seed, epoch): a resumed run draws the same
+
+
 @pytest.mark.parametrize("method, options", [("softcpt", TEXT_OPTIONS), ("vpt", {"tokens": 2})])
 def test_a_run_with_task_balance_trains(synthetic_manifest, tmp_path, method, options):  # noqa: F811
     cfg = quick_config(synthetic_manifest, tmp_path, method=method, method_options=options, epochs=1,
@@ -143,3 +182,20 @@ def test_text_lr_scale_is_checked_and_a_run_with_it_trains(synthetic_manifest, t
                        method_options={**TEXT_OPTIONS, "tokens": 2}, text_lr_scale=0.1)
     result = fit(dataclasses.replace(cfg, lr=1e-2), progress=False)
     assert result.stopped == "completed" and result.history[0]["lr"] == pytest.approx(1e-2, rel=0.5)
+
+
+def test_a_run_drawing_cached_views_resumes_exactly(synthetic_manifest, tmp_path, monkeypatch):  # noqa: F811
+    from engine_helpers import fit_then_crash, without_timing
+
+    def config(root):
+        return quick_config(synthetic_manifest, root, epochs=3, max_train_samples=24, task_balance={"emotion": 0.95},
+                            feature_views=3)
+    epochs, draw = [], DrawnViewFeatures.set_epoch
+    monkeypatch.setattr(DrawnViewFeatures, "set_epoch", lambda self, e: epochs.append(e) or draw(self, e))
+    whole = fit(config(tmp_path / "a"), progress=False)
+    assert epochs == [1, 2, 3]  # the training set draws its views at every epoch
+    fit_then_crash(config(tmp_path / "b"), after_epoch=1)
+    resumed = fit(config(tmp_path / "b"), resume=True, progress=False)
+    assert without_timing(resumed.history) == without_timing(whole.history)
+    with pytest.raises(ValueError, match="feature_views"):
+        quick_config(synthetic_manifest, tmp_path, feature_views=0).validate()

@@ -4,9 +4,10 @@
 class features) for every method and batch size, with warm-up calls, device synchronisation and
 the median and spread over repeats. Methods are timed round-robin (one call of each per repeat),
 so slow drift of a shared machine hits all of them alike. Every row carries its ratio to zero-shot
-at the same batch size, and the GFLOPs per image of one call as PyTorch's own counter
-(``torch.utils.flop_counter.FlopCounterMode``) counts them: matrix products and attention, the
-operations that dominate a transformer (the thesis reported GFLOPs, not latency).
+at the same batch size, and the GFLOPs per image of one call counted two ways (``bench.timing``):
+``gflops_per_image`` by PyTorch's ``FlopCounterMode`` (matrix products and attention, the operations that
+dominate a transformer), ``gflops_per_image_profiler`` by ``torch.profiler`` with ``with_flops=True``, as the
+thesis measured (it reported GFLOPs, not latency), which misses the fused attention kernels.
 """
 from __future__ import annotations
 
@@ -19,7 +20,8 @@ import torch
 
 from faceprompt.backbones import Backbone
 from faceprompt.bench.timing import (DTYPES, TimedRow, achieved, autocast, check_bench_options, count_gflops,
-                                     frame_text, load_tower, parse_method_spec, peak_tflops, time_once)
+                                     count_gflops_profiler, frame_text, load_tower, parse_method_spec, peak_tflops,
+                                     time_once)
 from faceprompt.prompts import added_parameters, build_model
 
 
@@ -35,6 +37,8 @@ class BenchRow(TimedRow):
     added_parameters: int
     peak_memory_mb: float | None  # where the device reports it (CUDA)
     gflops_per_image: float | None = None  # FlopCounterMode over one call, divided by the batch size
+    # torch.profiler(with_flops=True) over one call under no_grad, as the thesis's test.py: no fused attention
+    gflops_per_image_profiler: float | None = None
     tflops: float | None = None  # achieved: GFLOPs per image x images per second / 1000
     peak_share: float | None = None  # tflops / the device's peak (``peak_tflops``), where known
     compile: str = "off"  # the image path's torch.compile mode
@@ -77,8 +81,10 @@ def bench_methods(backbone: str | Backbone, methods: list[str], batch_sizes: lis
         calls = {spec: _inference_call(model, images, dev, torch_dtype) for spec, model in models.items()}
         times = {spec: [] for spec in specs}
         tower.compile_image_path("off")
-        gflops = {spec: count_gflops(_inference_call(models[spec], images, dev, torch_dtype, counting=True)) / batch
-                  for spec in specs}
+        gflops = {spec: count_gflops(_inference_call(models[spec], images, dev, torch_dtype, torch.enable_grad))
+                  / batch for spec in specs}
+        profiled = {spec: count_gflops_profiler(_inference_call(models[spec], images, dev, torch_dtype, torch.no_grad))
+                    / batch for spec in specs}
         tower.compile_image_path(compile)
         peaks = {}
         for spec, call in calls.items():  # warm-up also fills the class-feature caches
@@ -101,7 +107,8 @@ def bench_methods(backbone: str | Backbone, methods: list[str], batch_sizes: lis
                 p75_ms=1e3 * _quantile(times[spec], 0.75), ms_per_image=1e3 * median / batch,
                 images_per_s=batch / median, vs_zero_shot=median / base,
                 added_parameters=added_parameters(models[spec]), peak_memory_mb=peaks.get(spec),
-                gflops_per_image=gflops[spec], tflops=tflops, peak_share=share, compile=compile))
+                gflops_per_image=gflops[spec], gflops_per_image_profiler=profiled[spec], tflops=tflops,
+                peak_share=share, compile=compile))
     tower.compile_image_path("off")
     return rows
 
@@ -124,11 +131,9 @@ def _fill_class_feature_caches(models: dict) -> None:
             model._class_feature_cache = shared[key]
 
 
-def _inference_call(model, images, device, dtype, counting: bool = False) -> Callable[[], object]:
-    # the FLOP counter hooks modules through autograd, which inference mode and no_grad switch off:
-    # it counts with a graph built (one call; gradients never run)
-    grad_mode = torch.enable_grad if counting else torch.inference_mode
-
+def _inference_call(model, images, device, dtype, grad_mode=torch.inference_mode) -> Callable[[], object]:
+    # FlopCounterMode hooks modules through autograd, which inference mode and no_grad switch off: it counts
+    # under enable_grad (one call; gradients never run). The profiler counts under no_grad, as the thesis did.
     def call():
         with grad_mode(), autocast(device, dtype):
             return model(images)
@@ -142,6 +147,7 @@ def format_table(rows: list[BenchRow]) -> str:
 
     frame = pd.DataFrame([asdict(r) for r in rows])
     columns = ["method", "batch_size", "median_ms", "p25_ms", "p75_ms", "ms_per_image", "images_per_s",
-               "vs_zero_shot", "gflops_per_image", "tflops", "peak_share", "added_parameters", "peak_memory_mb"]
+               "vs_zero_shot", "gflops_per_image", "gflops_per_image_profiler", "tflops", "peak_share",
+               "added_parameters", "peak_memory_mb"]
     return frame_text(frame, columns)
 

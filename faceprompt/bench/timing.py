@@ -1,6 +1,12 @@
 """What every benchmark shares: dtypes, the row every table starts with, timing one call with the device
-synchronised, FLOPs as PyTorch counts them, achieved TFLOP/s against a device's peak, method specs with
-options, and loading the tower to time.
+synchronised, FLOPs counted two ways, achieved TFLOP/s against a device's peak, method specs with options,
+and loading the tower to time.
+
+FLOPs: ``count_gflops`` is PyTorch's ``FlopCounterMode``, which counts matrix products, convolutions and
+attention (the fused ``scaled_dot_product_attention`` kernels included; the CPU's with the formulas added
+here); ``count_gflops_profiler`` is what the thesis measured (``test.py``: ``torch.profiler`` with
+``with_flops=True``, every event's FLOPs summed), whose formulas cover matrix products, convolutions and
+elementwise adds and multiplies but no fused attention kernel. A multiply-add is 2 FLOPs in both.
 
 A method spec may carry options: ``vpt-ts:batched=false``, ``vpt:tokens=10,deep=true``.
 
@@ -11,6 +17,8 @@ of each word. The tower's cost depends on the context length, not on which ids f
 from __future__ import annotations
 
 import contextlib
+import os
+import sys
 import time
 import zlib
 from dataclasses import dataclass
@@ -142,14 +150,57 @@ def time_once(fn: Callable[[], object], device: torch.device) -> float:
     return time.perf_counter() - start
 
 
+def _cpu_attention_formulas() -> dict:
+    """Formulas for the CPU's fused attention kernel, forward and backward, where ``FlopCounterMode`` has none
+    (torch 2.14 knows the CUDA kernels only): the same count as the CUDA kernels' formulas."""
+    from torch.utils import flop_counter
+
+    aten = torch.ops.aten
+
+    def forward(query, key, value, *args, out_val=None, **kwargs):
+        return flop_counter.sdpa_flop_count(query, key, value)
+
+    def backward(grad_out, query, key, value, *args, out_val=None, **kwargs):
+        return flop_counter.sdpa_backward_flop_count(grad_out, query, key, value)
+
+    formulas = {aten._scaled_dot_product_flash_attention_for_cpu: forward,
+                aten._scaled_dot_product_flash_attention_for_cpu_backward: backward}
+    return {op: f for op, f in formulas.items() if op not in flop_counter.flop_registry}
+
+
 def count_gflops(fn: Callable[[], object]) -> float:
-    """GFLOPs of one call of ``fn`` as ``FlopCounterMode`` counts them (a multiply-add is 2 FLOPs)."""
+    """GFLOPs of one call of ``fn`` as ``FlopCounterMode`` counts them, attention included on every device."""
     from torch.utils.flop_counter import FlopCounterMode
 
-    counter = FlopCounterMode(display=False)
+    counter = FlopCounterMode(display=False, custom_mapping=_cpu_attention_formulas())
     with counter:
         fn()
     return counter.get_total_flops() / 1e9
+
+
+@contextlib.contextmanager
+def _stderr_silenced():
+    """The profiler's C++ side writes start and stop lines to the process's stderr; they say nothing here."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as null:
+            os.dup2(null.fileno(), 2)
+            yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+def count_gflops_profiler(fn: Callable[[], object]) -> float:
+    """GFLOPs of one call of ``fn`` as the thesis counted them: ``torch.profiler`` with ``with_flops=True`` and
+    the FLOPs of every event added. The FLOPs belong to operator events, which the profiler records on the
+    CPU side whatever the device, so CPU activity alone gives the thesis's sum."""
+    from torch.profiler import ProfilerActivity, profile
+
+    with _stderr_silenced(), profile(activities=[ProfilerActivity.CPU], record_shapes=True, with_flops=True) as prof:
+        fn()
+    return sum(event.flops for event in prof.events() if event.flops) / 1e9
 
 
 def check_bench_options(dtype: str, repeats: int, warmup: int, batch_sizes: Sequence[int]) -> None:

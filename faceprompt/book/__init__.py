@@ -18,6 +18,7 @@ demo           the example photo run through the demo app
 photos         photos from outside every dataset, annotated by the demo's own path
 wild           the face-crop and demo chapters' numbers: CPU benchmarks' JSON, the demo's settings
 speed          the speed chapter's numbers (``faceprompt bench``'s JSON); added parameters and latency per method
+views          the protocol chapter's measurement of cached augmented views of the task balance's copies
 faceclip_tiny  the faceclip-tiny chapter's numbers: its recipe, model config and GPU timing
 architecture   an open_clip model's shape, read from its config and its tower built on the meta device
 logged         measurements from runs that kept no JSON, copied once with the command that printed them

@@ -103,6 +103,38 @@ def glue_epoch_cache(results_dir: str | Path = RESULTS_DIR) -> pd.DataFrame:
     return glue("speed-gpu-cache-table", epoch_cache_table(rows), display=False)
 
 
+# The GFLOPs counted both ways (CPU, batch 1: a count depends on shapes only), by tower label.
+FLOPS_RESULTS_DIR = "benchmarks/results/cpu-2026-12-07-flops"
+FLOPS_FILES = {"PE-Core B/16": "bench_pe_core_b16.json", "SigLIP2 B/16": "bench_siglip2_b16.json",
+               "PE-Core L/14-336": "bench_pe_core_l14_336.json"}
+THESIS_TOWER = "PE-Core L/14-336"  # the thesis's final backbone
+
+
+def flops_table(frames: dict[str, pd.DataFrame]) -> pd.DataFrame:
+    """Per tower and method: GFLOPs per image by ``FlopCounterMode`` and by the profiler, and their ratio."""
+    rows = []
+    for label, frame in frames.items():
+        for _, r in frame.drop_duplicates("method").iterrows():
+            rows.append({"tower": label, "method": r["method"],
+                         "FlopCounterMode": f"{r['gflops_per_image']:.1f}",
+                         "torch.profiler (the thesis's)": f"{r['gflops_per_image_profiler']:.1f}",
+                         "profiler / FlopCounterMode": f"{r['gflops_per_image_profiler'] / r['gflops_per_image']:.1%}"})
+    return pd.DataFrame(rows).set_index(["tower", "method"])
+
+
+def glue_flops(results_dir: str | Path = FLOPS_RESULTS_DIR) -> pd.DataFrame:
+    """Glue the table of GFLOPs counted both ways (``speed-flops-table``), how much lower the profiler's count is
+    (``speed-flops-lower``) and the thesis's backbone's zero-shot counts."""
+    frames = {label: read_rows(Path(results_dir) / name) for label, name in FLOPS_FILES.items()}
+    both = pd.concat(frames.values())
+    shares = 100 * both["gflops_per_image_profiler"] / both["gflops_per_image"]
+    glue("speed-flops-lower", span(list(100 - shares), "{:.1f}", "%"))
+    thesis = frames[THESIS_TOWER].set_index("method").loc["zero-shot"]
+    glue("speed-flops-l14-counter", f"{thesis['gflops_per_image']:.1f}")
+    glue("speed-flops-l14-profiler", f"{thesis['gflops_per_image_profiler']:.1f}")
+    return glue("speed-flops-table", flops_table(frames), display=False)
+
+
 # --- what a method costs in this build (40_evaluate) ---------------------------------------------------
 
 def parameter_table(backbones: list[str], methods: list[str]) -> pd.DataFrame:

@@ -5,7 +5,7 @@ import argparse
 from pathlib import Path
 
 from faceprompt.commands.options import add_compile_arguments, device, positive_int
-from faceprompt.tasks import CLASS_SENTENCES
+from faceprompt.tasks import AGE_BINNINGS, CLASS_SENTENCES
 from faceprompt.training.config import RESUME_CACHE as FEATURE_CACHE
 
 
@@ -31,6 +31,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--concordance", action="store_true",
                         help="also the thesis's concordance index: the share of images on which the run predicts "
                              "what the zero-shot baseline with the thesis's sentences predicts")
+    parser.add_argument("--age-binning", choices=AGE_BINNINGS, default=None,
+                        help="how a given age becomes its true bin: floor (19.6 is 10-19) or round (20-29, the "
+                             "thesis's); default: as the run trained, floor for zero-shot")
     parser.add_argument("--batch-size", type=positive_int, default=64)
     parser.add_argument("--device", type=device, default="cpu", help="cpu, cuda, cuda:1 or auto")
     parser.add_argument("--cache-dir", default=None,
@@ -49,7 +52,8 @@ def run(args: argparse.Namespace) -> int:
     cache_dir = args.cache_dir if args.cache_dir is not None else (
         str(written_to / FEATURE_CACHE) if (args.out or args.run_dir) else "")
     common = dict(splits=tuple(args.split), datasets=args.datasets, batch_size=args.batch_size,
-                  cache_dir=cache_dir or None, progress=not args.quiet, compile=args.compile)
+                  cache_dir=cache_dir or None, progress=not args.quiet, compile=args.compile,
+                  age_binning=args.age_binning)
     if args.zero_shot:
         backbone = args.backbone or default_backbone()
         if not args.out:

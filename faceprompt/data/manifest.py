@@ -24,7 +24,7 @@ from pathlib import Path
 import pandas as pd
 
 from faceprompt.io import atomic_path, check_is_file
-from faceprompt.tasks import TASKS, age_to_bin
+from faceprompt.tasks import AGE_BINNINGS, TASKS, age_to_bin
 
 MANIFEST_COLUMNS: tuple[str, ...] = (
     "path", "dataset", "split", "gender", "age", "age_bin", "emotion", "race", "identity", "source",
@@ -103,6 +103,22 @@ def fill_age_bins(frame: pd.DataFrame) -> None:
     missing = (frame["age_bin"].fillna("").astype(str) == "") & (ages != "")
     if missing.any():
         frame.loc[missing, "age_bin"] = [age_to_bin(a) for a in ages[missing]]
+
+
+def with_age_binning(frame: pd.DataFrame, binning: str = "floor") -> pd.DataFrame:
+    """``frame`` with every given age's bin by ``binning`` (``tasks.AGE_BINNINGS``); a row with only a bin keeps
+    it. A read manifest's bins are already "floor" (checked on reading), so that returns ``frame`` itself."""
+    if binning not in AGE_BINNINGS:
+        raise ValueError(f"age_binning: {binning!r} must be one of {list(AGE_BINNINGS)}")
+    if binning == "floor" or "age" not in frame:  # no rows at all: no columns either
+        return frame
+    ages = frame["age"].fillna("").astype(str).str.strip()
+    given = ages != ""
+    if not given.any():
+        return frame
+    frame = frame.copy()
+    frame.loc[given, "age_bin"] = [age_to_bin(a, binning) or "" for a in ages[given]]
+    return frame
 
 
 def _validate_ages(frame: pd.DataFrame, where: str) -> None:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import random
+from typing import Callable
 
 import numpy as np
 import torch
@@ -24,13 +25,17 @@ class EpochSampler(Sampler[int]):
     """A fresh order each epoch from a generator seeded by (seed, epoch): resumable by construction.
 
     With ``weights`` it draws ``len`` indices with replacement in proportion to them (class balance).
+    ``on_epoch(epoch)`` is called at every ``set_epoch`` (a dataset that draws per epoch, e.g. cached views).
     """
 
-    def __init__(self, size: int, seed: int, weights: torch.Tensor | None = None):
-        self.size, self.seed, self.weights, self.epoch = size, seed, weights, 0
+    def __init__(self, size: int, seed: int, weights: torch.Tensor | None = None,
+                 on_epoch: Callable[[int], None] | None = None):
+        self.size, self.seed, self.weights, self.epoch, self.on_epoch = size, seed, weights, 0, on_epoch
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
+        if self.on_epoch is not None:
+            self.on_epoch(epoch)
 
     def __len__(self) -> int:
         return self.size

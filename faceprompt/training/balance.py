@@ -7,7 +7,8 @@ replacement from the labelled ones, so that ``(c + added) / (N + added)`` reache
 when ``c / N >= f``. The thesis asks for emotion at a third of the data (``BALANCE_TASK: {"2": 0.33}``).
 
 In a training run (``duplicates_of``, ``balanced_images``, ``balanced_features``) the duplicates are added as
-images for methods that change the image path, as cached image features for those that do not. Separately,
+images for methods that change the image path, each augmented afresh at every load as in the thesis; as cached
+image features for those that do not, ``feature_views`` seeded views of each, one drawn per epoch. Separately,
 ``balanced_sample_weights`` gives draw weights for a sampler that balances classes across tasks whose labels
 come from different datasets.
 """
@@ -21,6 +22,7 @@ from torch.utils.data import Dataset
 from faceprompt.backbones import Backbone
 from faceprompt.data.dataset import FeatureDataset, ManifestDataset
 from faceprompt.data.images import load_rgb
+from faceprompt.engine.seeding import epoch_seed
 from faceprompt.features import cached_features
 
 
@@ -47,13 +49,15 @@ def duplicate_rows(labels: torch.Tensor, tasks: Sequence[str], shares: Mapping[s
     return index[total:]
 
 
-def thesis_augmentation() -> Callable:
+def thesis_augmentation(image_size: int | None = None) -> Callable:
     """The thesis's augmentation of duplicated faces (its ``get_augmentation_transform``), on PIL images
-    before the backbone's own resize and normalisation: a horizontal flip half the time, brightness and
-    contrast jittered by 0.15 and saturation by 0.05, and half the time a 3 px Gaussian blur, sigma 0.1-0.8."""
+    before the backbone's normalisation: squashed to ``image_size`` square first (where given; the thesis
+    blurs at the model's resolution), a horizontal flip half the time, brightness and contrast jittered by 0.15
+    and saturation by 0.05, and half the time a 3 px Gaussian blur, sigma 0.1-0.8."""
     from torchvision import transforms as T
 
     return T.Compose([
+        *([T.Resize((image_size, image_size))] if image_size else []),
         T.RandomHorizontalFlip(p=0.5),
         T.ColorJitter(brightness=0.15, contrast=0.15, saturation=0.05),
         T.RandomApply([T.GaussianBlur(kernel_size=3, sigma=(0.1, 0.8))], p=0.5),
@@ -118,8 +122,8 @@ class TaskBalancedDataset(Dataset):
 
 # --- task_balance in a training run -------------------------------------------------------------------
 
-def _augmentation(kind: str):
-    return thesis_augmentation() if kind == "thesis" else (lambda image: image)
+def _augmentation(kind: str, image_size: int | None = None):
+    return thesis_augmentation(image_size) if kind == "thesis" else (lambda image: image)
 
 
 def duplicates_of(cfg, train: ManifestDataset) -> torch.Tensor:
@@ -129,26 +133,53 @@ def duplicates_of(cfg, train: ManifestDataset) -> torch.Tensor:
     return duplicate_rows(train.labels, train.tasks, cfg.task_balance, cfg.seed)
 
 
-def balanced_images(cfg, train: ManifestDataset, rows: torch.Tensor) -> ManifestDataset | TaskBalancedDataset:
+def balanced_images(cfg, train: ManifestDataset, rows: torch.Tensor,
+                    image_size: int | None = None) -> ManifestDataset | TaskBalancedDataset:
     """The originals, then the duplicates, each augmented afresh whenever it is loaded (as the thesis does)."""
     if not len(rows):
         return train
-    return TaskBalancedDataset(train, DuplicateViews(train, rows, _augmentation(cfg.task_balance_augment)))
+    return TaskBalancedDataset(train, DuplicateViews(train, rows, _augmentation(cfg.task_balance_augment, image_size)))
+
+
+class DrawnViewFeatures(FeatureDataset):
+    """Cached features of the originals, then of the ``D`` duplicates: duplicate ``k`` is one of its ``K`` cached
+    views ``views[:, k]``, a new one drawn for every epoch by ``set_epoch`` from (``seed``, epoch)."""
+
+    def __init__(self, originals: torch.Tensor, views: torch.Tensor, labels: torch.Tensor, tasks, seed: int):
+        super().__init__(torch.cat([originals, views[0]]), labels, tasks)
+        self.originals, self.views, self.seed = originals, views, seed
+        self.drawn = torch.zeros(views.shape[1], dtype=torch.long)
+
+    def set_epoch(self, epoch: int) -> None:
+        # its own stream: the sampler's generator is seeded by epoch_seed(seed, epoch) itself
+        generator = torch.Generator().manual_seed(epoch_seed(self.seed, epoch) + 1)
+        self.drawn = torch.randint(self.views.shape[0], (self.views.shape[1],), generator=generator)
+
+    def __getitem__(self, index: int):
+        n = len(self.originals)
+        feature = self.originals[index] if index < n else self.views[self.drawn[index - n], index - n]
+        return feature, {t: self.labels[index, j] for j, t in enumerate(self.tasks)}
 
 
 def balanced_features(cfg, train: ManifestDataset, features: torch.Tensor, rows: torch.Tensor, backbone: Backbone,
                       dtype: torch.dtype, progress: bool) -> FeatureDataset:
     """Cached features of the originals, then of the duplicates. Cached features cannot change from epoch to
-    epoch, so each duplicate is one augmented view drawn once from ``cfg.seed`` (and cached under it); without
-    augmentation a duplicate is its original's features."""
+    epoch as the thesis's re-augmented images do: each duplicate has ``cfg.feature_views`` augmented views drawn
+    once from ``cfg.seed`` (and cached under it), and an epoch sees one of them (1: the same view every epoch);
+    without augmentation a duplicate is its original's features."""
     labels = torch.cat([train.labels, train.labels[rows]])
     if cfg.task_balance_augment == "none" or not len(rows):
         return FeatureDataset(torch.cat([features, features[rows]]), labels, train.tasks)
-    views = DuplicateViews(train, rows, _augmentation(cfg.task_balance_augment), seed=cfg.seed)
+    count = cfg.feature_views
+    # view v of duplicate k is drawn from seed + v * D + k: view 0 is the one a single view always was
+    views = DuplicateViews(train, rows.repeat(count), _augmentation(cfg.task_balance_augment, backbone.image_size),
+                           seed=cfg.seed)
     variant = f"task_balance:{cfg.task_balance_augment}:{cfg.seed}:{repr(views.augment)}"
     extra = cached_features(backbone, views, cfg.cache_dir, cfg.batch_size, cfg.num_workers, dtype, progress,
                             variant=variant)
-    return FeatureDataset(torch.cat([features, extra]), labels, train.tasks)
+    if count == 1:
+        return FeatureDataset(torch.cat([features, extra]), labels, train.tasks)
+    return DrawnViewFeatures(features, extra.reshape(count, len(rows), -1), labels, train.tasks, cfg.seed)
 
 
 # --- class-balanced draws ------------------------------------------------------------------------------

@@ -19,7 +19,7 @@ from faceprompt.engine.schedule import SCHEDULE_UNITS
 from faceprompt.engine.selection import BEST_RULES
 from faceprompt.io import read_json
 from faceprompt.prompts import MethodOptions, resolve_method
-from faceprompt.tasks import DEFAULT_TASKS, TASKS
+from faceprompt.tasks import AGE_BINNINGS, DEFAULT_TASKS, TASKS
 from faceprompt.training.losses import ORDINAL_PENALTIES
 
 CLASS_BALANCE = ("none", "weights", "sampler")
@@ -31,6 +31,7 @@ RESUMABLE_CHANGES = ("device", "precision", "num_workers", "accelerate", "compil
                      "epochs")
 TASK_WEIGHTINGS = ("fixed", "loss_ema", "loss_ema_data")
 TASK_BALANCE_AUGMENTS = ("thesis", "none")  # what the duplicates of task_balance go through
+VAL_SPLITS = ("manifest", "thesis")  # where validation rows come from (val_split)
 # ``protocol: thesis`` fills these fields (any of them still set in the config wins): the choices the
 # thesis's multitask script makes at the repository's head commit 4b18297 (2025-10-17: train_multitask.py,
 # with training/loss.py and training/training_functions.py); book/protocol.md lists each one and what the
@@ -49,6 +50,9 @@ THESIS_PROTOCOL: dict[str, Any] = {
     "warmup_epochs": 0.0, "epochs": 50, "batch_size": 60, "seed": 2025,
     # BALANCE_TASK {"2": 0.33}; like the thesis, only a run of several tasks that include emotion is balanced
     "task_balance": {"emotion": 0.33}, "task_balance_augment": "thesis",
+    # script/split_dataset.sh: each training set cut 80/20 (seed 2025); map_age_to_group rounds ages to years.
+    # Only where the config names no val rows of its own.
+    "val_split": "thesis", "age_binning": "round",
 }
 PROTOCOLS = {"faceprompt": {}, "thesis": THESIS_PROTOCOL}
 # The random tiny tower that stands in for each backbone family (``stand_in``): same text-context
@@ -115,6 +119,14 @@ class TrainConfig(Config):
     # (training/balance.py); the duplicates alone are augmented (task_balance_augment: thesis | none)
     task_balance: dict = field(default_factory=dict)
     task_balance_augment: str = "thesis"
+    # On cached image features (frozen image paths) each duplicate's augmented views, cached once; an epoch sees
+    # one of them, drawn from (seed, epoch). 1: one view for the whole run. Images re-augment at every load.
+    feature_views: int = 1
+    # manifest: train and val rows as the manifests' splits say; thesis: each training manifest's train and val
+    # rows pooled and cut 80/20 per dataset as the thesis's split_csv.py (data.splits.thesis_split; val unset)
+    val_split: str = "manifest"
+    # how a given age becomes a bin in training and validation: floor (19.6 is 10-19) or round (20-29, the thesis's)
+    age_binning: str = "floor"
     # Cross-entropy at this logit scale instead of the backbone's own (argmax and evaluation unchanged):
     # a tower trained with a small scale gives near-uniform softmaxes that barely tell right from wrong.
     loss_logit_scale: float | None = None
@@ -237,6 +249,11 @@ class TrainConfig(Config):
             ("max_val_samples", self.max_val_samples is None or self.max_val_samples >= 1, "must be >= 1"),
             ("task_balance_augment", self.task_balance_augment in TASK_BALANCE_AUGMENTS,
              f"must be one of {list(TASK_BALANCE_AUGMENTS)}"),
+            ("val_split", self.val_split in VAL_SPLITS and (self.val_split != "thesis" or self.val is None),
+             f"must be one of {list(VAL_SPLITS)}; thesis takes the val rows from the training manifests, so "
+             f"with it leave 'val' out"),
+            ("feature_views", isinstance(self.feature_views, int) and self.feature_views >= 1, "must be >= 1"),
+            ("age_binning", self.age_binning in AGE_BINNINGS, f"must be one of {list(AGE_BINNINGS)}"),
             ("text_lr_scale", 0 <= self.text_lr_scale < math.inf, "must be >= 0 (0: the text part is not optimised)"),
             ("init_from", self.init_from is None or bool(str(self.init_from).strip()), "must be a run folder or null"),
             ("seed", 0 <= self.seed < 2 ** 63, "must be a whole number from 0 to 2**63 - 1 (torch's seed range)"),
@@ -263,8 +280,11 @@ def is_plain_folder_name(name: str) -> bool:
 
 
 def _protocol_defaults(protocol: str, data: dict[str, Any]) -> dict[str, Any]:
-    """The preset's fields; the thesis balances tasks only in a run of several tasks (its multitask script)."""
+    """The preset's fields; the thesis balances tasks only in a run of several tasks (its multitask script), and a
+    config that names its own val rows keeps them."""
     preset = dict(PROTOCOLS[protocol])
+    if data.get("val") is not None:
+        preset.pop("val_split", None)
     if "task_balance" in preset:
         tasks = data.get("tasks", DEFAULT_TASKS)
         tasks = [tasks] if isinstance(tasks, str) else list(tasks or ())

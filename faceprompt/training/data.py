@@ -1,7 +1,9 @@
-"""The rows a run trains and validates on: its manifests' selected splits, subsampled, checked, and warned of
-repeated images and of images shared between training and the rows it is judged on."""
+"""The rows a run trains and validates on: its manifests' selected splits (or the thesis's 80/20 cut of them),
+ages binned as the config says, subsampled, checked, and warned of repeated images and of images shared between
+training and the rows it is judged on."""
 from __future__ import annotations
 
+import dataclasses
 import logging
 
 import pandas as pd
@@ -9,6 +11,8 @@ import torch
 
 from faceprompt.data.dataset import DataSource, ManifestDataset, duplicate_warnings, load_sources
 from faceprompt.data.images import check_face_files
+from faceprompt.data.manifest import with_age_binning
+from faceprompt.data.splits import thesis_split
 from faceprompt.training.config import TrainConfig
 
 log = logging.getLogger(__name__)
@@ -32,12 +36,26 @@ def _test_rows(cfg: TrainConfig) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=["path"])
 
 
+def split_rows(cfg: TrainConfig) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(train, val) before subsetting. ``val_split: thesis`` pools each training source's train and val rows (a
+    dataset's official training data, of which ``faceprompt prepare`` set some aside for val) and cuts the pool as
+    the thesis's ``split_csv.py`` did; ages are binned by ``age_binning`` first, so its strata see those bins."""
+    if cfg.val_split != "thesis":
+        return (with_age_binning(load_sources(cfg.train, "train"), cfg.age_binning),
+                with_age_binning(load_sources(cfg.val_sources(), "val"), cfg.age_binning))
+    pooled = [dataclasses.replace(s, splits=tuple(dict.fromkeys((*s.splits, "val")))) for s in cfg.train]
+    rows = with_age_binning(load_sources(pooled, "train"), cfg.age_binning)
+    held = thesis_split(rows)
+    return rows[~held].reset_index(drop=True), rows[held].reset_index(drop=True)
+
+
 def load_frames(cfg: TrainConfig):
     """Train and validation rows; raises naming the field for missing manifests or unlabelled tasks."""
-    train = _subset(load_sources(cfg.train, "train"), cfg.max_train_samples, cfg.seed)
+    train, val = split_rows(cfg)
+    train = _subset(train, cfg.max_train_samples, cfg.seed)
     if len(train) == 0:
         raise ValueError(f"train: no rows in {[s.to_dict() for s in cfg.train]}")
-    val = _subset(load_sources(cfg.val_sources(), "val"), cfg.max_val_samples, cfg.seed)
+    val = _subset(val, cfg.max_val_samples, cfg.seed)
     # Every image present, readable and big enough for a face, before the model loads (headers only).
     check_face_files(list(train["path"]), where="train")
     check_face_files(list(val["path"]), where="val")

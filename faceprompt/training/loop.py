@@ -194,7 +194,7 @@ def _datasets(cfg: TrainConfig, model: PromptModel, runtime: LocalRuntime, train
     val = ManifestDataset(val_frame, backbone.preprocess, cfg.tasks) if len(val_frame) else None
     duplicates = duplicates_of(cfg, train)
     if not model.caches_image_features:
-        return balanced_images(cfg, train, duplicates), val, False
+        return balanced_images(cfg, train, duplicates, backbone.image_size), val, False
     out = []
     for ds in (train, val):
         if ds is None:
@@ -367,7 +367,7 @@ def _start(cfg: TrainConfig, run_dir: Path, train_frame, val_frame, progress: bo
         joint = age_gender_sample_weights(train_ds.labels, cfg.tasks.index("gender"), cfg.tasks.index("age"),
                                           cfg.age_gender_balance)
         weights = joint if weights is None else weights * joint
-    sampler = EpochSampler(len(train_ds), cfg.seed, weights)
+    sampler = EpochSampler(len(train_ds), cfg.seed, weights, getattr(train_ds, "set_epoch", None))
     workers = 0 if on_features else cfg.num_workers
     train_loader = DataLoader(train_ds, batch_size=cfg.batch_size, sampler=sampler, num_workers=workers,
                               pin_memory=runtime.device.type == "cuda")

@@ -177,6 +177,11 @@ KEYS: tuple[GlueKey, ...] = tuple(
               "speed-gpu-vpt-ts-memory")
     + _family("70_recorded", "speed.glue_epoch_cache", "speed-gpu-cache-build", "speed-gpu-cache-images",
               "speed-gpu-cache-table")
+    + _family("70_recorded", "views.glue_views", "views-table", "views-most", "views-seeds", "views-epochs",
+              "views-train-rows", "views-emotion-rows", "views-duplicates", "views-per-face", "views-emotion-change",
+              "views-verdict")
+    + _family("70_recorded", "speed.glue_flops", "speed-flops-table", "speed-flops-lower",
+              "speed-flops-l14-counter", "speed-flops-l14-profiler")
     + _family("70_recorded", "faceclip_tiny.glue_recipe", "ftiny-train-rows", "ftiny-all-rows", "ftiny-image-size",
               "ftiny-seed", "ftiny-parameters", "ftiny-weights-mb", "ftiny-split-percent", "ftiny-crop-scale",
               "ftiny-grayscale-p", "ftiny-emotion-samples", "ftiny-emotion-share", "ftiny-emotion-balance",
@@ -232,6 +237,7 @@ PREFIXES: dict[str, tuple[str, ...]] = {
     "faceclip_tiny": ("ftiny-",),
     "architecture": ("arch-",),
     "wild": ("crop-", "wild-", "demo-"),
+    "views": ("views-",),
 }
 
 
