@@ -21,7 +21,7 @@ import torch
 from faceprompt.backbones import Backbone
 from faceprompt.bench.timing import (DTYPES, TimedRow, achieved, autocast, check_bench_options, count_gflops,
                                      count_gflops_profiler, frame_text, load_tower, parse_method_spec, peak_tflops,
-                                     time_once)
+                                     time_once, warm_up)
 from faceprompt.prompts import added_parameters, build_model
 
 
@@ -86,14 +86,7 @@ def bench_methods(backbone: str | Backbone, methods: list[str], batch_sizes: lis
         profiled = {spec: count_gflops_profiler(_inference_call(models[spec], images, dev, torch_dtype, torch.no_grad))
                     / batch for spec in specs}
         tower.compile_image_path(compile)
-        peaks = {}
-        for spec, call in calls.items():  # warm-up also fills the class-feature caches
-            for _ in range(warmup):
-                call()
-            if dev.type == "cuda":
-                torch.cuda.reset_peak_memory_stats(dev)
-                call()
-                peaks[spec] = torch.cuda.max_memory_allocated(dev) / 2**20
+        peaks = warm_up(calls, warmup, dev)  # warm-up also fills the class-feature caches
         for _ in range(repeats):
             for spec, call in calls.items():
                 times[spec].append(time_once(call, dev))

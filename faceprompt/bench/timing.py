@@ -150,6 +150,19 @@ def time_once(fn: Callable[[], object], device: torch.device) -> float:
     return time.perf_counter() - start
 
 
+def warm_up(calls: dict[str, Callable[[], object]], warmup: int, device: torch.device) -> dict[str, float]:
+    """Run each call ``warmup`` times, then on CUDA once more to read its peak memory; name -> MiB (CUDA only)."""
+    peaks = {}
+    for name, call in calls.items():
+        for _ in range(warmup):
+            call()
+        if device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(device)
+            call()
+            peaks[name] = torch.cuda.max_memory_allocated(device) / 2**20
+    return peaks
+
+
 def _cpu_attention_formulas() -> dict:
     """Formulas for the CPU's fused attention kernel, forward and backward, where ``FlopCounterMode`` has none
     (torch 2.14 knows the CUDA kernels only): the same count as the CUDA kernels' formulas."""

@@ -19,7 +19,7 @@ import torch
 
 from faceprompt.backbones import Backbone
 from faceprompt.bench.timing import (DTYPES, TimedRow, achieved, autocast, check_bench_options, count_gflops,
-                                     frame_text, load_tower, parse_method_spec, peak_tflops, time_once)
+                                     frame_text, load_tower, parse_method_spec, peak_tflops, time_once, warm_up)
 from faceprompt.prompts import build_model
 from faceprompt.training.losses import multitask_loss
 
@@ -106,14 +106,7 @@ def bench_training(backbone: str | Backbone, methods: list[str], batch_sizes: li
         gflops = {name: count_gflops(step) / batch for name, step in steps.items()}
         tower.compile_image_path(compile)
         times: dict[str, list[float]] = {name: [] for name in steps}
-        memory: dict[str, float] = {}
-        for name, step in steps.items():
-            for _ in range(warmup):
-                step()
-            if dev.type == "cuda":
-                torch.cuda.reset_peak_memory_stats(dev)
-                step()
-                memory[name] = torch.cuda.max_memory_allocated(dev) / 2**20
+        memory = warm_up(steps, warmup, dev)
         for _ in range(repeats):  # round-robin, as in bench_methods
             for name, step in steps.items():
                 times[name].append(time_once(step, dev))
