@@ -87,19 +87,24 @@ def iou(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
     return inter / np.maximum(area(box) + area(boxes) - inter, 1e-9)
 
 
-def weighted_nms(boxes: np.ndarray, points: np.ndarray, scores: np.ndarray, threshold: float = 0.3):
+def weighted_nms(boxes: np.ndarray, points: np.ndarray, scores: np.ndarray, threshold: float = 0.3,
+                 detail: np.ndarray | None = None):
     """Boxes (and keypoints) overlapping the best remaining one by more than ``threshold`` IoU are averaged
-    with it, weighted by score; returns (boxes, points, scores), best first."""
+    with it, weighted by score; returns (boxes, points, scores), best first. ``detail`` (model input pixels
+    per frame pixel, per detection): only the group's finest detections are averaged, so a face a tile saw
+    large keeps that pass's points rather than a blend with the coarse whole-frame pass's."""
     order = np.argsort(-scores)
     boxes, points, scores = boxes[order], points[order], scores[order]
+    detail = np.ones(len(scores)) if detail is None else np.asarray(detail, dtype=float)[order]
     kept = []
     remaining = np.arange(len(scores))
     while len(remaining):
         overlap = iou(boxes[remaining[0]], boxes[remaining])
         group = remaining[overlap > threshold]
-        weights = scores[group][:, None]
-        kept.append(((boxes[group] * weights).sum(0) / weights.sum(), (points[group] * weights[:, :, None]).sum(0)
-                     / weights.sum(), float(scores[group[0]])))
+        finest = group[detail[group] >= detail[group].max() * 0.999]
+        weights = scores[finest][:, None]
+        kept.append(((boxes[finest] * weights).sum(0) / weights.sum(),
+                     (points[finest] * weights[:, :, None]).sum(0) / weights.sum(), float(scores[group[0]])))
         remaining = remaining[overlap <= threshold]
     if not kept:
         return np.zeros((0, 4)), np.zeros((0, 6, 2)), np.zeros(0)
@@ -216,12 +221,15 @@ class BlazeFace:
         return boxes, points, scores
 
     def detect_tiled(self, rgb: np.ndarray, share: float = TILE_SHARE):
-        """``detect`` on the whole frame and, when a tile is larger than the model's input, on each of its
-        ``tiles``; in frame pixels, not yet merged."""
-        found = [self.detect(rgb)]
+        """``detect`` on the whole frame and, when its tiles are larger than the model's input, on each of its
+        ``tiles``; in frame pixels, not yet merged, with each detection's detail (model input pixels per
+        frame pixel) for ``weighted_nms``."""
         h, w = rgb.shape[:2]
-        # A frame under two inputs wide holds faces the whole-frame pass already sees large enough.
-        for top, left, side in tiles(h, w, share) if share * max(h, w) > self.model.size else []:
+        boxes, points, scores = self.detect(rgb)
+        found = [(boxes, points, scores, np.full(len(scores), self.model.size / max(h, w, 1)))]
+        cut = tiles(h, w, share)
+        for top, left, side in cut if cut and cut[0][2] > self.model.size else []:
             boxes, points, scores = self.detect(np.ascontiguousarray(rgb[top:top + side, left:left + side]))
-            found.append((boxes + [left, top, left, top], points + [left, top], scores))
+            found.append((boxes + [left, top, left, top], points + [left, top], scores,
+                          np.full(len(scores), self.model.size / side)))
         return tuple(np.concatenate(parts) for parts in zip(*found))

@@ -284,10 +284,13 @@ class BlazeFaceDetector:
 
         rgb = _check_rgb(rgb)
         h, w = rgb.shape[:2]
-        found = [model.detect_tiled(rgb) if self.tiled else model.detect(rgb) for model in self._models]
-        boxes, points, scores = (np.concatenate(parts) for parts in zip(*found))
+        detail = None
+        if self.tiled:
+            boxes, points, scores, detail = self._models[0].detect_tiled(rgb)
+        else:
+            boxes, points, scores = (np.concatenate(parts) for parts in zip(*[m.detect(rgb) for m in self._models]))
         if (len(self._models) > 1 or self.tiled) and len(scores):  # a face two passes found is one face
-            boxes, points, scores = weighted_nms(boxes, points, scores)
+            boxes, points, scores = weighted_nms(boxes, points, scores, detail=detail)
         return _sorted([
             Detection((float(max(x0, 0)), float(max(y0, 0)), float(min(x1, w)), float(min(y1, h))), float(s),
                       tuple((float(x), float(y)) for x, y in five_points(p)),

@@ -20,7 +20,7 @@ except ImportError as missing:
     pytest.skip(f"BlazeFace is not installed: {missing}", allow_module_level=True)
 
 from faceprompt import detect  # noqa: E402
-from faceprompt.blazeface import BlazeFace, FacePresence, tiles  # noqa: E402
+from faceprompt.blazeface import BlazeFace, FacePresence, tiles, weighted_nms  # noqa: E402
 from faceprompt.book.photos import portrait_path  # noqa: E402
 from faceprompt.demo.pipeline import FacePipeline  # noqa: E402
 from faceprompt.detect import BlazeFaceDetector, Detection, demo_detector, get_detector  # noqa: E402
@@ -39,6 +39,28 @@ def test_tiles_cover_the_frame_and_overlap_by_a_quarter(height, width):
     for axis in (0, 1):
         starts = sorted({t[axis] for t in found})
         assert all(b - a <= side * 3 / 4 + 1 for a, b in zip(starts, starts[1:]))
+
+
+def test_a_face_two_passes_found_keeps_the_finer_pass_box_and_points():
+    boxes = np.array([[100.0, 100.0, 200.0, 200.0], [104.0, 98.0, 204.0, 198.0], [500.0, 500.0, 540.0, 540.0]])
+    points = np.stack([np.full((6, 2), 150.0), np.full((6, 2), 160.0), np.full((6, 2), 520.0)])
+    scores = np.array([0.95, 0.8, 0.7])  # the coarse pass is surer: its score stays, its points do not
+    merged_boxes, merged_points, merged_scores = weighted_nms(boxes, points, scores, detail=np.array([0.1, 0.4, 0.1]))
+    assert merged_scores.tolist() == [0.95, 0.7]
+    assert merged_boxes[0].tolist() == boxes[1].tolist() and (merged_points[0] == 160.0).all()
+    blended_boxes, _, _ = weighted_nms(boxes, points, scores)  # without detail: the score-weighted mean
+    assert 100.0 < blended_boxes[0][0] < 104.0
+
+
+def test_tiles_run_only_where_they_are_larger_than_the_model_input(monkeypatch):
+    model, calls = BlazeFace("short"), []
+    original = BlazeFace.detect
+    monkeypatch.setattr(BlazeFace, "detect", lambda self, rgb: calls.append(rgb.shape[:2]) or original(self, rgb))
+    model.detect_tiled(np.zeros((20, 4000, 3), np.uint8))  # tiles of 20 px: the whole frame only
+    model.detect_tiled(np.zeros((300, 300, 3), np.uint8))  # tiles of 120 px, under the 128-px input
+    assert calls == [(20, 4000), (300, 300)]
+    model.detect_tiled(np.zeros((480, 640, 3), np.uint8))
+    assert calls[2] == (480, 640) and set(calls[3:]) == {(256, 256)} and len(calls[3:]) == len(tiles(480, 640))
 
 
 def test_a_small_face_in_a_large_frame_is_found_by_the_tiles_only():
@@ -80,7 +102,8 @@ def test_an_unsure_box_without_a_face_is_rejected_with_the_reason_and_dropped(mo
     assert detector._rejection(rgb, face.box, np.asarray(face.landmarks)[[0, 1]], 0.55) == ""
     assert detector._rejection(rgb, below.box, np.asarray(face.landmarks)[[0, 1]], 0.9) == ""  # sure: unchecked
 
-    sure_and_not = [face, Detection(below.box, below.score, below.landmarks, reason)]
+    larger = (x0 - 20, y1 + 40, x1 + 20, y1 + 80 + (y1 - y0))  # larger than the face: pick_face would take it
+    sure_and_not = [face, Detection(larger, below.score, below.landmarks, reason)]
     monkeypatch.setattr(detector, "detect", lambda frame: sure_and_not)
     pipeline = FacePipeline(detector, FacePipeline.load().classifier)
     result = pipeline.annotate(Image.fromarray(rgb))
