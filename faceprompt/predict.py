@@ -13,8 +13,8 @@ from faceprompt.checkpoint import load_prompts
 from faceprompt.prompts import PromptModel, build_model
 from faceprompt.tasks import get_tasks
 
-# The crop the shipped model scores best with on held-out photos through the demo's detector
-# (benchmarks/bench_in_the_wild.py: gender and age better aligned, emotion ~3 points worse; see book/demo.md).
+# The crop the shipped model was trained on, and the better one on held-out photos through the demo's
+# detector (benchmarks/bench_in_the_wild.py --crop box|aligned; see book/demo.md).
 DEFAULT_CROP = "aligned"
 
 

@@ -166,3 +166,14 @@ def test_the_demo_falls_back_to_dlib_without_blazeface(monkeypatch):
 
     monkeypatch.setattr(BlazeFaceDetector, "check_installed", staticmethod(missing))
     assert demo_detector() == detect.DEFAULT_DETECTOR == "dlib"
+
+
+def test_a_missing_model_file_makes_the_demo_fall_back_to_dlib(monkeypatch, tmp_path):
+    import faceprompt.blazeface as blazeface
+
+    original = blazeface.model_path
+    monkeypatch.setattr(blazeface, "model_path", lambda name: str(tmp_path / "gone.tflite") if name == "mesh"
+                        else original(name))
+    with pytest.raises(ImportError, match="model files are missing"):
+        BlazeFaceDetector.check_installed()
+    assert demo_detector() == "dlib"

@@ -134,7 +134,7 @@ def test_detector_and_photo_tables_quote_every_detector_and_photo(tmp_path):
     write_json_atomic(tmp_path / wild.DETECTOR_FILES[0], blaze)
     write_json_atomic(tmp_path / wild.DETECTOR_FILES[1], dlib)
     photo = lambda faces, found, false: {"faces": faces, "labelled": found + false, "on_a_face": found,  # noqa: E731
-                                         "false": false, "dropped": [], "ms": 5.0}
+                                         "false": false, "dropped": [], "detect_ms": 5.0 + found}
     photos = {"command": "photos", "date": "2026-12-07T12:00:00+00:00", "cpus": 2, "load_average": [0.1, 0.1, 0.1],
               "results": {"blazeface": {"group": photo(6, 6, 0), "cat": photo(0, 0, 0)},
                           "dlib": {"group": photo(6, 5, 0), "cat": photo(0, 0, 1)}}}
@@ -148,5 +148,6 @@ def test_detector_and_photo_tables_quote_every_detector_and_photo(tmp_path):
     photo_table = G.GLUED["wild-photos-table"]
     assert photo_table.loc["group", "dlib"] == "5" and photo_table.loc["cat", "dlib"] == "0 (1 false)"
     assert photo_table.loc["all photos", "blazeface"] == "6" and photo_table.loc["all photos", "faces"] == 6
-    assert G.GLUED["wild-photos-dlib"] == "5 of 6 faces, 1 false boxes"
+    assert photo_table.loc["detection ms, median", "blazeface"] == "8.0"  # the median of 11.0 and 5.0
+    assert G.GLUED["wild-photos-dlib"] == "5 of 6 faces, 1 false box"
     assert G.GLUED["wild-photos-blazeface"] == "6 of 6 faces, 0 false boxes"

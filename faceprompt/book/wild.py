@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import inspect
 import math
+import statistics
 from pathlib import Path
 
 import pandas as pd
@@ -143,10 +144,20 @@ def release_table(earlier: dict[str, dict], current: dict) -> pd.DataFrame:
 
 def glue_releases(earlier_dirs: dict[str, str | Path], current_dir: str | Path, crop: str = "aligned") -> pd.DataFrame:
     """Glue ``wild-release-table`` (see ``release_table``) for the ``crop`` runs of the earlier releases'
-    results folders (by release name) and this release's."""
+    results folders (by release name) and this release's through the same detector
+    (``wild-release-detector``)."""
     earlier = {name: read_record(Path(d) / WILD_FILES[crop]) for name, d in earlier_dirs.items()}
-    table = release_table(earlier, read_record(Path(current_dir) / WILD_FILES[crop]))
-    return glue("wild-release-table", table, display=False)
+    detectors = {record["detector"] for record in earlier.values()}
+    if len(detectors) != 1:
+        raise ValueError(f"the earlier releases were recorded with different detectors: {sorted(detectors)}")
+    # this release through the same detector as the earlier ones, so the table compares models only
+    files = [Path(current_dir) / name for name in dict.fromkeys((WILD_FILES[crop], *DETECTOR_FILES))]
+    current = [r for r in map(read_record, filter(Path.is_file, files))
+               if r["crop"] == crop and r["detector"] in detectors]
+    if not current:
+        raise ValueError(f"{current_dir}: no {crop} record with detector {detectors.pop()}")
+    glue("wild-release-detector", current[0]["detector"])
+    return glue("wild-release-table", release_table(earlier, current[0]), display=False)
 
 
 def detector_table(records: list[dict]) -> pd.DataFrame:
@@ -177,6 +188,9 @@ def photos_table(record: dict) -> pd.DataFrame:
     rows["all photos"] = {"faces": totals[detectors[0]][1],
                           **{d: f"{found}" + (f" ({false} false)" if false else "") for d, (found, _, false)
                              in totals.items()}}
+    if all("detect_ms" in r for d in detectors for r in record["results"][d].values()):
+        median = {d: statistics.median(r["detect_ms"] for r in record["results"][d].values()) for d in detectors}
+        rows["detection ms, median"] = {"faces": "", **{d: f"{ms:.1f}" for d, ms in median.items()}}
     return pd.DataFrame.from_dict(rows, orient="index").rename_axis("photo")
 
 
@@ -195,7 +209,7 @@ def glue_detectors(results_dir: str | Path) -> pd.DataFrame:
     glue("wild-photos-run", run_line(photos))
     for detector in photos["results"]:
         found, faces, false = photo_totals(photos, detector)
-        glue(f"wild-photos-{detector}", f"{found} of {faces} faces, {false} false boxes")
+        glue(f"wild-photos-{detector}", f"{found} of {faces} faces, {false} false box{'es' if false != 1 else ''}")
     glue("wild-photos-table", photos_table(photos), display=False)
     return glue("wild-detectors-table", detector_table(records), display=False)
 
@@ -229,6 +243,9 @@ def glue_demo_timings(results_dir: str | Path) -> pd.DataFrame:
     default = record["settings"]["default"]["median_ms"]
     glue("demo-cpu-default-detect-ms", f"{default['detect'] + default['align']:.0f}")
     start = record["start_up"]
+    if "predict_one_s" not in start:
+        raise ValueError(f"{results_dir}: {DEMO_CPU_FILE} predates the timing of a whole 'faceprompt predict': "
+                         "record it again with benchmarks/bench_demo_cpu.py --json")
     glue("demo-cpu-startup", f"{start['beyond_torch_s']:.2f} s after the {start['import_torch_s']:.2f} s of importing "
          "torch" + (f" ({start['beyond_torch_one_thread_s']:.2f} s with --threads 1)" if "beyond_torch_one_thread_s" in start
             else ""))

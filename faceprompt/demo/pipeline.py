@@ -36,10 +36,11 @@ from faceprompt.predict import DEFAULT_CROP, FaceClassifier, TaskPrediction, as_
 DEFAULT_MAX_FACES = 32
 NO_FACE_MESSAGE = "no face found"
 # Lowest detector score labelled: about the 1% quantile of the largest detection's score on held-out
-# single-face photos (benchmarks/bench_in_the_wild.py; dlib: UTKFace 0.045, facial_expressions 0.078;
-# BlazeFace: 0.574, 0.550 and FER+ 0.516 above MediaPipe's own 0.5), so 99% of true faces stay. Other
-# detectors keep their own threshold. BlazeFace's false boxes score 0.50-0.58 too: its face-mesh check
-# (``detect.BlazeFaceDetector``), not the score, drops them.
+# single-face photos (benchmarks/bench_in_the_wild.py; dlib: UTKFace 0.045, facial_expressions 0.078), so
+# 99% of true faces stay. BlazeFace keeps MediaPipe's own 0.5, under its 1% quantiles (0.516-0.574); its
+# second boxes in those photos scored 0.50-0.58 too (benchmarks/results/cpu-2026-12-07/in_the_wild_blazeface.json),
+# so its face-mesh check (``detect.BlazeFaceDetector``), not the score, drops them. Other detectors keep
+# their own threshold.
 MIN_SCORES = {"dlib": 0.05, "blazeface": 0.5}
 # Faces smaller than this (box side, pixels) carry too little detail to label.
 DEFAULT_MIN_SIZE = 20
@@ -266,19 +267,22 @@ class FacePipeline:
         """The detections to label, and the dropped ones with why (score below ``min_score``, a box side
         below ``min_size`` pixels, the detector's own check found no face, or it lies within a larger kept box)."""
         kept, dropped = [], []
-        for d in sorted(detections, key=lambda d: -d.area):  # larger boxes first, so a box inside one is seen
+        by_area = sorted(range(len(detections)), key=lambda i: -detections[i].area)  # a box inside one: seen after
+        for i in by_area:
+            d = detections[i]
             side = min(d.width, d.height)
-            holder = inside_larger(d.box, [k.box for k in kept])
+            inside = inside_larger(d.box, [detections[k].box for k, _ in kept]) is not None
             reason = (f"score {d.score:.3f} < {self.min_score:g}" if d.score < self.min_score else
                       f"size {side:.0f} px < {self.min_size:g} px" if side < self.min_size else
                       f"not a face: {d.rejected}" if d.rejected else
-                      "not a face: inside a larger face's box" if holder is not None else "")
+                      "not a face: inside a larger face's box" if inside else "")
             if reason:
-                dropped.append({"box": [round(v, 1) for v in d.box], "score": round(d.score, 4), "reason": reason})
+                dropped.append((i, {"box": [round(v, 1) for v in d.box], "score": round(d.score, 4),
+                                    "reason": reason}))
             else:
-                kept.append(d)
-        order = {id(d): i for i, d in enumerate(detections)}  # the detector's order (best first) again
-        return sorted(kept, key=lambda d: order[id(d)]), dropped
+                kept.append((i, d))
+        # the detector's order (best first) again
+        return [d for _, d in sorted(kept, key=lambda x: x[0])], [e for _, e in sorted(dropped, key=lambda x: x[0])]
 
     def drop_non_faces(self, rgb: np.ndarray, faces: list[Detection], crops: list,
                        dropped: list[dict]) -> tuple[list, list]:

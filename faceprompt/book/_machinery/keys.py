@@ -208,7 +208,7 @@ KEYS: tuple[GlueKey, ...] = tuple(
     + _family("70_recorded", "wild.glue_wild", "wild-table", "wild-n", "wild-images", "wild-runs", "wild-detector",
               "wild-other-boxes", "wild-interval", "wild-speed-box", "wild-speed-aligned", "wild-gain-{task}",
               "wild-q1")
-    + _family("70_recorded", "wild.glue_releases", "wild-release-table")
+    + _family("70_recorded", "wild.glue_releases", "wild-release-table", "wild-release-detector")
     + _family("70_recorded", "wild.glue_detectors", "wild-detectors-table", "wild-photos-table", "wild-photos-run",
               "wild-photos-{detector}")
     + _family("70_recorded", "wild.glue_demo_timings", "demo-cpu-table", "demo-cpu-run", "demo-cpu-backbone",
