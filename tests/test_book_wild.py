@@ -113,10 +113,11 @@ def test_demo_timing_table_quotes_every_setting_of_the_json(tmp_path):
     assert table.loc["unoptimised", "frame ms"] == "160.2" and table.loc["default", "frame ms, p90"] == "130.0"
     assert table.loc["unoptimised", "labels"] == "same" and table.loc["default", "labels"] == "2 face(s) differ"
     assert table.loc["default", "certain labels"] == "1 face(s) differ"
-    assert G.GLUED["demo-cpu-default-ms"] == "120" and G.GLUED["demo-cpu-within"] == "default"
+    assert G.GLUED["demo-cpu-default-ms"] == "120" and G.GLUED["demo-cpu-within"] == "“default”"
     assert G.GLUED["demo-cpu-target-ms"] == "150" and "bench_demo_cpu.py --json x" in G.GLUED["demo-cpu-run"]
     assert G.GLUED["demo-cpu-default-detect-ms"] == "110"  # detect 80 + align 30
-    assert G.GLUED["demo-cpu-startup"] == "1.40 s after the 1.50 s of importing torch (1.30 s with --threads 1)"
+    assert G.GLUED["demo-cpu-startup"] == ("in 2.90 s, 1.40 s more than importing torch alone (1.50 s); with "
+                                           "--threads 1, 1.30 s more")
 
 
 def _wild_record(detector: str, rate: float, accuracy: float, others: list, dropped: dict) -> dict:

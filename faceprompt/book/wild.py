@@ -162,17 +162,20 @@ def glue_releases(earlier_dirs: dict[str, str | Path], current_dir: str | Path, 
 
 def detector_table(records: list[dict]) -> pd.DataFrame:
     """Rows (dataset, detector) of ``bench_in_the_wild.py`` runs that differ in their detector: faces
-    labelled, other boxes labelled in these single-face photos, boxes dropped, accuracy per task, speed."""
+    labelled (a face found, or a face-sized photo taken whole: those counted apart), other boxes labelled in
+    these single-face photos, boxes dropped, accuracy per task, speed."""
     rows = {}
     for record in records:
         for dataset, r in record["results"].items():
-            row = {"labelled": percent(r["detection_rate"]), "other boxes labelled": len(r["other_box_scores"]),
+            row = {"labelled": percent(r["detection_rate"]), "taken whole": r.get("whole_image", 0),
+                   "other boxes labelled": len(r["other_box_scores"]),
                    "dropped": sum(r.get("dropped_boxes", {}).values())}
             row.update({task: percent(r["accuracy"][task]) for task in TASKS if task in r["accuracy"]})
             rows[(dataset, record["detector"])] = {**row, "img/s": f"{r['faces_per_s']:.1f}"}
     table = pd.DataFrame.from_dict(rows, orient="index").fillna("").rename_axis(["dataset", "detector"])
     order = {d: i for i, d in enumerate(dict.fromkeys(d for d, _ in rows))}
-    columns = [c for c in ("labelled", "other boxes labelled", "dropped", *TASKS, "img/s") if c in table]
+    columns = [c for c in ("labelled", "taken whole", "other boxes labelled", "dropped", *TASKS, "img/s")
+               if c in table]
     return table.sort_index(level=0, key=lambda index: index.map(order), sort_remaining=False)[columns]
 
 
@@ -239,16 +242,16 @@ def glue_demo_timings(results_dir: str | Path) -> pd.DataFrame:
     glue("demo-cpu-repeats", str(record["repeats"]))
     glue("demo-cpu-default-ms", f"{record['settings']['default']['median_ms']['frame']:.0f}")
     glue("demo-cpu-target-ms", f"{record['target_ms']:g}")
-    glue("demo-cpu-within", ", ".join(record["within_target"]) or "none")
+    glue("demo-cpu-within", " and ".join(f"“{name}”" for name in record["within_target"]) or "none")
     default = record["settings"]["default"]["median_ms"]
     glue("demo-cpu-default-detect-ms", f"{default['detect'] + default['align']:.0f}")
     start = record["start_up"]
     if "predict_one_s" not in start:
         raise ValueError(f"{results_dir}: {DEMO_CPU_FILE} predates the timing of a whole 'faceprompt predict': "
                          "record it again with benchmarks/bench_demo_cpu.py --json")
-    glue("demo-cpu-startup", f"{start['beyond_torch_s']:.2f} s after the {start['import_torch_s']:.2f} s of importing "
-         "torch" + (f" ({start['beyond_torch_one_thread_s']:.2f} s with --threads 1)" if "beyond_torch_one_thread_s" in start
-            else ""))
+    glue("demo-cpu-startup", f"in {start['predict_one_s']:.2f} s, {start['beyond_torch_s']:.2f} s more than importing "
+         f"torch alone ({start['import_torch_s']:.2f} s); with --threads 1, "
+         f"{start['beyond_torch_one_thread_s']:.2f} s more")
     return glue("demo-cpu-table", demo_timing_table(record), display=False)
 
 
