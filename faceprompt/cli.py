@@ -27,7 +27,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("faceprompt.commands.train", "train a prompt method from a config file"),
     "evaluate": ("faceprompt.commands.evaluate", "evaluate a run (or zero-shot) on prepared datasets"),
     "bench": ("faceprompt.commands.bench", "latency, throughput and memory of methods against zero-shot"),
-    "demo": ("faceprompt.demo.cli", "detect faces in images or videos and label each one"),
+    "demo": ("faceprompt.commands.demo", "detect faces in images or videos and label each one"),
     "pretrain": ("faceprompt.commands.pretrain", "contrastive image-text pretraining of a small face model"),
 }
 PACKAGE_DIR = Path(__file__).resolve().parent

@@ -255,7 +255,7 @@ def write(path: Path, data: bytes) -> Path:
 @pytest.fixture
 def loaded(monkeypatch, pipeline):
     """The CLI reuses the module's pipeline: its model loading is tested once, in test_cli_image_with_json."""
-    import faceprompt.demo.cli as cli
+    import faceprompt.commands.demo as cli
 
     monkeypatch.setattr(cli.FacePipeline, "load", lambda *args, **kwargs: pipeline)
     return pipeline

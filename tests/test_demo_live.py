@@ -45,7 +45,7 @@ def test_an_error_of_the_source_reaches_the_consumer():
 
 
 def test_the_webcam_path_writes_its_frame_rate_and_drops(tmp_path, monkeypatch):
-    from faceprompt.demo import cli
+    from faceprompt.commands import demo as cli
 
     class SlowPipeline:
         classifier = type("C", (), {"describe": staticmethod(lambda: {"method": "stand-in"})})()
