@@ -64,6 +64,7 @@ def test_tiles_run_only_where_they_are_larger_than_the_model_input(monkeypatch):
 
 
 def test_a_small_face_in_a_large_frame_is_found_by_the_tiles_only():
+    h.require_utkface()  # skips, with the reason, without the shared data
     face = h.detectable_faces(1)[0].resize((150, 150))
     canvas = Image.new("RGB", (1280, 720), (118, 124, 130))
     canvas.paste(face, (900, 420))
