@@ -19,8 +19,8 @@ from pathlib import Path
 
 from PIL import Image
 
-from faceprompt.commands.options import (add_compile_arguments, device, fraction, margin, non_negative_float,
-                                        non_negative_int, port, positive_int)
+from faceprompt.commands.options import (add_compile_arguments, add_model_arguments, device, fraction, margin,
+                                        non_negative_float, non_negative_int, port, positive_int)
 from faceprompt.data.images import load_rgb
 from faceprompt.io import write_json_atomic
 from faceprompt.demo.media import (LatestFrame, VideoReadError, VideoWriter, folder_images, input_kind, iter_frames,
@@ -42,20 +42,13 @@ LABEL_RULES = (
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     from faceprompt.detect import demo_detector
-    from faceprompt.predict import default_backbone
 
     parser.add_argument("input", nargs="?", help="an image, a folder of images, or a video file")
     parser.add_argument("--webcam", type=non_negative_int, default=None, metavar="INDEX",
                         help="read camera INDEX instead")
     parser.add_argument("--out", default=None, metavar="DIR", help="where annotated images/videos go")
     parser.add_argument("--json", action="store_true", help="also write DIR/<name>.json per input")
-    parser.add_argument("--backbone", default=None, help=f"backbone name (default: {default_backbone()})")
-    parser.add_argument("--weights", default=None, help="'random', a weights file, or local-dir:FOLDER")
-    parser.add_argument("--prompts", default=None, metavar="RUN_DIR",
-                        help="a trained run, or its prompts.safetensors (default: the run tuned on the "
-                             "embedded model that ships with it)")
-    parser.add_argument("--zero-shot", action="store_true",
-                        help="the bare pretrained backbone with its hand-written prompts, no tuned run")
+    add_model_arguments(parser)
     parser.add_argument("--detector", default=None, help=f"face detector (default: {demo_detector()})")
     parser.add_argument("--margin", type=margin, default=0.25,
                         help="crop margin per side, fraction of the face")

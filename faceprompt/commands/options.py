@@ -66,6 +66,20 @@ def device(text: str) -> str:
         raise argparse.ArgumentTypeError(str(err).removeprefix("device: ")) from None
 
 
+def add_model_arguments(parser: argparse.ArgumentParser) -> None:
+    """The model that answers in `predict` and `demo`: backbone, its weights, and the prompts (a trained run,
+    the shipped tuned one by default, or none)."""
+    from faceprompt.predict import default_backbone
+
+    parser.add_argument("--backbone", default=None, help=f"backbone name (default: {default_backbone()})")
+    parser.add_argument("--weights", default=None, help="'random', a weights file, or local-dir:FOLDER")
+    parser.add_argument("--prompts", default=None, metavar="RUN_DIR",
+                        help="a trained run, or its prompts.safetensors (default: the run tuned on the "
+                             "embedded model that ships with it)")
+    parser.add_argument("--zero-shot", action="store_true",
+                        help="the bare pretrained backbone with its hand-written prompts, no tuned run")
+
+
 def add_compile_arguments(parser: argparse.ArgumentParser, static: bool = False) -> None:
     """``--compile`` (torch.compile of the image path) and, for per-image latency, ``--static``."""
     parser.add_argument("--compile", action="store_true",

@@ -4,20 +4,14 @@ from __future__ import annotations
 import argparse
 import json
 
-from faceprompt.commands.options import add_compile_arguments, device, positive_int
+from faceprompt.commands.options import add_compile_arguments, add_model_arguments, device, positive_int
 from faceprompt.align import CROP_MODES
-from faceprompt.predict import DEFAULT_CROP, FaceClassifier, as_json, compile_mode, default_backbone
+from faceprompt.predict import DEFAULT_CROP, FaceClassifier, as_json, compile_mode
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("image", help="a face image (already cropped to the face)")
-    parser.add_argument("--backbone", default=None, help=f"backbone name (default: {default_backbone()})")
-    parser.add_argument("--weights", default=None, help="'random', a weights file, or local-dir:FOLDER")
-    parser.add_argument("--prompts", default=None, metavar="RUN_DIR",
-                        help="a trained run, or its prompts.safetensors (default: the run tuned on the "
-                             "embedded model that ships with it)")
-    parser.add_argument("--zero-shot", action="store_true",
-                        help="the bare pretrained backbone with its hand-written prompts, no tuned run")
+    add_model_arguments(parser)
     parser.add_argument("--device", type=device, default="cpu", help="cpu, cuda, cuda:1 or auto")
     parser.add_argument("--crop", choices=CROP_MODES, default=DEFAULT_CROP,
                         help=f"aligned: landmarks onto the face template; box: the image as given "
